@@ -1,0 +1,14 @@
+"""The ``genrekit`` command line: typer sub-commands, one module per job.
+
+Each command parses options, builds a config, calls one library function and turns the outcome
+into output and an exit code. Library errors become one red line, never a traceback.
+"""
+
+from __future__ import annotations
+
+from . import data
+from ._app import app, main
+
+__all__ = ["app", "main"]
+
+data.register(app)

@@ -1,0 +1,69 @@
+"""The typer application and what every command shares: the console and error handling."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from ..exceptions import GenrekitError
+
+__all__ = ["app", "main", "console", "err_console", "handle_errors", "progress_bar"]
+
+app = typer.Typer(
+    name="genrekit",
+    help="Music genre classification: prepare features, train and evaluate leak-free, classify your music.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@contextmanager
+def handle_errors() -> Iterator[None]:
+    """Turn genrekit errors into a one-line message and exit code 2."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=FutureWarning)
+            yield
+    except GenrekitError as e:
+        err_console.print(f"[bold red]error:[/] {e}")
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/]")
+        raise typer.Exit(130) from None
+
+
+@contextmanager
+def progress_bar(description: str, total: int | None = None) -> Iterator[Callable[[int, int, str], None]]:
+    """A rich progress bar with ETA; yields a ``(done, total, item)`` callback for library functions."""
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=False,
+        disable=not err_console.is_terminal and "--progress" not in sys.argv,
+    ) as progress:
+        task = progress.add_task(description, total=total)
+
+        def update(done: int, total: int, item: str) -> None:
+            progress.update(task, completed=done, total=total)
+
+        yield update
+
+
+def main() -> None:
+    app()

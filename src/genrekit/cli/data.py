@@ -1,0 +1,114 @@
+"""``genrekit prepare`` and ``genrekit info``: from audio files to a feature store, and what it holds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from ..config import FeatureConfig
+from ._app import console, err_console, handle_errors, progress_bar
+
+__all__ = ["register", "prepare", "info"]
+
+
+def prepare(
+    data: Annotated[Path, typer.Argument(help="Dataset folder (<label>/<audio files>, GTZAN genres_original/ or genres/, or their parent) or a CSV manifest path,label[,track_id,group].")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Store folder to create or update.")],
+    features: Annotated[str, typer.Option(help="Feature kind: logmel (the original) or musicnn (pretrained embeddings).")] = "logmel",
+    config: Annotated[Optional[Path], typer.Option(help="JSON file with FeatureConfig fields (e.g. a store's store.json feature_config).")] = None,
+    scaling: Annotated[Optional[str], typer.Option(help="logmel scaling: seed (per-segment max, the original) or standard (fixed reference).")] = None,
+    segment_seconds: Annotated[Optional[float], typer.Option(help="Segment length in seconds (default 3).")] = None,
+    hop_seconds: Annotated[Optional[float], typer.Option(help="Hop between segment starts in seconds (default = segment length).")] = None,
+    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", help="Worker processes (default: all cores).")] = None,
+    strict: Annotated[bool, typer.Option(help="Exit 1 when any file could not be used.")] = False,
+) -> None:
+    """Decode, segment and featurize every track of DATA into the store OUT.
+
+    Re-running with unchanged inputs does no work; new or changed files are processed alone.
+    Unreadable files are reported by name and skipped.
+
+    Examples:
+
+      genrekit prepare ~/data/gtzan/genres_original --out stores/gtzan
+
+      genrekit prepare my_music/ --out stores/mine --features musicnn --jobs 2
+    """
+    from ..store import prepare_store
+
+    with handle_errors():
+        feature_config = _feature_config(features, config, scaling, segment_seconds, hop_seconds)
+        with progress_bar("prepare") as update:
+            report = prepare_store(data, out, feature_config, jobs=jobs, on_progress=update)
+    for message in sorted(set(report.warnings)):
+        err_console.print(f"[yellow]warning:[/] {message}")
+    for path, reason in report.errors:
+        err_console.print(f"[red]skipped[/] {path}: {reason.removeprefix(path + ': ')}")
+    state = "up to date" if report.up_to_date else f"{report.n_computed} computed, {report.n_cached} from cache"
+    console.print(
+        f"[bold green]store[/] {out}: {report.n_tracks - len(report.errors)} tracks, {report.n_segments} segments "
+        f"({state}), {len(report.errors)} skipped, {report.seconds:.1f} s"
+    )
+    if strict and report.errors:
+        raise typer.Exit(1)
+
+
+def _feature_config(
+    kind: str, config: Path | None, scaling: str | None, segment_seconds: float | None, hop_seconds: float | None
+) -> FeatureConfig:
+    from dataclasses import replace
+
+    base = FeatureConfig.from_dict(json.loads(config.read_text())) if config else FeatureConfig.for_kind(kind)  # type: ignore[arg-type]
+    if scaling is not None:
+        base = replace(base, scaling=scaling)  # type: ignore[arg-type]
+    if segment_seconds is not None or hop_seconds is not None:
+        seg = segment_seconds if segment_seconds is not None else base.audio.segment_seconds
+        hop = hop_seconds if hop_seconds is not None else seg
+        base = replace(base, audio=replace(base.audio, segment_seconds=seg, hop_seconds=hop))
+    return base
+
+
+def info(store: Annotated[Path, typer.Argument(help="A store folder made by `genrekit prepare`.")],
+         split: Annotated[str, typer.Option(help="Also count tracks per partition for this split strategy: filtered, random, kfold or leaky-segments.")] = "random",
+         seed: Annotated[int, typer.Option(help="Split seed.")] = 0) -> None:
+    """Show what a store holds: tracks and segments per label and partition, errors and config.
+
+    Example:
+
+      genrekit info stores/gtzan --split filtered
+    """
+    from ..splits import SplitConfig, make_split, segment_partitions
+    from ..store import open_store
+
+    with handle_errors():
+        st = open_store(store)
+        split_obj = make_split(st.tracks, SplitConfig(strategy=split, seed=seed))  # type: ignore[arg-type]
+    parts = segment_partitions(split_obj, st.track_ids)
+    track_part = {t.track_id: split_obj.partition.get(t.track_id, "") for t in st.tracks}
+    table = Table(title=f"{store} ({st.meta['n_tracks']} tracks, {st.meta['n_segments']} segments, split {split})")
+    for col in ("label", "tracks", "segments", "train", "val", "test"):
+        table.add_column(col, justify="left" if col == "label" else "right")
+    for label, counts in st.summary().items():
+        if split_obj.leaky:
+            per = [str(int(((st.labels == label) & (parts == p)).sum())) + " seg" for p in ("train", "val", "test")]
+        else:
+            per = [str(sum(1 for t in st.tracks if t.label == label and track_part[t.track_id] == p)) for p in ("train", "val", "test")]
+        table.add_row(label, str(counts["tracks"]), str(counts["segments"]), *per)
+    console.print(table)
+    for note in split_obj.notes:
+        console.print(f"[cyan]note:[/] {note}")
+    cfg = st.config
+    console.print(f"features: {cfg.kind}, shape {tuple(st.meta['feature_shape'])}, scaling {cfg.scaling}, "
+                  f"{cfg.audio.sample_rate} Hz, segments {cfg.audio.segment_seconds:g} s / hop {cfg.audio.hop_seconds:g} s")
+    if st.errors:
+        console.print(f"[red]{len(st.errors)} files skipped:[/]")
+        for path, reason in st.errors:
+            console.print(f"  {path}: {reason.removeprefix(path + ': ')}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(prepare)
+    app.command()(info)

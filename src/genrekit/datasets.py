@@ -1,0 +1,152 @@
+"""Discover labeled tracks: GTZAN (Kaggle or original layout), any ``<label>/<audio files>`` folder, or a CSV manifest."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import re
+import warnings
+from collections import defaultdict
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from .audio import is_audio_file
+from .exceptions import DatasetError, DatasetWarning
+
+__all__ = ["GTZAN_GENRES", "Track", "discover", "file_hash", "find_duplicates", "with_hashes"]
+
+GTZAN_GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")
+_GTZAN_NAME = re.compile(r"^[a-z]+\.\d{5}$")
+# Folder names of the common GTZAN copies, tried when given their parent (Kaggle zip: Data/genres_original).
+_KNOWN_ROOTS = ("genres_original", "genres", "Data/genres_original", "gtzan/genres")
+
+
+@dataclass(frozen=True)
+class Track:
+    """One labeled audio file.
+
+    ``track_id`` is stable across machines: the GTZAN name (``blues.00042``) when the file follows that
+    pattern, else ``<label>/<path relative to the label folder, without extension>``.
+    ``group`` (e.g. artist) keeps tracks together in splits; ``content_hash`` identifies byte-identical files.
+    """
+
+    track_id: str
+    label: str
+    path: Path
+    group: str | None = None
+    content_hash: str | None = None
+
+
+def file_hash(path: Path) -> str:
+    """BLAKE2b digest of a file's bytes (what the feature cache and duplicate detection key on)."""
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _resolve_root(root: Path) -> Path:
+    for name in _KNOWN_ROOTS:
+        if (root / name).is_dir():
+            return root / name
+    subdirs = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    has_audio = any(is_audio_file(p) for p in root.iterdir() if p.is_file())
+    if len(subdirs) == 1 and not has_audio and not any(is_audio_file(p) for p in subdirs[0].iterdir() if p.is_file()):
+        return _resolve_root(subdirs[0])
+    return root
+
+
+def _track_id(label: str, rel: Path) -> str:
+    stem = rel.with_suffix("").as_posix()
+    return stem if _GTZAN_NAME.match(stem) else f"{label}/{stem}"
+
+
+def _from_folder(root: Path) -> list[Track]:
+    tracks = []
+    for label_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for path in sorted(label_dir.rglob("*")):
+            if path.is_file() and is_audio_file(path) and not any(part.startswith(".") for part in path.relative_to(label_dir).parts):
+                tracks.append(Track(_track_id(label_dir.name, path.relative_to(label_dir)), label_dir.name, path))
+    return tracks
+
+
+def _from_manifest(manifest: Path) -> list[Track]:
+    with open(manifest, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = {"path", "label"} - set(reader.fieldnames or ())
+        if missing:
+            raise DatasetError(f"{manifest}: manifest needs columns path,label[,track_id,group]; missing {sorted(missing)}")
+        tracks = []
+        for row in reader:
+            path = Path(row["path"])
+            path = path if path.is_absolute() else manifest.parent / path
+            track_id = row.get("track_id") or _track_id(row["label"], Path(path.name))
+            tracks.append(Track(track_id, row["label"], path, row.get("group") or None))
+    return tracks
+
+
+def discover(source: str | Path, *, hashes: bool = True) -> list[Track]:
+    """List the labeled tracks under ``source``.
+
+    Parameters
+    ----------
+    source : path
+        A folder of ``<label>/<audio files>`` (GTZAN's ``genres_original/`` or ``genres/``, or their
+        parent), or a CSV manifest with columns ``path,label[,track_id,group]`` (paths relative to it).
+    hashes : bool, default=True
+        Compute each file's content hash (needed for duplicates and the feature cache).
+
+    Returns
+    -------
+    list of Track, sorted by track id.
+
+    Raises
+    ------
+    DatasetError
+        ``source`` does not exist, holds no audio, or two files share a track id.
+    """
+    source = Path(source)
+    if not source.exists():
+        raise DatasetError(f"{source}: no such file or folder")
+    if source.is_file():
+        if source.suffix.lower() != ".csv":
+            raise DatasetError(f"{source}: expected a folder of <label>/<audio files> or a CSV manifest")
+        tracks = _from_manifest(source)
+    else:
+        tracks = _from_folder(_resolve_root(source))
+    if not tracks:
+        raise DatasetError(
+            f"{source}: no audio files found; expected <label>/<file> with extensions wav, au, flac, ogg or mp3"
+        )
+    seen: dict[str, Path] = {}
+    for t in tracks:
+        if t.track_id in seen:
+            raise DatasetError(f"track id {t.track_id!r} is used by both {seen[t.track_id]} and {t.path}")
+        seen[t.track_id] = t.path
+    tracks.sort(key=lambda t: t.track_id)
+    if hashes:
+        tracks = with_hashes(tracks)
+        for group in find_duplicates(tracks):
+            warnings.warn(f"byte-identical files (kept on one side of every split): {', '.join(group)}", DatasetWarning, stacklevel=2)
+    return tracks
+
+
+def with_hashes(tracks: list[Track]) -> list[Track]:
+    """Tracks with ``content_hash`` filled in; unreadable files keep ``None`` (decoding reports them later)."""
+    out = []
+    for t in tracks:
+        try:
+            out.append(replace(t, content_hash=t.content_hash or file_hash(t.path)))
+        except OSError:
+            out.append(t)
+    return out
+
+
+def find_duplicates(tracks: list[Track]) -> list[list[str]]:
+    """Groups of track ids whose files are byte-identical."""
+    by_hash: dict[str, list[str]] = defaultdict(list)
+    for t in tracks:
+        if t.content_hash is not None:
+            by_hash[t.content_hash].append(t.track_id)
+    return [ids for ids in by_hash.values() if len(ids) > 1]

@@ -1,0 +1,55 @@
+"""Exception and warning types raised by genrekit.
+
+Every error derives from :class:`GenrekitError` and also from the matching builtin, so
+``except ValueError`` keeps working for callers that do not know genrekit.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "GenrekitError",
+    "ParameterError",
+    "AudioDecodeError",
+    "DatasetError",
+    "StoreError",
+    "ModelNotFoundError",
+    "GenrekitWarning",
+    "AudioWarning",
+    "DatasetWarning",
+]
+
+
+class GenrekitError(Exception):
+    """Root of all genrekit errors."""
+
+
+class ParameterError(GenrekitError, ValueError):
+    """A parameter has a value outside its allowed range or set."""
+
+
+class AudioDecodeError(GenrekitError, ValueError):
+    """A file could not be decoded into usable audio; the message names the file and the reason."""
+
+
+class DatasetError(GenrekitError, ValueError):
+    """A dataset folder or manifest cannot be read as labeled audio."""
+
+
+class StoreError(GenrekitError, OSError):
+    """A feature store is missing, incomplete or was built with another configuration."""
+
+
+class ModelNotFoundError(GenrekitError, LookupError):
+    """A model name, run folder or file does not exist; the message lists what does."""
+
+
+class GenrekitWarning(UserWarning):
+    """Root of all genrekit warnings."""
+
+
+class AudioWarning(GenrekitWarning):
+    """Audio was decoded but something is off (truncated file, padded short track, ...)."""
+
+
+class DatasetWarning(GenrekitWarning):
+    """A dataset has an oddity worth knowing (duplicates, tracks outside a split list, ...)."""

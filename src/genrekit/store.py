@@ -1,0 +1,357 @@
+"""The feature store: per-segment features of a whole dataset in one memory-mapped float16 array.
+
+Layout of a store folder::
+
+    store.json     config, counts, format version; written last, so its presence means "complete"
+    features.npy   float16 array of shape (n_segments, *feature_shape), read memory-mapped
+    segments.csv   one row per segment: track_id, label, segment_index, start_s, path
+    tracks.csv     one row per stored track: track_id, label, path, content_hash, group, n_segments, first_segment
+    errors.csv     files that could not be used: path, reason
+    cache/<config hash>/<content hash>.npz   per-track features; what makes re-runs and updates cheap
+
+Per-file work (:func:`process_file`) is a pure function of (file, config); only the calling process
+writes, so the same functions can run on a cluster.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import shutil
+import time
+import warnings
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .audio import load_segments
+from .config import FeatureConfig, config_hash
+from .datasets import Track, discover
+from .exceptions import GenrekitError, StoreError
+from .features import extract_features, feature_shape
+
+__all__ = ["FORMAT_VERSION", "FileResult", "PrepareReport", "FeatureStore", "process_file", "prepare_store", "open_store"]
+
+FORMAT_VERSION = 1
+_STORE_JSON = "store.json"
+ProgressCallback = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """What processing one file gave: features and segment start times, or the reason it failed."""
+
+    path: str
+    features: np.ndarray | None = None
+    starts: np.ndarray | None = None
+    error: str | None = None
+    warnings: tuple[str, ...] = ()
+
+
+def process_file(path: str | Path, config: FeatureConfig) -> FileResult:
+    """Decode, segment and featurize one file. Never raises for bad audio: the reason is returned."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            segments, starts = load_segments(path, config.audio)
+            features = extract_features(segments, config).astype(np.float16)
+        except GenrekitError as e:
+            return FileResult(str(path), error=str(e), warnings=tuple(str(w.message) for w in caught))
+        except Exception as e:  # a decoder or feature failure on one file must not stop a batch
+            return FileResult(str(path), error=f"{path}: {type(e).__name__}: {e}", warnings=tuple(str(w.message) for w in caught))
+    return FileResult(str(path), features, starts, warnings=tuple(str(w.message) for w in caught))
+
+
+@dataclass
+class PrepareReport:
+    """Summary of a :func:`prepare_store` run."""
+
+    store: Path
+    n_tracks: int = 0
+    n_computed: int = 0
+    n_cached: int = 0
+    n_segments: int = 0
+    up_to_date: bool = False
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _process_all(
+    paths: list[str], config: FeatureConfig, jobs: int, on_result: Callable[[FileResult], None]
+) -> None:
+    if jobs <= 1 or len(paths) <= 1:
+        for p in paths:
+            on_result(process_file(p, config))
+        return
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("forkserver"), initializer=_init_worker) as pool:
+        pending: set[Future[FileResult]] = set()
+        todo = iter(paths)
+        for p in todo:
+            pending.add(pool.submit(process_file, p, config))
+            if len(pending) >= 4 * jobs:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    on_result(fut.result())
+        for fut in pending:
+            on_result(fut.result())
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _write_csv(path: Path, header: list[str], rows: Iterator[list[Any]] | list[list[Any]]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def _tracks_digest(tracks: list[Track], config_key: str) -> str:
+    digest = hashlib.blake2b(config_key.encode(), digest_size=16)
+    for t in tracks:
+        digest.update(f"{t.track_id}\0{t.label}\0{t.path}\0{t.content_hash}\0{t.group}\n".encode())
+    return digest.hexdigest()
+
+
+def _cache_file(cache_dir: Path, track: Track) -> Path:
+    return cache_dir / f"{track.content_hash}.npz"
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def prepare_store(
+    source: str | Path | list[Track],
+    out: str | Path,
+    config: FeatureConfig | None = None,
+    *,
+    jobs: int | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> PrepareReport:
+    """Build or update the feature store ``out`` from a dataset.
+
+    Unchanged files are read from the store's cache; new or changed files are computed in parallel;
+    unreadable files are listed in ``errors.csv`` and the report, and every other file is stored.
+    With another feature config than the existing store's, the store is rebuilt from scratch.
+
+    Parameters
+    ----------
+    source : path or list of Track
+        Anything :func:`genrekit.datasets.discover` accepts, or tracks already discovered.
+    out : path
+        Store folder (created if needed).
+    config : FeatureConfig, optional
+        Defaults to the original pipeline's log-mel.
+    jobs : int, optional
+        Worker processes; defaults to all cores.
+    on_progress : callable(done, total, path), optional
+        Called after each file (the CLI draws a progress bar with it).
+    """
+    start = time.perf_counter()
+    config = config or FeatureConfig()
+    jobs = jobs or os.cpu_count() or 1
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tracks = discover(source) if not isinstance(source, list) else source
+    key = config_hash(config)
+    digest = _tracks_digest(tracks, key)
+    report = PrepareReport(store=out, n_tracks=len(tracks))
+
+    existing = _read_json(out / _STORE_JSON)
+    if existing and existing.get("format_version") == FORMAT_VERSION and existing.get("tracks_digest") == digest:
+        report.up_to_date = True
+        report.n_cached = existing["n_tracks"]
+        report.n_segments = existing["n_segments"]
+        report.errors = [(r["path"], r["reason"]) for r in _read_csv(out / "errors.csv")]
+        report.seconds = time.perf_counter() - start
+        return report
+
+    (out / _STORE_JSON).unlink(missing_ok=True)  # from here until the end, the store reads as incomplete
+    cache_dir = out / "cache" / key
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    for stale in (out / "cache").iterdir():
+        if stale.name != key:
+            shutil.rmtree(stale, ignore_errors=True)
+
+    errors: dict[str, str] = {}
+    todo = []
+    for t in tracks:
+        if t.content_hash is None:
+            errors[str(t.path)] = f"{t.path}: cannot be read"
+        elif _cache_file(cache_dir, t).exists():
+            report.n_cached += 1
+        else:
+            todo.append(t)
+    by_path = {str(t.path): t for t in todo}
+    done = report.n_cached + len(errors)
+
+    def on_result(result: FileResult) -> None:
+        nonlocal done
+        done += 1
+        report.warnings.extend(result.warnings)
+        if result.error is not None:
+            errors[result.path] = result.error
+        else:
+            target = _cache_file(cache_dir, by_path[result.path])
+            tmp = target.with_name(target.stem + ".tmp.npz")
+            np.savez(tmp, features=result.features, starts=result.starts)
+            os.replace(tmp, target)
+            report.n_computed += 1
+        if on_progress is not None:
+            on_progress(done, len(tracks), result.path)
+
+    _process_all([str(t.path) for t in todo], config, jobs, on_result)
+    report.errors = sorted(errors.items())
+    report.n_segments = _consolidate(out, cache_dir, [t for t in tracks if str(t.path) not in errors], config, report.errors, digest, key)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _consolidate(
+    out: Path, cache_dir: Path, tracks: list[Track], config: FeatureConfig, errors: list[tuple[str, str]], digest: str, key: str
+) -> int:
+    counts = []
+    for t in tracks:
+        with np.load(_cache_file(cache_dir, t)) as z:
+            counts.append(len(z["starts"]))
+    n_segments = int(sum(counts))
+    shape = feature_shape(config)
+    tmp = out / "features.tmp.npy"
+    features = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(n_segments, *shape))
+    segment_rows, track_rows = [], []
+    offset = 0
+    for t, n in zip(tracks, counts):
+        with np.load(_cache_file(cache_dir, t)) as z:
+            features[offset : offset + n] = z["features"]
+            starts = z["starts"]
+        segment_rows.extend([t.track_id, t.label, i, f"{s:.3f}", str(t.path)] for i, s in enumerate(starts))
+        track_rows.append([t.track_id, t.label, str(t.path), t.content_hash, t.group or "", n, offset])
+        offset += n
+    features.flush()
+    del features
+    os.replace(tmp, out / "features.npy")
+    _write_csv(out / "segments.csv", ["track_id", "label", "segment_index", "start_s", "path"], segment_rows)
+    _write_csv(out / "tracks.csv", ["track_id", "label", "path", "content_hash", "group", "n_segments", "first_segment"], track_rows)
+    _write_csv(out / "errors.csv", ["path", "reason"], [list(e) for e in errors])
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "genrekit_version": __version__,
+        "feature_config": config.to_dict(),
+        "config_hash": key,
+        "feature_shape": list(shape),
+        "n_tracks": len(tracks),
+        "n_segments": n_segments,
+        "n_errors": len(errors),
+        "labels": sorted({t.label for t in tracks}),
+        "tracks_digest": digest,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    _atomic_write_text(out / _STORE_JSON, json.dumps(meta, indent=2))
+    return n_segments
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@dataclass(frozen=True)
+class FeatureStore:
+    """A complete store opened for reading; ``features`` is memory-mapped (nothing loaded until indexed).
+
+    Attributes
+    ----------
+    features : ndarray of shape (n_segments, *feature_shape), float16
+    track_ids, labels : ndarray of str, shape (n_segments,)
+        Track and label of every segment.
+    segment_index : ndarray of int, shape (n_segments,)
+    start_s : ndarray of float, shape (n_segments,)
+    tracks : list of Track
+        The stored tracks, in store order.
+    errors : list of (path, reason)
+    """
+
+    path: Path
+    config: FeatureConfig
+    meta: dict[str, Any]
+    features: np.ndarray
+    track_ids: np.ndarray
+    labels: np.ndarray
+    segment_index: np.ndarray
+    start_s: np.ndarray
+    tracks: list[Track]
+    errors: list[tuple[str, str]]
+
+    @property
+    def label_names(self) -> list[str]:
+        return list(self.meta["labels"])
+
+    def summary(self) -> dict[str, Any]:
+        """Tracks and segments per label: what ``genrekit info`` prints."""
+        tracks = Counter(t.label for t in self.tracks)
+        segments = Counter(self.labels.tolist())
+        return {label: {"tracks": tracks[label], "segments": segments[label]} for label in self.label_names}
+
+
+def open_store(path: str | Path) -> FeatureStore:
+    """Open a store written by :func:`prepare_store`.
+
+    Raises
+    ------
+    StoreError
+        The folder is not a store, or an interrupted ``prepare`` left it incomplete.
+    """
+    path = Path(path)
+    meta = _read_json(path / _STORE_JSON)
+    if meta is None:
+        hint = " (an interrupted prepare? run `genrekit prepare` again to finish it)" if (path / "cache").exists() else ""
+        raise StoreError(f"{path}: not a complete genrekit feature store{hint}")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise StoreError(f"{path}: store format {meta.get('format_version')} is not supported (expected {FORMAT_VERSION}); rebuild it")
+    features = np.load(path / "features.npy", mmap_mode="r")
+    rows = _read_csv(path / "segments.csv")
+    if len(rows) != len(features) or len(features) != meta["n_segments"]:
+        raise StoreError(f"{path}: segments.csv and features.npy disagree; rebuild the store")
+    tracks = [
+        Track(r["track_id"], r["label"], Path(r["path"]), r["group"] or None, r["content_hash"])
+        for r in _read_csv(path / "tracks.csv")
+    ]
+    return FeatureStore(
+        path=path,
+        config=FeatureConfig.from_dict(meta["feature_config"]),
+        meta=meta,
+        features=features,
+        track_ids=np.array([r["track_id"] for r in rows], dtype=str),
+        labels=np.array([r["label"] for r in rows], dtype=str),
+        segment_index=np.array([int(r["segment_index"]) for r in rows], dtype=np.int64),
+        start_s=np.array([float(r["start_s"]) for r in rows], dtype=np.float64),
+        tracks=tracks,
+        errors=[(r["path"], r["reason"]) for r in _read_csv(path / "errors.csv")],
+    )
