@@ -1,0 +1,124 @@
+"""Self-describing model files: weights plus everything needed to use them.
+
+A ``model.pt`` holds the architecture name and options, the weights, the label names, the feature
+config and the input normalization, so inference can never apply the wrong preprocessing. It is a
+plain dict of tensors, strings and numbers, loaded with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import __version__
+from .config import FeatureConfig
+from .exceptions import GenrekitWarning, ModelNotFoundError
+from .features import feature_shape
+from .models import build_model
+
+__all__ = ["CHECKPOINT_FORMAT", "Checkpoint", "save_checkpoint", "load_checkpoint"]
+
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A trained model and its preprocessing.
+
+    Attributes
+    ----------
+    model_name : str
+        Registry name (see :func:`genrekit.models.available_models`).
+    model_options : dict
+        Keyword options the builder was called with.
+    state_dict : dict of str to Tensor
+    labels : list of str
+        Class names in output order.
+    feature_config : FeatureConfig
+    mean, std : Tensor or None
+        Input standardization, broadcastable to one segment's features (e.g. per mel band, shape
+        (n_mels, 1)); ``None`` when features are used as stored.
+    metadata : dict
+        JSON-like facts: training data, split protocol, validation accuracy, genrekit version, ...
+    """
+
+    model_name: str
+    model_options: dict[str, Any]
+    state_dict: dict[str, torch.Tensor]
+    labels: list[str]
+    feature_config: FeatureConfig
+    mean: torch.Tensor | None = None
+    std: torch.Tensor | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def build(self) -> nn.Module:
+        """The model in eval mode with these weights."""
+        model = build_model(self.model_name, feature_shape(self.feature_config), len(self.labels), **self.model_options)
+        model.load_state_dict(self.state_dict)
+        return model.eval()
+
+    def normalize(self, features: torch.Tensor) -> torch.Tensor:
+        """Apply the stored standardization to a batch of features (identity when there is none)."""
+        if self.mean is None or self.std is None:
+            return features
+        return (features - self.mean) / self.std
+
+
+def save_checkpoint(checkpoint: Checkpoint, path: str | Path) -> None:
+    """Write ``checkpoint`` atomically (a crash mid-write never leaves a half file under ``path``)."""
+    path = Path(path)
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "genrekit_version": __version__,
+        "model_name": checkpoint.model_name,
+        "model_options": checkpoint.model_options,
+        "state_dict": {k: v.detach().cpu() for k, v in checkpoint.state_dict.items()},
+        "labels": list(checkpoint.labels),
+        "feature_config": checkpoint.feature_config.to_dict(),
+        "mean": checkpoint.mean,
+        "std": checkpoint.std,
+        "metadata": checkpoint.metadata,
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Read a model file written by :func:`save_checkpoint`.
+
+    Raises
+    ------
+    ModelNotFoundError
+        The file does not exist or is not a genrekit model.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelNotFoundError(f"{path}: no such model file")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ModelNotFoundError(f"{path}: not a genrekit model file ({e})") from e
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ModelNotFoundError(f"{path}: not a genrekit model file (format {CHECKPOINT_FORMAT} expected)")
+    if payload.get("genrekit_version") != __version__:
+        warnings.warn(
+            f"{path} was written by genrekit {payload.get('genrekit_version')}, this is {__version__}",
+            GenrekitWarning,
+            stacklevel=2,
+        )
+    return Checkpoint(
+        model_name=payload["model_name"],
+        model_options=payload["model_options"],
+        state_dict=payload["state_dict"],
+        labels=list(payload["labels"]),
+        feature_config=FeatureConfig.from_dict(payload["feature_config"]),
+        mean=payload["mean"],
+        std=payload["std"],
+        metadata=payload["metadata"],
+    )
