@@ -1,0 +1,62 @@
+"""Shared fixtures: seeded RNG, synthesized labeled audio, and the path to ../shared/data."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    """``../shared/data`` beside the repository, or ``$GENREKIT_SHARED_DATA``."""
+    return Path(os.environ.get("GENREKIT_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """Real audio for tests marked ``shared_data``; CI always has it, so its absence is a failure, not a skip."""
+    path = shared_data_dir()
+    assert path.is_dir(), f"{path} is missing: tests marked shared_data need ../shared/data (or GENREKIT_SHARED_DATA)"
+    return path
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+def synth_tone(label_index: int, seconds: float, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+    """A label-dependent signal (harmonic tone at a label-specific pitch plus noise) that a small model can learn."""
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    f0 = 110.0 * 2 ** (label_index * 5 / 12)
+    y = sum(np.sin(2 * np.pi * f0 * h * t + rng.uniform(0, 2 * np.pi)) / h for h in (1, 2, 3))
+    y = y + 0.05 * rng.standard_normal(len(t))
+    return (0.3 * y / np.max(np.abs(y))).astype(np.float32)
+
+
+@pytest.fixture
+def make_dataset(tmp_path: Path, rng: np.random.Generator) -> Callable[..., Path]:
+    """Write a ``<label>/<label>.NNNNN.wav`` tree of synthesized clips and return its root."""
+
+    def make(
+        labels: tuple[str, ...] = ("blues", "classical", "rock"),
+        per_label: int = 4,
+        seconds: float = 6.0,
+        sample_rate: int = 22050,
+        root: Path | None = None,
+        ext: str = "wav",
+    ) -> Path:
+        root = root or tmp_path / "data"
+        for i, label in enumerate(labels):
+            (root / label).mkdir(parents=True, exist_ok=True)
+            for k in range(per_label):
+                sf.write(root / label / f"{label}.{k:05d}.{ext}", synth_tone(i, seconds, sample_rate, rng), sample_rate)
+        return root
+
+    return make
