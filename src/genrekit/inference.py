@@ -1,0 +1,325 @@
+"""Classify music with a trained model: files, folders or arrays in, genres with probabilities out.
+
+``load_model()`` returns the model shipped inside the package; ``load_model("runs/x")`` a trained run.
+Every prediction decodes the whole file, cuts it into the model's segments, classifies each segment
+and averages the segment probabilities (soft voting, the original pipeline's rule).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from importlib import resources
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soxr
+import torch
+
+from .audio import is_audio_file, load_audio, segment_audio
+from .checkpoint import Checkpoint, load_checkpoint
+from .config import FeatureConfig
+from .exceptions import AudioDecodeError, GenrekitError, ModelNotFoundError, ParameterError
+from .features import extract_features
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "SegmentPrediction",
+    "Prediction",
+    "PredictionError",
+    "GenreClassifier",
+    "load_model",
+    "available_models",
+    "find_audio_files",
+]
+
+DEFAULT_MODEL = "default"
+_SHIPPED = {"default": "default.pt"}
+_BATCH_SEGMENTS = 256
+
+
+@dataclass(frozen=True)
+class SegmentPrediction:
+    """One segment of the timeline: where it is, and what the model says about it."""
+
+    start_s: float
+    end_s: float
+    genre: str
+    probabilities: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "start_s": round(self.start_s, 3),
+            "end_s": round(self.end_s, 3),
+            "genre": self.genre,
+            "confidence": round(self.probabilities[self.genre], 6),
+            "probabilities": {g: round(p, 6) for g, p in self.probabilities.items()},
+        }
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Genres of one track.
+
+    Attributes
+    ----------
+    genre : str
+        The most probable genre.
+    probabilities : dict of str to float
+        Every genre of the model with its probability (sums to 1), in the model's label order.
+    segments : tuple of SegmentPrediction
+        The per-segment timeline.
+    """
+
+    path: str | None
+    genre: str
+    probabilities: dict[str, float]
+    segments: tuple[SegmentPrediction, ...]
+    duration_s: float
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def confidence(self) -> float:
+        return self.probabilities[self.genre]
+
+    def top(self, k: int = 3) -> list[tuple[str, float]]:
+        """The ``k`` most probable genres, most probable first."""
+        return sorted(self.probabilities.items(), key=lambda kv: -kv[1])[:k]
+
+    def to_dict(self, *, top_k: int = 3, segments: bool = False) -> dict[str, Any]:
+        """The documented JSON schema of ``genrekit predict --format json`` and ``POST /v1/predict``."""
+        out: dict[str, Any] = {
+            "path": self.path,
+            "genre": self.genre,
+            "confidence": round(self.confidence, 6),
+            "top_k": [{"genre": g, "probability": round(p, 6)} for g, p in self.top(top_k)],
+            "probabilities": {g: round(p, 6) for g, p in self.probabilities.items()},
+            "duration_s": round(self.duration_s, 3),
+            "n_segments": len(self.segments),
+        }
+        if segments:
+            out["segments"] = [s.to_dict() for s in self.segments]
+        if self.warnings:
+            out["warnings"] = list(self.warnings)
+        return out
+
+
+@dataclass(frozen=True)
+class PredictionError:
+    """A file that could not be classified, and why."""
+
+    path: str
+    error: str
+
+    def to_dict(self, **_: Any) -> dict[str, Any]:
+        return {"path": self.path, "error": self.error}
+
+
+@dataclass(frozen=True)
+class _Featurized:
+    path: str
+    features: np.ndarray | None = None
+    starts: np.ndarray | None = None
+    duration_s: float = 0.0
+    error: str | None = None
+    warnings: tuple[str, ...] = field(default=())
+
+
+def _featurize_signal(y: np.ndarray, config: FeatureConfig) -> tuple[np.ndarray, np.ndarray, float]:
+    duration = len(y) / config.audio.sample_rate
+    if duration < config.audio.min_duration:
+        raise AudioDecodeError(f"too short ({duration:.3f} s); at least {config.audio.min_duration:g} s of audio is needed")
+    segments, starts = segment_audio(y, config.audio)
+    return extract_features(segments, config), starts, duration
+
+
+def _featurize_file(path: str, config: FeatureConfig) -> _Featurized:
+    """Decode and featurize one file; a pure function of (file, config) that never raises for bad audio."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            y = load_audio(path, sample_rate=config.audio.sample_rate)
+            features, starts, duration = _featurize_signal(y, config)
+        except GenrekitError as e:
+            message = str(e)
+            return _Featurized(path, error=message if message.startswith(path) else f"{path}: {message}")
+        except Exception as e:  # one undecodable file must not stop a batch
+            return _Featurized(path, error=f"{path}: {type(e).__name__}: {e}")
+    return _Featurized(path, features, starts, duration, warnings=tuple(str(w.message) for w in caught))
+
+
+def _init_worker() -> None:
+    torch.set_num_threads(1)
+
+
+class GenreClassifier:
+    """A trained genre model with its preprocessing.
+
+    Parameters
+    ----------
+    checkpoint : Checkpoint
+        Weights, labels, feature config and normalization (see :mod:`genrekit.checkpoint`).
+    name : str
+        How the model was asked for (``default``, a run folder, a file).
+
+    Examples
+    --------
+    >>> from genrekit import load_model
+    >>> model = load_model()                                   # doctest: +SKIP
+    >>> result = model.predict("song.mp3")                     # doctest: +SKIP
+    >>> result.genre, result.probabilities["rock"]             # doctest: +SKIP
+    """
+
+    def __init__(self, checkpoint: Checkpoint, *, name: str = "") -> None:
+        self.checkpoint = checkpoint
+        self.name = name
+        self._model = checkpoint.build()
+
+    @property
+    def classes_(self) -> list[str]:
+        return list(self.checkpoint.labels)
+
+    @property
+    def feature_config(self) -> FeatureConfig:
+        return self.checkpoint.feature_config
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return dict(self.checkpoint.metadata)
+
+    def predict_proba_features(self, features: np.ndarray) -> np.ndarray:
+        """Class probabilities of a batch of segment features, shape (n_segments, n_classes)."""
+        out = []
+        with torch.inference_mode():
+            for lo in range(0, len(features), _BATCH_SEGMENTS):
+                x = torch.as_tensor(np.asarray(features[lo : lo + _BATCH_SEGMENTS], dtype=np.float32))
+                out.append(torch.softmax(self._model(self.checkpoint.normalize(x)), dim=-1).numpy())
+        return np.concatenate(out) if out else np.empty((0, len(self.classes_)), dtype=np.float32)
+
+    def _prediction(self, path: str | None, features: np.ndarray, starts: np.ndarray, duration: float, notes: tuple[str, ...] = ()) -> Prediction:
+        probs = self.predict_proba_features(features).astype(np.float64)
+        mean = probs.mean(axis=0)
+        mean = mean / mean.sum()
+        labels = self.classes_
+        seg_len = self.feature_config.audio.segment_seconds
+        segments = tuple(
+            SegmentPrediction(
+                float(s), float(min(s + seg_len, duration)), labels[int(p.argmax())], dict(zip(labels, map(float, p)))
+            )
+            for s, p in zip(starts, probs)
+        )
+        return Prediction(path, labels[int(mean.argmax())], dict(zip(labels, map(float, mean))), segments, duration, notes)
+
+    def predict(self, path: str | Path) -> Prediction:
+        """Classify one audio file over its whole length.
+
+        Raises
+        ------
+        AudioDecodeError
+            The file cannot be decoded (the message names it and says why).
+        """
+        result = _featurize_file(str(path), self.feature_config)
+        if result.error is not None:
+            raise AudioDecodeError(result.error)
+        assert result.features is not None and result.starts is not None
+        return self._prediction(str(path), result.features, result.starts, result.duration_s, result.warnings)
+
+    def predict_array(self, y: np.ndarray, sample_rate: int) -> Prediction:
+        """Classify a signal: shape (n_samples,) or (n_samples, n_channels), any rate."""
+        y = np.asarray(y, dtype=np.float32)
+        if y.ndim == 2:
+            y = y.mean(axis=1)
+        if y.ndim != 1:
+            raise ParameterError(f"y must have shape (n_samples,) or (n_samples, n_channels). Got {y.shape} instead.")
+        if not np.isfinite(y).all():
+            raise AudioDecodeError("signal contains NaN or infinite samples")
+        target = self.feature_config.audio.sample_rate
+        if sample_rate != target:
+            y = soxr.resample(y, sample_rate, target, quality="HQ").astype(np.float32)
+        features, starts, duration = _featurize_signal(y, self.feature_config)
+        return self._prediction(None, features, starts, duration)
+
+    def predict_many(self, paths: Iterable[str | Path], *, jobs: int | None = None) -> Iterator[Prediction | PredictionError]:
+        """Classify many files, in input order: decoding runs in ``jobs`` worker processes while
+        this process runs the model. Unreadable files yield a :class:`PredictionError`."""
+        jobs = jobs or os.cpu_count() or 1
+        config = self.feature_config
+        paths = [str(p) for p in paths]
+        if jobs <= 1 or len(paths) <= 1:
+            for p in paths:
+                yield self._from_featurized(_featurize_file(p, config))
+            return
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("forkserver"), initializer=_init_worker) as pool:
+            pending: deque[Future[_Featurized]] = deque()
+            for p in paths:
+                pending.append(pool.submit(_featurize_file, p, config))
+                if len(pending) >= 4 * jobs:
+                    yield self._from_featurized(pending.popleft().result())
+            while pending:
+                yield self._from_featurized(pending.popleft().result())
+
+    def _from_featurized(self, item: _Featurized) -> Prediction | PredictionError:
+        if item.error is not None or item.features is None or item.starts is None:
+            return PredictionError(item.path, item.error or f"{item.path}: no features")
+        return self._prediction(item.path, item.features, item.starts, item.duration_s, item.warnings)
+
+    def describe(self) -> dict[str, Any]:
+        """Name, labels, features and recorded training facts: what ``genrekit models`` and ``/v1/models`` show."""
+        cfg = self.feature_config
+        return {
+            "name": self.name,
+            "architecture": self.checkpoint.model_name,
+            "labels": self.classes_,
+            "features": {"kind": cfg.kind, "sample_rate": cfg.audio.sample_rate, "segment_seconds": cfg.audio.segment_seconds},
+            **{k: v for k, v in self.checkpoint.metadata.items() if k in ("training_data", "split", "validation", "epochs", "created", "description")},
+        }
+
+
+def available_models() -> list[str]:
+    """Names of the models shipped inside the package."""
+    root = resources.files("genrekit") / "weights"
+    return sorted(name for name, file in _SHIPPED.items() if (root / file).is_file())
+
+
+def load_model(name_or_path: str | Path = DEFAULT_MODEL) -> GenreClassifier:
+    """Load a shipped model by name, a run folder (its ``model.pt``), or a model file.
+
+    Raises
+    ------
+    ModelNotFoundError
+        Nothing of that name or path exists; the message lists the shipped models.
+    """
+    key = str(name_or_path)
+    if key in _SHIPPED:
+        with resources.as_file(resources.files("genrekit") / "weights" / _SHIPPED[key]) as path:
+            if not path.is_file():
+                raise ModelNotFoundError(f"Model {key!r} is not shipped in this installation; available models = {available_models()}")
+            return GenreClassifier(load_checkpoint(path), name=key)
+    path = Path(name_or_path)
+    if path.is_dir():
+        path = path / "model.pt"
+    if not path.exists():
+        raise ModelNotFoundError(
+            f"Model {key!r} not found: not a shipped model name, run folder or model file; available models = {available_models()}"
+        )
+    return GenreClassifier(load_checkpoint(path), name=key)
+
+
+def find_audio_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[PredictionError]]:
+    """Expand files and folders (recursively) into audio files; paths that do not exist are returned as errors."""
+    files: list[Path] = []
+    missing: list[PredictionError] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files.extend(sorted(f for f in p.rglob("*") if f.is_file() and is_audio_file(f) and not any(part.startswith(".") for part in f.relative_to(p).parts)))
+        elif p.is_file():
+            files.append(p)
+        else:
+            missing.append(PredictionError(str(p), f"{p}: no such file or folder"))
+    return files, missing
