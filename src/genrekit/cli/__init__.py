@@ -6,9 +6,10 @@ into output and an exit code. Library errors become one red line, never a traceb
 
 from __future__ import annotations
 
-from . import data
+from . import data, predict
 from ._app import app, main
 
 __all__ = ["app", "main"]
 
 data.register(app)
+predict.register(app)

@@ -1,0 +1,279 @@
+"""``genrekit predict``, ``models``, ``spectrogram`` and ``demo``: classify music and look at it.
+
+Output schemas (stable; documented in the README):
+
+- ``--format json``: ``{"model": {...describe()}, "results": [Prediction.to_dict() | {"path", "error"}]}``.
+- ``--format csv``: one row per track: ``path,genre,confidence,top_k,error,p_<genre>...``; with ``--segments``
+  one row per segment: ``path,segment_index,start_s,end_s,genre,confidence,p_<genre>...``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from ._app import console, err_console, handle_errors, progress_bar
+
+if TYPE_CHECKING:
+    from ..inference import GenreClassifier, Prediction, PredictionError
+
+__all__ = ["register"]
+
+FORMATS = ("table", "json", "csv")
+
+
+def _classify(
+    model: GenreClassifier, paths: Sequence[Path], jobs: int | None, description: str
+) -> list[Prediction | PredictionError]:
+    from ..inference import find_audio_files
+
+    files, missing = find_audio_files(paths)
+    results: list[Prediction | PredictionError] = list(missing)
+    with progress_bar(description, total=len(files)) as update:
+        for i, r in enumerate(model.predict_many(files, jobs=jobs), 1):
+            results.append(r)
+            update(i, len(files), r.path or "")
+    return results
+
+
+def _table(results: Sequence[Prediction | PredictionError], top_k: int, title: str) -> Table:
+    table = Table(title=title)
+    table.add_column("file")
+    table.add_column("genre", style="bold")
+    table.add_column("probability", justify="right")
+    table.add_column(f"top {top_k}")
+    table.add_column("segments", justify="right")
+    for r in results:
+        name = Path(r.path or "").name
+        if not hasattr(r, "genre"):
+            table.add_row(name, "[red]error[/]", "", f"[red]{r.error}[/]", "")  # type: ignore[union-attr]
+            continue
+        top = "  ".join(f"{g} {p:.0%}" for g, p in r.top(top_k))  # type: ignore[union-attr]
+        table.add_row(name, r.genre, f"{r.confidence:.1%}", top, str(len(r.segments)))  # type: ignore[union-attr]
+    return table
+
+
+def _csv(results: Sequence[Prediction | PredictionError], labels: list[str], top_k: int, segments: bool) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    prob_cols = [f"p_{g}" for g in labels]
+    if segments:
+        writer.writerow(["path", "segment_index", "start_s", "end_s", "genre", "confidence", *prob_cols])
+        for r in results:
+            for i, s in enumerate(getattr(r, "segments", ())):
+                writer.writerow([r.path, i, f"{s.start_s:.3f}", f"{s.end_s:.3f}", s.genre, f"{s.probabilities[s.genre]:.6f}",
+                                 *(f"{s.probabilities[g]:.6f}" for g in labels)])
+        return buf.getvalue()
+    writer.writerow(["path", "genre", "confidence", "top_k", "error", *prob_cols])
+    for r in results:
+        if not hasattr(r, "genre"):
+            writer.writerow([r.path, "", "", "", r.error, *([""] * len(labels))])  # type: ignore[union-attr]
+            continue
+        top = ";".join(f"{g}:{p:.4f}" for g, p in r.top(top_k))  # type: ignore[union-attr]
+        writer.writerow([r.path, r.genre, f"{r.confidence:.6f}", top, "", *(f"{r.probabilities[g]:.6f}" for g in labels)])  # type: ignore[union-attr]
+    return buf.getvalue()
+
+
+def _write_plots(results: Sequence[Prediction | PredictionError], plot_dir: Path) -> dict[str, str]:
+    from ..visualize import plot_timeline, safe_stem
+
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    written: dict[str, str] = {}
+    used: set[str] = set()
+    for r in results:
+        if hasattr(r, "genre") and r.path:
+            stem = safe_stem(r.path)
+            name = stem
+            n = 1
+            while name in used:
+                n += 1
+                name = f"{stem}_{n}"
+            used.add(name)
+            written[r.path] = str(plot_timeline(r, plot_dir / f"{name}.png"))  # type: ignore[arg-type]
+    return written
+
+
+def predict(
+    paths: Annotated[list[Path], typer.Argument(help="Audio files or folders (searched recursively): wav, au, flac, ogg, mp3.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="'default' (shipped), a run folder, or a model.pt file.")] = "default",
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many genres to list per track.")] = 3,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table, json or csv.")] = "table",
+    segments: Annotated[bool, typer.Option("--segments", help="Include the per-segment timeline.")] = False,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write json/csv here instead of stdout.")] = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Write one timeline PNG per track into this folder.")] = None,
+    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", help="Decoding worker processes (default: all cores).")] = None,
+) -> None:
+    """Classify audio files: genres with probabilities, and optionally the per-segment timeline.
+
+    Every file is analysed over its whole length, 3 s segment by segment, and the segment
+    probabilities are averaged. Unreadable files are listed with their reason; the exit code is 1
+    when any file failed.
+
+    Examples:
+
+      genrekit predict song.mp3
+
+      genrekit predict ~/Music --format csv --out genres.csv
+
+      genrekit predict song.flac --segments --format json --plot plots/
+    """
+    from ..inference import load_model
+
+    if fmt not in FORMATS:
+        err_console.print(f"[bold red]error:[/] --format must be one of {', '.join(FORMATS)}; got {fmt!r}")
+        raise typer.Exit(2)
+    with handle_errors():
+        clf = load_model(model)
+        results = _classify(clf, paths, jobs, "predict")
+    if not results:
+        err_console.print("[bold red]error:[/] no audio files found (extensions: wav, au, flac, ogg, mp3)")
+        raise typer.Exit(1)
+    plots = _write_plots(results, plot) if plot else {}
+    if fmt == "table":
+        console.print(_table(results, top_k, f"genrekit {clf.name}"))
+        if segments:
+            for r in results:
+                if hasattr(r, "segments"):
+                    line = "  ".join(f"{s.start_s:.0f}s {s.genre}" for s in r.segments)  # type: ignore[union-attr]
+                    console.print(f"[bold]{Path(r.path or '').name}[/]: {line}")
+        text = None
+    elif fmt == "json":
+        text = json.dumps({"model": clf.describe(), "results": [r.to_dict(top_k=top_k, segments=segments) for r in results]}, indent=2)
+    else:
+        text = _csv(results, clf.classes_, top_k, segments)
+    if text is not None:
+        if out:
+            out.write_text(text)
+            err_console.print(f"wrote {out}")
+        else:
+            sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    for r in results:
+        if hasattr(r, "error"):
+            err_console.print(f"[red]failed[/] {r.error}")  # type: ignore[union-attr]
+    if plots:
+        err_console.print(f"timeline plots in {plot}/")
+    if any(hasattr(r, "error") for r in results):
+        raise typer.Exit(1)
+
+
+def models() -> None:
+    """List the shipped models with their training data, protocol and measured accuracy.
+
+    Example:
+
+      genrekit models
+    """
+    from ..inference import available_models, load_model
+
+    with handle_errors():
+        names = available_models()
+        if not names:
+            err_console.print("no model is shipped in this installation")
+            raise typer.Exit(1)
+        for name in names:
+            info = load_model(name).describe()
+            console.print(f"[bold]{name}[/]: {info['architecture']} on {info['features']['kind']} features, labels {', '.join(info['labels'])}")
+            for key in ("description", "training_data", "split", "validation", "epochs", "created"):
+                if key in info:
+                    value = info[key]
+                    console.print(f"  {key}: {json.dumps(value) if isinstance(value, (dict, list)) else value}")
+
+
+def spectrogram(
+    paths: Annotated[list[Path], typer.Argument(help="Audio files or folders.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the PNG images.")],
+    per_segment: Annotated[bool, typer.Option("--per-segment", help="One image per 3 s segment instead of one per track.")] = False,
+    model: Annotated[str, typer.Option("--model", "-m", help="Use this model's feature config (default: the original log-mel).")] = "",
+) -> None:
+    """Render log-mel spectrogram images: what the model sees.
+
+    Examples:
+
+      genrekit spectrogram song.ogg --out spectrograms/
+
+      genrekit spectrogram song.ogg --out spectrograms/ --per-segment
+    """
+    from dataclasses import replace
+
+    import numpy as np
+
+    from ..audio import load_audio, segment_audio
+    from ..config import FeatureConfig
+    from ..exceptions import GenrekitError
+    from ..features import logmel
+    from ..inference import find_audio_files, load_model
+    from ..visualize import plot_spectrogram, safe_stem
+
+    with handle_errors():
+        config = load_model(model).feature_config if model else FeatureConfig()
+        if config.kind != "logmel":
+            config = FeatureConfig()
+        files, missing = find_audio_files(paths)
+    out.mkdir(parents=True, exist_ok=True)
+    failed = [m.error for m in missing]
+    written = 0
+    for path in files:
+        try:
+            y = load_audio(path, sample_rate=config.audio.sample_rate)
+            if per_segment:
+                segs, starts = segment_audio(y, config.audio)
+                for i, (feat, start) in enumerate(zip(logmel(segs, config), starts)):
+                    plot_spectrogram(feat, config, out / f"{safe_stem(path)}_seg{i:03d}.png", title=f"{path.name} {start:.0f}-{start + config.audio.segment_seconds:.0f} s", start_s=float(start))
+                    written += 1
+            else:
+                whole = replace(config, audio=replace(config.audio, segment_seconds=max(len(y) / config.audio.sample_rate, 0.1)))
+                feat = logmel(np.asarray(y)[None, :], whole)[0]
+                plot_spectrogram(feat, whole, out / f"{safe_stem(path)}.png", title=path.name)
+                written += 1
+        except GenrekitError as e:
+            failed.append(str(e))
+    console.print(f"wrote {written} spectrogram images to {out}/")
+    for f in failed:
+        err_console.print(f"[red]failed[/] {f}")
+    if failed:
+        raise typer.Exit(1)
+
+
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the plots and the HTML summary.")] = Path("demo-output"),
+    model: Annotated[str, typer.Option("--model", "-m", help="Model to demonstrate.")] = "default",
+) -> None:
+    """Classify the freely licensed sample clips shipped with genrekit, and write plots and an HTML page.
+
+    Example:
+
+      genrekit demo --out demo-output
+    """
+    from ..inference import load_model
+    from ..visualize import write_html_summary
+
+    with handle_errors():
+        clf = load_model(model)
+        with resources.as_file(resources.files("genrekit") / "samples") as samples:
+            results = _classify(clf, [samples], None, "demo")
+            results = [r for r in results]
+            out.mkdir(parents=True, exist_ok=True)
+            plots = _write_plots(results, out / "timelines")
+            rel = {p: str(Path(v).relative_to(out)) for p, v in plots.items()}
+            page = write_html_summary(results, out / "index.html", model_name=clf.name, plots=rel)
+    info = clf.describe()
+    acc = info.get("validation", {}).get("track_accuracy")
+    subtitle = f" (validation track accuracy {acc:.1%})" if isinstance(acc, float) else ""
+    console.print(_table(results, 3, f"genrekit demo: model {clf.name}, {info['architecture']}{subtitle}"))
+    console.print(f"[bold green]demo output[/]: {page.resolve()} (HTML summary) and {(out / 'timelines').resolve()}/ (timeline plots)")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(predict)
+    app.command()(models)
+    app.command()(spectrogram)
+    app.command()(demo)

@@ -1,0 +1,136 @@
+"""Pictures of what the model sees and says: log-mel spectrogram images and genre-probability timelines,
+plus the HTML page that gathers a batch of predictions.
+
+matplotlib is imported inside the functions (Agg backend), so classifying never pays for it.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .config import FeatureConfig
+
+if TYPE_CHECKING:
+    from .inference import Prediction, PredictionError
+
+__all__ = ["plot_timeline", "plot_spectrogram", "write_html_summary", "safe_stem"]
+
+# 10 distinct colours, stable per genre position.
+_COLORS = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac")
+
+
+def _pyplot():  # type: ignore[no-untyped-def]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def safe_stem(path: str | Path) -> str:
+    """A file-name-safe stem for output files derived from an input path."""
+    stem = Path(path).stem
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in stem) or "track"
+
+
+def plot_timeline(prediction: Prediction, out: str | Path) -> Path:
+    """Stacked-area chart of every genre's probability over time (one PNG)."""
+    plt = _pyplot()
+    labels = list(prediction.probabilities)
+    segs = prediction.segments
+    probs = np.array([[s.probabilities[g] for g in labels] for s in segs])
+    # Step-shaped areas: each segment holds its probabilities from its start to its end.
+    times = np.repeat([s.start_s for s in segs], 2)
+    times[1::2] = [s.end_s for s in segs]
+    fig, ax = plt.subplots(figsize=(10, 4), dpi=100)
+    ax.stackplot(times, np.repeat(probs, 2, axis=0).T, labels=labels, colors=_COLORS[: len(labels)], alpha=0.9)
+    ax.set_xlim(times[0], times[-1])
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("genre probability")
+    top = ", ".join(f"{g} {p:.0%}" for g, p in prediction.top(3))
+    ax.set_title(f"{Path(prediction.path or 'signal').name}: {top}")
+    handles, names = ax.get_legend_handles_labels()
+    ax.legend(handles[::-1], names[::-1], loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    fig.tight_layout()
+    out = Path(out)
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+def plot_spectrogram(features: np.ndarray, config: FeatureConfig, out: str | Path, *, title: str = "", start_s: float = 0.0) -> Path:
+    """Image of a log-mel spectrogram (n_mels, frames) with time and mel-frequency axes labeled."""
+    import librosa.display
+
+    plt = _pyplot()
+    width = max(6.0, min(24.0, features.shape[1] / 60))
+    fig, ax = plt.subplots(figsize=(width, 4), dpi=100)
+    img = librosa.display.specshow(
+        features,
+        sr=config.audio.sample_rate,
+        hop_length=config.hop_length,
+        x_axis="time",
+        y_axis="mel",
+        fmin=config.f_min,
+        fmax=config.f_max or config.audio.sample_rate / 2,
+        ax=ax,
+        cmap="magma",
+        x_coords=start_s + np.arange(features.shape[1] + 1) * config.hop_length / config.audio.sample_rate,
+    )
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("frequency (Hz, mel scale)")
+    ax.set_title(title)
+    fig.colorbar(img, ax=ax, format="%+2.0f dB", label="dB" + (" re segment max" if config.scaling == "seed" else ""))
+    fig.tight_layout()
+    out = Path(out)
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+def write_html_summary(
+    results: Sequence[Prediction | PredictionError], out: str | Path, *, model_name: str, plots: dict[str, str], top_k: int = 3
+) -> Path:
+    """One self-contained HTML page: a table of every track's top genres with its timeline image."""
+    rows = []
+    for r in results:
+        name = html.escape(Path(r.path or "").name)
+        if not hasattr(r, "genre"):
+            rows.append(f"<tr><td>{name}</td><td colspan='3' class='err'>{html.escape(r.error)}</td></tr>")  # type: ignore[union-attr]
+            continue
+        bars = "".join(
+            f"<div class='bar'><span class='lbl'>{html.escape(g)}</span><span class='fill' style='width:{p * 100:.1f}%'></span>"
+            f"<span class='pct'>{p:.1%}</span></div>"
+            for g, p in r.top(top_k)  # type: ignore[union-attr]
+        )
+        img = plots.get(r.path or "")
+        rows.append(
+            f"<tr><td>{name}</td><td class='genre'>{html.escape(r.genre)}</td><td>{bars}</td>"  # type: ignore[union-attr]
+            f"<td>{f'<img src={html.escape(img)!r} alt={name!r}>' if img else ''}</td></tr>"
+        )
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>genrekit: {html.escape(model_name)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #222; }}
+table {{ border-collapse: collapse; }} td, th {{ border-bottom: 1px solid #ddd; padding: .5rem; vertical-align: middle; }}
+.genre {{ font-weight: bold; font-size: 1.2rem; }} .err {{ color: #b00020; }}
+.bar {{ display: flex; align-items: center; gap: .4rem; width: 16rem; margin: .15rem 0; }}
+.lbl {{ width: 5rem; }} .fill {{ background: #4e79a7; height: .8rem; display: inline-block; }} .pct {{ font-size: .85rem; }}
+img {{ max-width: 640px; }}
+</style></head><body>
+<h1>genrekit predictions</h1><p>Model: {html.escape(model_name)}. Probabilities are the mean over the track's segments;
+the images show each genre's probability over time.</p>
+<table><tr><th>file</th><th>genre</th><th>top {top_k}</th><th>timeline</th></tr>
+{''.join(rows)}
+</table></body></html>
+"""
+    out = Path(out)
+    out.write_text(page)
+    return out
