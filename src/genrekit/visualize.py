@@ -82,7 +82,7 @@ def plot_spectrogram(features: np.ndarray, config: FeatureConfig, out: str | Pat
         fmax=config.f_max or config.audio.sample_rate / 2,
         ax=ax,
         cmap="magma",
-        x_coords=start_s + np.arange(features.shape[1] + 1) * config.hop_length / config.audio.sample_rate,
+        x_coords=start_s + np.arange(features.shape[1]) * config.hop_length / config.audio.sample_rate,
     )
     ax.set_xlabel("time (s)")
     ax.set_ylabel("frequency (Hz, mel scale)")

@@ -1,0 +1,153 @@
+"""Inference API and the predict/models/spectrogram/demo commands, on synthesized audio and a random-weight model."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from typer.testing import CliRunner
+
+from genrekit import load_model
+from genrekit.checkpoint import Checkpoint, save_checkpoint
+from genrekit.cli import app
+from genrekit.config import FeatureConfig
+from genrekit.datasets import GTZAN_GENRES
+from genrekit.exceptions import AudioDecodeError, ModelNotFoundError
+from genrekit.inference import Prediction, PredictionError
+from genrekit.models import build_model
+
+from conftest import synth_tone
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "model.pt"
+    model = build_model("cnn1", (128, 130), 10)
+    meta = {"validation": {"track_accuracy": 0.5, "track_accuracy_ci95": [0.4, 0.6]}, "training_data": "synthetic"}
+    save_checkpoint(Checkpoint("cnn1", {}, model.state_dict(), list(GTZAN_GENRES), FeatureConfig(), metadata=meta), path)
+    return path
+
+
+@pytest.fixture
+def clips(tmp_path: Path, rng: np.random.Generator) -> dict[str, Path]:
+    out = {}
+    for name, seconds, sr, channels in (("a.wav", 30.0, 22050, 1), ("long.flac", 95.0, 44100, 2), ("b.ogg", 4.0, 16000, 1)):
+        y = synth_tone(3, seconds, sr, rng)
+        if channels == 2:
+            y = np.stack([y, 0.5 * y], axis=1)
+        out[name] = tmp_path / "music" / name
+        out[name].parent.mkdir(exist_ok=True)
+        sf.write(out[name], y, sr)
+    (tmp_path / "music" / "broken.mp3").write_text("this is not audio")
+    out["broken.mp3"] = tmp_path / "music" / "broken.mp3"
+    return out
+
+
+def test_predict_file_gives_full_distribution_and_whole_track_timeline(model_file: Path, clips: dict[str, Path]) -> None:
+    clf = load_model(model_file)
+    result = clf.predict(clips["long.flac"])
+    assert set(result.probabilities) == set(GTZAN_GENRES)
+    assert sum(result.probabilities.values()) == pytest.approx(1.0, abs=1e-6)
+    assert result.genre == max(result.probabilities, key=result.probabilities.get)
+    assert len(result.segments) == 31  # 95 s analysed over its whole length, 3 s windows
+    assert result.segments[-1].start_s == pytest.approx(90.0)
+    assert result.duration_s == pytest.approx(95.0, abs=0.01)
+    mean = np.mean([[s.probabilities[g] for g in GTZAN_GENRES] for s in result.segments], axis=0)
+    assert np.allclose(mean, [result.probabilities[g] for g in GTZAN_GENRES], atol=1e-6)  # soft voting
+
+
+def test_predict_array_matches_predict_file(model_file: Path, clips: dict[str, Path]) -> None:
+    clf = load_model(model_file)
+    y, sr = sf.read(clips["a.wav"], dtype="float32")
+    from_array = clf.predict_array(y, sr)
+    from_file = clf.predict(clips["a.wav"])
+    assert from_array.genre == from_file.genre
+    for g in GTZAN_GENRES:
+        assert from_array.probabilities[g] == pytest.approx(from_file.probabilities[g], abs=1e-5)
+
+
+def test_predict_many_keeps_order_and_reports_bad_files(model_file: Path, clips: dict[str, Path]) -> None:
+    clf = load_model(model_file)
+    paths = [clips["a.wav"], clips["broken.mp3"], clips["b.ogg"]]
+    results = list(clf.predict_many(paths, jobs=1))
+    assert [r.path for r in results] == [str(p) for p in paths]
+    assert isinstance(results[0], Prediction) and isinstance(results[2], Prediction)
+    assert isinstance(results[1], PredictionError) and "broken.mp3" in results[1].error
+
+
+def test_predict_raises_named_error_for_bad_file(model_file: Path, clips: dict[str, Path]) -> None:
+    with pytest.raises(AudioDecodeError, match="broken.mp3"):
+        load_model(model_file).predict(clips["broken.mp3"])
+
+
+def test_unknown_model_lists_available() -> None:
+    with pytest.raises(ModelNotFoundError, match="available models"):
+        load_model("no-such-model")
+
+
+def test_json_schema(model_file: Path, clips: dict[str, Path]) -> None:
+    d = load_model(model_file).predict(clips["b.ogg"]).to_dict(top_k=2, segments=True)
+    assert set(d) >= {"path", "genre", "confidence", "top_k", "probabilities", "duration_s", "n_segments", "segments"}
+    assert len(d["top_k"]) == 2 and d["top_k"][0]["genre"] == d["genre"]
+    assert d["n_segments"] == len(d["segments"]) == 1
+    assert set(d["segments"][0]) == {"start_s", "end_s", "genre", "confidence", "probabilities"}
+
+
+def test_cli_predict_folder_json_exit_code_names_failure(model_file: Path, clips: dict[str, Path], tmp_path: Path) -> None:
+    result = runner.invoke(app, ["predict", str(tmp_path / "music"), "--model", str(model_file), "--format", "json", "--jobs", "1"])
+    assert result.exit_code == 1  # one file failed
+    assert "Traceback" not in result.output
+    payload = json.loads(result.stdout)
+    assert len(payload["results"]) == 4
+    errors = [r for r in payload["results"] if "error" in r]
+    assert len(errors) == 1 and "broken.mp3" in errors[0]["path"]
+    assert payload["model"]["labels"] == list(GTZAN_GENRES)
+
+
+def test_cli_predict_csv_segments_and_plots(model_file: Path, clips: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "seg.csv"
+    plots = tmp_path / "plots"
+    result = runner.invoke(
+        app, ["predict", str(clips["a.wav"]), str(clips["b.ogg"]), "-m", str(model_file), "-f", "csv", "--segments", "--out", str(out), "--plot", str(plots), "-j", "1"]
+    )
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert len(rows) == 10 + 1
+    assert {f"p_{g}" for g in GTZAN_GENRES} <= set(rows[0])
+    assert sorted(p.name for p in plots.iterdir()) == ["a.png", "b.png"]
+    assert (plots / "a.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_predict_table(model_file: Path, clips: dict[str, Path]) -> None:
+    result = runner.invoke(app, ["predict", str(clips["a.wav"]), "-m", str(model_file), "--top-k", "3"])
+    assert result.exit_code == 0, result.output
+    assert "a.wav" in result.output and "top 3" in result.output
+
+
+def test_cli_spectrogram(clips: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "spec"
+    result = runner.invoke(app, ["spectrogram", str(clips["b.ogg"]), "--out", str(out), "--per-segment"])
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in out.iterdir()] == ["b_seg000.png"]
+    result = runner.invoke(app, ["spectrogram", str(clips["a.wav"]), "--out", str(out)])
+    assert result.exit_code == 0 and (out / "a.png").exists()
+
+
+def test_cli_demo_writes_html_and_plots(model_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    result = runner.invoke(app, ["demo", "--model", str(model_file), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    shipped = [p for p in (Path(__file__).parents[1] / "src/genrekit/samples").iterdir() if p.suffix in {".ogg", ".mp3"}]
+    assert len(list((out / "timelines").glob("*.png"))) == len(shipped)
+    page = (out / "index.html").read_text()
+    assert all(p.name in page for p in shipped)
+    assert "index.html" in result.output
