@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import struct
 import warnings
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +15,15 @@ import soxr
 from .config import AudioConfig
 from .exceptions import AudioDecodeError, AudioWarning
 
-__all__ = ["AUDIO_EXTENSIONS", "is_audio_file", "load_audio", "segment_audio", "segment_starts", "load_segments"]
+__all__ = [
+    "AUDIO_EXTENSIONS",
+    "is_audio_file",
+    "load_audio",
+    "min_cover_samples",
+    "segment_audio",
+    "segment_starts",
+    "load_segments",
+]
 
 AUDIO_EXTENSIONS = frozenset({".wav", ".au", ".flac", ".ogg", ".mp3"})
 
@@ -20,6 +31,38 @@ AUDIO_EXTENSIONS = frozenset({".wav", ".au", ".flac", ".ogg", ".mp3"})
 def is_audio_file(path: Path) -> bool:
     """True for a visible file with a supported extension (case-insensitive); macOS ``._*`` stubs are not audio."""
     return path.suffix.lower() in AUDIO_EXTENSIONS and not path.name.startswith(".")
+
+
+def _header_data_bytes(path: Path) -> tuple[int, int] | None:
+    """(bytes of audio the header declares, bytes actually present) for RIFF WAV and Sun AU files.
+
+    libsndfile silently clamps a truncated file's length to what is there, so truncation is only
+    visible by reading the header. ``None`` for other formats or headers without a usable size.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+            offset = 12
+            while offset + 8 <= size:
+                f.seek(offset)
+                chunk_id, chunk_size = struct.unpack("<4sI", f.read(8))
+                if chunk_id == b"data":
+                    available = size - offset - 8
+                    return None if chunk_size in (0, 0xFFFFFFFF) else (chunk_size, available)
+                offset += 8 + chunk_size + (chunk_size & 1)
+        elif head[:4] == b".snd" and len(head) == 12:
+            data_offset, data_size = struct.unpack(">II", head[4:12])
+            return None if data_size in (0, 0xFFFFFFFF) else (data_size, size - data_offset)
+    return None
+
+
+def _decode_reason(error: Exception) -> str:
+    """libsndfile's reason, minus its misleading "does not exist" for files it merely cannot parse."""
+    detail = getattr(error, "error_string", "") or str(error)
+    if "does not exist" in detail:
+        return "format not recognised or corrupt data"
+    return detail.rstrip(".")
 
 
 def load_audio(path: str | Path, *, sample_rate: int) -> np.ndarray:
@@ -48,15 +91,19 @@ def load_audio(path: str | Path, *, sample_rate: int) -> np.ndarray:
             native_rate = f.samplerate
             data = f.read(dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
-        raise AudioDecodeError(f"{path}: not decodable audio ({e})") from e
+        raise AudioDecodeError(f"{path}: not decodable audio ({_decode_reason(e)})") from e
     if data.size == 0:
         raise AudioDecodeError(f"{path}: contains no audio samples")
     if not np.isfinite(data).all():
         raise AudioDecodeError(f"{path}: contains NaN or infinite samples")
-    if 0 < declared and len(data) < 0.99 * declared:
+    seconds = len(data) / native_rate
+    promised = seconds * declared / len(data) if declared > len(data) else seconds
+    header = _header_data_bytes(path)
+    if header is not None and header[1] > 0:
+        promised = max(promised, seconds * header[0] / header[1])
+    if promised > 1.01 * seconds:
         warnings.warn(
-            f"{path}: truncated, header promises {declared / native_rate:.2f} s but only "
-            f"{len(data) / native_rate:.2f} s could be read",
+            f"{path}: truncated, header promises {promised:.2f} s but only {seconds:.2f} s could be read",
             AudioWarning,
             stacklevel=2,
         )
@@ -66,17 +113,27 @@ def load_audio(path: str | Path, *, sample_rate: int) -> np.ndarray:
     return np.ascontiguousarray(mono, dtype=np.float32)
 
 
+def min_cover_samples(config: AudioConfig) -> int:
+    """Fewest samples a final partial window must cover to be kept: ``ceil(min_last_fraction * segment_samples)``.
+
+    Computed exactly (59535 for 3 s at 22050 Hz and 0.9), so the rule has no float rounding edge.
+    """
+    return math.ceil(Fraction(str(config.min_last_fraction)) * config.segment_samples)
+
+
 def segment_starts(n_samples: int, config: AudioConfig) -> np.ndarray:
     """Start sample of every kept window.
 
-    Full windows are kept; a final partial window is kept when it covers at least
-    ``min_last_fraction`` of a window. Audio shorter than that still gives one (padded) window.
+    Windows start every ``hop_samples``. A window is kept when it covers at least
+    :func:`min_cover_samples` of audio (full windows always are; a final partial one is zero-padded),
+    so the count is ``(n_samples - min_cover) // hop_samples + 1``: 10 for 29.98 s and 30 s, 31 for
+    95 s with the defaults. Audio shorter than ``min_cover`` still gives one (padded) window at 0.
     """
-    win, hop = config.segment_samples, config.hop_samples
-    min_cover = config.min_last_fraction * win
+    hop = config.hop_samples
+    min_cover = min_cover_samples(config)
     if n_samples < min_cover:
         return np.zeros(1, dtype=np.int64)
-    n = int(np.floor((n_samples - min_cover) / hop)) + 1
+    n = (n_samples - min_cover) // hop + 1
     return np.arange(n, dtype=np.int64) * hop
 
 
@@ -111,7 +168,7 @@ def load_segments(path: str | Path, config: AudioConfig) -> tuple[np.ndarray, np
         raise AudioDecodeError(
             f"{path}: too short ({duration:.3f} s); at least {config.min_duration:g} s of audio is needed"
         )
-    if duration < config.segment_seconds * config.min_last_fraction:
+    if len(y) < min_cover_samples(config):
         warnings.warn(
             f"{path}: {duration:.2f} s is shorter than one {config.segment_seconds:g} s segment; zero-padded",
             AudioWarning,

@@ -77,6 +77,11 @@ class AudioConfig:
             raise ParameterError(
                 f"The 'min_last_fraction' parameter must be in (0, 1]. Got {self.min_last_fraction!r} instead."
             )
+        if self.segment_samples < 1 or self.hop_samples < 1:
+            raise ParameterError(
+                f"segment_seconds and hop_seconds must each span at least one sample at {self.sample_rate} Hz. "
+                f"Got {self.segment_seconds!r} and {self.hop_seconds!r} instead."
+            )
 
     @property
     def segment_samples(self) -> int:

@@ -1,0 +1,189 @@
+"""Decoding any supported file to mono float32 at 22050 Hz, and cutting it into fixed windows."""
+
+from __future__ import annotations
+
+import warnings
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from genrekit.audio import is_audio_file, load_audio, load_segments, min_cover_samples, segment_audio, segment_starts
+from genrekit.config import SAMPLE_RATE, AudioConfig
+from genrekit.exceptions import AudioDecodeError, AudioWarning, ParameterError
+
+FORMATS = {"wav": "WAV", "flac": "FLAC", "ogg": "OGG", "au": "AU", "mp3": "MP3"}
+
+
+def _tone(freq: float, seconds: float, sample_rate: int, channels: int) -> np.ndarray:
+    t = np.arange(int(round(seconds * sample_rate))) / sample_rate
+    y = 0.4 * np.sin(2 * np.pi * freq * t)
+    return np.stack([y, 0.5 * y][:channels], axis=1).astype(np.float32) if channels > 1 else y.astype(np.float32)
+
+
+def _write(path: Path, y: np.ndarray, sample_rate: int, fmt: str) -> Path:
+    if fmt == "MP3" and "MP3" not in sf.available_formats():
+        pytest.skip(f"libsndfile {sf.__libsndfile_version__} cannot write MP3")
+    sf.write(path, y, sample_rate, format=fmt)
+    return path
+
+
+def _peak_hz(y: np.ndarray, sample_rate: int) -> float:
+    spectrum = np.abs(np.fft.rfft(y * np.hanning(len(y))))
+    return float(np.fft.rfftfreq(len(y), 1 / sample_rate)[np.argmax(spectrum)])
+
+
+@pytest.mark.parametrize("ext", sorted(FORMATS))
+@pytest.mark.parametrize("sample_rate", [8000, 22050, 44100, 48000])
+@pytest.mark.parametrize("channels", [1, 2])
+def test_decode_any_format_rate_and_channels(tmp_path: Path, ext: str, sample_rate: int, channels: int) -> None:
+    path = _write(tmp_path / f"tone.{ext}", _tone(440.0, 2.0, sample_rate, channels), sample_rate, FORMATS[ext])
+    y = load_audio(path, sample_rate=SAMPLE_RATE)
+    assert y.dtype == np.float32 and y.ndim == 1
+    # lossy codecs add a few ms of encoder delay/padding; lossless ones are exact to a sample
+    tolerance = 0.06 if ext in ("mp3", "ogg") else 1 / sample_rate + 1 / SAMPLE_RATE
+    assert abs(len(y) / SAMPLE_RATE - 2.0) <= tolerance
+    assert np.isfinite(y).all() and 0.1 < np.abs(y).max() <= 1.0
+    assert abs(_peak_hz(y, SAMPLE_RATE) - 440.0) < 2.0
+
+
+@pytest.mark.parametrize("ext", ["WAV", "Flac", "OGG", "Au", "MP3"])
+def test_decode_upper_and_mixed_case_extensions(tmp_path: Path, ext: str) -> None:
+    path = _write(tmp_path / f"tone.{ext}", _tone(440.0, 1.0, 22050, 1), 22050, FORMATS[ext.lower()])
+    assert is_audio_file(path)
+    assert abs(len(load_audio(path, sample_rate=SAMPLE_RATE)) - SAMPLE_RATE) < 0.06 * SAMPLE_RATE
+
+
+@pytest.mark.parametrize(("native", "freq"), [(8000, 1000.0), (44100, 3000.0), (48000, 6000.0), (44100, 10000.0)])
+def test_resampling_preserves_frequency(tmp_path: Path, native: int, freq: float) -> None:
+    path = _write(tmp_path / "tone.wav", _tone(freq, 1.0, native, 1), native, "WAV")
+    y = load_audio(path, sample_rate=SAMPLE_RATE)
+    assert abs(_peak_hz(y, SAMPLE_RATE) - freq) < 2.0
+    assert np.sqrt(np.mean(y**2)) == pytest.approx(0.4 / np.sqrt(2), rel=0.02)  # no gain change
+
+
+def test_stereo_channels_are_averaged(tmp_path: Path) -> None:
+    left = _tone(440.0, 1.0, 22050, 1)
+    sf.write(tmp_path / "lr.wav", np.stack([left, -left], axis=1), 22050, subtype="FLOAT")
+    assert np.abs(load_audio(tmp_path / "lr.wav", sample_rate=22050)).max() < 1e-6
+
+
+def test_is_audio_file_ignores_hidden_and_other_extensions() -> None:
+    assert is_audio_file(Path("a/b.Mp3")) and is_audio_file(Path("x.AU"))
+    assert not is_audio_file(Path("a/._b.wav")) and not is_audio_file(Path(".hidden.ogg"))
+    assert not is_audio_file(Path("notes.txt")) and not is_audio_file(Path("image.png"))
+
+
+def test_missing_file_is_a_decode_error(tmp_path: Path) -> None:
+    with pytest.raises(AudioDecodeError, match="no such file"):
+        load_audio(tmp_path / "nope.wav", sample_rate=SAMPLE_RATE)
+
+
+def test_truncated_wav_warns(tmp_path: Path) -> None:
+    path = _write(tmp_path / "full.wav", _tone(440.0, 2.0, 22050, 1), 22050, "WAV")
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(path.read_bytes()[: 44 + 2 * 11025])  # header still promises 2 s
+    with pytest.warns(AudioWarning, match="truncated"):
+        y = load_audio(cut, sample_rate=SAMPLE_RATE)
+    assert len(y) == 11025
+
+
+def test_intact_files_do_not_warn(tmp_path: Path) -> None:
+    for ext in ("wav", "au", "flac"):
+        path = _write(tmp_path / f"ok.{ext}", _tone(440.0, 1.0, 22050, 1), 22050, FORMATS[ext])
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            load_audio(path, sample_rate=SAMPLE_RATE)
+
+
+# --- segmenting -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("seconds", "expected"), [(29.98, 10), (30.0, 10), (30.49, 10), (2.0, 1), (95.0, 31), (27.0, 9)])
+def test_segment_counts_default(seconds: float, expected: int) -> None:
+    config = AudioConfig()
+    segments, starts = segment_audio(np.ones(int(round(seconds * SAMPLE_RATE)), dtype=np.float32), config)
+    assert segments.shape == (expected, 3 * SAMPLE_RATE)
+    assert segments.dtype == np.float32
+    np.testing.assert_allclose(starts, np.arange(expected) * 3.0)
+
+
+@pytest.mark.parametrize(("seconds", "expected"), [(30.0, 19), (29.98, 19), (95.0, 62), (2.0, 1)])
+def test_segment_counts_with_overlap(seconds: float, expected: int) -> None:
+    config = AudioConfig(hop_seconds=1.5)
+    segments, starts = segment_audio(np.ones(int(round(seconds * SAMPLE_RATE)), dtype=np.float32), config)
+    assert len(segments) == expected
+    np.testing.assert_allclose(starts, np.arange(expected) * 1.5)
+
+
+def test_last_partial_window_is_zero_padded_and_keeps_samples() -> None:
+    y = np.arange(1, int(29.98 * SAMPLE_RATE) + 1, dtype=np.float32)
+    segments, _ = segment_audio(y, AudioConfig())
+    np.testing.assert_array_equal(segments.reshape(-1)[: len(y)], y)
+    assert not segments.reshape(-1)[len(y) :].any()
+
+
+def test_short_track_is_padded_with_a_warning(tmp_path: Path) -> None:
+    path = _write(tmp_path / "short.wav", _tone(440.0, 2.0, 22050, 1), 22050, "WAV")
+    with pytest.warns(AudioWarning, match="zero-padded"):
+        segments, starts = load_segments(path, AudioConfig())
+    assert segments.shape == (1, 3 * SAMPLE_RATE) and starts.tolist() == [0.0]
+    assert not segments[0, 2 * SAMPLE_RATE :].any()
+
+
+def test_too_short_track_is_a_decode_error(tmp_path: Path) -> None:
+    path = _write(tmp_path / "blip.wav", _tone(440.0, 0.1, 22050, 1), 22050, "WAV")
+    with pytest.raises(AudioDecodeError, match="too short"):
+        load_segments(path, AudioConfig())
+
+
+def test_load_segments_resamples_first(tmp_path: Path) -> None:
+    path = _write(tmp_path / "long.flac", _tone(440.0, 30.0, 44100, 2), 44100, "FLAC")
+    segments, starts = load_segments(path, AudioConfig())
+    assert segments.shape == (10, 3 * SAMPLE_RATE)
+    assert starts[-1] == 27.0
+
+
+def test_min_cover_is_exact() -> None:
+    assert min_cover_samples(AudioConfig()) == 59535  # 0.9 * 66150, no float fuzz
+    assert min_cover_samples(AudioConfig(min_last_fraction=1.0)) == 66150
+
+
+def test_config_rejects_windows_below_one_sample() -> None:
+    with pytest.raises(ParameterError, match="at least one sample"):
+        AudioConfig(hop_seconds=1e-6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    n_samples=st.integers(0, 400_000),
+    segment_seconds=st.floats(0.05, 5.0),
+    hop_fraction=st.floats(0.1, 2.0),
+    min_last_fraction=st.sampled_from([0.1, 0.5, 0.9, 0.95, 1.0]),
+)
+def test_segment_rule_property(n_samples: int, segment_seconds: float, hop_fraction: float, min_last_fraction: float) -> None:
+    """Every kept window starts inside the audio and covers >= min_last_fraction of a window; the next would not."""
+    config = AudioConfig(
+        segment_seconds=segment_seconds, hop_seconds=segment_seconds * hop_fraction, min_last_fraction=min_last_fraction
+    )
+    win, hop = config.segment_samples, config.hop_samples
+    needed = Fraction(str(min_last_fraction)) * win
+    starts = segment_starts(n_samples, config)
+    if n_samples < needed:  # documented: shorter audio still gives one padded window
+        assert starts.tolist() == [0]
+        return
+    expected = 0
+    while expected * hop + needed <= n_samples:
+        expected += 1
+    assert len(starts) == expected
+    np.testing.assert_array_equal(starts, np.arange(expected) * hop)
+    assert (starts < n_samples).all()
+    assert n_samples - starts[-1] >= needed
+    y = np.zeros(n_samples, dtype=np.float32)
+    segments, seconds = segment_audio(y, config)
+    assert segments.shape == (expected, win)
+    np.testing.assert_allclose(seconds, starts / config.sample_rate)
