@@ -72,7 +72,7 @@ def _from_folder(root: Path) -> list[Track]:
 
 
 def _from_manifest(manifest: Path) -> list[Track]:
-    with open(manifest, newline="") as f:
+    with open(manifest, newline="", encoding="utf-8-sig") as f:  # -sig: spreadsheet exports start with a BOM
         reader = csv.DictReader(f)
         missing = {"path", "label"} - set(reader.fieldnames or ())
         if missing:
