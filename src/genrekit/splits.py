@@ -178,23 +178,44 @@ def _filtered_split(tracks: list[Track]) -> tuple[dict[str, str], tuple[str, ...
     lists = filtered_lists()
     wanted = {tid: part for part, ids in lists.items() for tid in ids}
     partition = {t.track_id: wanted[t.track_id] for t in tracks if t.track_id in wanted}
-    excluded = tuple(sorted(t.track_id for t in tracks if t.track_id not in wanted))
+    unlisted = sorted(t.track_id for t in tracks if t.track_id not in wanted)
+    # Byte-identical copies or one group listed in several partitions (a renamed or altered copy of
+    # GTZAN): keep the unit in its most held-out partition and leave the other members out.
+    conflicts = []
+    for unit in _units(tracks):
+        parts = {partition[t.track_id] for t in unit if t.track_id in partition}
+        if len(parts) > 1:
+            keep = next(p for p in ("test", "val", "train") if p in parts)
+            for t in unit:
+                if partition.get(t.track_id, keep) != keep:
+                    del partition[t.track_id]
+                    conflicts.append(t.track_id)
+    excluded = tuple(sorted(unlisted + conflicts))
     counts = Counter(partition.values())
-    notes = tuple(
-        f"filtered split: {counts.get(p, 0)} of {len(lists[p])} listed {p} tracks present" for p in PARTITIONS
-    ) + ((f"{len(excluded)} tracks are in no list (GTZAN faults or non-GTZAN files) and are left out",) if excluded else ())
+    notes = tuple(f"filtered split: {counts.get(p, 0)} of {len(lists[p])} listed {p} tracks present" for p in PARTITIONS)
+    if unlisted:
+        notes += (f"{len(unlisted)} tracks are in no list (GTZAN faults or non-GTZAN files) and are left out",)
+    if conflicts:
+        notes += (
+            f"{len(conflicts)} tracks are left out because a duplicate or group member is listed in another "
+            f"partition: {', '.join(sorted(conflicts))}",
+        )
     return partition, excluded, notes
 
 
 def make_split(tracks: list[Track], config: SplitConfig | None = None) -> Split:
-    """Split ``tracks`` by ``config.strategy``; deterministic for a given seed and track list.
+    """Split ``tracks`` by ``config.strategy``; deterministic for a given seed and set of tracks (in any order).
 
     Raises
     ------
     ParameterError
-        ``filtered`` matches no track (not GTZAN names), or ``kfold`` has fewer tracks per label than folds.
+        ``tracks`` is empty, ``filtered`` matches no track (not GTZAN names), or ``kfold`` has fewer
+        tracks per label than folds.
     """
     config = config or SplitConfig()
+    if not tracks:
+        raise ParameterError("Cannot split an empty list of tracks.")
+    tracks = sorted(tracks, key=lambda t: t.track_id)  # the split depends on the set of tracks, not their order
     if config.strategy == "leaky-segments":
         return Split(config, {}, notes=(LEAKY_LABEL,))
     if config.strategy == "filtered":
