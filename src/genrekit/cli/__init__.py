@@ -7,9 +7,11 @@ into output and an exit code. Library errors become one red line, never a traceb
 from __future__ import annotations
 
 from . import data, predict
+from . import serve
 from ._app import app, main
 
 __all__ = ["app", "main"]
 
 data.register(app)
+serve.register(app)
 predict.register(app)

@@ -1,0 +1,305 @@
+"""The genrekit HTTP API and web page: a thin adapter over :mod:`genrekit.inference`.
+
+One model per server. Uploads stream into a private 0700 temp directory under a size limit;
+decoding and inference run in a thread pool so the event loop keeps answering ``/healthz``
+and the page; a counter admits at most ``workers + max_queue`` requests and answers 503 with
+``Retry-After`` beyond that, so a burst costs a quick refusal instead of unbounded memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import soundfile as sf
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
+
+from .. import __version__
+from ..exceptions import AudioDecodeError, ParameterError
+from ._defaults import DEFAULT_MAX_DURATION_S, DEFAULT_MAX_QUEUE, DEFAULT_MAX_UPLOAD_MB, DEFAULT_WORKERS
+from ._upload import RequestError, Upload, receive_upload
+from .schemas import ErrorOut, HealthOut, ModelOut, ModelsOut, PredictionOut
+
+if TYPE_CHECKING:
+    from ..inference import GenreClassifier, Prediction
+
+__all__ = ["DEFAULT_MAX_UPLOAD_MB", "DEFAULT_MAX_DURATION_S", "DEFAULT_WORKERS", "DEFAULT_MAX_QUEUE", "create_app"]
+
+_STATIC = Path(__file__).parent / "static"
+_FORMATS = "WAV, FLAC, OGG, MP3 or AU"
+_PAGE_POLICY = "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut, "description": text}
+    for code, text in {
+        400: "The body is not well-formed multipart/form-data.",
+        413: "The file is larger than the upload limit.",
+        415: "The body is not multipart, or the file is not audio genrekit can decode.",
+        422: "The audio is longer than the duration limit, no file was sent, or a query parameter is invalid.",
+        503: "Every worker is busy and the queue is full; retry after the `Retry-After` seconds.",
+    }.items()
+}
+
+
+class _Gate:
+    """Admission counter shared by the event loop and the worker threads."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.in_flight = 0
+        self._lock = threading.Lock()
+
+    def try_enter(self) -> bool:
+        with self._lock:
+            if self.in_flight >= self.capacity:
+                return False
+            self.in_flight += 1
+            return True
+
+    def leave(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
+
+
+class _Service:
+    """Limits, the upload directory and the worker pool of one server; both exist only while it runs."""
+
+    def __init__(self, model: GenreClassifier, *, max_bytes: int, max_duration_s: float, workers: int, max_queue: int) -> None:
+        self.model = model
+        self.max_bytes = max_bytes
+        self.max_duration_s = max_duration_s
+        self.workers = workers
+        self.gate = _Gate(workers + max_queue)
+        self.upload_dir: Path | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._mean_seconds = 2.0
+        self._timing_lock = threading.Lock()
+
+    def start(self) -> None:
+        self.upload_dir = Path(tempfile.mkdtemp(prefix="genrekit-serve-"))
+        self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="genrekit-predict")
+
+    def stop(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+        if self.upload_dir is not None:
+            shutil.rmtree(self.upload_dir, ignore_errors=True)
+
+    def retry_after(self) -> int:
+        """Seconds until a slot is likely free: mean service time times the requests ahead per worker."""
+        with self._timing_lock:
+            mean = self._mean_seconds
+        return max(1, math.ceil(mean * self.gate.in_flight / self.workers))
+
+    async def predict(self, request: Request, *, top_k: int, segments: bool) -> dict[str, Any]:
+        if self._executor is None or self.upload_dir is None:
+            raise RuntimeError("the server is not running: use the app inside its lifespan (e.g. `with TestClient(app)`)")
+        if not self.gate.try_enter():
+            wait = self.retry_after()
+            raise RequestError(
+                503, "busy", f"The server is busy with other songs. Please try again in {wait} seconds.", {"Retry-After": str(wait)}
+            )
+        try:
+            upload = await receive_upload(request, field="file", dest_dir=self.upload_dir, max_bytes=self.max_bytes)
+        except BaseException:
+            self.gate.leave()
+            raise
+        try:
+            job = self._executor.submit(self._classify, upload)
+        except BaseException:
+            self._finish(upload)
+            raise
+        job.add_done_callback(lambda _: self._finish(upload))
+        prediction = await asyncio.wrap_future(job)
+        out = prediction.to_dict(top_k=top_k, segments=segments)
+        out["path"] = upload.filename
+        if "warnings" in out:
+            out["warnings"] = [w.replace(str(upload.path), upload.filename) for w in out["warnings"]]
+        return out
+
+    def _finish(self, upload: Upload) -> None:
+        """Remove the upload and free its slot once the job has really ended, even if the client left."""
+        upload.path.unlink(missing_ok=True)
+        self.gate.leave()
+
+    def _classify(self, upload: Upload) -> Prediction:
+        """Runs in a worker thread: refuse over-long audio from its header, then decode and classify."""
+        started = time.perf_counter()
+        try:
+            info = sf.info(str(upload.path))
+        except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
+            info = None
+        if info is not None and info.samplerate > 0:
+            self._check_duration(upload, info.frames / info.samplerate)
+        try:
+            prediction = self.model.predict(upload.path)
+        except AudioDecodeError as e:
+            raise RequestError(415, "not_audio", _decode_message(e, upload)) from e
+        self._check_duration(upload, prediction.duration_s)
+        with self._timing_lock:
+            self._mean_seconds = 0.8 * self._mean_seconds + 0.2 * (time.perf_counter() - started)
+        return prediction
+
+    def _check_duration(self, upload: Upload, seconds: float) -> None:
+        if seconds > self.max_duration_s:
+            raise RequestError(
+                422,
+                "too_long",
+                f"“{upload.filename}” is {_minutes(seconds)} long; this server accepts at most {_minutes(self.max_duration_s)}. "
+                "Cut it shorter and try again.",
+            )
+
+
+def _minutes(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} seconds" if seconds >= 10 else f"{seconds:.1f} seconds"
+    return f"{seconds / 60:.1f} minutes"
+
+
+def _decode_message(error: AudioDecodeError, upload: Upload) -> str:
+    """Why the file failed, told about the name the user knows instead of the server's temp path."""
+    path = str(upload.path)
+    reason = str(error).removeprefix(f"{path}: ").replace(path, upload.filename)
+    if reason.startswith("not decodable audio (") and reason.endswith(")"):
+        reason = reason.removeprefix("not decodable audio (").removesuffix(")")
+    reason = reason[:1].lower() + reason[1:].rstrip(".")
+    return f"“{upload.filename}” could not be read as audio: {reason}. Please upload a {_FORMATS} file."
+
+
+def _error_response(error: RequestError) -> JSONResponse:
+    return JSONResponse(
+        ErrorOut(error=error.error, detail=error.detail).model_dump(), status_code=error.status_code, headers=error.headers
+    )
+
+
+def create_app(
+    model: GenreClassifier,
+    *,
+    max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
+    max_duration_s: float = DEFAULT_MAX_DURATION_S,
+    max_queue: int = DEFAULT_MAX_QUEUE,
+    workers: int = DEFAULT_WORKERS,
+) -> FastAPI:
+    """Build the FastAPI application that serves ``model``.
+
+    The upload directory and the worker pool are created when the app starts (its lifespan)
+    and removed when it stops, so run it under uvicorn or ``with TestClient(app)``.
+
+    Parameters
+    ----------
+    model : GenreClassifier
+        The model every request is answered with (from :func:`genrekit.load_model`).
+    max_upload_mb : float > 0, default=50
+        Largest accepted file in megabytes (10**6 bytes); larger uploads get 413 as soon as the limit is crossed.
+    max_duration_s : float > 0, default=900
+        Longest accepted audio in seconds; longer files get 422 before they are decoded whenever their header tells.
+    max_queue : int >= 0, default=16
+        Requests that may wait for a busy worker; beyond ``workers + max_queue`` requests the answer is 503.
+    workers : int > 0, default=1
+        Threads that decode and classify in parallel.
+
+    Returns
+    -------
+    FastAPI
+        Routes ``POST /v1/predict``, ``GET /v1/models``, ``GET /healthz``, the page at ``/`` and the API docs at ``/docs``.
+
+    Examples
+    --------
+    >>> import uvicorn                                                # doctest: +SKIP
+    >>> from genrekit import load_model                               # doctest: +SKIP
+    >>> uvicorn.run(create_app(load_model(), workers=2), port=8000)   # doctest: +SKIP
+    """
+    for name, value, low in (("max_upload_mb", max_upload_mb, 0), ("max_duration_s", max_duration_s, 0)):
+        if not value > low:
+            raise ParameterError(f"The {name!r} parameter of create_app must be > {low}. Got {value!r} instead.")
+    if workers < 1:
+        raise ParameterError(f"The 'workers' parameter of create_app must be an integer >= 1. Got {workers!r} instead.")
+    if max_queue < 0:
+        raise ParameterError(f"The 'max_queue' parameter of create_app must be an integer >= 0. Got {max_queue!r} instead.")
+    service = _Service(
+        model, max_bytes=int(max_upload_mb * 1e6), max_duration_s=max_duration_s, workers=workers, max_queue=max_queue
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        service.start()
+        try:
+            yield
+        finally:
+            service.stop()
+
+    app = FastAPIOffline(
+        title="genrekit",
+        version=__version__,
+        description="Music genre classification. Upload a song to `POST /v1/predict`; the page at `/` does it for you.",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.service = service
+
+    @app.exception_handler(RequestError)
+    async def _refused(_: Request, error: RequestError) -> JSONResponse:
+        return _error_response(error)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, error: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'][1:]))}: {e['msg']}" for e in error.errors())
+        return _error_response(RequestError(422, "bad_parameter", f"Invalid request parameter ({problems})."))
+
+    @app.post(
+        "/v1/predict",
+        response_model=PredictionOut,
+        response_model_exclude_none=True,
+        responses=_ERRORS,
+        summary="Classify one uploaded audio file",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["file"],
+                            "properties": {"file": {"type": "string", "format": "binary", "description": f"One {_FORMATS} file."}},
+                        }
+                    }
+                },
+            }
+        },
+    )
+    async def predict(
+        request: Request,
+        top_k: Annotated[int, Query(ge=1, le=1000, description="How many ranked genres to return.")] = 3,
+        segments: Annotated[bool, Query(description="Also return the per-segment timeline.")] = False,
+    ) -> dict[str, Any]:
+        """The same JSON as `genrekit predict --format json`, with `path` set to the uploaded file's name."""
+        return await service.predict(request, top_k=top_k, segments=segments)
+
+    @app.get("/v1/models", response_model=ModelsOut, response_model_exclude_none=True, summary="The served model")
+    async def models() -> ModelsOut:
+        """Name, labels, features and the training facts recorded in the model (data, split, validation accuracy)."""
+        return ModelsOut(models=[ModelOut.model_validate(model.describe())])
+
+    @app.get("/healthz", response_model=HealthOut, summary="Liveness and load")
+    async def healthz() -> HealthOut:
+        """Answers at once, also while every worker is busy."""
+        return HealthOut(status="ok", model=model.name, in_flight=service.gate.in_flight, capacity=service.gate.capacity)
+
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(_STATIC / "index.html", headers={"Content-Security-Policy": _PAGE_POLICY})
+
+    app.mount("/static", StaticFiles(directory=_STATIC), name="static")
+    return app

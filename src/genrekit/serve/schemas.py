@@ -1,0 +1,98 @@
+"""Pydantic models of what the HTTP API returns.
+
+They mirror :meth:`genrekit.inference.Prediction.to_dict` and :meth:`GenreClassifier.describe`
+field for field, so ``POST /v1/predict`` answers exactly what ``genrekit predict --format json``
+prints, and the OpenAPI page documents that one schema instead of a second, drifting copy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "GenreProbability",
+    "SegmentOut",
+    "PredictionOut",
+    "FeaturesOut",
+    "ModelOut",
+    "ModelsOut",
+    "HealthOut",
+    "ErrorOut",
+]
+
+
+class GenreProbability(BaseModel):
+    """One entry of the ranked ``top_k`` list."""
+
+    genre: str
+    probability: float = Field(ge=0, le=1)
+
+
+class SegmentOut(BaseModel):
+    """One segment of the per-segment timeline."""
+
+    start_s: float
+    end_s: float
+    genre: str
+    confidence: float = Field(ge=0, le=1)
+    probabilities: dict[str, float]
+
+
+class PredictionOut(BaseModel):
+    """Genres of one uploaded track (the schema of ``genrekit predict --format json``)."""
+
+    path: str | None = Field(description="The uploaded file's name, as the client sent it.")
+    genre: str = Field(description="The most probable genre.")
+    confidence: float = Field(ge=0, le=1, description="Probability of `genre`.")
+    top_k: list[GenreProbability] = Field(description="The `top_k` most probable genres, most probable first.")
+    probabilities: dict[str, float] = Field(description="Every genre of the model with its probability (sums to 1).")
+    duration_s: float
+    n_segments: int
+    segments: list[SegmentOut] | None = Field(default=None, description="Present only with `segments=true`.")
+    warnings: list[str] | None = Field(default=None, description="Present only when decoding noticed something odd.")
+
+
+class FeaturesOut(BaseModel):
+    """What the model listens to."""
+
+    kind: str
+    sample_rate: int
+    segment_seconds: float
+
+
+class ModelOut(BaseModel):
+    """A served model as it describes itself; training facts appear only when the checkpoint recorded them."""
+
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+
+    name: str
+    architecture: str
+    labels: list[str]
+    features: FeaturesOut
+    training_data: Any = None
+    split: Any = None
+    validation: dict[str, Any] | None = Field(default=None, description="Recorded validation metrics, e.g. track_accuracy.")
+
+
+class ModelsOut(BaseModel):
+    """The models this server answers with (one per server)."""
+
+    models: list[ModelOut]
+
+
+class HealthOut(BaseModel):
+    """Liveness, answered from the event loop even while every worker is busy."""
+
+    status: str
+    model: str
+    in_flight: int = Field(description="Requests admitted and not yet answered (uploading, waiting or running).")
+    capacity: int = Field(description="Requests admitted at once (workers + queue); beyond it the server answers 503.")
+
+
+class ErrorOut(BaseModel):
+    """Every error the API returns: a stable code for programs, a sentence for people."""
+
+    error: str = Field(description="too_large, not_audio, too_long, busy, not_multipart, bad_multipart or missing_file.")
+    detail: str = Field(description="What went wrong and what to do, in plain words.")

@@ -1,0 +1,215 @@
+// The genrekit page: upload one file to /v1/predict, then draw the top genres and the per-segment timeline.
+// Plain DOM and SVG, no libraries: the page must work on machines without internet access.
+"use strict";
+
+// Ten distinct hues, in the order of the GTZAN labels (blues, classical, country, disco, hiphop, jazz, metal, pop, reggae, rock).
+const PALETTE = ["#3f6fd1", "#c9a227", "#e07b39", "#d63c8f", "#7b4fd6", "#1f9e89", "#5c6370", "#ff7aa2", "#3fa34d", "#d64545"];
+const SVG_NS = "http://www.w3.org/2000/svg";
+const TOP_K = 5;
+const STATUS_MESSAGES = {
+  0: "The server could not be reached. Check that `genrekit serve` is still running and try again.",
+  413: "The file is too large for this server.",
+  415: "This file could not be read as audio.",
+  422: "This file could not be analysed.",
+  503: "The server is busy with other songs. Please try again in a moment.",
+};
+
+const $ = (id) => document.getElementById(id);
+let labels = [];
+
+function colorOf(genre) {
+  const i = labels.indexOf(genre);
+  return i >= 0 ? PALETTE[i % PALETTE.length] : "#999";
+}
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function svg(tag, attrs) {
+  const node = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
+  return node;
+}
+
+function percent(p) {
+  return p >= 0.995 ? "100%" : p < 0.005 ? "<1%" : `${Math.round(p * 100)}%`;
+}
+
+function clock(seconds) {
+  const s = Math.round(seconds);
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
+}
+
+function show(section) {
+  for (const id of ["status", "error", "result"]) $(id).hidden = id !== section;
+}
+
+async function loadModelInfo() {
+  try {
+    const response = await fetch("/v1/models");
+    const model = (await response.json()).models[0];
+    labels = model.labels;
+    const acc = model.validation && model.validation.track_accuracy;
+    const accText = typeof acc === "number" ? ` · ${Math.round(acc * 100)}% accuracy on validation tracks` : "";
+    $("model-info").textContent = `Model “${model.name}” (${model.architecture}) knows ${labels.length} genres: ${labels.join(", ")}${accText}.`;
+    $("model-info").hidden = false;
+  } catch (err) {
+    labels = [];
+  }
+}
+
+function setProgress(text, value) {
+  show("status");
+  $("status-text").textContent = text;
+  const bar = $("progress");
+  if (value === null) bar.removeAttribute("value");
+  else bar.value = value;
+}
+
+function showError(message) {
+  $("error-text").textContent = message;
+  show("error");
+  $("dropzone").classList.remove("busy");
+}
+
+function upload(file) {
+  $("dropzone").classList.add("busy");
+  setProgress(`Uploading “${file.name}”…`, 0);
+  const form = new FormData();
+  form.append("file", file, file.name);
+  const xhr = new XMLHttpRequest();
+  xhr.open("POST", `/v1/predict?top_k=${TOP_K}&segments=true`);
+  xhr.responseType = "json";
+  xhr.upload.onprogress = (e) => {
+    if (e.lengthComputable) setProgress(`Uploading “${file.name}”… ${Math.round((100 * e.loaded) / e.total)}%`, (100 * e.loaded) / e.total);
+  };
+  xhr.upload.onload = () => setProgress(`Listening to “${file.name}”… this takes a few seconds per minute of music.`, null);
+  xhr.onerror = () => showError(STATUS_MESSAGES[0]);
+  xhr.onload = () => {
+    const body = xhr.response;
+    if (xhr.status === 200 && body) {
+      render(body);
+      return;
+    }
+    const detail = body && typeof body.detail === "string" ? body.detail : null;
+    showError(detail || STATUS_MESSAGES[xhr.status] || `The server answered with an error (HTTP ${xhr.status}).`);
+  };
+  xhr.send(form);
+}
+
+function render(result) {
+  $("dropzone").classList.remove("busy");
+  $("top-genre").textContent = result.genre;
+  $("top-genre").style.color = colorOf(result.genre);
+  $("result-meta").textContent = `${percent(result.confidence)} confident · “${result.path}” · ${clock(result.duration_s)} long, ${result.n_segments} pieces`;
+  renderBars(result.top_k);
+  renderTimeline(result.segments || [], result.duration_s);
+  show("result");
+}
+
+function renderBars(topK) {
+  const list = $("bars");
+  list.replaceChildren();
+  for (const { genre, probability } of topK) {
+    const item = el("li", "bar-row");
+    item.dataset.genre = genre;
+    item.append(el("span", "bar-name", genre));
+    const track = el("span", "bar-track");
+    const fill = el("span", "bar-fill");
+    fill.style.width = `${Math.max(probability * 100, 0.5)}%`;
+    fill.style.background = colorOf(genre);
+    track.append(fill);
+    item.append(track, el("span", "bar-value", percent(probability)));
+    list.append(item);
+  }
+}
+
+function renderTimeline(segments, duration) {
+  const box = $("timeline");
+  box.replaceChildren();
+  $("legend").replaceChildren();
+  if (!segments.length) return;
+  const W = 720, H = 200, left = 40, right = 8, top = 8, bottom = 26;
+  const plotW = W - left - right, plotH = H - top - bottom;
+  const end = Math.max(duration, segments[segments.length - 1].end_s);
+  const x = (t) => left + (t / end) * plotW;
+  const chart = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": "Genre probabilities over time" });
+
+  for (const p of [0, 0.5, 1]) {
+    const y = top + plotH * (1 - p);
+    chart.append(svg("line", { x1: left, x2: W - right, y1: y, y2: y, class: "grid" }));
+    const label = svg("text", { x: left - 6, y: y + 4, "text-anchor": "end", class: "axis" });
+    label.textContent = `${p * 100}%`;
+    chart.append(label);
+  }
+
+  const shown = new Set();
+  for (const seg of segments) {
+    const x0 = x(seg.start_s), width = Math.max(x(seg.end_s) - x0 - 1, 1);
+    let y = top + plotH;
+    for (const genre of labels.length ? labels : Object.keys(seg.probabilities)) {
+      const p = seg.probabilities[genre] || 0;
+      if (p <= 0) continue;
+      const h = p * plotH;
+      y -= h;
+      const rect = svg("rect", { x: x0, y, width, height: h, fill: colorOf(genre) });
+      const tip = svg("title", {});
+      tip.textContent = `${clock(seg.start_s)}–${clock(seg.end_s)}: ${genre} ${percent(p)}`;
+      rect.append(tip);
+      chart.append(rect);
+      if (p >= 0.02) shown.add(genre);
+    }
+  }
+
+  const step = niceStep(end);
+  for (let t = 0; t <= end + 1e-6; t += step) {
+    const anchor = t === 0 ? "start" : x(t) > W - right - 15 ? "end" : "middle";
+    const tick = svg("text", { x: x(t), y: H - 8, "text-anchor": anchor, class: "axis" });
+    tick.textContent = clock(t);
+    chart.append(tick);
+  }
+  box.append(chart);
+
+  for (const genre of labels.filter((g) => shown.has(g))) {
+    const item = el("li");
+    const swatch = el("span", "swatch");
+    swatch.style.background = colorOf(genre);
+    item.append(swatch, document.createTextNode(genre));
+    $("legend").append(item);
+  }
+}
+
+function niceStep(seconds) {
+  for (const step of [5, 10, 15, 30, 60, 120, 300, 600]) if (seconds / step <= 8) return step;
+  return 900;
+}
+
+function setUpDropzone() {
+  const zone = $("dropzone");
+  const input = $("file");
+  input.addEventListener("change", () => {
+    if (input.files.length) upload(input.files[0]);
+    input.value = "";
+  });
+  for (const type of ["dragenter", "dragover"]) {
+    window.addEventListener(type, (e) => {
+      e.preventDefault();
+      zone.classList.add("dragging");
+    });
+  }
+  for (const type of ["dragleave", "dragend"]) window.addEventListener(type, () => zone.classList.remove("dragging"));
+  window.addEventListener("drop", (e) => {
+    e.preventDefault();
+    zone.classList.remove("dragging");
+    const files = e.dataTransfer && e.dataTransfer.files;
+    if (files && files.length === 1) upload(files[0]);
+    else if (files && files.length > 1) showError("Please drop one file at a time.");
+  });
+}
+
+setUpDropzone();
+loadModelInfo();
