@@ -36,13 +36,13 @@ from . import __version__
 from .audio import load_segments
 from .config import FeatureConfig, config_hash
 from .datasets import Track, discover
-from .exceptions import GenrekitError, StoreError
-from .features import extract_features, feature_shape
+from .exceptions import GenrekitError, ParameterError, StoreError
 
 __all__ = ["FORMAT_VERSION", "FileResult", "PrepareReport", "FeatureStore", "process_file", "prepare_store", "open_store"]
 
 FORMAT_VERSION = 1
 _STORE_JSON = "store.json"
+_STORE_FILES = (_STORE_JSON, "features.npy", "segments.csv", "tracks.csv", "errors.csv")
 ProgressCallback = Callable[[int, int, str], None]
 
 
@@ -59,6 +59,8 @@ class FileResult:
 
 def process_file(path: str | Path, config: FeatureConfig) -> FileResult:
     """Decode, segment and featurize one file. Never raises for bad audio: the reason is returned."""
+    from .features import extract_features  # torch and librosa load only where features are computed
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -174,6 +176,8 @@ def prepare_store(
     """
     start = time.perf_counter()
     config = config or FeatureConfig()
+    if jobs is not None and jobs < 1:
+        raise ParameterError(f"The 'jobs' parameter must be >= 1 (or None for all cores). Got {jobs!r} instead.")
     jobs = jobs or os.cpu_count() or 1
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -183,7 +187,12 @@ def prepare_store(
     report = PrepareReport(store=out, n_tracks=len(tracks))
 
     existing = _read_json(out / _STORE_JSON)
-    if existing and existing.get("format_version") == FORMAT_VERSION and existing.get("tracks_digest") == digest:
+    if (
+        existing
+        and existing.get("format_version") == FORMAT_VERSION
+        and existing.get("tracks_digest") == digest
+        and all((out / name).is_file() for name in _STORE_FILES)
+    ):
         report.up_to_date = True
         report.n_cached = existing["n_tracks"]
         report.n_segments = existing["n_segments"]
@@ -197,31 +206,40 @@ def prepare_store(
     for stale in (out / "cache").iterdir():
         if stale.name != key:
             shutil.rmtree(stale, ignore_errors=True)
+    for partial in cache_dir.glob("*.tmp.npz"):  # left by a killed run
+        partial.unlink(missing_ok=True)
 
     errors: dict[str, str] = {}
-    todo = []
+    todo: list[Track] = []
+    copies: dict[str, list[Track]] = {}  # byte-identical files are computed once
     for t in tracks:
         if t.content_hash is None:
             errors[str(t.path)] = f"{t.path}: cannot be read"
         elif _cache_file(cache_dir, t).exists():
             report.n_cached += 1
+        elif t.content_hash in copies:
+            copies[t.content_hash].append(t)
         else:
+            copies[t.content_hash] = [t]
             todo.append(t)
     by_path = {str(t.path): t for t in todo}
     done = report.n_cached + len(errors)
 
     def on_result(result: FileResult) -> None:
         nonlocal done
-        done += 1
+        track = by_path[result.path]
+        same = copies[str(track.content_hash)]
+        done += len(same)
         report.warnings.extend(result.warnings)
         if result.error is not None:
-            errors[result.path] = result.error
+            errors.update((str(t.path), result.error.replace(result.path, str(t.path))) for t in same)
         else:
-            target = _cache_file(cache_dir, by_path[result.path])
+            target = _cache_file(cache_dir, track)
             tmp = target.with_name(target.stem + ".tmp.npz")
             np.savez(tmp, features=result.features, starts=result.starts)
             os.replace(tmp, target)
             report.n_computed += 1
+            report.n_cached += len(same) - 1
         if on_progress is not None:
             on_progress(done, len(tracks), result.path)
 
@@ -240,6 +258,8 @@ def _consolidate(
         with np.load(_cache_file(cache_dir, t)) as z:
             counts.append(len(z["starts"]))
     n_segments = int(sum(counts))
+    from .features import feature_shape
+
     shape = feature_shape(config)
     tmp = out / "features.tmp.npy"
     features = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(n_segments, *shape))
@@ -272,6 +292,10 @@ def _consolidate(
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     _atomic_write_text(out / _STORE_JSON, json.dumps(meta, indent=2))
+    keep = {_cache_file(cache_dir, t).name for t in tracks}
+    for entry in cache_dir.iterdir():  # features of changed or removed files
+        if entry.name not in keep:
+            entry.unlink(missing_ok=True)
     return n_segments
 
 
@@ -335,17 +359,21 @@ def open_store(path: str | Path) -> FeatureStore:
         raise StoreError(f"{path}: not a complete genrekit feature store{hint}")
     if meta.get("format_version") != FORMAT_VERSION:
         raise StoreError(f"{path}: store format {meta.get('format_version')} is not supported (expected {FORMAT_VERSION}); rebuild it")
-    features = np.load(path / "features.npy", mmap_mode="r")
-    rows = _read_csv(path / "segments.csv")
+    try:
+        features = np.load(path / "features.npy", mmap_mode="r")
+        rows = _read_csv(path / "segments.csv")
+        tracks = [
+            Track(r["track_id"], r["label"], Path(r["path"]), r["group"] or None, r["content_hash"])
+            for r in _read_csv(path / "tracks.csv")
+        ]
+        config = FeatureConfig.from_dict(meta["feature_config"])
+    except (OSError, ValueError, KeyError) as e:
+        raise StoreError(f"{path}: store files are missing or damaged ({e}); run `genrekit prepare` again") from e
     if len(rows) != len(features) or len(features) != meta["n_segments"]:
         raise StoreError(f"{path}: segments.csv and features.npy disagree; rebuild the store")
-    tracks = [
-        Track(r["track_id"], r["label"], Path(r["path"]), r["group"] or None, r["content_hash"])
-        for r in _read_csv(path / "tracks.csv")
-    ]
     return FeatureStore(
         path=path,
-        config=FeatureConfig.from_dict(meta["feature_config"]),
+        config=config,
         meta=meta,
         features=features,
         track_ids=np.array([r["track_id"] for r in rows], dtype=str),
