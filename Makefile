@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: demo test bench install install-dev clean
+.PHONY: demo test bench install install-dev browser clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,7 +23,11 @@ install-dev: $(VENV)/.installed-dev
 demo: $(VENV)/.installed
 	$(VENV)/bin/genrekit demo --out demo-output
 
-test: $(VENV)/.installed-dev
+# Debian's Chromium for tests/test_e2e_browser.py (Playwright drives it); installed once, as root on CI.
+browser:
+	test -x /usr/bin/chromium || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver)
+
+test: $(VENV)/.installed-dev browser
 	$(PY) -m pytest -q
 
 bench: $(VENV)/.installed-dev

@@ -1,0 +1,139 @@
+"""End to end: ``genrekit serve`` in a subprocess, the page driven in headless Chromium by Playwright.
+
+Needs Debian's ``chromium`` at /usr/bin/chromium and the ``playwright`` package; ``make test``
+installs both. A missing browser is a failure, not a skip, so CI can never pass without running this.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from genrekit.checkpoint import Checkpoint, save_checkpoint
+from genrekit.config import FeatureConfig
+from genrekit.datasets import GTZAN_GENRES
+from genrekit.models import build_model
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(__file__).parent / "artifacts"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Base URL of ``genrekit serve`` on a free loopback port, with a random-weights cnn1 model."""
+    import torch
+
+    torch.manual_seed(0)
+    model_path = tmp_path_factory.mktemp("model") / "model.pt"
+    net = build_model("cnn1", (128, 130), 10)
+    save_checkpoint(Checkpoint("cnn1", {}, net.state_dict(), list(GTZAN_GENRES), FeatureConfig()), model_path)
+    port = _free_port()
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "genrekit", "serve", "--model", str(model_path), "--port", str(port), "--log-level", "warning"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, f"genrekit serve exited early:\n{log.read_text()}"
+            try:
+                with urllib.request.urlopen(f"{base}/healthz", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                assert time.monotonic() < deadline, f"genrekit serve did not answer within 60 s:\n{log.read_text()}"
+                time.sleep(0.2)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def page(tmp_path: Path) -> Iterator[object]:
+    """A page in a fresh headless Chromium profile; every request it makes is recorded on ``page.urls``."""
+    from playwright.sync_api import sync_playwright
+
+    assert CHROMIUM.is_file(), f"{CHROMIUM} is missing: install Debian's chromium (make test does)"
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "profile"),
+            executable_path=str(CHROMIUM),
+            args=CHROMIUM_ARGS,
+            headless=True,
+            viewport={"width": 900, "height": 1100},
+        )
+        try:
+            page = context.new_page()
+            page.urls = []  # type: ignore[attr-defined]
+            page.on("request", lambda request: page.urls.append(request.url))  # type: ignore[attr-defined]
+            yield page
+        finally:
+            context.close()
+
+
+@pytest.mark.shared_data
+def test_page_classifies_a_clip_and_explains_a_bad_file(server: str, page, shared_data: Path) -> None:
+    page.goto(f"{server}/")
+    page.wait_for_selector("#model-info:not([hidden])")
+
+    page.set_input_files("#file", str(shared_data / "demo-clips" / "hedgewars_rock.ogg"))
+    page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+    top = page.inner_text("#top-genre").strip().lower()
+    assert top in GTZAN_GENRES
+    assert page.locator("#bars li").count() == 5
+    assert page.locator(f'#bars li[data-genre="{top}"] .bar-value').inner_text().endswith("%")
+    assert page.locator("#timeline svg rect").count() >= 10
+    assert "hedgewars_rock.ogg" in page.inner_text("#result-meta")
+    ARTIFACTS.mkdir(exist_ok=True)
+    screenshot = ARTIFACTS / "serve_page_result.png"
+    page.screenshot(path=str(screenshot), full_page=True)
+    print(f"screenshot: {screenshot}")
+
+    page.set_input_files("#file", str(shared_data / "bad-audio" / "not_audio.mp3"))
+    page.wait_for_selector("#error:not([hidden])", timeout=30_000)
+    message = page.inner_text("#error-text")
+    assert "“not_audio.mp3” could not be read as audio" in message
+    assert page.locator("#result").is_hidden()
+    page.screenshot(path=str(ARTIFACTS / "serve_page_error.png"), full_page=True)
+
+    assert all(url.startswith(server) or url.startswith("data:") for url in page.urls), page.urls
+
+
+def test_api_docs_render_without_internet(server: str, page) -> None:
+    page.goto(f"{server}/docs")
+    page.wait_for_selector(".swagger-ui .info .title", timeout=30_000)
+    assert "genrekit" in page.inner_text(".swagger-ui .info .title")
+    assert page.get_by_text("/v1/predict", exact=True).count() >= 1
+    assert all(url.startswith(server) or url.startswith("data:") for url in page.urls), page.urls
