@@ -1,0 +1,118 @@
+"""Bad input never crashes genrekit: every corrupt file gives a named error or warning, and a batch goes on."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from genrekit.audio import load_segments
+from genrekit.config import AudioConfig, FeatureConfig
+from genrekit.exceptions import AudioDecodeError, AudioWarning, GenrekitError
+from genrekit.store import open_store, process_file
+
+# What each file of ../shared/data/bad-audio must give: ("error" | "warning" | "ok", words of the reason).
+EXPECTED = {
+    "empty.wav": ("error", "empty file"),
+    "jazz.00054.wav": ("error", "not decodable audio"),
+    "truncated.wav": ("warning", "truncated"),
+    "not_audio.mp3": ("error", "not decodable audio"),
+    "random_bytes.ogg": ("error", "not decodable audio"),
+    "nan_samples.wav": ("error", "NaN or infinite"),
+    "one_sample.wav": ("error", "too short"),
+    "silence.wav": ("ok", ""),
+}
+GOOD_CLIPS = ("blues/blues.00000.ogg", "reggae/reggae.00014.au", "rock/rock.00001.ogg")
+
+
+def _bad_files(shared_data: Path) -> list[Path]:
+    files = sorted((shared_data / "bad-audio").iterdir())
+    assert files, "bad-audio is empty"
+    return files
+
+
+@pytest.mark.shared_data
+def test_shared_data_bad_audio_gives_named_errors_or_warnings(shared_data: Path) -> None:
+    for path in _bad_files(shared_data):
+        outcome, words = EXPECTED.get(path.name, ("error or warning", ""))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                segments, _ = load_segments(path, AudioConfig())
+                got, message = "ok", " ".join(str(w.message) for w in caught if issubclass(w.category, AudioWarning))
+            except GenrekitError as e:  # anything else escapes and fails the test
+                assert isinstance(e, AudioDecodeError), path
+                got, message = "error", str(e)
+        if got == "ok" and message:
+            got = "warning"
+        assert got == outcome or (outcome == "error or warning" and got != "ok"), f"{path.name}: {got} ({message})"
+        assert words in message and (got == "ok" or message.startswith(str(path))), f"{path.name}: {message}"
+
+
+@pytest.mark.shared_data
+def test_shared_data_bad_audio_through_process_file(shared_data: Path) -> None:
+    for path in _bad_files(shared_data):
+        outcome, words = EXPECTED.get(path.name, ("error", ""))
+        result = process_file(path, FeatureConfig())
+        if outcome == "error":
+            assert result.features is None and result.error is not None, path.name
+            assert result.error.startswith(f"{path}: ") and words in result.error, result.error
+            assert "Error:" not in result.error, f"unexpected exception type: {result.error}"
+        else:
+            assert result.error is None and result.features is not None, path.name
+            assert np.isfinite(result.features).all()
+            assert all(words in w for w in result.warnings) and (outcome == "ok") == (not result.warnings)
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("scaling", ["seed", "standard"])
+def test_shared_data_silence_gives_finite_features(shared_data: Path, scaling: str) -> None:
+    result = process_file(shared_data / "bad-audio" / "silence.wav", FeatureConfig(scaling=scaling))  # type: ignore[arg-type]
+    assert result.error is None and result.features is not None
+    assert result.features.shape == (10, 128, 130) and np.isfinite(result.features).all()
+
+
+def _genrekit(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "100"}
+    return subprocess.run([sys.executable, "-m", "genrekit", *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.mark.shared_data
+@pytest.mark.slow
+def test_shared_data_prepare_batch_with_bad_files(shared_data: Path, tmp_path: Path) -> None:
+    """The issue's check: bad files named with a reason, good ones stored, exit 0, no traceback; --strict exits 1."""
+    data = tmp_path / "batch"
+    (data / "mixed").mkdir(parents=True)
+    for path in _bad_files(shared_data):
+        shutil.copy(path, data / "mixed" / path.name)
+    for clip in GOOD_CLIPS:
+        shutil.copy(shared_data / "gtzan-dev" / clip, data / "mixed")
+    out = tmp_path / "store"
+
+    run = _genrekit("prepare", str(data), "--out", str(out))
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output
+    assert "Traceback" not in output
+    for name, (outcome, words) in EXPECTED.items():
+        if outcome == "ok":
+            continue
+        lines = [line for line in output.splitlines() if f"mixed/{name}" in line]
+        assert lines and all(words in line for line in lines), f"{name} not reported with '{words}':\n{output}"
+        assert any(line.startswith("skipped" if outcome == "error" else "warning:") for line in lines), output
+    assert "6 skipped" in output
+
+    store = open_store(out)
+    stored = {t.path.name for t in store.tracks}
+    assert stored == {Path(c).name for c in GOOD_CLIPS} | {"silence.wav", "truncated.wav"}
+    assert all((store.track_ids == t.track_id).sum() == (1 if t.path.name == "truncated.wav" else 10) for t in store.tracks)
+    assert {Path(p).name for p, _ in store.errors} == {n for n, (o, _) in EXPECTED.items() if o == "error"}
+
+    strict = _genrekit("prepare", str(data), "--out", str(out), "--strict")
+    assert strict.returncode == 1 and "up to date" in strict.stdout and "Traceback" not in strict.stderr
+    assert "not decodable audio" in strict.stderr
