@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from . import data, predict
 from . import serve
+from . import train
 from ._app import app, main
 
 __all__ = ["app", "main"]
 
 data.register(app)
+train.register(app)
 serve.register(app)
 predict.register(app)

@@ -1,0 +1,251 @@
+"""``genrekit train``, ``genrekit evaluate`` and ``genrekit compare``: from a store to trained runs and honest reports."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from ._app import console, err_console, handle_errors, progress_bar
+
+__all__ = ["register", "train", "evaluate", "compare"]
+
+_AUGMENTATIONS = ("noise", "gain", "pitch", "specaugment")
+
+
+@contextmanager
+def _epoch_progress(epochs: int, force: bool) -> Iterator[Callable[[int, int, int], None]]:
+    """Two bars: the current epoch's batches (ETA of the epoch) and the whole run (ETA of the run)."""
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=err_console,
+        disable=not (err_console.is_terminal or force),
+    ) as progress:
+        epoch_task = progress.add_task("epoch", total=None)
+        run_task = progress.add_task("run", total=epochs)
+        current = [0]
+
+        def update(epoch: int, batch: int, n_batches: int) -> None:
+            if epoch != current[0]:
+                current[0] = epoch
+                progress.reset(epoch_task, total=n_batches, description=f"epoch {epoch}/{epochs}")
+                progress.update(run_task, completed=epoch - 1)
+            progress.update(epoch_task, completed=batch)
+            if batch == n_batches:
+                progress.update(run_task, completed=epoch)
+
+        yield update
+
+
+def _augment_config(augment: str, prob: float, mixup: float):  # type: ignore[no-untyped-def]
+    from ..augment import AugmentConfig
+    from ..exceptions import ParameterError
+
+    chosen = {a.strip() for a in augment.split(",") if a.strip()}
+    unknown = chosen - set(_AUGMENTATIONS)
+    if unknown:
+        raise ParameterError(f"The '--augment' option takes a comma-separated subset of {_AUGMENTATIONS}. Got {sorted(unknown)} instead.")
+    p = {name: prob if name in chosen else 0.0 for name in _AUGMENTATIONS}
+    return AugmentConfig(
+        noise_prob=p["noise"], gain_prob=p["gain"], pitch_prob=p["pitch"],
+        time_mask_prob=p["specaugment"], freq_mask_prob=p["specaugment"],
+        mixup_prob=prob if mixup > 0 else 0.0, mixup_alpha=mixup if mixup > 0 else 0.2,
+    )
+
+
+def train(
+    store: Annotated[Optional[Path], typer.Argument(help="Feature store made by `genrekit prepare` (not needed with --resume).")] = None,
+    model: Annotated[str, typer.Option(help="Registered model name (see `genrekit models`): cnn1, cnn2, ...")] = "cnn2",
+    split: Annotated[str, typer.Option(help="Split protocol: filtered (artist-aware GTZAN lists), random, kfold, or leaky-segments (the original's; inflated, labeled LEAKY).")] = "random",
+    split_seed: Annotated[int, typer.Option(help="Seed of the split (random, kfold, leaky-segments).")] = 0,
+    val_fraction: Annotated[float, typer.Option(help="Validation fraction (random, leaky-segments).")] = 0.2,
+    test_fraction: Annotated[float, typer.Option(help="Test fraction (random, leaky-segments).")] = 0.0,
+    n_folds: Annotated[int, typer.Option(help="Folds (kfold).")] = 10,
+    fold: Annotated[int, typer.Option(help="Test fold; fold+1 is validation (kfold).")] = 0,
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs (default 40, the original's); with --resume, a new total.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Batch size (the original: 64).")] = 64,
+    lr: Annotated[float, typer.Option(help="Adam learning rate (the original: 1e-4).")] = 1e-4,
+    weight_decay: Annotated[float, typer.Option(help="Decoupled weight decay (AdamW); 0 = plain Adam.")] = 0.0,
+    label_smoothing: Annotated[float, typer.Option(help="Label smoothing in [0, 1).")] = 0.0,
+    class_weighting: Annotated[str, typer.Option(help="none, or balanced (loss weights against class imbalance).")] = "none",
+    lr_schedule: Annotated[str, typer.Option(help="none, cosine or plateau.")] = "none",
+    patience: Annotated[Optional[int], typer.Option(help="Early stopping: epochs without validation-loss improvement.")] = None,
+    keep: Annotated[str, typer.Option(help="model.pt holds the best (lowest validation loss) or the last epoch.")] = "best",
+    seed: Annotated[int, typer.Option(help="Training seed (init, data order, augmentation, dropout).")] = 0,
+    augment: Annotated[str, typer.Option(help=f"Comma-separated on-the-fly augmentations: {', '.join(_AUGMENTATIONS)}.")] = "",
+    augment_prob: Annotated[float, typer.Option(help="Probability of each augmentation per segment (and of mixup per batch).")] = 0.5,
+    mixup: Annotated[float, typer.Option(help="Mixup Beta(alpha, alpha) parameter; 0 = off.")] = 0.0,
+    threads: Annotated[Optional[int], typer.Option(help="torch CPU threads (default: torch's choice).")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Run folder name (default: UTC timestamp).")] = None,
+    runs_dir: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("runs"),
+    resume: Annotated[Optional[Path], typer.Option(help="Continue this interrupted run folder (same seed, same result).")] = None,
+    progress: Annotated[bool, typer.Option("--progress", help="Show the progress bar even when stderr is not a terminal.")] = False,
+) -> None:
+    """Train a model on STORE and write a run folder (config.json, metrics.csv, history.png, model.pt, log.txt).
+
+    Defaults are the original's: cnn2, Adam 1e-4, batch 64, 40 epochs, cross-entropy.
+
+    Examples:
+
+      genrekit train stores/gtzan --model cnn2 --split filtered --name cnn2-filtered
+
+      genrekit train stores/gtzan --split random --test-fraction 0.2 --class-weighting balanced --patience 8 --augment noise,pitch,specaugment
+
+      genrekit train stores/gtzan --split leaky-segments --keep last   # the original's inflated protocol
+
+      genrekit train --resume runs/cnn2-filtered
+    """
+    from .. import training
+    from ..exceptions import ParameterError
+    from ..splits import LEAKY_LABEL, SplitConfig
+
+    def show(m: training.EpochMetrics) -> None:
+        console.print(
+            f"epoch {m.epoch:>3}: train loss {m.train_loss:.4f} acc {m.train_accuracy:.3f} | val loss {m.val_loss:.4f} "
+            f"acc {m.val_accuracy:.3f} track {m.val_track_accuracy:.3f} | lr {m.lr:.2g} | {m.seconds:.1f} s"
+        )
+
+    with handle_errors():
+        if resume is not None:
+            with _epoch_progress(epochs or _saved_epochs(resume), progress) as update:
+                result = training.resume(resume, store=store, epochs=epochs, on_batch=update, on_epoch=show)
+        else:
+            if store is None:
+                raise ParameterError("Give a STORE to train on, or --resume RUN to continue a run.")
+            config = training.TrainConfig(
+                model=model,
+                split=SplitConfig(strategy=split, seed=split_seed, val_fraction=val_fraction, test_fraction=test_fraction,  # type: ignore[arg-type]
+                                  n_folds=n_folds, fold=fold),
+                epochs=epochs or training.EPOCHS, batch_size=batch_size, lr=lr, weight_decay=weight_decay, label_smoothing=label_smoothing,
+                class_weighting=class_weighting, lr_schedule=lr_schedule, patience=patience, keep=keep,  # type: ignore[arg-type]
+                seed=seed, num_threads=threads, augment=_augment_config(augment, augment_prob, mixup),
+            )
+            from ..models import available_models
+
+            if model not in available_models():
+                from ..exceptions import ModelNotFoundError
+
+                raise ModelNotFoundError(f"Model {model!r} not found; available models = {available_models()}")
+            run_dir = training.new_run_dir(runs_dir, name)
+            if config.split.leaky:
+                err_console.print(f"[bold yellow]{LEAKY_LABEL}[/]")
+            console.print(f"run folder: {run_dir}")
+            with _epoch_progress(config.epochs, progress) as update:
+                result = training.train(store, config, run_dir=run_dir, on_batch=update, on_epoch=show)
+    v = result.validation
+    leaky = _is_leaky(result.run_dir)
+    console.print(
+        f"[bold green]done[/] {result.run_dir}: {len(result.history)} epochs{' (early stop)' if result.stopped_early else ''}, "
+        f"model.pt = epoch {result.best_epoch}; validation track accuracy {v.get('track_accuracy', float('nan')):.3f} "
+        f"(95% CI {v.get('track_accuracy_ci95', [float('nan')] * 2)[0]:.3f}–{v.get('track_accuracy_ci95', [float('nan')] * 2)[1]:.3f}), "
+        f"macro-F1 {v.get('macro_f1', float('nan')):.3f}, segment accuracy {v.get('segment_accuracy', float('nan')):.3f}, "
+        f"{result.seconds:.0f} s"
+    )
+    if leaky:
+        console.print(f"[bold yellow]{LEAKY_LABEL}[/]")
+
+
+def _saved_epochs(run: Path) -> int:
+    import json
+
+    try:
+        return int(json.loads((run / "config.json").read_text())["train_config"]["epochs"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def _is_leaky(run: Path) -> bool:
+    import json
+
+    try:
+        return json.loads((run / "config.json").read_text())["train_config"]["split"]["strategy"] == "leaky-segments"
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="A run folder made by `genrekit train`.")],
+    split: Annotated[str, typer.Option(help="Partition of the run's split to evaluate: test or val.")] = "test",
+    store: Annotated[Optional[Path], typer.Option(help="Feature store (default: the one the run was trained on).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Report folder (default: RUN/eval-<split>).")] = None,
+) -> None:
+    """Evaluate RUN's model.pt: segment and track accuracy (soft and majority vote), 95% CI, per-genre P/R/F1, confusion matrix.
+
+    Writes summary.json, detailed_results.csv, confusion_matrix.csv, confusion_matrix_normalized.csv and
+    confusion_matrix.png.
+
+    Examples:
+
+      genrekit evaluate runs/cnn2-filtered --split test
+
+      genrekit evaluate runs/cnn2-filtered --split val --store stores/gtzan
+    """
+    from ..evaluation import evaluate_run
+    from ..splits import LEAKY_LABEL
+
+    with handle_errors():
+        with progress_bar("evaluate") as update:
+            report = evaluate_run(run, partition=split, store=store, out_dir=out, on_progress=update)
+    ev, s = report.evaluation, report.summary
+    leaky = s["split"]["leaky"]
+    if leaky:
+        console.print(f"[bold yellow]{LEAKY_LABEL}[/]")
+    lo, hi = ev.track_accuracy_ci95
+    console.print(
+        f"[bold]{run}[/] {s['model']} · split {s['split']['protocol']} / {split}: {ev.n_tracks} tracks, {ev.n_segments} segments"
+    )
+    console.print(
+        f"track accuracy (soft vote) {ev.track_accuracy:.3f} (95% CI {lo:.3f}–{hi:.3f}) · majority vote {ev.track_accuracy_majority:.3f} · "
+        f"macro-F1 {ev.macro_f1:.3f} · segment accuracy {ev.segment_accuracy:.3f}" + (" · LEAKY" if leaky else "")
+    )
+    table = Table(title="per genre (tracks)")
+    for col in ("genre", "precision", "recall", "F1", "tracks"):
+        table.add_column(col, justify="left" if col == "genre" else "right")
+    for genre, m in ev.per_genre.items():
+        table.add_row(genre, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", str(m["support"]))
+    console.print(table)
+    console.print(f"reports in {report.out_dir}")
+
+
+def compare(runs: Annotated[list[Path], typer.Argument(help="Run folders to show side by side.")]) -> None:
+    """Show runs side by side: model, split protocol, track accuracy ± 95% CI, macro-F1, epochs, time.
+
+    Uses each run's evaluation reports (`genrekit evaluate`), else its validation numbers from training.
+
+    Example:
+
+      genrekit compare runs/cnn2-leaky runs/cnn2-filtered
+    """
+    from ..evaluation import compare as compare_runs
+    from ..splits import LEAKY_LABEL
+
+    with handle_errors():
+        rows = compare_runs(runs)
+    table = Table(title="runs")
+    for col in ("run", "model", "protocol", "evaluated on", "tracks", "track acc", "95% CI", "macro-F1", "segment acc", "epochs", "time", "note"):
+        table.add_column(col, justify="left" if col in ("run", "model", "protocol", "evaluated on", "note") else "right")
+    for r in rows:
+        table.add_row(
+            r.run, r.model, r.protocol, r.partition, str(r.n_tracks), f"{r.track_accuracy:.3f}", f"{r.ci95[0]:.3f}–{r.ci95[1]:.3f}",
+            f"{r.macro_f1:.3f}", f"{r.segment_accuracy:.3f}", str(r.epochs if r.epochs is not None else "?"),
+            f"{r.train_seconds / 60:.1f} min" if r.train_seconds is not None else "?", "LEAKY" if r.leaky else "",
+        )
+    console.print(table)
+    if any(r.leaky for r in rows):
+        console.print(f"[bold yellow]LEAKY[/] = {LEAKY_LABEL}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(train)
+    app.command()(evaluate)
+    app.command()(compare)
