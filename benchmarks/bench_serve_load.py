@@ -236,7 +236,7 @@ def main() -> None:
     print(f"RSS: warm {rss_warm:.0f} MB, after load {rss_load:.0f} MB, after overfill {rss_over:.0f} MB "
           f"({rss_over / rss_warm:.2f} x warm)")
     if not args.no_record:
-        row = (f"| {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} | {platform.machine()}, {os.cpu_count()} cores (shared) "
+        row = (f"| {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} | {platform.machine()}, {os.cpu_count()} cores (shared) "
                f"| {model_name} | {args.workers}/{args.queue} | {args.clients} × {clip_name} | {ok} in {elapsed:.0f} s "
                f"| {rps:.2f} | {p50:.0f} | {p99:.0f} | {errors} "
                f"| {args.overfill}/{over.statuses.get(200, 0)}/{over.statuses.get(503, 0)}/{other} "

@@ -128,7 +128,7 @@ def test_page_classifies_a_clip_and_explains_a_bad_file(server: str, page, share
     assert page.locator("#result").is_hidden()
     page.screenshot(path=str(ARTIFACTS / "serve_page_error.png"), full_page=True)
 
-    assert all(url.startswith(server) or url.startswith("data:") for url in page.urls), page.urls
+    assert all(url.startswith((server, "data:")) for url in page.urls), page.urls
 
 
 def test_api_docs_render_without_internet(server: str, page) -> None:
@@ -136,4 +136,4 @@ def test_api_docs_render_without_internet(server: str, page) -> None:
     page.wait_for_selector(".swagger-ui .info .title", timeout=30_000)
     assert "genrekit" in page.inner_text(".swagger-ui .info .title")
     assert page.get_by_text("/v1/predict", exact=True).count() >= 1
-    assert all(url.startswith(server) or url.startswith("data:") for url in page.urls), page.urls
+    assert all(url.startswith((server, "data:")) for url in page.urls), page.urls

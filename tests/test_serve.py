@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import synth_tone
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -26,8 +27,6 @@ from genrekit.inference import GenreClassifier, Prediction, load_model
 from genrekit.models import build_model
 from genrekit.serve import create_app
 from genrekit.serve.schemas import ErrorOut, ModelsOut, PredictionOut
-
-from conftest import synth_tone
 
 SAMPLE_RATE = 22050
 
@@ -230,6 +229,31 @@ def test_request_without_a_file(serve) -> None:
     assert (missing.status_code, missing.json()["error"]) == (422, "missing_file")
     assert (not_multipart.status_code, not_multipart.json()["error"]) == (415, "not_multipart")
     assert (malformed.status_code, malformed.json()["error"]) == (400, "bad_multipart")
+
+
+def test_interrupted_upload_frees_its_slot_and_file(serve) -> None:
+    """A client that disconnects mid-upload (driven at the ASGI level: TestClient cannot hang up)."""
+    head = b'--b\r\nContent-Disposition: form-data; name="file"; filename="x.wav"\r\n\r\n' + b"\0" * 1000
+    messages = iter([{"type": "http.request", "body": head, "more_body": True}, {"type": "http.disconnect"}])
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return next(messages)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": "/v1/predict", "raw_path": b"/v1/predict", "query_string": b"", "root_path": "",
+        "headers": [(b"content-type", b"multipart/form-data; boundary=b")],
+        "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80),
+    }
+    with serve() as client:
+        client.portal.call(client.app, scope, receive, send)  # type: ignore[union-attr]
+        assert sent[0]["status"] == 400 and b"interrupted" in sent[1]["body"]
+        assert list(upload_dir(client).iterdir()) == []
+        assert client.get("/healthz").json()["in_flight"] == 0
 
 
 def test_healthz_answers_while_a_prediction_runs(serve, clip, gated) -> None:

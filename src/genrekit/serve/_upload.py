@@ -16,7 +16,7 @@ from typing import IO
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 __all__ = ["RequestError", "Upload", "receive_upload"]
 
@@ -45,7 +45,7 @@ class Upload:
     n_bytes: int
 
 
-def too_large(max_bytes: int) -> RequestError:
+def _too_large(max_bytes: int) -> RequestError:
     return RequestError(
         413,
         "too_large",
@@ -54,7 +54,7 @@ def too_large(max_bytes: int) -> RequestError:
     )
 
 
-def clean_filename(raw: str) -> str:
+def _clean_filename(raw: str) -> str:
     """The last path component of a client-sent name, without control characters, for messages only."""
     name = _UNSAFE.sub("", raw.replace("\\", "/").rsplit("/", 1)[-1]).strip()
     return name[:200] or "upload"
@@ -107,7 +107,7 @@ class _FilePartWriter:
         raw_filename = options.get(b"filename")
         if name != self.field or raw_filename is None or self.path is not None:
             return
-        self.filename = clean_filename(raw_filename.decode("utf-8", "replace"))
+        self.filename = _clean_filename(raw_filename.decode("utf-8", "replace"))
         suffix = Path(self.filename).suffix
         fd, path = tempfile.mkstemp(dir=self.dest_dir, suffix=suffix.lower() if _SUFFIX.fullmatch(suffix) else "")
         self.path = Path(path)
@@ -119,7 +119,7 @@ class _FilePartWriter:
             return
         self.n_bytes += end - start
         if self.n_bytes > self.max_bytes:
-            raise too_large(self.max_bytes)
+            raise _too_large(self.max_bytes)
         self._file.write(data[start:end])
 
     def _part_end(self) -> None:
@@ -148,7 +148,7 @@ async def receive_upload(request: Request, *, field: str, dest_dir: Path, max_by
     ------
     RequestError
         413 when the file (or the whole body) exceeds the limit, 415 when the body is not multipart,
-        400 when it is malformed multipart, 422 when no file field named ``field`` was sent. Nothing is left in ``dest_dir`` then.
+        400 when it is malformed multipart or the client went away mid-upload, 422 when no file field named ``field`` was sent. Nothing is left in ``dest_dir`` then.
     """
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
     boundary = params.get(b"boundary")
@@ -159,7 +159,7 @@ async def receive_upload(request: Request, *, field: str, dest_dir: Path, max_by
     body_limit = max_bytes + _MULTIPART_OVERHEAD
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > body_limit:
-        raise too_large(max_bytes)
+        raise _too_large(max_bytes)
     writer = _FilePartWriter(field, dest_dir, max_bytes)
     parser = MultipartParser(boundary, writer.callbacks())  # type: ignore[arg-type]
     received = 0
@@ -167,12 +167,15 @@ async def receive_upload(request: Request, *, field: str, dest_dir: Path, max_by
         async for chunk in request.stream():
             received += len(chunk)
             if received > body_limit:
-                raise too_large(max_bytes)
+                raise _too_large(max_bytes)
             parser.write(chunk)
         parser.finalize()
         if writer.path is None:
             raise RequestError(422, "missing_file", f"No file was sent: upload one audio file in the form field {field!r}.")
         writer.close()
+    except ClientDisconnect as e:
+        writer.discard()
+        raise RequestError(400, "interrupted", "The upload was interrupted before the whole file arrived.") from e
     except MultipartParseError as e:
         writer.discard()
         raise RequestError(400, "bad_multipart", f"The upload could not be read as multipart/form-data ({e}).") from e

@@ -36,7 +36,7 @@ from .schemas import ErrorOut, HealthOut, ModelOut, ModelsOut, PredictionOut
 if TYPE_CHECKING:
     from ..inference import GenreClassifier, Prediction
 
-__all__ = ["DEFAULT_MAX_UPLOAD_MB", "DEFAULT_MAX_DURATION_S", "DEFAULT_WORKERS", "DEFAULT_MAX_QUEUE", "create_app"]
+__all__ = ["DEFAULT_MAX_DURATION_S", "DEFAULT_MAX_QUEUE", "DEFAULT_MAX_UPLOAD_MB", "DEFAULT_WORKERS", "create_app"]
 
 _STATIC = Path(__file__).parent / "static"
 _FORMATS = "WAV, FLAC, OGG, MP3 or AU"
@@ -44,7 +44,7 @@ _PAGE_POLICY = "default-src 'self'; img-src 'self' data:; object-src 'none'; bas
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut, "description": text}
     for code, text in {
-        400: "The body is not well-formed multipart/form-data.",
+        400: "The body is not well-formed multipart/form-data, or the upload was interrupted.",
         413: "The file is larger than the upload limit.",
         415: "The body is not multipart, or the file is not audio genrekit can decode.",
         422: "The audio is longer than the duration limit, no file was sent, or a query parameter is invalid.",

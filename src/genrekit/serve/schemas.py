@@ -12,14 +12,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
-    "GenreProbability",
-    "SegmentOut",
-    "PredictionOut",
+    "ErrorOut",
     "FeaturesOut",
+    "GenreProbability",
+    "HealthOut",
     "ModelOut",
     "ModelsOut",
-    "HealthOut",
-    "ErrorOut",
+    "PredictionOut",
+    "SegmentOut",
 ]
 
 
@@ -94,5 +94,5 @@ class HealthOut(BaseModel):
 class ErrorOut(BaseModel):
     """Every error the API returns: a stable code for programs, a sentence for people."""
 
-    error: str = Field(description="too_large, not_audio, too_long, busy, not_multipart, bad_multipart or missing_file.")
+    error: str = Field(description="too_large, not_audio, too_long, busy, not_multipart, bad_multipart, interrupted, missing_file or bad_parameter.")
     detail: str = Field(description="What went wrong and what to do, in plain words.")
