@@ -42,6 +42,23 @@ def _assert_leak_free(tracks: list[Track], split: Split) -> None:
         assert all(len(p) == 1 for p in parts.values()), f"a {key} spans partitions"
 
 
+def _n_units(tracks: list[Track]) -> int:
+    """How many sets of tracks are tied together by a shared hash or group."""
+    parent = {t.track_id: t.track_id for t in tracks}
+
+    def root(x: str) -> str:
+        while parent[x] != x:
+            x = parent[x]
+        return x
+
+    first: dict[tuple[str, str], str] = {}
+    for t in tracks:
+        for key in (("hash", t.content_hash), ("group", t.group)):
+            if key[1] is not None:
+                parent[root(t.track_id)] = root(first.setdefault(key, t.track_id))  # type: ignore[arg-type]
+    return len({root(t.track_id) for t in tracks})
+
+
 TRACK_LEVEL = [
     SplitConfig(strategy="random", seed=3),
     SplitConfig(strategy="random", seed=3, val_fraction=0.15, test_fraction=0.15),
@@ -76,7 +93,7 @@ def test_random_split_keeps_groups_together() -> None:
     assert all(split.counts()[p] > 0 for p in PARTITIONS)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(
     counts=st.lists(st.integers(5, 25), min_size=2, max_size=4),
     dup_pairs=st.integers(0, 8),
@@ -98,6 +115,10 @@ def test_leak_free_property(
         n_folds=5,
         fold=seed % 5,
     )
+    if strategy == "kfold" and _n_units(tracks) < 5:
+        with pytest.raises(ParameterError, match="independent units"):
+            make_split(tracks, config)
+        return
     split = make_split(tracks, config)
     assert set(split.partition) == {t.track_id for t in tracks}
     _assert_leak_free(tracks, split)
@@ -120,9 +141,11 @@ def test_kfold_folds_cover_every_track_once_as_test() -> None:
     assert times_test == {t.track_id: 1 for t in tracks}
 
 
-def test_kfold_needs_enough_tracks_per_label() -> None:
+def test_kfold_needs_enough_tracks_per_label_and_units() -> None:
     with pytest.raises(ParameterError, match="n_folds=10"):
         make_split(_tracks({"a": 20, "b": 4}), SplitConfig(strategy="kfold"))
+    with pytest.raises(ParameterError, match="independent units"):  # 4 artists cannot fill 5 folds
+        make_split(_tracks({"a": 10, "b": 10}, group_size=8), SplitConfig(strategy="kfold", n_folds=5))
 
 
 def test_filtered_lists_are_the_published_ones(shared_data: Path) -> None:

@@ -232,6 +232,12 @@ def make_split(tracks: list[Track], config: SplitConfig | None = None) -> Split:
             raise ParameterError(
                 f"kfold with n_folds={config.n_folds} needs at least that many tracks per label; the smallest label has {smallest}."
             )
+        n_units = len(_units(tracks))
+        if n_units < config.n_folds:
+            raise ParameterError(
+                f"kfold with n_folds={config.n_folds} needs at least that many independent units; duplicates and "
+                f"groups leave {n_units}. Use fewer folds."
+            )
         return Split(config, _kfold_split(tracks, config))
     return Split(config, _random_split(tracks, config))
 
