@@ -95,7 +95,7 @@ def test_shared_data_prepare_batch_with_bad_files(shared_data: Path, tmp_path: P
         shutil.copy(shared_data / "gtzan-dev" / clip, data / "mixed")
     out = tmp_path / "store"
 
-    run = _genrekit("prepare", str(data), "--out", str(out))
+    run = _genrekit("prepare", str(data), "--out", str(out), "--jobs", "1")  # workers: see test_cli_data
     output = run.stdout + run.stderr
     assert run.returncode == 0, output
     assert "Traceback" not in output

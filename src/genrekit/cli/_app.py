@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -10,6 +9,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..exceptions import GenrekitError
@@ -36,7 +36,7 @@ def handle_errors() -> Iterator[None]:
             warnings.simplefilter("ignore", category=FutureWarning)
             yield
     except GenrekitError as e:
-        err_console.print(f"[bold red]error:[/] {e}")
+        err_console.print(f"[bold red]error:[/] {escape(str(e))}", soft_wrap=True)  # paths stay whole, [brackets] literal
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")
@@ -45,7 +45,7 @@ def handle_errors() -> Iterator[None]:
 
 @contextmanager
 def progress_bar(description: str, total: int | None = None) -> Iterator[Callable[[int, int, str], None]]:
-    """A rich progress bar with ETA; yields a ``(done, total, item)`` callback for library functions."""
+    """A rich progress bar with ETA on a terminal (none in logs and pipes); yields a ``(done, total, item)`` callback."""
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -55,7 +55,7 @@ def progress_bar(description: str, total: int | None = None) -> Iterator[Callabl
         TimeRemainingColumn(),
         console=err_console,
         transient=False,
-        disable=not err_console.is_terminal and "--progress" not in sys.argv,
+        disable=not err_console.is_terminal,
     ) as progress:
         task = progress.add_task(description, total=total)
 

@@ -7,9 +7,11 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ..config import FeatureConfig
+from ..exceptions import ParameterError
 from ._app import console, err_console, handle_errors, progress_bar
 
 __all__ = ["register", "prepare", "info"]
@@ -44,13 +46,14 @@ def prepare(
         with progress_bar("prepare") as update:
             report = prepare_store(data, out, feature_config, jobs=jobs, on_progress=update)
     for message in sorted(set(report.warnings)):
-        err_console.print(f"[yellow]warning:[/] {message}")
+        err_console.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True)
     for path, reason in report.errors:
-        err_console.print(f"[red]skipped[/] {path}: {reason.removeprefix(path + ': ')}")
+        err_console.print(f"[red]skipped[/] {escape(path)}: {escape(reason.removeprefix(path + ': '))}", soft_wrap=True)
     state = "up to date" if report.up_to_date else f"{report.n_computed} computed, {report.n_cached} from cache"
     console.print(
-        f"[bold green]store[/] {out}: {report.n_tracks - len(report.errors)} tracks, {report.n_segments} segments "
-        f"({state}), {len(report.errors)} skipped, {report.seconds:.1f} s"
+        f"[bold green]store[/] {escape(str(out))}: {report.n_tracks - len(report.errors)} tracks, {report.n_segments} segments "
+        f"({state}), {len(report.errors)} skipped, {report.seconds:.1f} s",
+        soft_wrap=True,
     )
     if strict and report.errors:
         raise typer.Exit(1)
@@ -61,7 +64,16 @@ def _feature_config(
 ) -> FeatureConfig:
     from dataclasses import replace
 
-    base = FeatureConfig.from_dict(json.loads(config.read_text())) if config else FeatureConfig.for_kind(kind)  # type: ignore[arg-type]
+    if config is not None:
+        try:
+            values = json.loads(config.read_text())
+        except (OSError, ValueError) as e:
+            raise ParameterError(f"--config {config}: not a readable JSON file ({e})") from e
+        if not isinstance(values, dict):
+            raise ParameterError(f"--config {config}: expected a JSON object of FeatureConfig fields")
+        base = FeatureConfig.from_dict(values.get("feature_config", values))
+    else:
+        base = FeatureConfig.for_kind(kind)  # type: ignore[arg-type]
     if scaling is not None:
         base = replace(base, scaling=scaling)  # type: ignore[arg-type]
     if segment_seconds is not None or hop_seconds is not None:
@@ -88,7 +100,7 @@ def info(store: Annotated[Path, typer.Argument(help="A store folder made by `gen
         split_obj = make_split(st.tracks, SplitConfig(strategy=split, seed=seed))  # type: ignore[arg-type]
     parts = segment_partitions(split_obj, st.track_ids)
     track_part = {t.track_id: split_obj.partition.get(t.track_id, "") for t in st.tracks}
-    table = Table(title=f"{store} ({st.meta['n_tracks']} tracks, {st.meta['n_segments']} segments, split {split})")
+    table = Table(title=escape(f"{store} ({st.meta['n_tracks']} tracks, {st.meta['n_segments']} segments, split {split})"))
     for col in ("label", "tracks", "segments", "train", "val", "test"):
         table.add_column(col, justify="left" if col == "label" else "right")
     for label, counts in st.summary().items():
@@ -96,17 +108,17 @@ def info(store: Annotated[Path, typer.Argument(help="A store folder made by `gen
             per = [str(int(((st.labels == label) & (parts == p)).sum())) + " seg" for p in ("train", "val", "test")]
         else:
             per = [str(sum(1 for t in st.tracks if t.label == label and track_part[t.track_id] == p)) for p in ("train", "val", "test")]
-        table.add_row(label, str(counts["tracks"]), str(counts["segments"]), *per)
+        table.add_row(escape(label), str(counts["tracks"]), str(counts["segments"]), *per)
     console.print(table)
     for note in split_obj.notes:
-        console.print(f"[cyan]note:[/] {note}")
+        console.print(f"[cyan]note:[/] {escape(note)}", soft_wrap=True)
     cfg = st.config
     console.print(f"features: {cfg.kind}, shape {tuple(st.meta['feature_shape'])}, scaling {cfg.scaling}, "
                   f"{cfg.audio.sample_rate} Hz, segments {cfg.audio.segment_seconds:g} s / hop {cfg.audio.hop_seconds:g} s")
     if st.errors:
         console.print(f"[red]{len(st.errors)} files skipped:[/]")
         for path, reason in st.errors:
-            console.print(f"  {path}: {reason.removeprefix(path + ': ')}")
+            console.print(f"  {escape(path)}: {escape(reason.removeprefix(path + ': '))}", soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
