@@ -33,6 +33,11 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 ARTIFACTS = Path(__file__).parent / "artifacts"
+DROP_FILE = """([name, bytes]) => {
+  const data = new DataTransfer();
+  data.items.add(new File([new Uint8Array(bytes)], name));
+  window.dispatchEvent(new DragEvent("drop", { dataTransfer: data, bubbles: true, cancelable: true }));
+}"""
 
 
 def _free_port() -> int:
@@ -104,7 +109,7 @@ def page(tmp_path: Path) -> Iterator[object]:
 
 
 @pytest.mark.shared_data
-def test_page_classifies_a_clip_and_explains_a_bad_file(server: str, page, shared_data: Path) -> None:
+def test_page_classifies_a_chosen_clip_and_explains_a_dropped_bad_file(server: str, page, shared_data: Path) -> None:
     page.goto(f"{server}/")
     page.wait_for_selector("#model-info:not([hidden])")
 
@@ -121,7 +126,8 @@ def test_page_classifies_a_clip_and_explains_a_bad_file(server: str, page, share
     page.screenshot(path=str(screenshot), full_page=True)
     print(f"screenshot: {screenshot}")
 
-    page.set_input_files("#file", str(shared_data / "bad-audio" / "not_audio.mp3"))
+    bad = shared_data / "bad-audio" / "not_audio.mp3"
+    page.evaluate(DROP_FILE, [bad.name, list(bad.read_bytes())])
     page.wait_for_selector("#error:not([hidden])", timeout=30_000)
     message = page.inner_text("#error-text")
     assert "“not_audio.mp3” could not be read as audio" in message

@@ -157,12 +157,12 @@ class _Service:
             raise RequestError(
                 422,
                 "too_long",
-                f"“{upload.filename}” is {_minutes(seconds)} long; this server accepts at most {_minutes(self.max_duration_s)}. "
+                f"“{upload.filename}” is {_duration_words(seconds)} long; this server accepts at most {_duration_words(self.max_duration_s)}. "
                 "Cut it shorter and try again.",
             )
 
 
-def _minutes(seconds: float) -> str:
+def _duration_words(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:.0f} seconds" if seconds >= 10 else f"{seconds:.1f} seconds"
     return f"{seconds / 60:.1f} minutes"

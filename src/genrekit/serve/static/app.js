@@ -55,7 +55,8 @@ async function loadModelInfo() {
     labels = model.labels;
     const acc = model.validation && model.validation.track_accuracy;
     const accText = typeof acc === "number" ? ` · ${Math.round(acc * 100)}% accuracy on validation tracks` : "";
-    $("model-info").textContent = `Model “${model.name}” (${model.architecture}) knows ${labels.length} genres: ${labels.join(", ")}${accText}.`;
+    const name = model.name.split(/[\\/]/).filter(Boolean).pop() || model.name;
+    $("model-info").textContent = `Model “${name}” (${model.architecture}) knows ${labels.length} genres: ${labels.join(", ")}${accText}.`;
     $("model-info").hidden = false;
   } catch (err) {
     labels = [];
