@@ -103,6 +103,7 @@ def main() -> None:
             "source": "musicnn==0.1.0 (https://github.com/jordipons/musicnn), ISC license, see LICENSE-musicnn.txt",
         }
         save_file(tensors, str(args.out / filename), metadata=metadata)
+        (args.out / filename).chmod(0o644)  # safetensors writes 0600; the file ships in the package
         n_params = sum(t.size for t in tensors.values())
         print(f"{model_name}: {len(tensors)} tensors, {n_params:,} values -> {args.out / filename}")
 

@@ -119,7 +119,7 @@ def test_embedding_layout_and_first_segment(reference: dict[str, np.ndarray], au
 
 def test_extract_features_through_feature_config(rng: np.random.Generator) -> None:
     config = FeatureConfig.for_kind("musicnn")
-    assert config.kind == "musicnn"
+    assert config.kind == "musicnn" and config.scaling == "standard"
     assert config.audio.sample_rate == 16000 and config.audio.segment_seconds == 3.0
     assert musicnn.patch_frames(config.audio.segment_samples) == musicnn.PATCH_FRAMES
     segments = (0.1 * rng.standard_normal((5, config.audio.segment_samples))).astype(np.float32)
@@ -138,13 +138,13 @@ def test_feature_config_round_trips_and_allows_overlap() -> None:
 
 @pytest.mark.parametrize(
     "overrides",
-    [{"n_mels": 128}, {"n_fft": 1024}, {"audio": AudioConfig(sample_rate=22050)}, {"f_max": 4000.0}, {"kind": "logmel"}],
+    [{"n_mels": 128}, {"n_fft": 1024}, {"audio": AudioConfig(sample_rate=22050)}, {"f_max": 4000.0}, {"kind": "logmel"}, {"scaling": "seed"}],
 )
 def test_config_the_network_cannot_use_is_rejected(overrides: dict) -> None:
     with pytest.raises(ParameterError):
         musicnn.default_feature_config(**overrides)
     with pytest.raises(ParameterError):
-        musicnn.embedding_shape(FeatureConfig(**{"kind": "musicnn", **overrides}))
+        musicnn.embedding_shape(FeatureConfig(**{"kind": "musicnn", "scaling": "standard", **overrides}))
 
 
 def test_unknown_model_lists_known_ones() -> None:
@@ -171,3 +171,37 @@ def test_real_music_gets_sensible_tags() -> None:
     assert max(classical, key=classical.get) == "classical"
     rock = musicnn.tag_scores(SAMPLES / "hedgewars_rock.ogg", model="MSD_musicnn").as_dict()
     assert max(rock, key=rock.get) == "rock"
+
+
+@pytest.mark.parametrize("hidden", [0, 32])
+def test_musicnn_head_maps_embeddings_to_logits(hidden: int) -> None:
+    from genrekit.models import available_models, build_model, count_parameters
+
+    assert "musicnn-head" in available_models()
+    model = build_model("musicnn-head", (musicnn.EMBEDDING_DIM,), 10, hidden=hidden).eval()
+    assert model(torch.randn(4, musicnn.EMBEDDING_DIM)).shape == (4, 10)
+    expected = 3412 * 10 + 10 if hidden == 0 else 3412 * 32 + 32 + 32 * 10 + 10
+    assert count_parameters(model) == expected
+
+
+def test_musicnn_head_exports_to_onnx() -> None:
+    import io
+    import warnings
+
+    onnx = pytest.importorskip("onnx")
+    from genrekit.models import build_model
+
+    model = build_model("musicnn-head", (musicnn.EMBEDDING_DIM,), 10, hidden=16).eval()
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(model, (torch.randn(2, musicnn.EMBEDDING_DIM),), buffer, dynamo=False, dynamic_axes={"x": {0: "batch"}}, input_names=["x"])
+    onnx.checker.check_model(onnx.load_from_string(buffer.getvalue()))
+
+
+@pytest.mark.parametrize("options", [{"hidden": -1}, {"dropout": 1.0}])
+def test_musicnn_head_rejects_bad_options(options: dict) -> None:
+    from genrekit.models import build_model
+
+    with pytest.raises(ParameterError):
+        build_model("musicnn-head", (musicnn.EMBEDDING_DIM,), 10, **options)

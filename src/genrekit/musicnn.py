@@ -21,8 +21,9 @@ Embedding (``kind="musicnn"``): for each 3 s segment, the concatenation over ``M
 reads) and the temporal mean and max pools of the dense mid-end feature map (753 each: front end 561 +
 three mid-end layers of 64), 2 x 1706 = 3412 values; :data:`EMBEDDING_LAYOUT` gives the column blocks.
 The penultimate layer is the most tag-specific summary; the pooled mid-end maps keep the timbre and
-rhythm detail (they were the best musicnn features for GTZAN transfer in the authors' examples), and
-the two training sets cover different vocabularies (MSD: genres; MTT: instruments, classical).
+rhythm detail that a 200-unit bottleneck trained for other tags may discard; the two training sets
+cover different vocabularies (MSD: genres; MTT: instruments, classical). Stored in float16, 3412 values
+cost 6.8 kB per segment.
 """
 
 from __future__ import annotations
@@ -315,8 +316,10 @@ def default_feature_config(**overrides: Any) -> FeatureConfig:
     ----------
     **overrides
         :class:`FeatureConfig` fields; ``audio=AudioConfig(sample_rate=16000, hop_seconds=1.5)`` gives
-        overlapping segments, for example. The mel parameters are the network's and cannot change;
-        ``scaling`` and ``top_db`` do not apply.
+        overlapping segments, for example. The mel parameters are the network's and cannot change.
+        ``scaling`` is ``"standard"``: training standardizes every embedding dimension with
+        training-split statistics that travel in the model checkpoint (``"seed"`` scaling is a log-mel
+        notion and is rejected); ``top_db`` does not apply.
 
     Raises
     ------
@@ -330,6 +333,7 @@ def default_feature_config(**overrides: Any) -> FeatureConfig:
         "n_mels": N_MELS,
         "f_min": 0.0,
         "f_max": None,
+        "scaling": "standard",
         "audio": AudioConfig(sample_rate=SAMPLE_RATE, segment_seconds=SEGMENT_SECONDS, hop_seconds=SEGMENT_SECONDS),
     }
     values.update(overrides)
@@ -345,6 +349,7 @@ def _check_config(config: FeatureConfig) -> None:
         "hop_length": HOP_LENGTH,
         "n_mels": N_MELS,
         "f_min": 0.0,
+        "scaling": "standard",
         "audio.sample_rate": SAMPLE_RATE,
     }
     actual = {**{k: getattr(config, k) for k in required if "." not in k}, "audio.sample_rate": config.audio.sample_rate}
