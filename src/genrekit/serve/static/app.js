@@ -16,6 +16,7 @@ const STATUS_MESSAGES = {
 
 const $ = (id) => document.getElementById(id);
 let labels = [];
+let shown = null; // the result on screen, redrawn when the window changes width
 
 function colorOf(genre) {
   const i = labels.indexOf(genre);
@@ -103,13 +104,14 @@ function upload(file) {
 }
 
 function render(result) {
+  shown = result;
   $("dropzone").classList.remove("busy");
   $("top-genre").textContent = result.genre;
   $("top-genre").style.color = colorOf(result.genre);
   $("result-meta").textContent = `${percent(result.confidence)} confident · “${result.path}” · ${clock(result.duration_s)} long, ${result.n_segments} pieces`;
+  show("result");
   renderBars(result.top_k);
   renderTimeline(result.segments || [], result.duration_s);
-  show("result");
 }
 
 function renderBars(topK) {
@@ -134,7 +136,8 @@ function renderTimeline(segments, duration) {
   box.replaceChildren();
   $("legend").replaceChildren();
   if (!segments.length) return;
-  const W = 720, H = 200, left = 40, right = 8, top = 8, bottom = 26;
+  // Draw at the box's real width so axis text keeps its size on narrow screens.
+  const W = Math.max(box.clientWidth || 720, 280), H = 200, left = 40, right = 8, top = 8, bottom = 26;
   const plotW = W - left - right, plotH = H - top - bottom;
   const end = Math.max(duration, segments[segments.length - 1].end_s);
   const x = (t) => left + (t / end) * plotW;
@@ -148,7 +151,7 @@ function renderTimeline(segments, duration) {
     chart.append(label);
   }
 
-  const shown = new Set();
+  const inLegend = new Set();
   for (const seg of segments) {
     const x0 = x(seg.start_s), width = Math.max(x(seg.end_s) - x0 - 1, 1);
     let y = top + plotH;
@@ -162,11 +165,11 @@ function renderTimeline(segments, duration) {
       tip.textContent = `${clock(seg.start_s)}–${clock(seg.end_s)}: ${genre} ${percent(p)}`;
       rect.append(tip);
       chart.append(rect);
-      if (p >= 0.02) shown.add(genre);
+      if (p >= 0.02) inLegend.add(genre);
     }
   }
 
-  const step = niceStep(end);
+  const step = niceStep(end, Math.max(2, Math.floor(plotW / 70)));
   for (let t = 0; t <= end + 1e-6; t += step) {
     const anchor = t === 0 ? "start" : x(t) > W - right - 15 ? "end" : "middle";
     const tick = svg("text", { x: x(t), y: H - 8, "text-anchor": anchor, class: "axis" });
@@ -175,7 +178,7 @@ function renderTimeline(segments, duration) {
   }
   box.append(chart);
 
-  for (const genre of labels.filter((g) => shown.has(g))) {
+  for (const genre of labels.filter((g) => inLegend.has(g))) {
     const item = el("li");
     const swatch = el("span", "swatch");
     swatch.style.background = colorOf(genre);
@@ -184,8 +187,8 @@ function renderTimeline(segments, duration) {
   }
 }
 
-function niceStep(seconds) {
-  for (const step of [5, 10, 15, 30, 60, 120, 300, 600]) if (seconds / step <= 8) return step;
+function niceStep(seconds, maxTicks) {
+  for (const step of [5, 10, 15, 30, 60, 120, 300, 600]) if (seconds / step <= maxTicks) return step;
   return 900;
 }
 
@@ -214,3 +217,6 @@ function setUpDropzone() {
 
 setUpDropzone();
 loadModelInfo();
+window.addEventListener("resize", () => {
+  if (shown && !$("result").hidden) renderTimeline(shown.segments || [], shown.duration_s);
+});
