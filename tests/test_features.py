@@ -124,3 +124,11 @@ def test_shared_data_agreement_with_librosa(shared_data: Path, scaling: str) -> 
             assert np.abs(feat - ref)[mask].max() < 0.05, clip
             checked += int(mask.sum())
     assert checked > 100_000
+
+
+def test_any_array_layout_and_dtype(rng: np.random.Generator) -> None:
+    segments = rng.standard_normal((2, 66150))
+    expected = logmel(segments.astype(np.float32), SEED)
+    np.testing.assert_allclose(logmel(segments[:, ::-1][:, ::-1], SEED), expected, atol=1e-4)  # float64, strided
+    np.testing.assert_allclose(logmel(np.asfortranarray(segments), SEED), expected, atol=1e-4)
+    np.testing.assert_allclose(logmel(segments[::-1], SEED), expected[::-1], atol=1e-4)  # negative stride

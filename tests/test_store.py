@@ -18,6 +18,7 @@ import soundfile as sf
 from conftest import synth_tone
 from genrekit.audio import load_segments
 from genrekit.config import FeatureConfig, config_hash
+from genrekit.datasets import discover
 from genrekit.exceptions import ParameterError, StoreError
 from genrekit.features import extract_features
 from genrekit.store import FeatureStore, open_store, prepare_store, process_file
@@ -203,3 +204,10 @@ def test_interrupted_prepare_then_rerun(make_dataset: Callable[..., Path], tmp_p
     np.testing.assert_array_equal(np.asarray(st.features), np.asarray(ref.features))
     assert (out / "segments.csv").read_text() == (clean / "segments.csv").read_text()
     assert (out / "tracks.csv").read_text() == (clean / "tracks.csv").read_text()
+
+
+def test_prepare_from_tracks_without_hashes(make_dataset: Callable[..., Path], tmp_path: Path) -> None:
+    tracks = discover(make_dataset(**SHORT), hashes=False)
+    report = prepare_store(tracks, tmp_path / "store", jobs=1)
+    assert report.errors == [] and report.n_computed == 6
+    assert all(t.content_hash for t in open_store(tmp_path / "store").tracks)

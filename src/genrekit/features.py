@@ -60,7 +60,7 @@ def logmel(segments: np.ndarray, config: FeatureConfig) -> np.ndarray:
     -------
     ndarray of shape (n_segments, n_mels, n_frames), float32
     """
-    segments = np.atleast_2d(np.asarray(segments, dtype=np.float32))
+    segments = np.ascontiguousarray(np.atleast_2d(segments), dtype=np.float32)  # torch rejects negative strides
     a = config.audio
     basis = _mel_basis_tensor(a.sample_rate, config.n_fft, config.n_mels, config.f_min, config.f_max)
     window = torch.hann_window(config.n_fft, periodic=True)

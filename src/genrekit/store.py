@@ -35,7 +35,7 @@ import numpy as np
 from . import __version__
 from .audio import load_segments
 from .config import FeatureConfig, config_hash
-from .datasets import Track, discover
+from .datasets import Track, discover, with_hashes
 from .exceptions import GenrekitError, ParameterError, StoreError
 
 __all__ = ["FORMAT_VERSION", "FileResult", "PrepareReport", "FeatureStore", "process_file", "prepare_store", "open_store"]
@@ -181,7 +181,7 @@ def prepare_store(
     jobs = jobs or os.cpu_count() or 1
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    tracks = discover(source) if not isinstance(source, list) else source
+    tracks = discover(source) if not isinstance(source, list) else with_hashes(source)
     key = config_hash(config)
     digest = _tracks_digest(tracks, key)
     report = PrepareReport(store=out, n_tracks=len(tracks))
