@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from genrekit.datasets import GTZAN_GENRES, Track
-from genrekit.exceptions import ParameterError
+from genrekit.datasets import GTZAN_GENRES, Track, discover
+from genrekit.exceptions import DatasetWarning, ParameterError
 from genrekit.splits import LEAKY_LABEL, PARTITIONS, Split, SplitConfig, filtered_lists, make_split, segment_partitions
 
 
@@ -238,3 +239,16 @@ def test_split_config_validation() -> None:
         SplitConfig(strategy="kfold", n_folds=5, fold=5)
     with pytest.raises(ParameterError, match="empty"):
         make_split([], SplitConfig())
+
+
+@pytest.mark.parametrize("strategy", ["random", "kfold"])
+def test_discovered_duplicates_stay_together(make_dataset: Callable[..., Path], strategy: str) -> None:
+    root = make_dataset(labels=("blues", "rock"), per_label=6, seconds=0.2)
+    for k in range(3):  # pop.00054 = pop.00060 style copies, under new names
+        (root / "rock" / f"rock.{10 + k:05d}.wav").write_bytes((root / "rock" / f"rock.{k:05d}.wav").read_bytes())
+    with pytest.warns(DatasetWarning):
+        tracks = discover(root)
+    for seed in range(5):
+        split = make_split(tracks, SplitConfig(strategy=strategy, seed=seed, n_folds=3, test_fraction=0.3))  # type: ignore[arg-type]
+        _assert_leak_free(tracks, split)
+        assert all(split.partition[f"rock.{k:05d}"] == split.partition[f"rock.{10 + k:05d}"] for k in range(3))
