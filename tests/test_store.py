@@ -77,8 +77,10 @@ def test_second_run_does_no_work(small_store: tuple[Path, Path]) -> None:
 def test_added_track_is_computed_alone(small_store: tuple[Path, Path], rng: np.random.Generator) -> None:
     data, out = small_store
     sf.write(data / "rock" / "rock.00002.wav", synth_tone(2, 9.5, 22050, rng), 22050)
-    report = prepare_store(data, out, jobs=1)
+    calls: list[tuple[int, int, str]] = []
+    report = prepare_store(data, out, jobs=1, on_progress=lambda *a: calls.append(a))
     assert not report.up_to_date and (report.n_computed, report.n_cached) == (1, 6)
+    assert calls == [(6, 7, ""), (7, 7, str(data / "rock" / "rock.00002.wav"))]
     st = open_store(out)
     assert st.features.shape[0] == 15 and (st.track_ids == "rock.00002").sum() == 3
 

@@ -172,7 +172,7 @@ def prepare_store(
     jobs : int, optional
         Worker processes; defaults to all cores.
     on_progress : callable(done, total, path), optional
-        Called after each file (the CLI draws a progress bar with it).
+        Called once before the first file (``path=""``) and after each file; the CLI draws a progress bar with it.
     """
     start = time.perf_counter()
     config = config or FeatureConfig()
@@ -243,6 +243,8 @@ def prepare_store(
         if on_progress is not None:
             on_progress(done, len(tracks), result.path)
 
+    if on_progress is not None:  # cached and unreadable files count as done from the start
+        on_progress(done, len(tracks), "")
     _process_all([str(t.path) for t in todo], config, jobs, on_result)
     report.errors = sorted(errors.items())
     report.n_segments = _consolidate(out, cache_dir, [t for t in tracks if str(t.path) not in errors], config, report.errors, digest, key)
