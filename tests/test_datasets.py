@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from genrekit.datasets import Track, discover, find_duplicates
+from genrekit.datasets import GTZAN_GENRES, Track, discover, find_duplicates
 from genrekit.exceptions import DatasetError, DatasetWarning
 
 from conftest import synth_tone
@@ -124,7 +124,7 @@ def test_manifest_with_only_required_columns_and_bom(tmp_path: Path) -> None:
 
 def test_manifest_without_label_column_is_an_error(tmp_path: Path) -> None:
     manifest = tmp_path / "m.csv"
-    manifest.write_text("path,genre\nx.wav,pop\n")
+    manifest.write_text("path,style\nx.wav,pop\n")
     with pytest.raises(DatasetError, match="label"):
         discover(manifest)
 
@@ -184,3 +184,16 @@ def test_unzipped_download_folder_is_followed_down(tmp_path: Path) -> None:
     _kaggle(tmp_path / "downloads" / "gtzan")
     (tmp_path / "downloads" / "gtzan" / "__MACOSX").mkdir()
     assert _ids(discover(tmp_path / "downloads")) == EXPECTED_GTZAN
+
+
+@pytest.mark.shared_data
+def test_shared_data_gtzan_dev_folder_and_its_manifest_agree(shared_data: Path) -> None:
+    root = shared_data / "gtzan-dev"
+    from_folder = discover(root)
+    from_manifest = discover(root / "MANIFEST.csv")  # columns track_id,genre,path,...
+    assert len(from_folder) == 348
+    assert sorted(set(t.label for t in from_folder)) == list(GTZAN_GENRES)
+    assert [(t.track_id, t.label, t.content_hash) for t in from_folder] == [
+        (t.track_id, t.label, t.content_hash) for t in from_manifest
+    ]
+    assert sum(t.path.suffix == ".au" for t in from_folder) == 4

@@ -74,15 +74,17 @@ def _from_folder(root: Path) -> list[Track]:
 def _from_manifest(manifest: Path) -> list[Track]:
     with open(manifest, newline="", encoding="utf-8-sig") as f:  # -sig: spreadsheet exports start with a BOM
         reader = csv.DictReader(f)
-        missing = {"path", "label"} - set(reader.fieldnames or ())
+        columns = set(reader.fieldnames or ())
+        label = "label" if "label" in columns or "genre" not in columns else "genre"  # GTZAN manifests say genre
+        missing = {"path", label} - columns
         if missing:
             raise DatasetError(f"{manifest}: manifest needs columns path,label[,track_id,group]; missing {sorted(missing)}")
         tracks = []
         for row in reader:
             path = Path(row["path"])
             path = path if path.is_absolute() else manifest.parent / path
-            track_id = row.get("track_id") or _track_id(row["label"], Path(path.name))
-            tracks.append(Track(track_id, row["label"], path, row.get("group") or None))
+            track_id = row.get("track_id") or _track_id(row[label], Path(path.name))
+            tracks.append(Track(track_id, row[label], path, row.get("group") or None))
     return tracks
 
 
@@ -93,7 +95,8 @@ def discover(source: str | Path, *, hashes: bool = True) -> list[Track]:
     ----------
     source : path
         A folder of ``<label>/<audio files>`` (GTZAN's ``genres_original/`` or ``genres/``, or their
-        parent), or a CSV manifest with columns ``path,label[,track_id,group]`` (paths relative to it).
+        parent), or a CSV manifest with columns ``path,label[,track_id,group]`` (paths relative to it;
+        a ``genre`` column stands in for ``label``).
     hashes : bool, default=True
         Compute each file's content hash (needed for duplicates and the feature cache).
 
