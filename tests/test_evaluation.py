@@ -1,0 +1,119 @@
+"""Metrics from known predictions, and the report files of an evaluated run."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from genrekit.config import AudioConfig, FeatureConfig
+from genrekit.evaluation import aggregate_tracks, compare, evaluate_predictions, evaluate_run
+from genrekit.exceptions import ParameterError, StoreError
+from genrekit.splits import SplitConfig
+from genrekit.store import prepare_store
+from genrekit.training import TrainConfig, train
+
+LABELS = ["blues", "classical", "rock"]
+
+
+def test_soft_and_majority_vote_can_disagree() -> None:
+    # Two segments weakly say class 0, one strongly says class 1: majority -> 0, mean probability -> 1.
+    probs = np.array([[0.5, 0.4, 0.1], [0.5, 0.4, 0.1], [0.0, 1.0, 0.0], [0.1, 0.1, 0.8]])
+    tracks = aggregate_tracks(np.array(["a", "a", "a", "b"]), probs, np.array([1, 1, 1, 2]))
+    assert tracks.track_ids.tolist() == ["a", "b"]
+    assert tracks.soft.tolist() == [1, 2] and tracks.majority.tolist() == [0, 2]
+    assert tracks.n_segments.tolist() == [3, 1]
+    assert tracks.segment_predictions == [[0, 0, 1], [2]]
+    np.testing.assert_allclose(tracks.probs[0], [1 / 3, 0.6, 1 / 15])
+
+
+def test_metrics_of_perfect_and_known_predictions(rng: np.random.Generator) -> None:
+    y_track = np.repeat([0, 1, 2], 4)
+    track_ids = np.repeat([f"t{i:02d}" for i in range(12)], 3)
+    y = np.repeat(y_track, 3)
+    perfect = np.eye(3)[y]
+    ev = evaluate_predictions(perfect, y, track_ids, LABELS)
+    assert ev.track_accuracy == ev.segment_accuracy == ev.macro_f1 == 1.0
+    assert ev.track_accuracy_ci95 == (1.0, 1.0)
+    assert ev.confusion.sum() == ev.n_tracks == 12 and ev.n_segments == 36
+
+    # Every rock track predicted as blues.
+    wrong = perfect.copy()
+    wrong[y == 2] = [1.0, 0.0, 0.0]
+    ev = evaluate_predictions(wrong, y, track_ids, LABELS)
+    assert ev.track_accuracy == pytest.approx(8 / 12)
+    assert ev.per_genre["rock"]["recall"] == 0.0 and ev.per_genre["blues"]["precision"] == pytest.approx(0.5)
+    assert ev.confusion[2, 0] == 4 and ev.confusion.sum() == 12
+    lo, hi = ev.track_accuracy_ci95
+    assert 0.0 <= lo < ev.track_accuracy < hi <= 1.0
+    assert evaluate_predictions(wrong, y, track_ids, LABELS).track_accuracy_ci95 == (lo, hi)  # seeded
+
+    noisy = rng.dirichlet(np.ones(3), size=len(y))
+    ev = evaluate_predictions(noisy, y, track_ids, LABELS)
+    assert ev.confusion.sum() == 12 and 0.0 <= ev.macro_f1 <= 1.0
+
+
+def test_nothing_to_evaluate_is_an_error() -> None:
+    with pytest.raises(ParameterError):
+        evaluate_predictions(np.zeros((0, 3)), np.zeros(0, dtype=int), np.array([]), LABELS)
+
+
+@pytest.fixture
+def trained_run(make_dataset: Callable[..., Path], tmp_path: Path) -> tuple[Path, Path]:
+    root = make_dataset(per_label=4, seconds=2.0)
+    store = tmp_path / "store"
+    prepare_store(root, store, FeatureConfig(audio=AudioConfig(segment_seconds=1.0, hop_seconds=1.0)), jobs=1)
+    config = TrainConfig(model="cnn1", epochs=1, batch_size=8, num_threads=1,
+                         split=SplitConfig(val_fraction=0.25, test_fraction=0.25))
+    return train(store, config, run_dir=tmp_path / "run").run_dir, store
+
+
+def test_evaluate_run_writes_every_report_file(trained_run: tuple[Path, Path], tmp_path: Path) -> None:
+    run, _ = trained_run
+    report = evaluate_run(run, partition="test")
+    out = report.out_dir
+    assert out == run / "eval-test"
+    for name in ("summary.json", "detailed_results.csv", "confusion_matrix.csv", "confusion_matrix_normalized.csv", "confusion_matrix.png"):
+        assert (out / name).is_file(), name
+    assert (out / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["split"]["protocol"] == "random" and summary["split"]["partition"] == "test"
+    assert summary["split"]["leaky"] is False and "warning" not in summary
+    assert summary["n_tracks"] == 3 and set(summary["per_genre"]) == set(LABELS)
+
+    with open(out / "confusion_matrix.csv") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["true\\predicted", *LABELS]
+    assert sum(int(v) for row in rows[1:] for v in row[1:]) == summary["n_tracks"]
+    with open(out / "confusion_matrix_normalized.csv") as f:
+        for row in list(csv.reader(f))[1:]:
+            assert sum(float(v) for v in row[1:]) == pytest.approx(1.0, abs=1e-3) or all(float(v) == 0 for v in row[1:])
+
+    with open(out / "detailed_results.csv") as f:
+        detailed = list(csv.DictReader(f))
+    assert list(detailed[0]) == ["genre", "track", "file_path", "true_label", "predicted_label", "confidence", "num_segments",
+                                 "correct", "prob_blues", "prob_classical", "prob_rock", "segment_predictions"]
+    assert len(detailed) == 3
+    for row in detailed:
+        assert int(row["num_segments"]) == len(json.loads(row["segment_predictions"])) == 2
+        assert Path(row["file_path"]).is_file()
+        assert int(row["correct"]) == (row["true_label"] == row["predicted_label"])
+
+    rows = compare([run])
+    assert [(r.protocol, r.partition, r.n_tracks) for r in rows] == [("random", "test", 3)]
+
+
+def test_evaluate_refuses_empty_partitions_and_foreign_stores(trained_run: tuple[Path, Path], make_dataset: Callable[..., Path], tmp_path: Path) -> None:
+    run, store = trained_run
+    evaluate_run(run, partition="val")
+    with pytest.raises(ParameterError, match="'test' or 'val'"):
+        evaluate_run(run, partition="train")
+    other = tmp_path / "other"
+    prepare_store(make_dataset(per_label=1, seconds=3.0, root=tmp_path / "d2"), other, jobs=1)
+    with pytest.raises(StoreError, match="another config"):
+        evaluate_run(run, store=other)
