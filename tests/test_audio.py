@@ -92,12 +92,24 @@ def test_truncated_wav_warns(tmp_path: Path) -> None:
     assert len(y) == 11025
 
 
-def test_intact_files_do_not_warn(tmp_path: Path) -> None:
-    for ext in ("wav", "au", "flac"):
-        path = _write(tmp_path / f"ok.{ext}", _tone(440.0, 1.0, 22050, 1), 22050, FORMATS[ext])
+@pytest.mark.parametrize("ext", sorted(FORMATS))
+def test_intact_files_do_not_warn(tmp_path: Path, ext: str) -> None:
+    for sample_rate, channels in ((22050, 1), (44100, 2)):
+        path = _write(tmp_path / f"ok{channels}.{ext}", _tone(440.0, 2.3, sample_rate, channels), sample_rate, FORMATS[ext])
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             load_audio(path, sample_rate=SAMPLE_RATE)
+
+
+@pytest.mark.shared_data
+def test_shared_data_demo_clips_decode_cleanly(shared_data: Path) -> None:
+    clips = sorted(p for p in (shared_data / "demo-clips").iterdir() if is_audio_file(p))
+    assert {p.suffix for p in clips} == {".ogg", ".mp3"}
+    for clip in clips:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            y = load_audio(clip, sample_rate=SAMPLE_RATE)
+        assert len(y) > 10 * SAMPLE_RATE and np.isfinite(y).all() and 0.05 < np.abs(y).max() <= 1.5, clip.name
 
 
 # --- segmenting -------------------------------------------------------------------------------
