@@ -213,3 +213,15 @@ def test_prepare_from_tracks_without_hashes(make_dataset: Callable[..., Path], t
     report = prepare_store(tracks, tmp_path / "store", jobs=1)
     assert report.errors == [] and report.n_computed == 6
     assert all(t.content_hash for t in open_store(tmp_path / "store").tracks)
+
+
+def test_refuses_a_folder_that_is_not_a_store(make_dataset: Callable[..., Path], tmp_path: Path) -> None:
+    data = make_dataset(**SHORT)
+    home = tmp_path / "home"
+    (home / "cache" / "browser").mkdir(parents=True)
+    (home / "notes.txt").write_text("mine")
+    with pytest.raises(StoreError, match="not a genrekit feature store"):
+        prepare_store(data, home, jobs=1)
+    assert (home / "cache" / "browser").is_dir() and not (home / "store.json").exists()
+    with pytest.raises(StoreError, match="not a folder"):
+        prepare_store(data, home / "notes.txt", jobs=1)

@@ -19,6 +19,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 import warnings
@@ -147,6 +148,18 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
+def _check_store_folder(out: Path) -> None:
+    """Refuse to write (and prune caches) in a folder that holds something other than a store."""
+    if out.exists() and not out.is_dir():
+        raise StoreError(f"{out}: exists and is not a folder; choose a new or empty folder for the store")
+    if not out.exists() or not any(out.iterdir()) or (out / _STORE_JSON).exists():
+        return
+    cache = out / "cache"
+    if cache.is_dir() and all(re.fullmatch(r"[0-9a-f]{16}", p.name) for p in cache.iterdir()):
+        return  # an interrupted store
+    raise StoreError(f"{out}: folder is not empty and is not a genrekit feature store; choose a new or empty folder")
+
+
 def prepare_store(
     source: str | Path | list[Track],
     out: str | Path,
@@ -166,13 +179,22 @@ def prepare_store(
     source : path or list of Track
         Anything :func:`genrekit.datasets.discover` accepts, or tracks already discovered.
     out : path
-        Store folder (created if needed).
+        Store folder: new, empty, or a store made by this function.
     config : FeatureConfig, optional
         Defaults to the original pipeline's log-mel.
     jobs : int, optional
         Worker processes; defaults to all cores.
     on_progress : callable(done, total, path), optional
         Called once before the first file (``path=""``) and after each file; the CLI draws a progress bar with it.
+
+    Raises
+    ------
+    StoreError
+        ``out`` exists and holds something other than a store (nothing in it is touched).
+    ParameterError
+        ``jobs`` is below 1.
+    DatasetError
+        ``source`` cannot be read as a dataset.
     """
     start = time.perf_counter()
     config = config or FeatureConfig()
@@ -180,6 +202,7 @@ def prepare_store(
         raise ParameterError(f"The 'jobs' parameter must be >= 1 (or None for all cores). Got {jobs!r} instead.")
     jobs = jobs or os.cpu_count() or 1
     out = Path(out)
+    _check_store_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     tracks = discover(source) if not isinstance(source, list) else with_hashes(source)
     key = config_hash(config)
