@@ -3,17 +3,19 @@
 The original pipeline augmented raw audio with additive noise, gain and pitch shift. genrekit
 applies all three in the log-mel domain instead, on the batch that is about to be trained on:
 
-* Pitch shift on raw audio (``librosa.effects.pitch_shift``: an STFT phase vocoder plus
-  resampling) costs about 60 ms per 3-s segment on one core of the development machine, i.e.
-  about 3.8 s for a batch of 64 segments, three times the 1.2 s that one cnn2 training step takes
-  on the same machine; it would also need the raw audio, which the feature store does not keep.
-  Precomputing shifted copies (``prepare --augment``) would multiply the store size by the number
-  of copies and freeze the shifts. A shift of ``s`` semitones scales every frequency by
-  ``2 ** (s / 12)``, which on the spectrogram is a resampling of the mel axis at the band centre
-  frequencies: about 20 ms per batch of 64 with continuous, fresh shifts every epoch.
+* Pitch shift on raw audio (``librosa.effects.pitch_shift``: phase vocoder plus resampling)
+  measured 142 ms per 3-s segment, i.e. 9.1 s per batch of 64, plus 2.9 s to recompute the batch's
+  log-mel: about as long as the cnn2 training step on that batch (``scripts/augment_cost.py``, one
+  torch thread, on the shared 2-core development machine under a load average of about 8, so the
+  absolute times are inflated; the ratios are what matter). It would also need the raw audio, which
+  the store does not keep, and precomputed copies (``prepare --augment``) would multiply the store
+  size and freeze the shifts. A shift of ``s`` semitones scales every frequency by ``2 ** (s / 12)``;
+  on the spectrogram that is a resampling of the mel axis at the band centre frequencies, measured
+  at 133 ms per batch of 64 in the same run (about 1 % of a training step, 90x cheaper than raw
+  audio), with fresh continuous shifts every epoch. Hence on-the-fly, in the log-mel domain.
 * Noise is specified as a signal-to-noise ratio, not an absolute level: white noise is added in the
-  mel power domain (flat across Slaney-normalized bands) with the chi-square fluctuation of each
-  band's effective number of FFT bins, at a power set by the segment's own mean mel power.
+  mel power domain (flat across Slaney-normalized bands), at a power set by the segment's own mean
+  mel power, fluctuating like the chi-square power of each band's effective number of FFT bins.
 * Gain adds decibels. Under ``scaling="seed"`` every segment is referenced to its own maximum, so
   gain is exactly undone by the feature itself (as it would be on raw audio); it only changes
   ``scaling="standard"`` features.

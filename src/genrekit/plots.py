@@ -36,6 +36,8 @@ def plot_history(rows: Sequence[dict[str, float]], path: str | Path, *, title: s
         PNG file to write.
     """
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     epochs = [r["epoch"] for r in rows]
     fig, (ax_acc, ax_loss) = plt.subplots(2, 1, figsize=(8, 8), sharex=True)
     ax_acc.plot(epochs, [r["train_accuracy"] for r in rows], "o-", label="train (segment)")
@@ -53,6 +55,7 @@ def plot_history(rows: Sequence[dict[str, float]], path: str | Path, *, title: s
     ax_loss.set_title("Loss")
     ax_loss.legend(loc="upper right")
     ax_loss.grid(alpha=0.3)
+    ax_loss.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
