@@ -96,7 +96,7 @@ def test_info_errors_are_one_line(small_store: Path, tmp_path: Path) -> None:
     assert bad_split.exit_code == 2 and "error:" in bad_split.output and "strategy" in bad_split.output
     not_store = runner.invoke(app, ["info", str(tmp_path)])
     assert not_store.exit_code == 2 and "not a complete genrekit feature store" in not_store.output
-    assert bad_split.exception is None or isinstance(bad_split.exception, SystemExit)
+    assert isinstance(bad_split.exception, SystemExit) and isinstance(not_store.exception, SystemExit)  # no crash
 
 
 def test_prepare_in_process_names_bad_files_literally(make_dataset: Callable[..., Path], tmp_path: Path) -> None:
@@ -144,7 +144,7 @@ def test_prepare_bad_options_exit_2(make_dataset: Callable[..., Path], tmp_path:
     files = {"missing": str(tmp_path / "nope.json"), "broken": str(tmp_path / "broken.json"), "unknown": str(tmp_path / "unknown.json")}
     result = runner.invoke(app, ["prepare", str(data), "--out", str(tmp_path / "s"), *[a.format(**files) for a in args]])
     assert result.exit_code == 2 and "error:" in result.output and message in result.output, result.output
-    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
+    assert isinstance(result.exception, SystemExit)  # a clean exit, not an uncaught exception
 
 
 def test_prepare_missing_data_exit_2(tmp_path: Path) -> None:
