@@ -460,6 +460,8 @@ def _fit(
             f"{data.description['n_train_tracks']} train / {data.description['n_val_tracks']} val tracks, "
             f"{len(data.train_idx)} / {len(data.val_idx)} segments" + (f" — {LEAKY_LABEL}" if data.split_meta["leaky"] else "")
         )
+        for note in data.split_meta.get("notes", []):
+            log(f"split note: {note}")
 
     features = data.store.features
     y_all = torch.from_numpy(data.y)
@@ -577,7 +579,9 @@ def _save_model(
     best_epoch: int,
     seconds: float,
 ) -> None:
+    protocol = data.split_meta["protocol"] + (", LEAKY" if data.split_meta["leaky"] else "")
     metadata = {
+        "description": f"{config.model} trained {epochs} epochs on {data.description['dataset']} ({protocol} split)",
         "training_data": data.description,
         "split": data.split_meta,
         "validation": validation,
