@@ -34,7 +34,7 @@ from torch.nn import functional as F
 from . import __version__
 from .augment import AugmentConfig, Augmenter, mixup
 from .checkpoint import Checkpoint, save_checkpoint
-from .evaluation import Evaluation, evaluate_predictions, predict_logits, softmax
+from .evaluation import evaluate_predictions, predict_logits, softmax
 from .exceptions import ModelNotFoundError, ParameterError
 from .features import feature_shape
 from .models import build_model
