@@ -83,8 +83,8 @@ for run in (leaky_run, honest_run):
     s = json.loads((run / "eval-val" / "summary.json").read_text())
     with open(run / "metrics.csv") as f:
         metrics = list(csv.DictReader(f))
-    done = len(metrics)
-    minutes = sum(float(m["seconds"]) for m in metrics) / 60
+    done = int(s.get("epochs") or len(metrics))  # the epoch model.pt holds (--keep last: the last finished one)
+    minutes = sum(float(m["seconds"]) for m in metrics[:done]) / 60
     protocol = s["split"]["protocol"] + (" (LEAKY)" if s["split"]["leaky"] else " (leak-free)")
     lo, hi = s["track_accuracy_ci95"]
     rows.append(
@@ -118,7 +118,8 @@ recordings it has already heard (same song, same mix, same artist), which measur
 rather than genre recognition. The `filtered` split keeps whole tracks and artists apart, so its
 number estimates how the model does on music it has never heard — the question a user asks.
 
-Notes: the dev set is imbalanced (about 70 clips of classical, jazz, pop and rock; 9–15 of the
+Training time is wall-clock per epoch summed, on whatever machine ran the script (shared CPUs make it
+noisy). Notes: the dev set is imbalanced (about 70 clips of classical, jazz, pop and rock; 9–15 of the
 others), so macro-F1 is the fairer summary and a 10-clip genre says little. The filtered split of
 the dev set has no test tracks, so the leak-free number is on its 108 validation tracks, used only
 for reporting. Generated {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}.
