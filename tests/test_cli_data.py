@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 from rich.console import Console
 from typer.testing import CliRunner
@@ -50,13 +51,15 @@ def test_shared_data_prepare_gtzan_dev(shared_data: Path, gtzan_dev_store: tuple
     assert sorted(t.track_id for t in store.tracks) == sorted(line.split(",")[0] for line in manifest)
     assert set(Counter(store.track_ids.tolist()).values()) == {10}
     assert store.features.shape == (3480, 128, 130) and store.errors == []
+    features = np.asarray(store.features)
+    assert np.isfinite(features).all() and (features.max(axis=(1, 2)) == 0).all() and features.min() >= -80
 
     again = _genrekit("prepare", str(shared_data / "gtzan-dev"), "--out", str(out))
     assert again.returncode == 0 and "3480 segments (up to date)" in again.stdout
 
 
 @pytest.mark.shared_data
-def test_shared_data_info_filtered_split(gtzan_dev_store: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+def test_shared_data_info_filtered_split(shared_data: Path, gtzan_dev_store: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
     out, run = gtzan_dev_store
     assert run.returncode == 0
     result = runner.invoke(app, ["info", str(out), "--split", "filtered"], env={"COLUMNS": "120"})
