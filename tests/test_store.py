@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 from pathlib import Path
 
@@ -225,3 +227,42 @@ def test_refuses_a_folder_that_is_not_a_store(make_dataset: Callable[..., Path],
     assert (home / "cache" / "browser").is_dir() and not (home / "store.json").exists()
     with pytest.raises(StoreError, match="not a folder"):
         prepare_store(data, home / "notes.txt", jobs=1)
+
+
+class _DyingPool:
+    """Stands in for ProcessPoolExecutor whose workers die, as when a decoder segfaults."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        self.calls = 0
+
+    def __enter__(self) -> _DyingPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def submit(self, fn: Callable[..., object], *args: object) -> Future[object]:
+        future: Future[object] = Future()
+        self.calls += 1
+        if self.calls == 1:
+            future.set_result(fn(*args))
+        else:
+            future.set_exception(BrokenProcessPool("A process in the process pool was terminated abruptly"))
+        return future
+
+
+def test_dead_worker_is_a_store_error_and_a_rerun_continues(
+    make_dataset: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = make_dataset(**SHORT)
+    with monkeypatch.context() as patch:
+        patch.setattr("genrekit.store.ProcessPoolExecutor", _DyingPool)
+        with pytest.raises(StoreError, match="worker process died"):
+            prepare_store(data, tmp_path / "store", jobs=2)
+    with pytest.raises(StoreError, match="interrupted prepare"):
+        open_store(tmp_path / "store")
+    finished = len(list((tmp_path / "store" / "cache").glob("*/*.npz")))
+    assert finished <= 1
+    report = prepare_store(data, tmp_path / "store", jobs=1)
+    assert (report.n_cached, report.n_computed) == (finished, 6 - finished)
+    assert open_store(tmp_path / "store").features.shape == (12, 128, 130)

@@ -26,6 +26,7 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -102,17 +103,22 @@ def _process_all(
         for p in paths:
             on_result(process_file(p, config))
         return
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("forkserver"), initializer=_init_worker) as pool:
-        pending: set[Future[FileResult]] = set()
-        todo = iter(paths)
-        for p in todo:
-            pending.add(pool.submit(process_file, p, config))
-            if len(pending) >= 4 * jobs:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    on_result(fut.result())
-        for fut in pending:
-            on_result(fut.result())
+    try:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("forkserver"), initializer=_init_worker) as pool:
+            pending: set[Future[FileResult]] = set()
+            for p in paths:
+                pending.add(pool.submit(process_file, p, config))
+                if len(pending) >= 4 * jobs:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        on_result(fut.result())
+            for fut in pending:
+                on_result(fut.result())
+    except BrokenProcessPool as e:
+        raise StoreError(
+            "a worker process died (out of memory, or a decoder crashed on a corrupt file). Files finished so far "
+            "are cached: run prepare again to continue; with --jobs 1 the last file shown is the one that crashes."
+        ) from e
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
