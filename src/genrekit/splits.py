@@ -210,7 +210,7 @@ def make_split(tracks: list[Track], config: SplitConfig | None = None) -> Split:
     ------
     ParameterError
         ``tracks`` is empty, ``filtered`` matches no track (not GTZAN names), or ``kfold`` has fewer
-        tracks per label than folds.
+        tracks per label, or fewer independent units (after merging duplicates and groups), than folds.
     """
     config = config or SplitConfig()
     if not tracks:
