@@ -10,6 +10,7 @@ import torch
 
 from genrekit.exceptions import ModelNotFoundError
 from genrekit.models import available_models, build_model, count_parameters
+from genrekit.models.cnn import KerasMaxPool2d, _same_pad
 
 EXPECTED_PARAMETERS = {"cnn1": 957_578, "cnn2": 1_880_202}
 
@@ -57,3 +58,19 @@ def test_onnx_export_matches_torch(name: str) -> None:
     (logits,) = ReferenceEvaluator(graph).run(None, {"features": x.numpy()})
     with torch.inference_mode():
         torch.testing.assert_close(torch.from_numpy(logits), model(x), rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize(("kernel", "stride"), [(3, 2), (2, 2), (3, 3), (2, 1), (1, 2), (2, 3)])
+@pytest.mark.parametrize("size", [(126, 128), (61, 62), (29, 30), (7, 5), (1, 2)])
+def test_keras_max_pool_equals_explicit_same_padding(kernel: int, stride: int, size: tuple[int, int]) -> None:
+    """The pool's padding/ceil_mode shortcut gives the explicitly padded pool's output and gradient."""
+    x = torch.randn(2, 3, *size, requires_grad=True)
+    top, bottom = _same_pad(size[0], kernel, stride)
+    left, right = _same_pad(size[1], kernel, stride)
+    expected = torch.nn.functional.max_pool2d(torch.nn.functional.pad(x, (left, right, top, bottom), value=float("-inf")), kernel, stride)
+    out = KerasMaxPool2d(kernel, stride)(x)
+    assert out.shape[-2:] == (-(-size[0] // stride), -(-size[1] // stride))
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    (grad,) = torch.autograd.grad(out.sum(), x)
+    (expected_grad,) = torch.autograd.grad(expected.sum(), x)
+    torch.testing.assert_close(grad, expected_grad, rtol=0, atol=0)

@@ -33,8 +33,14 @@ class KerasMaxPool2d(nn.Module):
         self.stride = stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        top, bottom = _same_pad(x.shape[-2], self.kernel, self.stride)
-        left, right = _same_pad(x.shape[-1], self.kernel, self.stride)
+        top, bottom = _same_pad(int(x.shape[-2]), self.kernel, self.stride)  # int(): static sizes for ONNX export
+        left, right = _same_pad(int(x.shape[-1]), self.kernel, self.stride)
+        if self.kernel >= self.stride >= 2:
+            # Keras pads total // 2 in front and 0 or 1 more behind. Pooling's implicit -inf padding covers the
+            # front and as much behind; ceil_mode adds the trailing window when behind is one more (and nothing
+            # otherwise, since windows then tile the padded input exactly). Same output and gradient as an
+            # explicit -inf pad, without copying the largest activation and its gradient (~15% of a cnn2 step).
+            return F.max_pool2d(x, self.kernel, self.stride, padding=(top, left), ceil_mode=True)
         x = F.pad(x, (left, right, top, bottom), value=float("-inf"))
         return F.max_pool2d(x, self.kernel, self.stride)
 
