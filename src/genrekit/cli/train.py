@@ -5,13 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from ._app import console, err_console, handle_errors, progress_bar
+
+if TYPE_CHECKING:
+    from ..augment import AugmentConfig
 
 __all__ = ["register", "train", "evaluate", "compare"]
 
@@ -47,7 +50,8 @@ def _epoch_progress(epochs: int, force: bool) -> Iterator[Callable[[int, int, in
         yield update
 
 
-def _augment_config(augment: str, prob: float, mixup: float):  # type: ignore[no-untyped-def]
+def _augment_config(augment: str, prob: float, mixup: float) -> AugmentConfig:
+    """The AugmentConfig of the --augment/--augment-prob/--mixup options."""
     from ..augment import AugmentConfig
     from ..exceptions import ParameterError
 
