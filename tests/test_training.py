@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -142,8 +143,20 @@ def test_bad_runs_fail_with_named_errors(tiny_store: Path, tmp_path: Path) -> No
         train(tiny_store, _config(model="nope"), run_dir=tmp_path / "nope")
     with pytest.raises(ParameterError, match="class_weighting"):
         TrainConfig(class_weighting="inverse")  # type: ignore[arg-type]
+    with pytest.raises(ParameterError, match="precision"):
+        TrainConfig(precision="fp16")  # type: ignore[arg-type]
     with pytest.raises(ParameterError, match="augmentation keys"):
         TrainConfig.from_dict({"augment": {"speed": 1.0}})
+
+
+def test_bf16_precision_trains_and_is_recorded(tiny_store: Path, tmp_path: Path) -> None:
+    """bfloat16 autocast is opt-in; the run says so in config.json and still learns finite losses."""
+    config = _config(model="cnn2", epochs=1, precision="bf16")
+    result = train(tiny_store, config, run_dir=tmp_path / "run")
+    assert all(math.isfinite(m.train_loss) and math.isfinite(m.val_loss) for m in result.history)
+    saved = json.loads((result.run_dir / "config.json").read_text())
+    assert saved["train_config"]["precision"] == "bf16"
+    assert load_checkpoint(result.run_dir / "model.pt").state_dict["classifier.1.weight"].dtype == torch.float32
 
 
 def test_cli_train_evaluate_compare(tiny_store: Path, tmp_path: Path) -> None:

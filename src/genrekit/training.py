@@ -90,6 +90,10 @@ class TrainConfig:
         Seeds initialization, data order, augmentation and dropout.
     num_threads : int > 0 or None, default=None
         torch CPU threads; None leaves torch's default.
+    precision : {"fp32", "bf16"}, default="fp32"
+        ``bf16`` runs the forward pass under bfloat16 autocast (weights, optimizer and loss stay fp32):
+        ~2x faster steps on CPUs with native bf16 (AVX512-BF16, AMX), slower on others. Validation
+        accuracy matched fp32 within noise in ``benchmarks/bench_training.py``.
     augment : AugmentConfig
         On-the-fly augmentation (off by default).
     """
@@ -108,6 +112,7 @@ class TrainConfig:
     keep: Literal["best", "last"] = "best"
     seed: int = 0
     num_threads: int | None = None
+    precision: Literal["fp32", "bf16"] = "fp32"
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
@@ -118,7 +123,7 @@ class TrainConfig:
             raise ParameterError(f"The 'weight_decay' parameter must be >= 0. Got {self.weight_decay!r} instead.")
         if not 0 <= self.label_smoothing < 1:
             raise ParameterError(f"The 'label_smoothing' parameter must be in [0, 1). Got {self.label_smoothing!r} instead.")
-        choices = {"class_weighting": ("none", "balanced"), "lr_schedule": ("none", "cosine", "plateau"), "keep": ("best", "last")}
+        choices = {"class_weighting": ("none", "balanced"), "lr_schedule": ("none", "cosine", "plateau"), "keep": ("best", "last"), "precision": ("fp32", "bf16")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ParameterError(f"The {name!r} parameter must be one of {allowed}. Got {getattr(self, name)!r} instead.")
@@ -485,7 +490,8 @@ def _fit(
             if mean is not None and std is not None:
                 x = (x - mean) / std
             x, y_a, y_b, lam = mixup(x, y, rng, alpha=config.augment.mixup_alpha, prob=config.augment.mixup_prob)
-            logits = model(x)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.precision == "bf16"):
+                logits = model(x).float()
             loss = F.cross_entropy(logits, y_a, weight=class_weight, label_smoothing=config.label_smoothing)
             if lam < 1.0:
                 loss = lam * loss + (1 - lam) * F.cross_entropy(logits, y_b, weight=class_weight, label_smoothing=config.label_smoothing)

@@ -90,6 +90,7 @@ def train(
     augment_prob: Annotated[float, typer.Option(help="Probability of each augmentation per segment (and of mixup per batch).")] = 0.5,
     mixup: Annotated[float, typer.Option(help="Mixup Beta(alpha, alpha) parameter; 0 = off.")] = 0.0,
     threads: Annotated[Optional[int], typer.Option(help="torch CPU threads (default: torch's choice).")] = None,
+    precision: Annotated[str, typer.Option(help="fp32, or bf16: bfloat16 autocast, ~2x faster on CPUs with native bf16.")] = "fp32",
     name: Annotated[Optional[str], typer.Option(help="Run folder name (default: UTC timestamp).")] = None,
     runs_dir: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("runs"),
     resume: Annotated[Optional[Path], typer.Option(help="Continue this interrupted run folder (same seed, same result).")] = None,
@@ -132,7 +133,7 @@ def train(
                                   n_folds=n_folds, fold=fold),
                 epochs=epochs or training.EPOCHS, batch_size=batch_size, lr=lr, weight_decay=weight_decay, label_smoothing=label_smoothing,
                 class_weighting=class_weighting, lr_schedule=lr_schedule, patience=patience, keep=keep,  # type: ignore[arg-type]
-                seed=seed, num_threads=threads, augment=_augment_config(augment, augment_prob, mixup),
+                seed=seed, num_threads=threads, precision=precision, augment=_augment_config(augment, augment_prob, mixup),  # type: ignore[arg-type]
             )
             from ..models import available_models
 
