@@ -1,0 +1,82 @@
+"""Memory: peak RSS of ``genrekit prepare`` on few vs many clips, and of ``genrekit predict`` on a 10-minute file.
+
+Each command runs in a fresh process; its whole process tree (main process plus worker processes) is
+sampled every 50 ms from /proc, and the main process's own peak comes from the kernel (``ru_maxrss``).
+The baseline in the same run is the same command on the small input: ``prepare`` on ``--small`` clips,
+``predict`` on a 30 s file. Flat means the ratio stays near 1: features stream through the per-track
+cache into the memory-mapped store instead of accumulating in memory.
+
+Prediction vs outcome: prepare holds one track per worker plus small per-segment bookkeeping in the main
+process (a few hundred bytes a segment), so 10x the clips should add well under 10% to the peak. predict on
+10 minutes holds the decoded signal (53 MB float32), its 200 segments (53 MB) and their features (13 MB)
+at once: ~+120 MB over a 30 s file, bounded by the file's length, not by a leak.
+
+    .venv/bin/python benchmarks/bench_memory.py [--small 100 --large 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import soundfile as sf
+
+from _common import append_row, machine, now, peak_rss, random_model, synth_clip, synth_dataset
+
+SECTION = "## Memory (`benchmarks/bench_memory.py`)"
+COLUMNS = ("date (UTC)", "machine", "command", "small input", "large input", "peak RSS MB small: tree (main)", "peak RSS MB large: tree (main)", "large / small (tree)")
+
+
+def subset(clips: list[Path], into: Path) -> Path:
+    for p in clips:
+        (into / p.parent.name).mkdir(parents=True, exist_ok=True)
+        (into / p.parent.name / p.name).symlink_to(p)
+    return into
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--small", type=int, default=100, help="clips of the small prepare")
+    parser.add_argument("--large", type=int, default=1000, help="clips of the large prepare")
+    parser.add_argument("--minutes", type=float, default=10.0, help="length of the long predict input")
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds allowed per command")
+    parser.add_argument("--no-record", action="store_true", help="do not append to benchmarks/RESULTS.md")
+    args = parser.parse_args()
+    genrekit = [sys.executable, "-m", "genrekit"]
+    clips = synth_dataset(Path(tempfile.gettempdir()) / "genrekit-bench-clips", args.large)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="genrekit-bench-memory-") as tmp:
+        work = Path(tmp)
+        prepared = {}
+        for n in (args.small, args.large):
+            data = subset(clips[:n], work / f"data-{n}")
+            prepared[n] = peak_rss([*genrekit, "prepare", str(data), "--out", str(work / f"store-{n}")], timeout=args.timeout)
+            shutil.rmtree(work / f"store-{n}")
+            print(f"prepare {n} clips: peak RSS {prepared[n][0]:.0f} MB (process tree), {prepared[n][1]:.0f} MB (main), exit {prepared[n][2]}")
+        small, large = prepared[args.small], prepared[args.large]
+        print(f"prepare: {args.large} vs {args.small} clips: {large[0] / small[0]:.2f}x the peak (flat = ~1)")
+        rows.append(("genrekit prepare", f"{args.small} clips", f"{args.large} clips", f"{small[0]:.0f} ({small[1]:.0f})", f"{large[0]:.0f} ({large[1]:.0f})", f"**{large[0] / small[0]:.2f}x**"))
+
+        model = random_model(work / "cnn2.pt")
+        short, long = work / "short.wav", work / "long.wav"
+        sf.write(short, synth_clip(1), 22050, subtype="PCM_16")
+        with sf.SoundFile(long, "w", 22050, 1, subtype="PCM_16") as f:
+            for i in range(int(args.minutes * 2)):
+                f.write(synth_clip(1000 + i))
+        predicted = {}
+        for name, path in (("30 s", short), (f"{args.minutes:g} min", long)):
+            predicted[name] = peak_rss([*genrekit, "predict", str(path), "--model", str(model), "--jobs", "1"], timeout=args.timeout)
+            print(f"predict {name}: peak RSS {predicted[name][0]:.0f} MB (process tree), {predicted[name][1]:.0f} MB (main), exit {predicted[name][2]}")
+        a, b = predicted["30 s"], predicted[f"{args.minutes:g} min"]
+        print(f"predict: {args.minutes:g} min vs 30 s file: {b[0] / a[0]:.2f}x the peak, +{b[0] - a[0]:.0f} MB")
+        rows.append(("genrekit predict", "30 s WAV", f"{args.minutes:g} min WAV", f"{a[0]:.0f} ({a[1]:.0f})", f"{b[0]:.0f} ({b[1]:.0f})", f"**{b[0] / a[0]:.2f}x**"))
+    if not args.no_record:
+        for row in rows:
+            append_row(SECTION, COLUMNS, (now(), machine(), *row))
+
+
+if __name__ == "__main__":
+    main()
