@@ -41,7 +41,7 @@ __all__ = [
 
 DEFAULT_MODEL = "default"
 _SHIPPED = {"default": "default.pt"}
-_BATCH_SEGMENTS = 256
+_BATCH_SEGMENTS = 32  # segments per model call: bounds activations (cnn2: ~70 MB) on long files
 
 
 @dataclass(frozen=True)

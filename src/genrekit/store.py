@@ -293,18 +293,20 @@ def _consolidate(
 
     shape = feature_shape(config)
     tmp = out / "features.tmp.npy"
-    features = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(n_segments, *shape))
     segment_rows, track_rows = [], []
     offset = 0
-    for t, n in zip(tracks, counts):
-        with np.load(_cache_file(cache_dir, t)) as z:
-            features[offset : offset + n] = z["features"]
-            starts = z["starts"]
-        segment_rows.extend([t.track_id, t.label, i, f"{s:.3f}", str(t.path)] for i, s in enumerate(starts))
-        track_rows.append([t.track_id, t.label, str(t.path), t.content_hash, t.group or "", n, offset])
-        offset += n
-    features.flush()
-    del features
+    # Appended track by track with plain writes: a memory map of the new file would keep every written
+    # page resident in this process, so its memory would grow with the dataset (~330 kB a 30 s clip).
+    with open(tmp, "wb") as f:
+        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float16)), "fortran_order": False, "shape": (n_segments, *shape)}
+        np.lib.format.write_array_header_1_0(f, header)
+        for t, n in zip(tracks, counts):
+            with np.load(_cache_file(cache_dir, t)) as z:
+                f.write(np.ascontiguousarray(z["features"], dtype=np.float16).tobytes())
+                starts = z["starts"]
+            segment_rows.extend([t.track_id, t.label, i, f"{s:.3f}", str(t.path)] for i, s in enumerate(starts))
+            track_rows.append([t.track_id, t.label, str(t.path), t.content_hash, t.group or "", n, offset])
+            offset += n
     os.replace(tmp, out / "features.npy")
     _write_csv(out / "segments.csv", ["track_id", "label", "segment_index", "start_s", "path"], segment_rows)
     _write_csv(out / "tracks.csv", ["track_id", "label", "path", "content_hash", "group", "n_segments", "first_segment"], track_rows)
