@@ -266,3 +266,18 @@ def test_dead_worker_is_a_store_error_and_a_rerun_continues(
     report = prepare_store(data, tmp_path / "store", jobs=1)
     assert (report.n_cached, report.n_computed) == (finished, 6 - finished)
     assert open_store(tmp_path / "store").features.shape == (12, 128, 130)
+
+
+def test_parallel_prepare_keeps_torch_out_of_the_main_process(make_dataset: Callable[..., Path], tmp_path: Path) -> None:
+    """Workers compute features; the main process only hashes, caches and writes, so it never pays for torch."""
+    root = make_dataset(per_label=1, seconds=3.0)
+    code = (
+        "import sys\nfrom genrekit.store import open_store, prepare_store\n"
+        "if __name__ == '__main__':\n"
+        f"    report = prepare_store({str(root)!r}, {str(tmp_path / 'store')!r}, jobs=2)\n"
+        "    assert report.n_computed == 3 and open_store(report.store).features.shape == (3, 128, 130), report\n"
+        "    assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    script = tmp_path / "prepare_main.py"
+    script.write_text(code)
+    subprocess.run([sys.executable, str(script)], check=True, timeout=300)

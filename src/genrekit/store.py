@@ -103,8 +103,12 @@ def _process_all(
         for p in paths:
             on_result(process_file(p, config))
         return
+    context = get_context("forkserver")
+    # The fork server imports torch once and forks workers that have it, instead of every worker importing it
+    # (~2 CPU s each); forking after a bare import is safe, torch starts its thread pools on first use.
+    context.set_forkserver_preload(["__main__", "genrekit.features"])  # __main__: the default preload
     try:
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("forkserver"), initializer=_init_worker) as pool:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_worker) as pool:
             pending: set[Future[FileResult]] = set()
             for p in paths:
                 pending.add(pool.submit(process_file, p, config))
@@ -285,13 +289,16 @@ def _consolidate(
     out: Path, cache_dir: Path, tracks: list[Track], config: FeatureConfig, errors: list[tuple[str, str]], digest: str, key: str
 ) -> int:
     counts = []
+    shape: tuple[int, ...] | None = None
     for t in tracks:
         with np.load(_cache_file(cache_dir, t)) as z:
             counts.append(len(z["starts"]))
+            shape = shape or tuple(z["features"].shape[1:])  # not feature_shape(): it would import torch here
     n_segments = int(sum(counts))
-    from .features import feature_shape
+    if shape is None:
+        from .features import feature_shape
 
-    shape = feature_shape(config)
+        shape = feature_shape(config)
     tmp = out / "features.tmp.npy"
     segment_rows, track_rows = [], []
     offset = 0
