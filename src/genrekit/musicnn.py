@@ -52,6 +52,7 @@ __all__ = [
     "N_FFT",
     "HOP_LENGTH",
     "N_MELS",
+    "SEGMENT_SECONDS",
     "PATCH_FRAMES",
     "MODELS",
     "EMBEDDING_LAYOUT",
