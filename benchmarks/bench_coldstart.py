@@ -9,7 +9,10 @@ scipy, numba, pandas).
 Prediction vs outcome: before, the predict path imported librosa (for the mel filterbank), which pulled
 scipy.signal/scipy.stats and numba: 1.5 s of 6.2 s on the busy machine. The filterbank is now computed
 in numpy (bit-identical; see tests/test_features.py), so predict imports none of them; what is left is
-torch (~2 s busy, ~1 s idle), typer/rich (~0.2 s) and the prediction itself.
+torch (~2 s busy, ~1 s idle), typer/rich (~0.2 s) and the prediction itself. Outcome (load ~7): 5.2 s wall,
+3.6 CPU s, 1.57x the bare torch floor (3.3 s, 2.2 CPU s): the 2 s target holds only where importing torch
+takes well under a second; the remaining ~1.4 CPU s over the floor (first oneDNN/FFT calls, model load,
+CLI) is not yet broken down.
 
     .venv/bin/python benchmarks/bench_coldstart.py [--repeats 5]
 """

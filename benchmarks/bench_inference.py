@@ -11,8 +11,12 @@ Throughput: ``predict_many`` over ``--tracks`` 30 s WAVs with ``jobs=1`` (all in
 (decoding + features in 2 worker processes while this process runs the model), tracks/s and the 1 -> 2 scaling.
 
 Prediction vs outcome: cnn2 on 10 segments is ~30 ms of the model (issue) + ~20 ms of decode and features
-after the feature-path work (see bench_features.py), so p50 ~50-60 ms on an idle core; on the shared machine
-expect more. Scaling 1 -> 2 workers: < 2x, since both cores are also busy with other work.
+after the feature-path work (see bench_features.py), so p50 ~50-60 ms on an idle core. Running the model
+channels_last was predicted ~1.5x on the model part and measured 1.9x (346 -> 182 ms busy, same output).
+Outcome on the shared machine (load ~7): p50 96 ms wall, 63 ms CPU, 7.2x the notebook way. musicnn-head
+needs musicnn embeddings of both MSD and MTT models (genrekit.musicnn): ~2 CPU s a clip, far from 300 ms;
+that model's cost is left (see bench_musicnn.py). Scaling 1 -> 2 workers: predicted < 2x since both cores
+are also busy with other work; measured 1.48x.
 
     .venv/bin/python benchmarks/bench_inference.py [--repeats 15] [--tracks 200]
 """

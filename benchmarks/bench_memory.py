@@ -7,9 +7,12 @@ The baseline in the same run is the same command on the small input: ``prepare``
 cache into the memory-mapped store instead of accumulating in memory.
 
 Prediction vs outcome: prepare holds one track per worker plus small per-segment bookkeeping in the main
-process (a few hundred bytes a segment), so 10x the clips should add well under 10% to the peak. predict on
-10 minutes holds the decoded signal (53 MB float32), its 200 segments (53 MB) and their features (13 MB)
-at once: ~+120 MB over a 30 s file, bounded by the file's length, not by a leak.
+process (a few hundred bytes a segment), so 3-10x the clips should add well under 10% to the peak.
+Measured first: the main process grew 268 -> 333 MB from 100 to 300 clips, because the consolidated
+features.npy was written through a memory map whose written pages stay resident; with plain appends it is
+54 -> 53 MB (and torch-free). predict on 10 minutes should hold the decoded signal (53 MB float32), its 200
+segments (53 MB) and their features (13 MB): ~+120 MB over a 30 s file. Measured first: +766 MB (1077 MB),
+because the model ran 256 segments at once (~800 MB of cnn2 activations); at 32 a call: 489 MB, +177 MB.
 
     .venv/bin/python benchmarks/bench_memory.py [--small 100 --large 1000]
 """
