@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..exceptions import GenrekitError
 
-__all__ = ["app", "main", "console", "err_console", "handle_errors", "progress_bar"]
+__all__ = ["app", "main", "console", "err_console", "handle_errors", "new_progress", "progress_bar"]
 
 app = typer.Typer(
     name="genrekit",
@@ -43,10 +43,10 @@ def handle_errors() -> Iterator[None]:
         raise typer.Exit(130) from None
 
 
-@contextmanager
-def progress_bar(description: str, total: int | None = None) -> Iterator[Callable[[int, int, str], None]]:
-    """A rich progress bar with ETA on a terminal (none in logs and pipes); yields a ``(done, total, item)`` callback."""
-    with Progress(
+def new_progress(*, force: bool = False) -> Progress:
+    """The progress display every command uses: bar, count, elapsed time and ETA, on stderr, shown on a
+    terminal only (logs and pipes stay clean) unless ``force``."""
+    return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -54,9 +54,14 @@ def progress_bar(description: str, total: int | None = None) -> Iterator[Callabl
         TextColumn("eta"),
         TimeRemainingColumn(),
         console=err_console,
-        transient=False,
-        disable=not err_console.is_terminal,
-    ) as progress:
+        disable=not (err_console.is_terminal or force),
+    )
+
+
+@contextmanager
+def progress_bar(description: str, total: int | None = None) -> Iterator[Callable[[int, int, str], None]]:
+    """A rich progress bar with ETA on a terminal (none in logs and pipes); yields a ``(done, total, item)`` callback."""
+    with new_progress() as progress:
         task = progress.add_task(description, total=total)
 
         def update(done: int, total: int, item: str) -> None:

@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ._app import console, err_console, handle_errors, progress_bar
+from ._app import console, err_console, handle_errors, new_progress, progress_bar
 
 if TYPE_CHECKING:
     from ..augment import AugmentConfig
@@ -24,16 +23,7 @@ _AUGMENTATIONS = ("noise", "gain", "pitch", "specaugment")
 @contextmanager
 def _epoch_progress(epochs: int, force: bool) -> Iterator[Callable[[int, int, int], None]]:
     """Two bars: the current epoch's batches (ETA of the epoch) and the whole run (ETA of the run)."""
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        console=err_console,
-        disable=not (err_console.is_terminal or force),
-    ) as progress:
+    with new_progress(force=force) as progress:
         epoch_task = progress.add_task("epoch", total=None)
         run_task = progress.add_task("run", total=epochs)
         current = [0]
