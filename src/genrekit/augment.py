@@ -27,13 +27,13 @@ the same seed gives the same augmented batches (what makes ``--resume`` exact).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from .config import FeatureConfig
+from .config import FeatureConfig, check_known_keys
 from .exceptions import ParameterError
 from .features import AMIN, mel_filterbank
 
@@ -107,10 +107,7 @@ class AugmentConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AugmentConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ParameterError(f"Unknown augmentation keys {sorted(unknown)}; known keys are {sorted(known)}.")
+        check_known_keys(cls, data, "augmentation")
         values = dict(data)
         if "snr_db" in values:
             values["snr_db"] = tuple(values["snr_db"])

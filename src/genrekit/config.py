@@ -22,6 +22,7 @@ __all__ = [
     "AudioConfig",
     "FeatureConfig",
     "config_hash",
+    "check_known_keys",
 ]
 
 # The original pipeline's parameters.
@@ -35,6 +36,14 @@ FeatureKind = Literal["logmel", "musicnn"]
 Scaling = Literal["seed", "standard"]
 _FEATURE_KINDS = ("logmel", "musicnn")
 _SCALINGS = ("seed", "standard")
+
+
+def check_known_keys(cls: type, data: dict[str, Any], what: str) -> None:
+    """Reject keys a config dataclass does not have, so a typo in a saved config.json fails loudly."""
+    known = {f.name for f in fields(cls)}
+    unknown = set(data) - known
+    if unknown:
+        raise ParameterError(f"Unknown {what} keys {sorted(unknown)}; known keys are {sorted(known)}.")
 
 
 def _check_positive(name: str, value: float) -> None:
@@ -145,10 +154,7 @@ class FeatureConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FeatureConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ParameterError(f"Unknown feature config keys {sorted(unknown)}; known keys are {sorted(known)}.")
+        check_known_keys(cls, data, "feature config")
         values = dict(data)
         if isinstance(values.get("audio"), dict):
             values["audio"] = AudioConfig(**values["audio"])

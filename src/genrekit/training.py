@@ -22,7 +22,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,6 +33,7 @@ from torch.nn import functional as F
 
 from . import __version__
 from .augment import AugmentConfig, Augmenter, mixup
+from .config import check_known_keys
 from .checkpoint import Checkpoint, save_checkpoint
 from .evaluation import evaluate_predictions, predict_logits, softmax
 from .exceptions import ModelNotFoundError, ParameterError
@@ -140,10 +141,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ParameterError(f"Unknown training config keys {sorted(unknown)}; known keys are {sorted(known)}.")
+        check_known_keys(cls, data, "training config")
         values = dict(data)
         if isinstance(values.get("split"), dict):
             values["split"] = SplitConfig(**values["split"])
