@@ -19,7 +19,7 @@ from genrekit.cli import app
 from genrekit.config import FeatureConfig
 from genrekit.datasets import GTZAN_GENRES
 from genrekit.exceptions import AudioDecodeError, ModelNotFoundError
-from genrekit.inference import GenreClassifier, Prediction, PredictionError
+from genrekit.inference import GenreClassifier, Prediction, PredictionError, _FoldedConvNet
 from genrekit.models import build_model
 
 from conftest import synth_tone
@@ -65,15 +65,43 @@ def test_predict_file_gives_full_distribution_and_whole_track_timeline(model_fil
     assert np.allclose(mean, [result.probabilities[g] for g in GTZAN_GENRES], atol=1e-6)  # soft voting
 
 
-@pytest.mark.parametrize("name", ["cnn1", "cnn2"])
-def test_classifier_probabilities_are_the_checkpoint_models(name: str, rng: np.random.Generator) -> None:
-    """The classifier may lay its model out differently in memory; its probabilities are the model's."""
+def _trained_like(name: str, input_shape: tuple[int, int], *, bn_scale_sign: float = 1.0) -> Checkpoint:
+    """A random model whose BatchNorms carry non-trivial running statistics and affine parameters, as after training."""
     torch.manual_seed(0)
-    checkpoint = Checkpoint(name, {}, build_model(name, (128, 130), 10).state_dict(), list(GTZAN_GENRES), FeatureConfig())
-    features = rng.uniform(-80, 0, (12, 128, 130)).astype(np.float32)
+    model = build_model(name, input_shape, 10)
+    with torch.no_grad():
+        for layer in model.modules():
+            if isinstance(layer, torch.nn.BatchNorm2d):
+                layer.running_mean.uniform_(-1, 1)
+                layer.running_var.uniform_(0.1, 3)
+                layer.weight.uniform_(0.2, 2).mul_(bn_scale_sign)
+                layer.bias.uniform_(-1, 1)
+    config = FeatureConfig(n_mels=input_shape[0])
+    return Checkpoint(name, {}, model.state_dict(), list(GTZAN_GENRES), config)
+
+
+@pytest.mark.parametrize(("name", "input_shape"), [("cnn1", (128, 130)), ("cnn2", (128, 130)), ("cnn2", (96, 130))])
+def test_classifier_probabilities_are_the_checkpoint_models(name: str, input_shape: tuple[int, int], rng: np.random.Generator) -> None:
+    """The classifier folds BatchNorm into the next layer and runs oneDNN layouts; its probabilities are the model's."""
+    checkpoint = _trained_like(name, input_shape)
+    classifier = GenreClassifier(checkpoint)
+    assert isinstance(classifier._forward, _FoldedConvNet)
+    for n in (1, 12, 33):  # 33: more than one model call
+        features = rng.uniform(-80, 0, (n, *input_shape)).astype(np.float32)
+        with torch.inference_mode():
+            expected = torch.softmax(checkpoint.build()(torch.from_numpy(features)), dim=-1).numpy()
+        np.testing.assert_allclose(classifier.predict_proba_features(features), expected, atol=1e-5)
+
+
+def test_batchnorm_that_does_not_commute_with_pooling_is_not_folded(rng: np.random.Generator) -> None:
+    """A negative BatchNorm scale turns max-pooling into min-pooling: that model runs as trained, unfolded."""
+    checkpoint = _trained_like("cnn2", (128, 130), bn_scale_sign=-1.0)
+    classifier = GenreClassifier(checkpoint)
+    assert not isinstance(classifier._forward, _FoldedConvNet)
+    features = rng.uniform(-80, 0, (3, 128, 130)).astype(np.float32)
     with torch.inference_mode():
         expected = torch.softmax(checkpoint.build()(torch.from_numpy(features)), dim=-1).numpy()
-    np.testing.assert_allclose(GenreClassifier(checkpoint).predict_proba_features(features), expected, atol=1e-5)
+    np.testing.assert_allclose(classifier.predict_proba_features(features), expected, atol=1e-5)
 
 
 def test_predict_array_matches_predict_file(model_file: Path, clips: dict[str, Path]) -> None:

@@ -8,6 +8,7 @@ and averages the segment probabilities (soft voting, the original pipeline's rul
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -21,12 +22,15 @@ from typing import Any
 import numpy as np
 import soxr
 import torch
+from torch import nn
+from torch.nn import functional as F
 
 from .audio import is_audio_file, load_audio, segment_audio
 from .checkpoint import Checkpoint, load_checkpoint
 from .config import FeatureConfig
 from .exceptions import AudioDecodeError, GenrekitError, ModelNotFoundError, ParameterError
 from .features import extract_features
+from .models.cnn import CNN1, CNN2, KerasMaxPool2d
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -158,6 +162,88 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
+class _FoldedConvNet:
+    """cnn1/cnn2 rewritten for inference: the same probabilities within float rounding, ~25% less time.
+
+    - An eval-mode BatchNorm is a per-channel map ``a * x + b``. cnn2 applies it after the ReLU, so it
+      cannot go into the conv before it; with ``a > 0`` it commutes with max-pooling and is folded into
+      the next conv or linear layer instead (valid convolutions: no zero padding that ``b`` would miss).
+    - ReLU runs after max-pooling (they commute): on 4x fewer values.
+    - Convolutions and pooling run on oneDNN's blocked tensors: no layout conversion between layers,
+      and pooling skips the argmax indices that eager ``max_pool2d`` computes for a backward pass.
+
+    Built by :func:`_fold_conv_net`; call it on a batch of shape (n, n_mels, n_frames).
+    """
+
+    def __init__(self, convs: list[tuple[torch.Tensor, torch.Tensor, tuple[int, int]]], pools: list[KerasMaxPool2d], linears: list[nn.Linear]) -> None:
+        self.convs = [(w.contiguous().to_mkldnn(), b.contiguous().to_mkldnn(), stride) for w, b, stride in convs]
+        self.pools = pools
+        self.linears = linears
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.unsqueeze(1).contiguous().to_mkldnn()
+        for (weight, bias, stride), pool in zip(self.convs, self.pools):
+            x = torch.relu(pool(torch.mkldnn_convolution(x, weight, bias, (0, 0), stride, (1, 1), 1)))
+        x = x.to_dense().flatten(1)
+        for linear in self.linears[:-1]:
+            x = F.relu_(linear(x))
+        return self.linears[-1](x)
+
+
+_FOLDABLE = re.compile(r"(CRB?PD?)+F(LRD?)*L")  # conv, relu, batchnorm, pool, dropout, flatten, linear
+
+
+def _fold_conv_net(model: nn.Module) -> _FoldedConvNet | None:
+    """``model`` (eval mode) as a :class:`_FoldedConvNet`, or ``None`` when it is not a cnn1/cnn2 layer
+    stack that folds exactly (e.g. a BatchNorm with a non-positive scale, which max-pooling would not
+    commute with) or oneDNN is missing."""
+    if type(model) not in (CNN1, CNN2) or not torch.backends.mkldnn.is_available():
+        return None
+    layers = [*model.features, *model.classifier]
+    kinds = {nn.Conv2d: "C", nn.ReLU: "R", nn.BatchNorm2d: "B", KerasMaxPool2d: "P", nn.Dropout: "D", nn.Flatten: "F", nn.Linear: "L"}
+    if not _FOLDABLE.fullmatch("".join(kinds.get(type(layer), "?") for layer in layers)):
+        return None
+    convs: list[tuple[torch.Tensor, torch.Tensor, tuple[int, int]]] = []
+    pools: list[KerasMaxPool2d] = []
+    linears: list[nn.Linear] = []
+    scale: torch.Tensor | None = None  # pending per-channel map: the true activation is scale * computed + shift
+    shift: torch.Tensor | None = None
+    with torch.no_grad():
+        for layer in layers:
+            if isinstance(layer, nn.Conv2d):
+                if layer.bias is None or layer.padding != (0, 0) or layer.dilation != (1, 1) or layer.groups != 1:
+                    return None
+                weight, bias = layer.weight.clone(), layer.bias.clone()
+                if scale is not None and shift is not None:
+                    bias += (weight * shift[None, :, None, None]).sum(dim=(1, 2, 3))
+                    weight *= scale[None, :, None, None]
+                    scale = shift = None
+                convs.append((weight, bias, (int(layer.stride[0]), int(layer.stride[1]))))
+            elif isinstance(layer, nn.BatchNorm2d):
+                if layer.running_mean is None or layer.running_var is None or layer.weight is None or layer.bias is None:
+                    return None
+                a = layer.weight / torch.sqrt(layer.running_var + layer.eps)
+                if not bool((a > 0).all()):
+                    return None
+                b = layer.bias - layer.running_mean * a
+                scale, shift = (a, b) if scale is None or shift is None else (scale * a, shift * a + b)
+            elif isinstance(layer, KerasMaxPool2d):
+                if not layer.kernel >= layer.stride >= 2:  # the other case pads explicitly, which oneDNN tensors do not support
+                    return None
+                pools.append(layer)
+            elif isinstance(layer, nn.Linear):
+                linear = nn.Linear(layer.in_features, layer.out_features).eval()
+                linear.weight.copy_(layer.weight)
+                linear.bias.copy_(layer.bias)
+                if scale is not None and shift is not None:  # flattened (channels, h, w): each channel's value repeats h * w times
+                    repeat = layer.in_features // len(scale)
+                    linear.bias += layer.weight @ shift.repeat_interleave(repeat)
+                    linear.weight *= scale.repeat_interleave(repeat)
+                    scale = shift = None
+                linears.append(linear.requires_grad_(False))
+    return _FoldedConvNet(convs, pools, linears)
+
+
 class GenreClassifier:
     """A trained genre model with its preprocessing.
 
@@ -179,8 +265,9 @@ class GenreClassifier:
     def __init__(self, checkpoint: Checkpoint, *, name: str = "") -> None:
         self.checkpoint = checkpoint
         self.name = name
-        # channels_last lets oneDNN use its fast CPU convolutions: ~1.9x on cnn2's 10 segments of a clip, same output.
-        self._model = checkpoint.build().to(memory_format=torch.channels_last)
+        model = checkpoint.build()
+        # Other models run channels_last, which lets oneDNN use its fast CPU convolutions: ~1.9x on cnn2 over NCHW.
+        self._forward = _fold_conv_net(model) or model.to(memory_format=torch.channels_last)
 
     @property
     def classes_(self) -> list[str]:
@@ -200,7 +287,7 @@ class GenreClassifier:
         with torch.inference_mode():
             for lo in range(0, len(features), _BATCH_SEGMENTS):
                 x = torch.as_tensor(np.asarray(features[lo : lo + _BATCH_SEGMENTS], dtype=np.float32))
-                out.append(torch.softmax(self._model(self.checkpoint.normalize(x)), dim=-1).numpy())
+                out.append(torch.softmax(self._forward(self.checkpoint.normalize(x)), dim=-1).numpy())
         return np.concatenate(out) if out else np.empty((0, len(self.classes_)), dtype=np.float32)
 
     def _prediction(self, path: str | None, features: np.ndarray, starts: np.ndarray, duration: float, notes: tuple[str, ...] = ()) -> Prediction:
