@@ -108,6 +108,20 @@ class _ConvBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.bn(F.relu(self.conv(x)))
 
+    def frequency_max(self, x: torch.Tensor) -> torch.Tensor:
+        """``forward(x).amax(dim=3)`` for a front-end block in eval mode, reordered to cost less.
+
+        ReLU, the conv bias and eval-mode batch norm are monotonic per channel (increasing, or
+        decreasing where the norm's scale is negative), so the maximum over frequency can be taken on
+        the raw convolution first and the three applied to the pooled map only: 96/38/67 times fewer
+        elementwise operations, the same result up to float rounding. A decreasing channel needs the
+        minimum instead, found as the maximum of the convolution by the negated filter.
+        """
+        scale = self.bn.weight * torch.rsqrt(self.bn.running_var + self.bn.eps)
+        sign = torch.where(scale >= 0, 1.0, -1.0)
+        extreme = F.conv2d(x, self.conv.weight * sign[:, None, None, None]).amax(dim=3) * sign[:, None]
+        return F.relu(extreme + self.conv.bias[:, None]) * scale[:, None] + (self.bn.bias - self.bn.running_mean * scale)[:, None]
+
 
 class MusicnnOutput(NamedTuple):
     """What one forward pass gives, per patch."""
@@ -159,10 +173,10 @@ class MusiCNN(nn.Module):
         """Map log-mel patches of shape (batch, frames, 96) to :class:`MusicnnOutput`."""
         x = self.input_bn(x.unsqueeze(1))  # (batch, 1, frames, mels)
         padded = F.pad(x, (0, 0, 3, 3))  # the original pads time by 3 and convolves "valid"
-        front = [block(padded).amax(dim=3) for block in self.timbral]
+        front = [block.frequency_max(padded) for block in self.timbral]
         for block, length in zip(self.temporal, _TEMPORAL_LENGTHS):
             before = (length - 1) // 2  # TensorFlow "same": the extra frame of an even kernel goes after
-            front.append(block(F.pad(x, (0, 0, before, length - 1 - before))).amax(dim=3))
+            front.append(block.frequency_max(F.pad(x, (0, 0, before, length - 1 - before))))
         h = torch.cat(front, dim=1)  # (batch, 561, frames)
         maps = [h]
         h = self.midend[0](h)
