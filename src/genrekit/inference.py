@@ -175,7 +175,7 @@ class _FoldedConvNet:
     Built by :func:`_fold_conv_net`; call it on a batch of shape (n, n_mels, n_frames).
     """
 
-    def __init__(self, convs: list[tuple[torch.Tensor, torch.Tensor, tuple[int, int]]], pools: list[KerasMaxPool2d], linears: list[nn.Linear]) -> None:
+    def __init__(self, convs: list[tuple[torch.Tensor, torch.Tensor, tuple[int, int]]], pools: list[KerasMaxPool2d], linears: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
         self.convs = [(w.contiguous().to_mkldnn(), b.contiguous().to_mkldnn(), stride) for w, b, stride in convs]
         self.pools = pools
         self.linears = linears
@@ -185,9 +185,9 @@ class _FoldedConvNet:
         for (weight, bias, stride), pool in zip(self.convs, self.pools):
             x = torch.relu(pool(torch.mkldnn_convolution(x, weight, bias, (0, 0), stride, (1, 1), 1)))
         x = x.to_dense().flatten(1)
-        for linear in self.linears[:-1]:
-            x = F.relu_(linear(x))
-        return self.linears[-1](x)
+        for weight, bias in self.linears[:-1]:
+            x = F.relu_(F.linear(x, weight, bias))
+        return F.linear(x, *self.linears[-1])
 
 
 _FOLDABLE = re.compile(r"(CRB?PD?)+F(LRD?)*L")  # conv, relu, batchnorm, pool, dropout, flatten, linear
@@ -205,7 +205,7 @@ def _fold_conv_net(model: nn.Module) -> _FoldedConvNet | None:
         return None
     convs: list[tuple[torch.Tensor, torch.Tensor, tuple[int, int]]] = []
     pools: list[KerasMaxPool2d] = []
-    linears: list[nn.Linear] = []
+    linears: list[tuple[torch.Tensor, torch.Tensor]] = []
     scale: torch.Tensor | None = None  # pending per-channel map: the true activation is scale * computed + shift
     shift: torch.Tensor | None = None
     with torch.no_grad():
@@ -232,15 +232,15 @@ def _fold_conv_net(model: nn.Module) -> _FoldedConvNet | None:
                     return None
                 pools.append(layer)
             elif isinstance(layer, nn.Linear):
-                linear = nn.Linear(layer.in_features, layer.out_features).eval()
-                linear.weight.copy_(layer.weight)
-                linear.bias.copy_(layer.bias)
+                if layer.bias is None:
+                    return None
+                weight, bias = layer.weight.clone(), layer.bias.clone()
                 if scale is not None and shift is not None:  # flattened (channels, h, w): each channel's value repeats h * w times
                     repeat = layer.in_features // len(scale)
-                    linear.bias += layer.weight @ shift.repeat_interleave(repeat)
-                    linear.weight *= scale.repeat_interleave(repeat)
+                    bias += weight @ shift.repeat_interleave(repeat)
+                    weight *= scale.repeat_interleave(repeat)
                     scale = shift = None
-                linears.append(linear.requires_grad_(False))
+                linears.append((weight, bias))
     return _FoldedConvNet(convs, pools, linears)
 
 

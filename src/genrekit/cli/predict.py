@@ -13,7 +13,8 @@ import csv
 import io
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
@@ -29,6 +30,24 @@ if TYPE_CHECKING:
 __all__ = ["register"]
 
 FORMATS = ("table", "json", "csv")
+
+
+@contextmanager
+def _one_model_thread() -> Iterator[None]:
+    """Run the model on one thread in this process while the command runs (restored after, for in-process callers).
+
+    Decoding runs in ``--jobs`` worker processes that use the cores, and one clip is too little work to
+    split: on a busy 2-core machine each op's second thread waits for a core, and a fresh
+    ``genrekit predict one.wav`` took ~0.45 s longer with 2 threads (benchmarks/bench_coldstart.py).
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _classify(
@@ -110,7 +129,7 @@ def predict(
     segments: Annotated[bool, typer.Option("--segments", help="Include the per-segment timeline.")] = False,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write json/csv here instead of stdout.")] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Write one timeline PNG per track into this folder.")] = None,
-    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", help="Decoding worker processes (default: all cores).")] = None,
+    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", help="Decoding worker processes (default: all cores); the model runs on one thread in this process.")] = None,
 ) -> None:
     """Classify audio files: genres with probabilities, and optionally the per-segment timeline.
 
@@ -131,7 +150,7 @@ def predict(
     if fmt not in FORMATS:
         err_console.print(f"[bold red]error:[/] --format must be one of {', '.join(FORMATS)}; got {fmt!r}")
         raise typer.Exit(2)
-    with handle_errors():
+    with handle_errors(), _one_model_thread():
         clf = load_model(model)
         results = _classify(clf, paths, jobs, "predict")
     if not results:
@@ -256,7 +275,7 @@ def demo(
     from ..inference import load_model
     from ..visualize import write_html_summary
 
-    with handle_errors():
+    with handle_errors(), _one_model_thread():
         clf = load_model(model)
         with resources.as_file(resources.files("genrekit") / "samples") as samples:
             results = _classify(clf, [samples], None, "demo")
