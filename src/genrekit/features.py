@@ -16,7 +16,6 @@ from .config import FeatureConfig
 __all__ = ["AMIN", "mel_filterbank", "logmel", "extract_features", "feature_shape", "n_frames"]
 
 AMIN = 1e-10  # power floor before log10, as librosa.power_to_db
-_BATCH = 8  # segments per STFT call: keeps spectrograms in cache (2x faster than 64 on long tracks), bounds memory
 _BAND_ROWS = 8  # mel bands per block of the banded filterbank product
 
 
@@ -89,7 +88,8 @@ def logmel(segments: np.ndarray, config: FeatureConfig) -> np.ndarray:
 
     Matches ``librosa.power_to_db(librosa.feature.melspectrogram(y=seg, sr=..., n_fft=..., hop_length=...,
     n_mels=...), ref=...)`` per segment (Hann window, centered with zero padding, power 2), but computes
-    all segments in a few batched STFTs.
+    one segment at a time: one segment's spectrogram (1 MB) stays in cache from the FFT to the mel
+    product, which measured ~20 % faster per clip than STFTs of 8 segments and 3x faster than of 10.
 
     Parameters
     ----------
@@ -108,20 +108,18 @@ def logmel(segments: np.ndarray, config: FeatureConfig) -> np.ndarray:
     bands = _mel_bands(config.audio.sample_rate, config.n_fft, config.n_mels, config.f_min, config.f_max)
     window = torch.hann_window(config.n_fft, periodic=True)
     out = np.empty((len(segments), config.n_mels, n_frames(segments.shape[1], config.hop_length)), dtype=np.float32)
-    floor = torch.tensor(-config.top_db)
     with torch.inference_mode():
-        for lo in range(0, len(segments), _BATCH):
-            x = torch.from_numpy(segments[lo : lo + _BATCH])
+        mels = torch.from_numpy(out)  # written in place: no copy back
+        for signal, mel in zip(torch.from_numpy(segments), mels):
             spec = torch.stft(
-                x, config.n_fft, hop_length=config.hop_length, window=window, center=True, pad_mode="constant", return_complex=True
+                signal, config.n_fft, hop_length=config.hop_length, window=window, center=True, pad_mode="constant", return_complex=True
             )
             power = spec.real.square().addcmul_(spec.imag, spec.imag)
-            mel = torch.from_numpy(out[lo : lo + len(x)])  # written in place: no copy back
             for first_band, end_band, first_bin, end_bin, weights in bands:
-                mel[:, first_band:end_band] = weights @ power[:, first_bin:end_bin]
-            db = mel.clamp_(min=AMIN).log10_().mul_(10.0)
-            if config.scaling == "seed":
-                torch.maximum(db - db.amax(dim=(1, 2), keepdim=True), floor, out=db)
+                torch.matmul(weights, power[first_bin:end_bin], out=mel[first_band:end_band])
+        db = mels.clamp_(min=AMIN).log10_().mul_(10.0)
+        if config.scaling == "seed":
+            torch.maximum(db - db.amax(dim=(1, 2), keepdim=True), torch.tensor(-config.top_db), out=db)
     return out
 
 

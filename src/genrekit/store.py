@@ -23,10 +23,11 @@ import re
 import shutil
 import time
 import warnings
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -37,7 +38,7 @@ import numpy as np
 from . import __version__
 from .audio import load_segments
 from .config import FeatureConfig, config_hash
-from .datasets import Track, discover, with_hashes
+from .datasets import Track, discover, hash_track, warn_duplicates
 from .exceptions import GenrekitError, ParameterError, StoreError
 
 __all__ = ["FORMAT_VERSION", "FileResult", "PrepareReport", "FeatureStore", "process_file", "prepare_store", "open_store"]
@@ -45,6 +46,7 @@ __all__ = ["FORMAT_VERSION", "FileResult", "PrepareReport", "FeatureStore", "pro
 FORMAT_VERSION = 1
 _STORE_JSON = "store.json"
 _STORE_FILES = (_STORE_JSON, "features.npy", "segments.csv", "tracks.csv", "errors.csv")
+_ERROR_SUFFIX = ".error.json"  # cache entry of a file that could not be used: its reason, so reruns skip it
 ProgressCallback = Callable[[int, int, str], None]
 
 
@@ -96,33 +98,60 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
-def _process_all(
-    paths: list[str], config: FeatureConfig, jobs: int, on_result: Callable[[FileResult], None]
-) -> None:
-    if jobs <= 1 or len(paths) <= 1:
-        for p in paths:
-            on_result(process_file(p, config))
-        return
-    context = get_context("forkserver")
-    # The fork server imports torch once and forks workers that have it, instead of every worker importing it
-    # (~2 CPU s each); forking after a bare import is safe, torch starts its thread pools on first use.
-    context.set_forkserver_preload(["__main__", "genrekit.features"])  # __main__: the default preload
-    try:
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_worker) as pool:
-            pending: set[Future[FileResult]] = set()
-            for p in paths:
-                pending.add(pool.submit(process_file, p, config))
-                if len(pending) >= 4 * jobs:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for fut in done:
-                        on_result(fut.result())
-            for fut in pending:
-                on_result(fut.result())
-    except BrokenProcessPool as e:
-        raise StoreError(
-            "a worker process died (out of memory, or a decoder crashed on a corrupt file). Files finished so far "
-            "are cached: run prepare again to continue; with --jobs 1 the last file shown is the one that crashes."
-        ) from e
+class _Workers:
+    """Runs :func:`process_file` on files as they are submitted and hands each result to ``on_result``.
+
+    With one job, files are processed in this process. Otherwise worker processes start on the first
+    submission, so a run where every file is cached starts none, and the fork server's torch import
+    overlaps with the hashing of the files that follow. At most ``4 * jobs`` files are in flight.
+    """
+
+    def __init__(self, config: FeatureConfig, jobs: int, on_result: Callable[[FileResult], None]) -> None:
+        self.config = config
+        self.jobs = jobs
+        self.on_result = on_result
+        self.pool: ProcessPoolExecutor | None = None
+        self.pending: set[Future[FileResult]] = set()
+        self._stack = ExitStack()
+
+    def __enter__(self) -> _Workers:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stack.__exit__(*exc)
+
+    def submit(self, path: str) -> None:
+        if self.jobs <= 1:
+            self.on_result(process_file(path, self.config))
+            return
+        if self.pool is None:
+            context = get_context("forkserver")
+            # The fork server imports torch once and forks workers that have it, instead of every worker
+            # importing it (~2 CPU s each); forking after a bare import is safe, torch starts its thread
+            # pools on first use.
+            context.set_forkserver_preload(["__main__", "genrekit.features"])  # __main__: the default preload
+            self.pool = self._stack.enter_context(
+                ProcessPoolExecutor(max_workers=self.jobs, mp_context=context, initializer=_init_worker)
+            )
+        self.pending.add(self.pool.submit(process_file, path, self.config))
+        if len(self.pending) >= 4 * self.jobs:
+            self._collect(FIRST_COMPLETED)
+
+    def finish(self) -> None:
+        """Wait for every submitted file."""
+        while self.pending:
+            self._collect(FIRST_COMPLETED)
+
+    def _collect(self, return_when: str) -> None:
+        done, self.pending = wait(self.pending, return_when=return_when)
+        try:
+            for fut in done:
+                self.on_result(fut.result())
+        except BrokenProcessPool as e:
+            raise StoreError(
+                "a worker process died (out of memory, or a decoder crashed on a corrupt file). Files finished so far "
+                "are cached: run prepare again to continue; with --jobs 1 the last file shown is the one that crashes."
+            ) from e
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -214,79 +243,124 @@ def prepare_store(
     out = Path(out)
     _check_store_folder(out)
     out.mkdir(parents=True, exist_ok=True)
-    tracks = discover(source) if not isinstance(source, list) else with_hashes(source)
+    listed = discover(source, hashes=False) if not isinstance(source, list) else source
     key = config_hash(config)
-    digest = _tracks_digest(tracks, key)
-    report = PrepareReport(store=out, n_tracks=len(tracks))
-
     existing = _read_json(out / _STORE_JSON)
-    if (
-        existing
-        and existing.get("format_version") == FORMAT_VERSION
-        and existing.get("tracks_digest") == digest
-        and all((out / name).is_file() for name in _STORE_FILES)
-    ):
-        report.up_to_date = True
-        report.n_cached = existing["n_tracks"]
-        report.n_segments = existing["n_segments"]
-        report.errors = [(r["path"], r["reason"]) for r in _read_csv(out / "errors.csv")]
-        report.seconds = time.perf_counter() - start
-        return report
-
-    (out / _STORE_JSON).unlink(missing_ok=True)  # from here until the end, the store reads as incomplete
     cache_dir = out / "cache" / key
     cache_dir.mkdir(parents=True, exist_ok=True)
     for stale in (out / "cache").iterdir():
         if stale.name != key:
+            (out / _STORE_JSON).unlink(missing_ok=True)  # the features it describes are about to go
             shutil.rmtree(stale, ignore_errors=True)
-    for partial in cache_dir.glob("*.tmp.npz"):  # left by a killed run
+    for partial in [*cache_dir.glob("*.tmp.npz"), *cache_dir.glob("*.tmp")]:  # left by a killed run
         partial.unlink(missing_ok=True)
 
+    report = PrepareReport(store=out, n_tracks=len(listed))
+    tracks: list[Track] = []
     errors: dict[str, str] = {}
-    todo: list[Track] = []
-    copies: dict[str, list[Track]] = {}  # byte-identical files are computed once
-    for t in tracks:
-        if t.content_hash is None:
-            errors[str(t.path)] = f"{t.path}: cannot be read"
-        elif _cache_file(cache_dir, t).exists():
-            report.n_cached += 1
-        elif t.content_hash in copies:
-            copies[t.content_hash].append(t)
-        else:
-            copies[t.content_hash] = [t]
-            todo.append(t)
-    by_path = {str(t.path): t for t in todo}
-    done = report.n_cached + len(errors)
+    in_flight: dict[str, list[Track]] = {}  # content hash -> tracks waiting for it: copies are computed once
+    by_path: dict[str, Track] = {}
+    done = submitted = 0
+
+    def advance(path: str, n: int = 1) -> None:
+        nonlocal done
+        done += n
+        if on_progress is not None:
+            on_progress(done, len(listed), path)
 
     def on_result(result: FileResult) -> None:
-        nonlocal done
-        track = by_path[result.path]
-        same = copies[str(track.content_hash)]
-        done += len(same)
+        track = by_path.pop(result.path)
+        same = in_flight.pop(str(track.content_hash))
         report.warnings.extend(result.warnings)
+        target = _cache_file(cache_dir, track)
         if result.error is not None:
+            _atomic_write_text(target.with_suffix(_ERROR_SUFFIX), json.dumps({"path": result.path, "error": result.error}))
             errors.update((str(t.path), result.error.replace(result.path, str(t.path))) for t in same)
         else:
-            target = _cache_file(cache_dir, track)
             tmp = target.with_name(target.stem + ".tmp.npz")
             np.savez(tmp, features=result.features, starts=result.starts)
             os.replace(tmp, target)
             report.n_computed += 1
             report.n_cached += len(same) - 1
-        if on_progress is not None:
-            on_progress(done, len(tracks), result.path)
+        advance(result.path, len(same))
 
-    if on_progress is not None:  # cached and unreadable files count as done from the start
-        on_progress(done, len(tracks), "")
-    _process_all([str(t.path) for t in todo], config, jobs, on_result)
+    if on_progress is not None:
+        on_progress(0, len(listed), "")
+    # Files are hashed in a thread (hashlib and file reads release the GIL) while this thread sends the
+    # ones not cached to the workers: hashing, worker start-up and feature computation overlap.
+    with ThreadPoolExecutor(max_workers=1) as hasher, _Workers(config, jobs if len(listed) > 1 else 1, on_result) as workers:
+        for t in _hashed(listed, hasher):
+            tracks.append(t)
+            path = str(t.path)
+            if t.content_hash is None:
+                errors[path] = f"{t.path}: cannot be read"
+            elif _cache_file(cache_dir, t).exists():
+                report.n_cached += 1
+            elif (known := _cached_error(cache_dir, t)) is not None:
+                errors[path] = known
+            elif t.content_hash in in_flight:
+                in_flight[t.content_hash].append(t)
+                continue  # counted when its copy is done
+            else:
+                (out / _STORE_JSON).unlink(missing_ok=True)  # from here until the end, the store reads as incomplete
+                in_flight[t.content_hash] = [t]
+                by_path[path] = t
+                submitted += 1
+                workers.submit(path)
+                continue
+            advance(path)
+        workers.finish()
+
+    if not isinstance(source, list):
+        warn_duplicates(tracks)  # as discover() would have
+    digest = _tracks_digest(tracks, key)
     report.errors = sorted(errors.items())
-    report.n_segments = _consolidate(out, cache_dir, [t for t in tracks if str(t.path) not in errors], config, report.errors, digest, key)
+    if (
+        existing
+        and submitted == 0
+        and existing.get("format_version") == FORMAT_VERSION
+        and existing.get("tracks_digest") == digest
+        and all((out / name).is_file() for name in _STORE_FILES)
+    ):
+        report.up_to_date = True
+        report.n_segments = existing["n_segments"]
+    else:
+        (out / _STORE_JSON).unlink(missing_ok=True)
+        stored = [t for t in tracks if str(t.path) not in errors]
+        failed = [t for t in tracks if str(t.path) in errors and t.content_hash is not None]
+        report.n_segments = _consolidate(out, cache_dir, stored, failed, config, report.errors, digest, key)
     report.seconds = time.perf_counter() - start
     return report
 
 
+def _hashed(tracks: list[Track], hasher: ThreadPoolExecutor, ahead: int = 64) -> Iterator[Track]:
+    """``tracks`` with content hashes, in order, computed up to ``ahead`` files in advance by ``hasher``."""
+    queue: deque[Future[Track]] = deque(hasher.submit(hash_track, t) for t in tracks[:ahead])
+    for t in tracks[ahead:]:
+        yield queue.popleft().result()
+        queue.append(hasher.submit(hash_track, t))
+    while queue:
+        yield queue.popleft().result()
+
+
+def _cached_error(cache_dir: Path, track: Track) -> str | None:
+    """The reason an earlier run could not use a file with the same bytes, with this track's path."""
+    try:
+        known = json.loads(_cache_file(cache_dir, track).with_suffix(_ERROR_SUFFIX).read_text())
+        return str(known["error"]).replace(str(known["path"]), str(track.path))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def _consolidate(
-    out: Path, cache_dir: Path, tracks: list[Track], config: FeatureConfig, errors: list[tuple[str, str]], digest: str, key: str
+    out: Path,
+    cache_dir: Path,
+    tracks: list[Track],
+    failed: list[Track],
+    config: FeatureConfig,
+    errors: list[tuple[str, str]],
+    digest: str,
+    key: str,
 ) -> int:
     counts = []
     shape: tuple[int, ...] | None = None
@@ -332,7 +406,7 @@ def _consolidate(
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     _atomic_write_text(out / _STORE_JSON, json.dumps(meta, indent=2))
-    keep = {_cache_file(cache_dir, t).name for t in tracks}
+    keep = {_cache_file(cache_dir, t).name for t in tracks} | {_cache_file(cache_dir, t).with_suffix(_ERROR_SUFFIX).name for t in failed}
     for entry in cache_dir.iterdir():  # features of changed or removed files
         if entry.name not in keep:
             entry.unlink(missing_ok=True)
