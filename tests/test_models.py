@@ -10,7 +10,7 @@ import torch
 
 from genrekit.exceptions import ModelNotFoundError
 from genrekit.models import available_models, build_model, count_parameters
-from genrekit.models.cnn import KerasMaxPool2d, _same_pad
+from genrekit.models.cnn import KerasMaxPool2d, _same_pad, bit_dropout
 
 EXPECTED_PARAMETERS = {"cnn1": 957_578, "cnn2": 1_880_202}
 
@@ -74,3 +74,30 @@ def test_keras_max_pool_equals_explicit_same_padding(kernel: int, stride: int, s
     (grad,) = torch.autograd.grad(out.sum(), x)
     (expected_grad,) = torch.autograd.grad(expected.sum(), x)
     torch.testing.assert_close(grad, expected_grad, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("p", [0.1, 0.2, 0.5])
+def test_bit_dropout_is_bernoulli_dropout_in_the_input_layout(p: float) -> None:
+    torch.manual_seed(0)
+    x = torch.ones(8, 16, 63, 64).contiguous(memory_format=torch.channels_last)
+    y = bit_dropout(x, p)
+    dropped = float((y == 0).float().mean())
+    assert abs(dropped - p) < 4 * (p * (1 - p) / x.numel()) ** 0.5 + 2e-5
+    torch.testing.assert_close(y[y != 0], torch.full_like(y[y != 0], 1 / (1 - p)))
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    assert bit_dropout(x.bfloat16(), p).dtype == torch.bfloat16
+    torch.manual_seed(0)
+    assert torch.equal(bit_dropout(x, p), y)  # the default generator's seed fixes the mask
+
+
+def test_cnn2_uses_bit_dropout_only_in_training() -> None:
+    torch.manual_seed(0)
+    model = build_model("cnn2", (128, 44), 10)
+    x = torch.randn(4, 128, 44)
+    torch.manual_seed(1)
+    first = model(x)
+    torch.manual_seed(1)
+    torch.testing.assert_close(model(x), first, rtol=0, atol=0)
+    assert not torch.equal(model(x), first)
+    model.eval()
+    torch.testing.assert_close(model(x), model.classifier(model.features(x.unsqueeze(1))), rtol=0, atol=0)
