@@ -333,8 +333,12 @@ def prepare_store(
     return report
 
 
-def _hashed(tracks: list[Track], hasher: ThreadPoolExecutor, ahead: int = 64) -> Iterator[Track]:
-    """``tracks`` with content hashes, in order, computed up to ``ahead`` files in advance by ``hasher``."""
+def _hashed(tracks: list[Track], hasher: ThreadPoolExecutor, ahead: int = 1024) -> Iterator[Track]:
+    """``tracks`` with content hashes, in order, computed up to ``ahead`` files in advance by ``hasher``.
+
+    The lookahead is long because the first submission to the workers blocks until the fork server has
+    imported torch (~1 s): hashing goes on meanwhile, on the other core.
+    """
     queue: deque[Future[Track]] = deque(hasher.submit(hash_track, t) for t in tracks[:ahead])
     for t in tracks[ahead:]:
         yield queue.popleft().result()
