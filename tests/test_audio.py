@@ -72,6 +72,16 @@ def test_stereo_channels_are_averaged(tmp_path: Path) -> None:
     assert np.abs(load_audio(tmp_path / "lr.wav", sample_rate=22050)).max() < 1e-6
 
 
+@pytest.mark.parametrize(("fmt", "subtype"), [("WAV", "PCM_16"), ("AU", "PCM_16"), ("WAV", "PCM_24"), ("FLAC", "PCM_16")])
+def test_integer_pcm_decodes_to_libsndfile_float_values(tmp_path: Path, fmt: str, subtype: str) -> None:
+    """16-bit PCM is read as int16 and scaled in numpy (faster): the values must be libsndfile's own."""
+    y = np.random.default_rng(0).uniform(-1, 1, (4000, 2)).astype(np.float32)
+    path = tmp_path / f"noise.{fmt.lower()}"
+    sf.write(path, y, 22050, format=fmt, subtype=subtype)
+    expected = sf.read(path, dtype="float32", always_2d=True)[0].mean(axis=1)
+    np.testing.assert_array_equal(load_audio(path, sample_rate=22050), expected)
+
+
 def test_is_audio_file_ignores_hidden_and_other_extensions() -> None:
     assert is_audio_file(Path("a/b.Mp3")) and is_audio_file(Path("x.AU"))
     assert not is_audio_file(Path("a/._b.wav")) and not is_audio_file(Path(".hidden.ogg"))
