@@ -29,13 +29,29 @@ filterbank without importing librosa            worker start -1 s            lib
 ==============================================  ===========================  ==========================
 
 Also: the fork server preloads torch once for all workers (it was imported by each), and the main process
-no longer imports torch at all. Outcome of the whole run, predicted ~4x on an idle machine: 1.97x for 300 WAV
-clips and 1.55x for 100 OGG clips at load 1.5; 1.42x / 1.23x for 1,000 WAV / 348 OGG clips at load ~5 (the
-other jobs take the second core genrekit's parallelism needs). Per clip on the busy machine a worker spends
-~21 ms and the main process ~5 ms (content hash ~2.3 ms, cache write, IPC) against librosa's ~62 ms (~35 ms
-at load 1.5), and each run pays ~3 s of interpreter, fork server and torch start-up. What is left is the
-STFT itself (~12 ms of 1300 2048-point FFTs per clip, busy) and, for OGG, the Vorbis decoder (~24 ms a
-clip), both library code; soxr is already skipped when the rate matches.
+no longer imports torch at all. Outcome then: 1.97x for 300 WAV clips and 1.55x for 100 OGG clips at load
+1.5; 1.42x / 1.23x for 1,000 WAV / 348 OGG clips at load ~5. Each run paid its start-up and a serial phase
+hashing every file before the first was sent to a worker. Second round, same busy machine (A/B runs
+interleaved against the previous commit, or microbenchmarks of one step, one thread):
+
+==============================================  ===========================  ==========================
+change                                          predicted                    measured
+==============================================  ===========================  ==========================
+hash in a thread, send each uncached file to    the serial hashing phase     300 WAV clips, whole run
+the workers at once (hashing, fork server       (~2.7 ms a clip) and most    9.6 -> 7.3 s
+start-up and features overlap)                  of the start-up hidden
+SHA-256 (CPU SHA extensions) for BLAKE2b        hash 1.7 -> ~1 ms a clip     1.72 -> 1.04 ms
+16-bit PCM read as int16, scaled by numpy       decode 1.6 -> ~0.5 ms        1.62 -> 0.45 ms, same values
+log-mel one segment per STFT (was 8)            logmel -20 %                 9.6 -> 8.1 ms (noisy)
+numpy's rfft, to keep torch out of workers      start-up -1.4 CPU s          rejected: 2.6 ms vs torch's
+                                                                             0.23 ms per segment
+|X|^2 fused into the mel product                -0.5 ms a clip               no gain above noise; dropped
+==============================================  ===========================  ==========================
+
+Outcome: see ``RESULTS.md`` (the README quotes the latest rows). A clip now costs a worker ~8 ms (STFT ~3,
+|X|^2 ~1.3, mel ~1.5, decode 0.5) and the main process ~3 ms (hash, cache write, consolidation) against
+librosa's ~32 ms per segment-wise clip on an idle core. OGG stays bound by the Vorbis decoder (~12-20 ms a
+clip, the same library code librosa calls), so its ratio cannot reach 4x on 2 cores.
 
     .venv/bin/python benchmarks/bench_features.py --n 1000            # the workload
     .venv/bin/python benchmarks/bench_features.py --quick             # what `make bench` runs
