@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import json
 from pathlib import Path
@@ -170,6 +171,17 @@ def test_cli_predict_table(model_file: Path, clips: dict[str, Path]) -> None:
     result = runner.invoke(app, ["predict", str(clips["a.wav"]), "-m", str(model_file), "--top-k", "3"])
     assert result.exit_code == 0, result.output
     assert "a.wav" in result.output and "top 3" in result.output
+
+
+@pytest.mark.parametrize("model", ["model_file", "missing"])
+def test_cli_predict_restores_threads_and_collector(model: str, model_file: Path, clips: dict[str, Path], tmp_path: Path) -> None:
+    """predict runs the model on one thread with the collector frozen; an in-process caller gets both back, also on failure."""
+    threads = torch.get_num_threads()
+    path = model_file if model == "model_file" else tmp_path / "missing.pt"
+    result = runner.invoke(app, ["predict", str(clips["b.ogg"]), "-m", str(path)])
+    assert result.exit_code == (0 if model == "model_file" else 2), result.output
+    assert torch.get_num_threads() == threads
+    assert gc.isenabled() and gc.get_freeze_count() == 0
 
 
 def test_cli_spectrogram(clips: dict[str, Path], tmp_path: Path) -> None:

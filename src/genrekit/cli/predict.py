@@ -10,6 +10,7 @@ Output schemas (stable; documented in the README):
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import json
 import sys
@@ -33,21 +34,39 @@ FORMATS = ("table", "json", "csv")
 
 
 @contextmanager
-def _one_model_thread() -> Iterator[None]:
-    """Run the model on one thread in this process while the command runs (restored after, for in-process callers).
+def _loaded(model: str) -> Iterator[GenreClassifier]:
+    """``load_model(model)`` set up for one command; threads and collector restored after (for in-process callers).
 
-    Decoding runs in ``--jobs`` worker processes that use the cores, and one clip is too little work to
-    split: on a busy 2-core machine each op's second thread waits for a core, and a fresh
-    ``genrekit predict one.wav`` took ~0.45 s longer with 2 threads (benchmarks/bench_coldstart.py).
+    - torch is imported and the model loaded with the garbage collector off, and what is then alive
+      (torch's ~170,000 objects) is frozen out of it while the command runs: its full collections walk
+      all of it, ~60-200 ms each, for the little cyclic garbage imports leave.
+    - The model runs on one thread in this process. Decoding runs in ``--jobs`` worker processes that use
+      the cores, and one clip is too little work to split: on a busy 2-core machine each op's second
+      thread waits for a core, and a fresh ``genrekit predict one.wav`` took ~0.45 s longer with 2 threads.
+
+    See benchmarks/bench_coldstart.py.
     """
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    collecting = gc.isenabled()
+    gc.disable()
     try:
-        yield
+        import torch
+
+        from ..inference import load_model
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            classifier = load_model(model)
+            gc.freeze()
+            if collecting:
+                gc.enable()
+            yield classifier
+        finally:
+            torch.set_num_threads(threads)
     finally:
-        torch.set_num_threads(threads)
+        gc.unfreeze()
+        if collecting:
+            gc.enable()
 
 
 def _classify(
@@ -145,13 +164,10 @@ def predict(
 
       genrekit predict song.flac --segments --format json --plot plots/
     """
-    from ..inference import load_model
-
     if fmt not in FORMATS:
         err_console.print(f"[bold red]error:[/] --format must be one of {', '.join(FORMATS)}; got {fmt!r}")
         raise typer.Exit(2)
-    with handle_errors(), _one_model_thread():
-        clf = load_model(model)
+    with handle_errors(), _loaded(model) as clf:
         results = _classify(clf, paths, jobs, "predict")
     if not results:
         err_console.print("[bold red]error:[/] no audio files found (extensions: wav, au, flac, ogg, mp3)")
@@ -272,11 +288,9 @@ def demo(
 
       genrekit demo --out demo-output
     """
-    from ..inference import load_model
     from ..visualize import write_html_summary
 
-    with handle_errors(), _one_model_thread():
-        clf = load_model(model)
+    with handle_errors(), _loaded(model) as clf:
         with resources.as_file(resources.files("genrekit") / "samples") as samples:
             results = _classify(clf, [samples], None, "demo")
             results = [r for r in results]
