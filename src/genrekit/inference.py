@@ -163,7 +163,8 @@ def _init_worker() -> None:
 
 
 class _FoldedConvNet:
-    """cnn1/cnn2 rewritten for inference: the same probabilities within float rounding, ~25% less time.
+    """cnn1/cnn2 rewritten for inference: the same probabilities within float rounding, in 0.8x the time
+    on an idle core and under half of it on a busy machine (benchmarks/bench_inference.py).
 
     - An eval-mode BatchNorm is a per-channel map ``a * x + b``. cnn2 applies it after the ReLU, so it
       cannot go into the conv before it; with ``a > 0`` it commutes with max-pooling and is folded into
