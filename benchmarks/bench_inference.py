@@ -38,14 +38,18 @@ Prediction vs outcome, per change:
   32, 25.7, 25.1 vs 24.2 ms; the first block 2 segments at a time to keep its activations in cache:
   22.9 vs 23.1 ms, noise. bf16 was not tried: outputs would move ~1e-2, past the 1e-5 the public
   probabilities are held to.
-- Outcome end to end (load ~3): cnn2 p50 35-47 ms wall, 33-35 ms CPU (target <= 60 ms), 1.6-2.2x the
-  eager model in the same run, 11-14x the notebook way. What is left: the model ~24 ms, log-mel ~8 ms
-  (features.py, see bench_features.py), decode 2 ms.
-- musicnn-head needs musicnn embeddings of both MSD and MTT models (genrekit.musicnn): ~1.3-2 CPU s a
-  clip, far from 300 ms; that model's cost is worked on in musicnn.py (see bench_musicnn.py).
-- Scaling 1 -> 2 workers: predicted < 2x since both cores are also busy with other work; measured
-  1.48x with 2 model threads. With one model thread, cnn2 in one process does ~17-28 tracks/s on this
-  loaded machine, and 2 workers (plus the model process, and pickled features) are not faster here.
+- Outcome end to end: cnn2 p50 55 ms wall, 35 ms CPU at load 5 and 40 ms wall and CPU at load 2.4
+  (target <= 60 ms); 1.95x the eager model in the same run (which suffers most from other jobs' memory
+  traffic: 29 ms alone at load ~1, 54-62 ms since), 3.6-12x the notebook way (also load-bound: 142 ms
+  at load 2.4, 679 ms at load 5). What is left: the model ~23 ms, log-mel ~7 ms (features.py, mostly
+  the FFT, see bench_features.py), decode 1-2 ms.
+- musicnn-head needs musicnn embeddings of both MSD and MTT models (genrekit.musicnn): ~1.3 CPU s a
+  clip now, far from 300 ms; that model's cost is worked on in musicnn.py (see bench_musicnn.py).
+- Throughput, one model thread: 20.3 -> 12.9 tracks/s from 1 to 2 jobs at load 5, 30.2 -> 32.9 at
+  load 2.4 (1.09x; before, with 2 model threads: 3.0 -> 4.4). With 2 jobs the model process is the
+  bottleneck: its ~24.5 CPU ms a track (the model) caps it at ~41 tracks/s, reached in steady state
+  after ~1.2 s of worker start-up (each worker imports torch). Scaling further needs the model in the
+  workers too (and no 0.67 MB of features per track through a pipe); not done.
 
     .venv/bin/python benchmarks/bench_inference.py [--repeats 15] [--tracks 200]
 """
