@@ -176,7 +176,12 @@ class _FoldedConvNet:
     Built by :func:`_fold_conv_net`; call it on a batch of shape (n, n_mels, n_frames).
     """
 
-    def __init__(self, convs: list[tuple[torch.Tensor, torch.Tensor, tuple[int, int]]], pools: list[KerasMaxPool2d], linears: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+    def __init__(
+        self,
+        convs: list[tuple[torch.Tensor, torch.Tensor, tuple[int, int]]],
+        pools: list[KerasMaxPool2d],
+        linears: list[tuple[torch.Tensor, torch.Tensor]],
+    ) -> None:
         self.convs = [(w.contiguous().to_mkldnn(), b.contiguous().to_mkldnn(), stride) for w, b, stride in convs]
         self.pools = pools
         self.linears = linears
