@@ -96,7 +96,7 @@ def test_changed_file_is_computed_alone(small_store: tuple[Path, Path], rng: np.
     assert (report.n_computed, report.n_cached) == (1, 5)
     st = open_store(out)
     assert not np.array_equal(st.features[0:2], old)
-    assert len(list((out / "cache").glob("*/*.npz"))) == 6  # the replaced file's features are dropped
+    assert len(list((out / "cache").glob("*/*.npy"))) == 6  # the replaced file's features are dropped
 
 
 def test_removed_track_leaves_the_store(small_store: tuple[Path, Path]) -> None:
@@ -206,13 +206,13 @@ def test_interrupted_prepare_then_rerun(make_dataset: Callable[..., Path], tmp_p
     proc = subprocess.Popen([sys.executable, "-c", _SLOW_PREPARE, str(data), str(out)])
     try:
         deadline = time.monotonic() + 60
-        while len(list(new_cache.glob("*[!p].npz"))) < 3 and proc.poll() is None and time.monotonic() < deadline:
+        while len(list(new_cache.glob("*[!p].npy"))) < 3 and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)
     finally:
         proc.kill()
         proc.wait()
     assert proc.returncode == -9, "prepare finished before it could be interrupted"
-    n_done = len(list(new_cache.glob("*[!p].npz")))
+    n_done = len(list(new_cache.glob("*[!p].npy")))
     assert 3 <= n_done < 15
     with pytest.raises(StoreError, match="interrupted prepare"):
         open_store(out)
@@ -280,7 +280,7 @@ def test_dead_worker_is_a_store_error_and_a_rerun_continues(
             prepare_store(data, tmp_path / "store", jobs=2)
     with pytest.raises(StoreError, match="interrupted prepare"):
         open_store(tmp_path / "store")
-    finished = len(list((tmp_path / "store" / "cache").glob("*/*.npz")))
+    finished = len(list((tmp_path / "store" / "cache").glob("*/*.npy")))
     assert finished <= 1
     report = prepare_store(data, tmp_path / "store", jobs=1)
     assert (report.n_cached, report.n_computed) == (finished, 6 - finished)

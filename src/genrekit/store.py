@@ -7,7 +7,8 @@ Layout of a store folder::
     segments.csv   one row per segment: track_id, label, segment_index, start_s, path
     tracks.csv     one row per stored track: track_id, label, path, content_hash, group, n_segments, first_segment
     errors.csv     files that could not be used: path, reason
-    cache/<config hash>/<content hash>.npz   per-track features; what makes re-runs and updates cheap
+    cache/<config hash>/<content hash>.npy   per-track features; what makes re-runs and updates cheap
+    cache/<config hash>/<content hash>.error.json   why a file could not be used, so reruns skip it
 
 Per-file work (:func:`process_file`) is a pure function of (file, config); only the calling process
 writes, so the same functions can run on a cluster.
@@ -177,7 +178,7 @@ def _tracks_digest(tracks: list[Track], config_key: str) -> str:
 
 
 def _cache_file(cache_dir: Path, track: Track) -> Path:
-    return cache_dir / f"{track.content_hash}.npz"
+    return cache_dir / f"{track.content_hash}.npy"
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -252,7 +253,7 @@ def prepare_store(
         if stale.name != key:
             (out / _STORE_JSON).unlink(missing_ok=True)  # the features it describes are about to go
             shutil.rmtree(stale, ignore_errors=True)
-    for partial in [*cache_dir.glob("*.tmp.npz"), *cache_dir.glob("*.tmp")]:  # left by a killed run
+    for partial in [*cache_dir.glob("*.tmp.npy"), *cache_dir.glob("*.tmp")]:  # left by a killed run
         partial.unlink(missing_ok=True)
 
     report = PrepareReport(store=out, n_tracks=len(listed))
@@ -277,8 +278,8 @@ def prepare_store(
             _atomic_write_text(target.with_suffix(_ERROR_SUFFIX), json.dumps({"path": result.path, "error": result.error}))
             errors.update((str(t.path), result.error.replace(result.path, str(t.path))) for t in same)
         else:
-            tmp = target.with_name(target.stem + ".tmp.npz")
-            np.savez(tmp, features=result.features, starts=result.starts)
+            tmp = target.with_name(target.stem + ".tmp.npy")
+            np.save(tmp, result.features)  # a plain .npy: no zip and CRC to pay on write and on every read
             os.replace(tmp, target)
             report.n_computed += 1
             report.n_cached += len(same) - 1
@@ -369,14 +370,15 @@ def _consolidate(
     counts = []
     shape: tuple[int, ...] | None = None
     for t in tracks:
-        with np.load(_cache_file(cache_dir, t)) as z:
-            counts.append(len(z["starts"]))
-            shape = shape or tuple(z["features"].shape[1:])  # not feature_shape(): it would import torch here
+        cached = np.load(_cache_file(cache_dir, t), mmap_mode="r")  # reads the header only
+        counts.append(len(cached))
+        shape = shape or tuple(cached.shape[1:])  # not feature_shape(): it would import torch here
     n_segments = int(sum(counts))
     if shape is None:
         from .features import feature_shape
 
         shape = feature_shape(config)
+    hop, rate = config.audio.hop_samples, config.audio.sample_rate
     tmp = out / "features.tmp.npy"
     segment_rows, track_rows = [], []
     offset = 0
@@ -386,9 +388,8 @@ def _consolidate(
         header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float16)), "fortran_order": False, "shape": (n_segments, *shape)}
         np.lib.format.write_array_header_1_0(f, header)
         for t, n in zip(tracks, counts):
-            with np.load(_cache_file(cache_dir, t)) as z:
-                f.write(np.ascontiguousarray(z["features"], dtype=np.float16).tobytes())
-                starts = z["starts"]
+            f.write(np.ascontiguousarray(np.load(_cache_file(cache_dir, t), mmap_mode="r"), dtype=np.float16).data)
+            starts = np.arange(n, dtype=np.int64) * hop / rate  # as segment_audio: segments start every hop
             segment_rows.extend([t.track_id, t.label, i, f"{s:.3f}", str(t.path)] for i, s in enumerate(starts))
             track_rows.append([t.track_id, t.label, str(t.path), t.content_hash, t.group or "", n, offset])
             offset += n
