@@ -12,7 +12,16 @@ import soundfile as sf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from genrekit.audio import is_audio_file, load_audio, load_segments, min_cover_samples, segment_audio, segment_starts
+from genrekit.audio import (
+    Segmenter,
+    is_audio_file,
+    load_audio,
+    load_segments,
+    min_cover_samples,
+    segment_audio,
+    segment_starts,
+    stream_audio,
+)
 from genrekit.config import SAMPLE_RATE, AudioConfig
 from genrekit.exceptions import AudioDecodeError, AudioWarning, ParameterError
 
@@ -122,6 +131,63 @@ def test_shared_data_demo_clips_decode_cleanly(shared_data: Path) -> None:
         assert len(y) > 10 * SAMPLE_RATE and np.isfinite(y).all() and 0.05 < np.abs(y).max() <= 1.5, clip.name
 
 
+# --- streaming decode -------------------------------------------------------------------------
+def _streamed(path: Path, sample_rate: int, block_frames: int) -> np.ndarray:
+    return np.concatenate(list(stream_audio(path, sample_rate=sample_rate, block_frames=block_frames)))
+
+
+@pytest.mark.parametrize("ext", sorted(FORMATS))
+@pytest.mark.parametrize(("native", "channels"), [(22050, 1), (44100, 2), (48000, 1), (8000, 2), (16000, 1)])
+def test_stream_audio_equals_load_audio(tmp_path: Path, ext: str, native: int, channels: int) -> None:
+    """Blocks of any size concatenate to exactly load_audio's samples: soxr's streaming resampler is bit-identical."""
+    path = _write(tmp_path / f"x.{ext}", _tone(440.0, 7.3, native, channels), native, FORMATS[ext])
+    for target in (22050, 16000):
+        whole = load_audio(path, sample_rate=target)
+        for block_frames in (1000, 65536, 1 << 20):
+            np.testing.assert_array_equal(_streamed(path, target, block_frames), whole)
+
+
+@pytest.mark.parametrize("subtype", ["PCM_16", "PCM_24", "FLOAT"])
+def test_stream_audio_equals_load_audio_for_each_subtype(tmp_path: Path, subtype: str) -> None:
+    path = tmp_path / "x.wav"
+    sf.write(path, _tone(330.0, 3.1, 44100, 2), 44100, subtype=subtype)
+    np.testing.assert_array_equal(_streamed(path, 22050, 4096), load_audio(path, sample_rate=22050))
+
+
+def test_stream_audio_errors_match_load_audio(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.wav"
+    empty.touch()
+    junk = tmp_path / "junk.mp3"
+    junk.write_text("this is not audio")
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros((0, 1), dtype=np.float32), 22050)
+    for path, reason in ((tmp_path / "nope.wav", "no such file"), (empty, "empty file"), (junk, "not decodable"), (silent, "no audio samples")):
+        with pytest.raises(AudioDecodeError, match=reason):
+            list(stream_audio(path, sample_rate=SAMPLE_RATE))
+
+
+def test_stream_audio_rejects_non_finite_samples_in_a_later_block(tmp_path: Path) -> None:
+    y = _tone(440.0, 2.0, 22050, 1)
+    y[30_000] = np.nan
+    path = tmp_path / "nan.wav"
+    sf.write(path, y, 22050, subtype="FLOAT")
+    with pytest.raises(AudioDecodeError, match="NaN or infinite"):
+        list(stream_audio(path, sample_rate=SAMPLE_RATE, block_frames=10_000))
+
+
+def test_stream_audio_warns_on_truncated_wav(tmp_path: Path) -> None:
+    path = _write(tmp_path / "full.wav", _tone(440.0, 2.0, 22050, 1), 22050, "WAV")
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(path.read_bytes()[: 44 + 2 * 11025])  # header still promises 2 s
+    with pytest.warns(AudioWarning, match="truncated"):
+        y = _streamed(cut, SAMPLE_RATE, 4000)
+    assert len(y) == 11025
+    intact = _write(tmp_path / "ok.wav", _tone(440.0, 2.0, 44100, 2), 44100, "WAV")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _streamed(intact, SAMPLE_RATE, 4000)
+
+
 # --- segmenting -------------------------------------------------------------------------------
 
 
@@ -221,3 +287,38 @@ def test_segment_rule_property(n_samples: int, segment_seconds: float, hop_fract
     segments, seconds = segment_audio(y, config)
     assert segments.shape == (expected, win)
     np.testing.assert_allclose(seconds, starts / config.sample_rate)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    n_samples=st.integers(0, 60_000),
+    segment_seconds=st.floats(0.05, 1.0),
+    hop_fraction=st.floats(0.1, 2.0),
+    min_last_fraction=st.sampled_from([0.1, 0.5, 0.9, 1.0]),
+    block=st.integers(1, 30_000),
+)
+def test_segmenter_cuts_blocks_like_segment_audio(
+    n_samples: int, segment_seconds: float, hop_fraction: float, min_last_fraction: float, block: int
+) -> None:
+    """Pushed in blocks of any size, a signal gives exactly segment_audio's windows, in order."""
+    config = AudioConfig(
+        segment_seconds=segment_seconds, hop_seconds=segment_seconds * hop_fraction, min_last_fraction=min_last_fraction
+    )
+    y = np.random.default_rng(n_samples).standard_normal(n_samples).astype(np.float32)
+    segmenter = Segmenter(config)
+    pieces = [segmenter.push(y[lo : lo + block]) for lo in range(0, n_samples, block)]
+    pieces.append(segmenter.finish())
+    expected, _ = segment_audio(y, config)
+    np.testing.assert_array_equal(np.concatenate(pieces), expected)
+    assert segmenter.n_samples == n_samples and segmenter.n_segments == len(expected)
+
+
+def test_segmenter_holds_under_a_window_plus_a_block() -> None:
+    """Memory stays flat: after each push only the samples of windows not yet returned are kept."""
+    config = AudioConfig()
+    segmenter = Segmenter(config)
+    block = np.ones(10_000, dtype=np.float32)
+    for _ in range(2_000):  # ~15 minutes at 22050 Hz
+        segmenter.push(block)
+        assert len(segmenter._pending) < config.segment_samples + len(block)
+    assert segmenter.n_segments == 2_000 * 10_000 // config.segment_samples

@@ -6,6 +6,7 @@ import math
 import struct
 import warnings
 from fractions import Fraction
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +24,13 @@ __all__ = [
     "segment_audio",
     "segment_starts",
     "load_segments",
+    "stream_audio",
+    "Segmenter",
 ]
 
 AUDIO_EXTENSIONS = frozenset({".wav", ".au", ".flac", ".ogg", ".mp3"})
+_BLOCK_FRAMES = 1 << 16  # frames stream_audio decodes at a time: 0.5 MB of stereo float32; 1.5 s at 44.1 kHz, 8 s at 8 kHz
+_READ_ERRORS = (sf.LibsndfileError, RuntimeError, TypeError, ValueError)
 
 
 def is_audio_file(path: Path) -> bool:
@@ -65,10 +70,54 @@ def _decode_reason(error: Exception) -> str:
     return detail.rstrip(".")
 
 
+def _check_file(path: Path) -> None:
+    if not path.is_file():
+        raise AudioDecodeError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise AudioDecodeError(f"{path}: empty file (0 bytes)")
+
+
+def _read_frames(f: sf.SoundFile, frames: int) -> np.ndarray:
+    """Up to ``frames`` frames as float32 of shape (n, channels); 16-bit PCM is read as int16 and scaled by
+    numpy: the same values as libsndfile's float conversion (x / 32768, exact), ~3x faster."""
+    if f.subtype == "PCM_16":
+        return np.multiply(f.read(frames, dtype="int16", always_2d=True), np.float32(1 / 32768), dtype=np.float32)
+    return f.read(frames, dtype="float32", always_2d=True)
+
+
+def _warn_if_truncated(path: Path, n_frames: int, declared: int, native_rate: int, *, stacklevel: int) -> None:
+    """Warn when the file held fewer than the ``declared`` frames, or its RIFF/AU header promises more bytes than exist."""
+    seconds = n_frames / native_rate
+    promised = seconds * declared / n_frames if declared > n_frames else seconds
+    header = _header_data_bytes(path)
+    if header is not None and header[1] > 0:
+        promised = max(promised, seconds * header[0] / header[1])
+    if promised > 1.01 * seconds:
+        warnings.warn(
+            f"{path}: truncated, header promises {promised:.2f} s but only {seconds:.2f} s could be read",
+            AudioWarning,
+            stacklevel=stacklevel + 1,
+        )
+
+
+class _ForwardSoundFile(sf.SoundFile):
+    """A SoundFile read front to back in blocks without seeking.
+
+    ``SoundFile.read`` seeks to the position it has just reached after every call; with MP3 files
+    libsndfile (1.2.2) then re-seeks the decoder, which garbles the samples after each block boundary
+    (by up to 0.4 in a tone, or silence for the rest of a 22.05 kHz file). Reporting the file as not
+    seekable skips those seeks, and blocks then concatenate to exactly the samples of one whole read.
+    """
+
+    def seekable(self) -> bool:
+        return False
+
+
 def load_audio(path: str | Path, *, sample_rate: int) -> np.ndarray:
     """Decode ``path`` to a mono float32 signal at ``sample_rate``.
 
     Channels are averaged; other rates are resampled with soxr (high quality, as librosa does).
+    :func:`stream_audio` gives the same samples block by block, in memory independent of the length.
 
     Raises
     ------
@@ -81,40 +130,73 @@ def load_audio(path: str | Path, *, sample_rate: int) -> np.ndarray:
         The file is shorter than its header says (truncated).
     """
     path = Path(path)
-    if not path.is_file():
-        raise AudioDecodeError(f"{path}: no such file")
-    if path.stat().st_size == 0:
-        raise AudioDecodeError(f"{path}: empty file (0 bytes)")
+    _check_file(path)
     try:
         with sf.SoundFile(path) as f:
             declared = f.frames
             native_rate = f.samplerate
             integer = f.subtype == "PCM_16"
-            if integer:  # the same values as libsndfile's float conversion (x / 32768, exact), ~3x faster
-                data = np.multiply(f.read(dtype="int16", always_2d=True), np.float32(1 / 32768), dtype=np.float32)
-            else:
-                data = f.read(dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
+            data = _read_frames(f, -1)
+    except _READ_ERRORS as e:
         raise AudioDecodeError(f"{path}: not decodable audio ({_decode_reason(e)})") from e
     if data.size == 0:
         raise AudioDecodeError(f"{path}: contains no audio samples")
     if not integer and not np.isfinite(data).all():
         raise AudioDecodeError(f"{path}: contains NaN or infinite samples")
-    seconds = len(data) / native_rate
-    promised = seconds * declared / len(data) if declared > len(data) else seconds
-    header = _header_data_bytes(path)
-    if header is not None and header[1] > 0:
-        promised = max(promised, seconds * header[0] / header[1])
-    if promised > 1.01 * seconds:
-        warnings.warn(
-            f"{path}: truncated, header promises {promised:.2f} s but only {seconds:.2f} s could be read",
-            AudioWarning,
-            stacklevel=2,
-        )
+    _warn_if_truncated(path, len(data), declared, native_rate, stacklevel=2)
     mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     if native_rate != sample_rate:
         mono = soxr.resample(mono, native_rate, sample_rate, quality="HQ")
     return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def stream_audio(path: str | Path, *, sample_rate: int, block_frames: int = _BLOCK_FRAMES) -> Iterator[np.ndarray]:
+    """Decode ``path`` block by block: the mono float32 signal of :func:`load_audio`, in consecutive pieces.
+
+    Each block of ``block_frames`` frames is averaged over channels and fed to a streaming soxr resampler,
+    whose output is bit-identical to one-shot ``soxr.resample``; so concatenating the blocks gives exactly
+    :func:`load_audio`'s array, while memory stays that of one block however long the file is.
+    Blocks can be empty (the resampler's delay); the last one flushes the resampler.
+
+    Raises
+    ------
+    AudioDecodeError
+        As :func:`load_audio`; problems found mid-file (bad data, non-finite samples) raise when reached.
+
+    Warns
+    -----
+    AudioWarning
+        After the last block, when the file is shorter than its header says (truncated).
+    """
+    path = Path(path)
+    _check_file(path)
+    try:
+        f = _ForwardSoundFile(path)
+    except _READ_ERRORS as e:
+        raise AudioDecodeError(f"{path}: not decodable audio ({_decode_reason(e)})") from e
+    with f:
+        declared, native_rate, integer = f.frames, f.samplerate, f.subtype == "PCM_16"
+        resampler = None if native_rate == sample_rate else soxr.ResampleStream(native_rate, sample_rate, 1, dtype="float32", quality="HQ")
+        n_frames = 0
+        while True:
+            try:
+                data = _read_frames(f, block_frames)
+            except _READ_ERRORS as e:
+                raise AudioDecodeError(f"{path}: not decodable audio ({_decode_reason(e)})") from e
+            if len(data) == 0:
+                break
+            if not integer and not np.isfinite(data).all():
+                raise AudioDecodeError(f"{path}: contains NaN or infinite samples")
+            n_frames += len(data)
+            mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+            if resampler is not None:
+                mono = resampler.resample_chunk(np.ascontiguousarray(mono))
+            yield np.ascontiguousarray(mono, dtype=np.float32)
+    if n_frames == 0:
+        raise AudioDecodeError(f"{path}: contains no audio samples")
+    _warn_if_truncated(path, n_frames, declared, native_rate, stacklevel=2)
+    if resampler is not None:
+        yield resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
 
 
 def min_cover_samples(config: AudioConfig) -> int:
@@ -180,3 +262,55 @@ def load_segments(path: str | Path, config: AudioConfig) -> tuple[np.ndarray, np
             stacklevel=2,
         )
     return segment_audio(y, config)
+
+
+class Segmenter:
+    """Cut a signal that arrives in blocks into exactly the windows :func:`segment_audio` cuts from it whole.
+
+    Full windows are returned as soon as their last sample arrives; :meth:`finish` applies the rule of
+    :func:`segment_starts` for the final partial window(s), which needs the total length. Only samples of
+    windows not yet returned are held (under one window plus one block), so memory does not grow with the
+    signal's length.
+
+    Examples
+    --------
+    >>> seg = Segmenter(AudioConfig(sample_rate=10, segment_seconds=1.0, min_last_fraction=0.5))
+    >>> [len(seg.push(np.ones(n, dtype=np.float32))) for n in (4, 12, 3)]
+    [0, 1, 0]
+    >>> seg.finish().shape, seg.n_samples, seg.n_segments
+    ((1, 10), 19, 2)
+    """
+
+    def __init__(self, config: AudioConfig) -> None:
+        self.config = config
+        self.n_samples = 0  # pushed so far
+        self.n_segments = 0  # returned so far; segment k starts at sample k * hop_samples
+        self._pending = np.zeros(0, dtype=np.float32)  # samples from self._offset on
+        self._offset = 0
+
+    def push(self, block: np.ndarray) -> np.ndarray:
+        """Append ``block``; returns the windows it completed, shape (n, segment_samples)."""
+        self._pending = np.concatenate([self._pending, np.asarray(block, dtype=np.float32)])
+        self.n_samples += len(block)
+        win, hop = self.config.segment_samples, self.config.hop_samples
+        n_full = (self.n_samples - win) // hop + 1 if self.n_samples >= win else 0
+        return self._take(n_full)
+
+    def finish(self) -> np.ndarray:
+        """The windows still due once the signal has ended: partial ones kept by the rule, zero-padded."""
+        return self._take(len(segment_starts(self.n_samples, self.config)))
+
+    def _take(self, n_total: int) -> np.ndarray:
+        """Windows ``n_segments`` to ``n_total`` (zero-padded past the end); drops samples no later window needs."""
+        win, hop = self.config.segment_samples, self.config.hop_samples
+        first = self.n_segments * hop - self._offset  # in self._pending
+        count = max(n_total - self.n_segments, 0)
+        out = np.zeros((count, win), dtype=np.float32)
+        for i in range(count):
+            piece = self._pending[first + i * hop : first + i * hop + win]
+            out[i, : len(piece)] = piece
+        self.n_segments += count
+        drop = min(self.n_segments * hop - self._offset, len(self._pending))
+        self._pending = self._pending[drop:]
+        self._offset += drop
+        return out
