@@ -2,7 +2,8 @@
 
 ``load_model()`` returns the model shipped inside the package; ``load_model("runs/x")`` a trained run.
 Every prediction decodes the whole file, cuts it into the model's segments, classifies each segment
-and averages the segment probabilities (soft voting, the original pipeline's rule).
+and averages the segment probabilities (soft voting, the original pipeline's rule). Files stream through
+decoding, features and the model a batch of segments at a time, so memory does not grow with their length.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .audio import is_audio_file, load_audio, segment_audio
+from .audio import Segmenter, is_audio_file, segment_audio, stream_audio
 from .checkpoint import Checkpoint, load_checkpoint
 from .config import FeatureConfig
 from .exceptions import AudioDecodeError, GenrekitError, ModelNotFoundError, ParameterError
@@ -129,33 +130,78 @@ class PredictionError:
 class _Featurized:
     path: str
     features: np.ndarray | None = None
-    starts: np.ndarray | None = None
     duration_s: float = 0.0
     error: str | None = None
     warnings: tuple[str, ...] = field(default=())
 
 
-def _featurize_signal(y: np.ndarray, config: FeatureConfig) -> tuple[np.ndarray, np.ndarray, float]:
-    duration = len(y) / config.audio.sample_rate
+def _check_duration(n_samples: int, config: FeatureConfig) -> float:
+    duration = n_samples / config.audio.sample_rate
     if duration < config.audio.min_duration:
         raise AudioDecodeError(f"too short ({duration:.3f} s); at least {config.audio.min_duration:g} s of audio is needed")
-    segments, starts = segment_audio(y, config.audio)
-    return extract_features(segments, config), starts, duration
+    return duration
+
+
+def _featurize_signal(y: np.ndarray, config: FeatureConfig) -> tuple[np.ndarray, float]:
+    duration = _check_duration(len(y), config)
+    segments, _ = segment_audio(y, config.audio)
+    return extract_features(segments, config), duration
+
+
+class _FileFeatures:
+    """The features of a file's segments, yielded in batches of ``_BATCH_SEGMENTS`` as decoding proceeds.
+
+    Decoding runs block by block (:func:`~genrekit.audio.stream_audio`) into a :class:`~genrekit.audio.Segmenter`,
+    so at any time only one block, one batch of segments and its features are held: a 10-minute file
+    needs the memory of a 30 s one. Segments and features equal those of the whole decoded signal.
+    Any failure raises :class:`AudioDecodeError` naming the file; ``duration_s`` is set once iteration ends.
+    """
+
+    def __init__(self, path: str, config: FeatureConfig) -> None:
+        self.path = path
+        self.config = config
+        self.duration_s = 0.0
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        try:
+            yield from self._batches()
+        except GenrekitError as e:
+            message = str(e)
+            raise AudioDecodeError(message if message.startswith(self.path) else f"{self.path}: {message}") from e
+        except Exception as e:  # one undecodable file must not stop a batch
+            raise AudioDecodeError(f"{self.path}: {type(e).__name__}: {e}") from e
+
+    def _batches(self) -> Iterator[np.ndarray]:
+        segmenter = Segmenter(self.config.audio)
+
+        def windows() -> Iterator[np.ndarray]:
+            for block in stream_audio(self.path, sample_rate=self.config.audio.sample_rate):
+                yield from segmenter.push(block)
+            self.duration_s = _check_duration(segmenter.n_samples, self.config)
+            yield from segmenter.finish()
+
+        batch = np.empty((_BATCH_SEGMENTS, self.config.audio.segment_samples), dtype=np.float32)  # refilled in place
+        n = 0
+        for window in windows():
+            batch[n] = window
+            n += 1
+            if n == _BATCH_SEGMENTS:
+                yield extract_features(batch, self.config)
+                n = 0
+        if n:
+            yield extract_features(batch[:n], self.config)
 
 
 def _featurize_file(path: str, config: FeatureConfig) -> _Featurized:
-    """Decode and featurize one file; a pure function of (file, config) that never raises for bad audio."""
+    """Decode and featurize one file (a worker's job); a pure function of (file, config) that never raises for bad audio."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        stream = _FileFeatures(path, config)
         try:
-            y = load_audio(path, sample_rate=config.audio.sample_rate)
-            features, starts, duration = _featurize_signal(y, config)
-        except GenrekitError as e:
-            message = str(e)
-            return _Featurized(path, error=message if message.startswith(path) else f"{path}: {message}")
-        except Exception as e:  # one undecodable file must not stop a batch
-            return _Featurized(path, error=f"{path}: {type(e).__name__}: {e}")
-    return _Featurized(path, features, starts, duration, warnings=tuple(str(w.message) for w in caught))
+            features = list(stream)
+        except AudioDecodeError as e:
+            return _Featurized(path, error=str(e))
+    return _Featurized(path, np.concatenate(features), stream.duration_s, warnings=tuple(str(w.message) for w in caught))
 
 
 def _init_worker() -> None:
@@ -296,33 +342,55 @@ class GenreClassifier:
                 out.append(torch.softmax(self._forward(self.checkpoint.normalize(x)), dim=-1).numpy())
         return np.concatenate(out) if out else np.empty((0, len(self.classes_)), dtype=np.float32)
 
-    def _prediction(self, path: str | None, features: np.ndarray, starts: np.ndarray, duration: float, notes: tuple[str, ...] = ()) -> Prediction:
-        probs = self.predict_proba_features(features).astype(np.float64)
+    def _prediction(self, path: str | None, probs: np.ndarray, duration: float, notes: tuple[str, ...] = ()) -> Prediction:
+        """Soft-vote the segment probabilities into a Prediction; segment k starts at k * hop."""
+        probs = probs.astype(np.float64)
         mean = probs.mean(axis=0)
         mean = mean / mean.sum()
         labels = self.classes_
-        seg_len = self.feature_config.audio.segment_seconds
+        audio = self.feature_config.audio
         segments = tuple(
             SegmentPrediction(
-                float(s), float(min(s + seg_len, duration)), labels[int(p.argmax())], dict(zip(labels, map(float, p)))
+                float(s), float(min(s + audio.segment_seconds, duration)), labels[int(p.argmax())], dict(zip(labels, map(float, p)))
             )
-            for s, p in zip(starts, probs)
+            for s, p in zip(np.arange(len(probs)) * audio.hop_samples / audio.sample_rate, probs)
         )
         return Prediction(path, labels[int(mean.argmax())], dict(zip(labels, map(float, mean))), segments, duration, notes)
 
+    def _predict_file(self, path: str) -> Prediction | PredictionError:
+        """Stream ``path`` through decoding, features and the model a batch at a time, keeping only probabilities.
+
+        Warnings raised while decoding become the Prediction's notes; the model's own are re-issued as usual.
+        """
+        stream = _FileFeatures(path, self.feature_config)
+        probs: list[np.ndarray] = []
+        model_warnings: list[warnings.WarningMessage] = []
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                for features in stream:
+                    mark = len(caught)
+                    probs.append(self.predict_proba_features(features))
+                    model_warnings += caught[mark:]
+                    del caught[mark:]
+            except AudioDecodeError as e:
+                return PredictionError(path, str(e))
+        for w in model_warnings:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        return self._prediction(path, np.concatenate(probs), stream.duration_s, tuple(str(w.message) for w in caught))
+
     def predict(self, path: str | Path) -> Prediction:
-        """Classify one audio file over its whole length.
+        """Classify one audio file over its whole length, streamed: memory does not grow with the file's length.
 
         Raises
         ------
         AudioDecodeError
             The file cannot be decoded (the message names it and says why).
         """
-        result = _featurize_file(str(path), self.feature_config)
-        if result.error is not None:
+        result = self._predict_file(str(path))
+        if isinstance(result, PredictionError):
             raise AudioDecodeError(result.error)
-        assert result.features is not None and result.starts is not None
-        return self._prediction(str(path), result.features, result.starts, result.duration_s, result.warnings)
+        return result
 
     def predict_array(self, y: np.ndarray, sample_rate: int) -> Prediction:
         """Classify a signal: shape (n_samples,) or (n_samples, n_channels), any rate."""
@@ -336,18 +404,21 @@ class GenreClassifier:
         target = self.feature_config.audio.sample_rate
         if sample_rate != target:
             y = soxr.resample(y, sample_rate, target, quality="HQ").astype(np.float32)
-        features, starts, duration = _featurize_signal(y, self.feature_config)
-        return self._prediction(None, features, starts, duration)
+        features, duration = _featurize_signal(y, self.feature_config)
+        return self._prediction(None, self.predict_proba_features(features), duration)
 
     def predict_many(self, paths: Iterable[str | Path], *, jobs: int | None = None) -> Iterator[Prediction | PredictionError]:
         """Classify many files, in input order: decoding runs in ``jobs`` worker processes while
-        this process runs the model. Unreadable files yield a :class:`PredictionError`."""
+        this process runs the model. Unreadable files yield a :class:`PredictionError`.
+
+        With one job (or one file) each file streams as in :meth:`predict`; workers stream decoding and
+        features, and send back a file's features (~66 kB a segment for log-mels), not its signal."""
         jobs = jobs or os.cpu_count() or 1
         config = self.feature_config
         paths = [str(p) for p in paths]
         if jobs <= 1 or len(paths) <= 1:
             for p in paths:
-                yield self._from_featurized(_featurize_file(p, config))
+                yield self._predict_file(p)
             return
         with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("forkserver"), initializer=_init_worker) as pool:
             pending: deque[Future[_Featurized]] = deque()
@@ -359,9 +430,9 @@ class GenreClassifier:
                 yield self._from_featurized(pending.popleft().result())
 
     def _from_featurized(self, item: _Featurized) -> Prediction | PredictionError:
-        if item.error is not None or item.features is None or item.starts is None:
+        if item.error is not None or item.features is None:
             return PredictionError(item.path, item.error or f"{item.path}: no features")
-        return self._prediction(item.path, item.features, item.starts, item.duration_s, item.warnings)
+        return self._prediction(item.path, self.predict_proba_features(item.features), item.duration_s, item.warnings)
 
     def describe(self) -> dict[str, Any]:
         """Name, labels, features and recorded training facts: what ``genrekit models`` and ``/v1/models`` show."""
