@@ -8,6 +8,7 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -20,7 +21,7 @@ from genrekit.evaluation import compare, evaluate_run
 from genrekit.exceptions import ModelNotFoundError, ParameterError
 from genrekit.splits import LEAKY_LABEL, SplitConfig
 from genrekit.store import prepare_store
-from genrekit.training import METRIC_COLUMNS, EpochMetrics, TrainConfig, new_run_dir, resume, train
+from genrekit.training import METRIC_COLUMNS, EpochMetrics, TrainConfig, mean_and_scale, new_run_dir, resume, train
 
 TINY_AUDIO = AudioConfig(segment_seconds=1.0, hop_seconds=1.0)
 
@@ -127,6 +128,14 @@ def test_options_run_and_standard_scaling_stores_per_band_statistics(make_datase
     assert checkpoint.mean is not None and checkpoint.std is not None
     assert checkpoint.mean.shape == (128, 1) and bool((checkpoint.std > 0).all())
     assert result.best_epoch == len(result.history)  # keep="last"
+
+
+def test_constant_dimensions_keep_scale_one() -> None:
+    """Dead units (constant in training) must not be divided by ~0, or any change on new audio explodes."""
+    x = np.array([[0.5, 3.0, 1.0], [0.5, 5.0, 1.0], [0.5, 4.0, 1.0 + 1e-9]])
+    mean, scale = mean_and_scale(x.sum(axis=0), (x**2).sum(axis=0), len(x))
+    np.testing.assert_allclose(mean, x.mean(axis=0))
+    np.testing.assert_allclose(scale, [1.0, x[:, 1].std(), 1.0])
 
 
 def test_bad_runs_fail_with_named_errors(tiny_store: Path, tmp_path: Path) -> None:

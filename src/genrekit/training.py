@@ -100,8 +100,8 @@ class TrainConfig:
         torch CPU threads; None leaves torch's default.
     precision : {"fp32", "bf16"}, default="fp32"
         ``bf16`` runs the forward pass under bfloat16 autocast (weights, optimizer and loss stay fp32):
-        ~2x faster steps on CPUs with native bf16 (AVX512-BF16, AMX), slower on others. Validation
-        accuracy matched fp32 within noise in ``benchmarks/bench_training.py``.
+        ~1.5x faster steps than fp32 on CPUs with native bf16 (AVX512-BF16, AMX), slower on others.
+        Validation accuracy matched fp32 within noise in ``benchmarks/bench_training.py``.
     augment : AugmentConfig
         On-the-fly augmentation (off by default).
     """
@@ -284,6 +284,19 @@ def _load_data(store_path: Path, split_config: SplitConfig) -> _Data:
     return _Data(store, labels, y, train_idx, val_idx, description, split_meta)
 
 
+def mean_and_scale(total: np.ndarray, total_sq: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension mean and standardizing scale from sums of values and of squares over ``count`` values.
+
+    A dimension constant on the training data (musicnn has many units that never fire) gets scale 1, as in
+    scikit-learn's StandardScaler: dividing by a ~0 std would turn the smallest change on new audio
+    (another decoder, bf16 rounding) into a value of 1e4 or more that swamps the classifier.
+    """
+    mean = total / count
+    variance = total_sq / count - mean**2
+    constant = variance <= 1e-10 * np.maximum(mean**2, 1.0)  # zero up to the rounding of the two sums
+    return mean, np.where(constant, 1.0, np.sqrt(np.maximum(variance, 0.0)))
+
+
 def _standardization(data: _Data) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """Per-band mean/std over training segments for ``scaling="standard"`` stores; None otherwise.
 
@@ -302,8 +315,7 @@ def _standardization(data: _Data) -> tuple[torch.Tensor | None, torch.Tensor | N
         total += x.sum(axis=axes)
         total_sq += (x**2).sum(axis=axes)
         count += x.size // shape[0]
-    mean = total / count
-    std = np.sqrt(np.maximum(total_sq / count - mean**2, 1e-12))
+    mean, std = mean_and_scale(total, total_sq, count)
     view = (shape[0],) + (1,) * (len(shape) - 1)
     return torch.tensor(mean, dtype=torch.float32).reshape(view), torch.tensor(std, dtype=torch.float32).reshape(view)
 

@@ -80,7 +80,7 @@ def train(
     augment_prob: Annotated[float, typer.Option(help="Probability of each augmentation per segment (and of mixup per batch).")] = 0.5,
     mixup: Annotated[float, typer.Option(help="Mixup Beta(alpha, alpha) parameter; 0 = off.")] = 0.0,
     threads: Annotated[Optional[int], typer.Option(help="torch CPU threads (default: torch's choice).")] = None,
-    precision: Annotated[str, typer.Option(help="fp32, or bf16: bfloat16 autocast, ~2x faster on CPUs with native bf16.")] = "fp32",
+    precision: Annotated[str, typer.Option(help="fp32, or bf16: bfloat16 autocast, ~1.5x faster on CPUs with native bf16 (same accuracy in benchmarks/bench_training.py).")] = "fp32",
     name: Annotated[Optional[str], typer.Option(help="Run folder name (default: UTC timestamp).")] = None,
     runs_dir: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("runs"),
     resume: Annotated[Optional[Path], typer.Option(help="Continue this interrupted run folder (same seed, same result).")] = None,
