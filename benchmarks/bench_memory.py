@@ -4,7 +4,8 @@ Each command runs in a fresh process; its whole process tree (main process plus 
 sampled every 50 ms from /proc, and the main process's own peak comes from the kernel (``ru_maxrss``).
 The baseline in the same run is the same command on the small input: ``prepare`` on ``--small`` clips,
 ``predict`` on a 30 s file. Flat means the ratio stays near 1: features stream through the per-track
-cache into the memory-mapped store instead of accumulating in memory.
+cache into the memory-mapped store instead of accumulating in memory, and predict streams a file through
+decoding, segmenting, features and the model a batch of segments at a time.
 
 Prediction vs outcome: prepare holds one track per worker plus small per-segment bookkeeping in the main
 process (a few hundred bytes a segment), so 3-10x the clips should add well under 10% to the peak.
@@ -13,8 +14,13 @@ features.npy was written through a memory map whose written pages stay resident;
 54 -> 53 MB (and torch-free). predict on 10 minutes should hold the decoded signal (53 MB float32), its 200
 segments (53 MB) and their features (13 MB): ~+120 MB over a 30 s file. Measured first: +766 MB (1077 MB),
 because the model ran 256 segments at once (~800 MB of cnn2 activations); at 32 a call: 489 MB, +177 MB.
+Streamed (65,536-frame blocks through a streaming resampler, segments cut across blocks, 32 segments per
+feature batch and model call) it should hold one block, one batch and its features, so within a few MB of
+the 30 s file. Measured: still +67 MB (370 vs 304 MB), the cnn2 activations of a 32-segment call against
+the 10 segments of a 30 s clip; with 10 segments a call (also ~2x faster per segment): 312 vs 303 MB,
+1.03x, and 315 MB for 30 minutes, so flat; the few MB left are a one-time offset.
 
-    .venv/bin/python benchmarks/bench_memory.py [--small 100 --large 1000]
+    .venv/bin/python benchmarks/bench_memory.py [--small 100 --large 1000] [--only predict]
 """
 
 from __future__ import annotations
@@ -46,39 +52,49 @@ def main() -> None:
     parser.add_argument("--large", type=int, default=1000, help="clips of the large prepare")
     parser.add_argument("--minutes", type=float, default=10.0, help="length of the long predict input")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds allowed per command")
+    parser.add_argument("--only", choices=("prepare", "predict"), help="run one of the two measurements (default: both)")
     parser.add_argument("--no-record", action="store_true", help="do not append to benchmarks/RESULTS.md")
     args = parser.parse_args()
     genrekit = [sys.executable, "-m", "genrekit"]
-    clips = synth_dataset(Path(tempfile.gettempdir()) / "genrekit-bench-clips", args.large)
-    rows = []
+    rows: list[tuple[str, ...]] = []
     with tempfile.TemporaryDirectory(prefix="genrekit-bench-memory-") as tmp:
         work = Path(tmp)
-        prepared = {}
-        for n in (args.small, args.large):
-            data = subset(clips[:n], work / f"data-{n}")
-            prepared[n] = peak_rss([*genrekit, "prepare", str(data), "--out", str(work / f"store-{n}")], timeout=args.timeout)
-            shutil.rmtree(work / f"store-{n}")
-            print(f"prepare {n} clips: peak RSS {prepared[n][0]:.0f} MB (process tree), {prepared[n][1]:.0f} MB (main), exit {prepared[n][2]}")
-        small, large = prepared[args.small], prepared[args.large]
-        print(f"prepare: {args.large} vs {args.small} clips: {large[0] / small[0]:.2f}x the peak (flat = ~1)")
-        rows.append(("genrekit prepare", f"{args.small} clips", f"{args.large} clips", f"{small[0]:.0f} ({small[1]:.0f})", f"{large[0]:.0f} ({large[1]:.0f})", f"**{large[0] / small[0]:.2f}x**"))
-
-        model = random_model(work / "cnn2.pt")
-        short, long = work / "short.wav", work / "long.wav"
-        sf.write(short, synth_clip(1), 22050, subtype="PCM_16")
-        with sf.SoundFile(long, "w", 22050, 1, subtype="PCM_16") as f:
-            for i in range(int(args.minutes * 2)):
-                f.write(synth_clip(1000 + i))
-        predicted = {}
-        for name, path in (("30 s", short), (f"{args.minutes:g} min", long)):
-            predicted[name] = peak_rss([*genrekit, "predict", str(path), "--model", str(model), "--jobs", "1"], timeout=args.timeout)
-            print(f"predict {name}: peak RSS {predicted[name][0]:.0f} MB (process tree), {predicted[name][1]:.0f} MB (main), exit {predicted[name][2]}")
-        a, b = predicted["30 s"], predicted[f"{args.minutes:g} min"]
-        print(f"predict: {args.minutes:g} min vs 30 s file: {b[0] / a[0]:.2f}x the peak, +{b[0] - a[0]:.0f} MB")
-        rows.append(("genrekit predict", "30 s WAV", f"{args.minutes:g} min WAV", f"{a[0]:.0f} ({a[1]:.0f})", f"{b[0]:.0f} ({b[1]:.0f})", f"**{b[0] / a[0]:.2f}x**"))
+        if args.only != "predict":
+            rows.append(measure_prepare(genrekit, work, args))
+        if args.only != "prepare":
+            rows.append(measure_predict(genrekit, work, args))
     if not args.no_record:
         for row in rows:
             append_row(SECTION, COLUMNS, (now(), machine(), *row))
+
+
+def measure_prepare(genrekit: list[str], work: Path, args: argparse.Namespace) -> tuple[str, ...]:
+    clips = synth_dataset(Path(tempfile.gettempdir()) / "genrekit-bench-clips", args.large)
+    prepared = {}
+    for n in (args.small, args.large):
+        data = subset(clips[:n], work / f"data-{n}")
+        prepared[n] = peak_rss([*genrekit, "prepare", str(data), "--out", str(work / f"store-{n}")], timeout=args.timeout)
+        shutil.rmtree(work / f"store-{n}")
+        print(f"prepare {n} clips: peak RSS {prepared[n][0]:.0f} MB (process tree), {prepared[n][1]:.0f} MB (main), exit {prepared[n][2]}")
+    small, large = prepared[args.small], prepared[args.large]
+    print(f"prepare: {args.large} vs {args.small} clips: {large[0] / small[0]:.2f}x the peak (flat = ~1)")
+    return ("genrekit prepare", f"{args.small} clips", f"{args.large} clips", f"{small[0]:.0f} ({small[1]:.0f})", f"{large[0]:.0f} ({large[1]:.0f})", f"**{large[0] / small[0]:.2f}x**")
+
+
+def measure_predict(genrekit: list[str], work: Path, args: argparse.Namespace) -> tuple[str, ...]:
+    model = random_model(work / "cnn2.pt")
+    short, long = work / "short.wav", work / "long.wav"
+    sf.write(short, synth_clip(1), 22050, subtype="PCM_16")
+    with sf.SoundFile(long, "w", 22050, 1, subtype="PCM_16") as f:
+        for i in range(int(args.minutes * 2)):
+            f.write(synth_clip(1000 + i))
+    predicted = {}
+    for name, path in (("30 s", short), (f"{args.minutes:g} min", long)):
+        predicted[name] = peak_rss([*genrekit, "predict", str(path), "--model", str(model), "--jobs", "1"], timeout=args.timeout)
+        print(f"predict {name}: peak RSS {predicted[name][0]:.0f} MB (process tree), {predicted[name][1]:.0f} MB (main), exit {predicted[name][2]}")
+    a, b = predicted["30 s"], predicted[f"{args.minutes:g} min"]
+    print(f"predict: {args.minutes:g} min vs 30 s file: {b[0] / a[0]:.2f}x the peak, +{b[0] - a[0]:.0f} MB")
+    return ("genrekit predict", "30 s WAV", f"{args.minutes:g} min WAV", f"{a[0]:.0f} ({a[1]:.0f})", f"{b[0]:.0f} ({b[1]:.0f})", f"**{b[0] / a[0]:.2f}x**")
 
 
 if __name__ == "__main__":

@@ -80,8 +80,8 @@ def _assert_same(streamed: Prediction, whole: Prediction) -> float:
         (29.98, 10),  # final partial window kept (2.98 s >= 2.7 s)
         (31.0, 10),  # final partial window dropped (1 s)
         (32.8, 11),  # kept again (2.8 s)
-        (99.0, 33),  # exact multiple past one model batch (32) and several decoded blocks
-        (100.5, 33),  # past a batch, partial 1.5 s dropped
+        (99.0, 33),  # exact multiple over several model batches and decoded blocks
+        (100.5, 33),  # partial 1.5 s dropped after several batches
     ],
 )
 def test_streamed_equals_whole_file_at_the_model_rate(cnn1: GenreClassifier, tmp_path: Path, seconds: float, n_segments: int) -> None:
@@ -179,4 +179,4 @@ def test_streaming_memory_does_not_grow_with_the_file(cnn1: GenreClassifier, tmp
     finally:
         tracemalloc.stop()
     assert n_segments == 200 and stream.duration_s == pytest.approx(600.0)
-    assert peak < 25e6  # measured 15.5 MB: one batch of segments (8.5 MB), its features (2.1 MB), one block
+    assert peak < 25e6  # one batch of segments and its features, one block
