@@ -48,7 +48,7 @@ $GK train "$STORE" --split filtered "${RECIPE[@]}" --name default-heldout --runs
 $GK evaluate "$RUNS/default-heldout" --split val
 $GK train "$STORE" --split random --val-fraction 0.1 "${RECIPE[@]}" --name default-model --runs-dir "$RUNS"
 
-$PY - "$RUNS/default-heldout" "$RUNS/default-model" "${RECIPE[*]}" <<'PY'
+$PY - "$RUNS/default-heldout" "$RUNS/default-model" "${RECIPE[*]}" "$DATA" <<'PY'
 """Record the held-out estimate in the shipped checkpoint and write reports/default_model.md."""
 import sys
 from dataclasses import replace
@@ -58,6 +58,11 @@ heldout, final = Path(sys.argv[1]), Path(sys.argv[2])
 est = load_checkpoint(heldout / "model.pt").metadata["validation"]
 ckpt = load_checkpoint(final / "model.pt")
 meta = dict(ckpt.metadata)
+# Absolute paths of this machine mean nothing elsewhere: the data as given, the store relative to the repository.
+data_dir, repo = str(Path(sys.argv[4]).resolve()), str(Path.cwd()) + "/"
+meta["training_data"] = {
+    k: v.replace(data_dir, sys.argv[4]).replace(repo, "") if isinstance(v, str) else v for k, v in meta["training_data"].items()
+}
 meta["validation_own_split"] = {**meta["validation"], "note": "random track split of the training clips; GTZAN artists repeat, so optimistic"}
 meta["validation"] = {**est, "protocol": "filtered (artist-disjoint): same recipe trained on the 203 filtered-train dev tracks, evaluated on the 108 filtered-valid dev tracks", "note": "pessimistic on the dev set: no blues and one disco track to train on"}
 meta["description"] = ("musicnn-head over frozen musicnn (MSD+MTT) embeddings, trained on the fault-free real GTZAN dev clips; "
