@@ -18,7 +18,8 @@ bf16 autocast (``--bf16-check N``: the shipped model's top genre with fp32 vs bf
 gtzan-dev clips, and the time of both): the convolutions get ~1.3x faster and the embedding moves by
 ~2 %. The first shipped head standardized dimensions that are constant in training (dead units) by a
 1e-6 std, and agreed with fp32 on the top genre of only 3 of 20 clips; with scale 1 for those dimensions
-(``genrekit.training.mean_and_scale``) it agrees on 20 of 20 (probabilities within 0.004). bf16 is still
+(``genrekit.training.mean_and_scale``) it agrees on 20 of 20 (probabilities within 0.004). The first
+head is in git: ``git show a23ad56:src/genrekit/weights/default.pt > old.pt``, then ``--model old.pt``. bf16 is still
 not used: features would then depend on the CPU (a store must follow from its config alone), the tag
 scores would leave the original's 2e-4, and 1.3x does not reach 300 ms either.
 
@@ -83,12 +84,12 @@ def _time(segments: np.ndarray, repeats: int) -> dict[str, tuple[float, float]]:
     return {name: (statistics.median(c for c, _ in s), statistics.median(w for _, w in s)) for name, s in runs.items()}
 
 
-def bf16_check(n_clips: int) -> None:
-    """Top genre of the shipped model with fp32 vs bf16-autocast embeddings on ``n_clips`` gtzan-dev clips."""
+def bf16_check(n_clips: int, model_name: str) -> None:
+    """Top genre of a musicnn-head model with fp32 vs bf16-autocast embeddings on ``n_clips`` gtzan-dev clips."""
     from genrekit import load_model
 
     config = musicnn.default_feature_config()
-    model = load_model()
+    model = load_model(model_name)
     clips = sorted((shared_data() / "gtzan-dev").glob("*/*.*"))
     clips = clips[:: max(1, len(clips) // n_clips)][:n_clips]
     agree, worst, cpu32, cpu16 = 0, 0.0, [], []
@@ -116,6 +117,7 @@ def main() -> None:
     parser.add_argument("clip", nargs="?", type=Path, default=None)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--bf16-check", type=int, default=0, metavar="N", help="also compare fp32 and bf16 embeddings on N dev clips")
+    parser.add_argument("--model", default="default", help="model for --bf16-check: 'default' or a model.pt of a musicnn-head model")
     parser.add_argument("--no-record", action="store_true", help="do not append to benchmarks/RESULTS.md")
     args = parser.parse_args()
     clip = args.clip or _default_clip()
@@ -141,7 +143,7 @@ def main() -> None:
     if not args.no_record:
         append_row(SECTION, COLUMNS, (now(), machine(), args.repeats, *cells, "~0.62 s (56 GFLOP at ~91 GFLOP/s)", "≤ 0.3 s"))
     if args.bf16_check:
-        bf16_check(args.bf16_check)
+        bf16_check(args.bf16_check, args.model)
 
 
 if __name__ == "__main__":
