@@ -91,19 +91,17 @@ def stage_times(path: str, clip: Path, repeats: int) -> dict[str, float]:
     folded, eager = load_model(path), eager_model(path)
     config = folded.feature_config
     y = load_audio(clip, sample_rate=config.audio.sample_rate)
-    segments, starts = segment_audio(y, config.audio)
+    segments, _ = segment_audio(y, config.audio)
     features = extract_features(segments, config)
     duration = len(y) / config.audio.sample_rate
-    voter = load_model(path)  # soft vote and Prediction objects alone: its model answers from a cache
-    probabilities = voter.predict_proba_features(features)
-    voter.predict_proba_features = lambda _: probabilities  # type: ignore[method-assign]
+    probabilities = folded.predict_proba_features(features)
     stages = {
         "decode": lambda: load_audio(clip, sample_rate=config.audio.sample_rate),
         "segment": lambda: segment_audio(y, config.audio),
         "log-mel": lambda: extract_features(segments, config),
         "model": lambda: folded.predict_proba_features(features),
         "model eager": lambda: eager.predict_proba_features(features),
-        "vote": lambda: voter._prediction(str(clip), features, starts, duration),
+        "vote": lambda: folded._prediction(str(clip), probabilities, duration),  # soft vote and Prediction objects
         "predict": lambda: folded.predict(clip),
         "predict eager": lambda: eager.predict(clip),
     }
