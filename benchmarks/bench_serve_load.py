@@ -12,7 +12,6 @@ Run with ``nice``: ``nice .venv/bin/python benchmarks/bench_serve_load.py --seco
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
 import platform
 import socket
@@ -28,13 +27,12 @@ import httpx
 import numpy as np
 import soundfile as sf
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "RESULTS.md"
+from _common import append_row, machine, now, shared_data
+
 SECTION = "## Serve load (`benchmarks/bench_serve_load.py`)"
-HEADER = (
-    "| date (UTC) | machine | model | workers/queue | clients × clip | requests | req/s | p50 ms | p99 ms | errors "
-    "| overfill: sent/200/503/other | RSS MB: warm → after load → after overfill |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+COLUMNS = (
+    "date (UTC)", "machine", "model", "workers/queue", "clients × clip", "requests", "req/s", "p50 ms", "p99 ms", "errors",
+    "overfill: sent/200/503/other", "RSS MB: warm → after load → after overfill",
 )
 
 
@@ -69,8 +67,7 @@ def rss_mb(pid: int) -> float:
 
 def pick_clip(workdir: Path) -> tuple[Path, str]:
     """A real 30 s GTZAN clip from ../shared/data when present, else a synthesized 30 s tone."""
-    shared = Path(os.environ.get("GENREKIT_SHARED_DATA", REPO.parent / "shared" / "data"))
-    real = shared / "gtzan-dev" / "rock" / "rock.00000.ogg"
+    real = shared_data() / "gtzan-dev" / "rock" / "rock.00000.ogg"
     if real.is_file():
         return real, real.name
     t = np.arange(30 * 22050) / 22050
@@ -155,19 +152,6 @@ def wait_idle(base: str, timeout: float = 120) -> dict[str, int]:
         time.sleep(0.2)
 
 
-def append_row(row: str) -> None:
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    if SECTION not in text:
-        text = text.rstrip("\n") + f"\n\n{SECTION}\n\n{HEADER}"
-    start = text.index(SECTION)
-    lines = text[start:].split("\n")
-    end = 2
-    while end < len(lines) and lines[end].startswith("|"):
-        end += 1
-    lines.insert(end, row)
-    RESULTS.write_text(text[:start] + "\n".join(lines))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--model", help="model for genrekit serve (default: shipped 'default', else random-weights cnn1)")
@@ -236,13 +220,12 @@ def main() -> None:
     print(f"RSS: warm {rss_warm:.0f} MB, after load {rss_load:.0f} MB, after overfill {rss_over:.0f} MB "
           f"({rss_over / rss_warm:.2f} x warm)")
     if not args.no_record:
-        row = (f"| {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} | {platform.machine()}, {os.cpu_count()} cores (shared) "
-               f"| {model_name} | {args.workers}/{args.queue} | {args.clients} × {clip_name} | {ok} in {elapsed:.0f} s "
-               f"| {rps:.2f} | {p50:.0f} | {p99:.0f} | {errors} "
-               f"| {args.overfill}/{over.statuses.get(200, 0)}/{over.statuses.get(503, 0)}/{other} "
-               f"| {rss_warm:.0f} → {rss_load:.0f} → {rss_over:.0f} |")
-        append_row(row)
-        print(f"appended to {RESULTS.relative_to(REPO)}")
+        append_row(SECTION, COLUMNS, (
+            now(), machine(), model_name, f"{args.workers}/{args.queue}", f"{args.clients} × {clip_name}", f"{ok} in {elapsed:.0f} s",
+            f"{rps:.2f}", f"{p50:.0f}", f"{p99:.0f}", errors,
+            f"{args.overfill}/{over.statuses.get(200, 0)}/{over.statuses.get(503, 0)}/{other}",
+            f"{rss_warm:.0f} → {rss_load:.0f} → {rss_over:.0f}",
+        ))
     if errors or other or not alive or over.retry_after_missing:
         sys.exit(1)
 
