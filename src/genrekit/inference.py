@@ -84,6 +84,8 @@ class Prediction:
         Every genre of the model with its probability (sums to 1), in the model's label order.
     segments : tuple of SegmentPrediction
         The per-segment timeline.
+    uncertain : bool
+        The top probability is below the model's calibrated threshold: treat ``genre`` as a guess.
     """
 
     path: str | None
@@ -92,6 +94,7 @@ class Prediction:
     segments: tuple[SegmentPrediction, ...]
     duration_s: float
     warnings: tuple[str, ...] = ()
+    uncertain: bool = False
 
     @property
     def confidence(self) -> float:
@@ -109,6 +112,7 @@ class Prediction:
             "confidence": round(self.confidence, 6),
             "top_k": [{"genre": g, "probability": round(p, 6)} for g, p in self.top(top_k)],
             "probabilities": {g: round(p, 6) for g, p in self.probabilities.items()},
+            "uncertain": self.uncertain,
             "duration_s": round(self.duration_s, 3),
             "n_segments": len(self.segments),
         }

@@ -48,6 +48,7 @@ class PredictionOut(BaseModel):
     confidence: float = Field(ge=0, le=1, description="Probability of `genre`.")
     top_k: list[GenreProbability] = Field(description="The `top_k` most probable genres, most probable first.")
     probabilities: dict[str, float] = Field(description="Every genre of the model with its probability (sums to 1).")
+    uncertain: bool = Field(description="The top probability is below the model's calibrated threshold: `genre` is a guess.")
     duration_s: float
     n_segments: int
     segments: list[SegmentOut] | None = Field(default=None, description="Present only with `segments=true`.")
