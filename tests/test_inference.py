@@ -202,3 +202,44 @@ def test_cli_demo_writes_html_and_plots(model_file: Path, tmp_path: Path) -> Non
     page = (out / "index.html").read_text()
     assert all(p.name in page for p in shipped)
     assert "index.html" in result.output
+
+
+def test_silent_input_gets_a_note_instead_of_a_genre(model_file: Path, tmp_path: Path) -> None:
+    clf = load_model(model_file)
+    path = tmp_path / "silence.wav"
+    sf.write(path, np.zeros(22050 * 9, dtype=np.float32), 22050)
+    for result in (clf.predict(path), clf.predict_array(np.zeros(22050 * 9, dtype=np.float32), 22050)):
+        assert result.genre is None and result.silent and result.uncertain
+        assert result.confidence == 0.0 and result.top(3) == []
+        assert all(s.genre is None for s in result.segments)
+    assert any("silent" in w for w in clf.predict(path).warnings)
+    out = runner.invoke(app, ["predict", str(path), "--model", str(model_file), "--format", "json"])
+    assert json.loads(out.stdout)["results"][0]["genre"] is None
+
+
+def test_silent_segments_take_no_part_in_the_vote(model_file: Path, rng: np.random.Generator) -> None:
+    """Music followed by silence: the vote equals that of the music alone; the silent segments are marked."""
+    clf = load_model(model_file)
+    music = synth_tone(2, 9.0, 22050, rng)
+    alone = clf.predict_array(music, 22050)
+    padded = clf.predict_array(np.concatenate([music, np.zeros(22050 * 9, dtype=np.float32)]), 22050)
+    assert [s.genre is None for s in padded.segments] == [False] * 3 + [True] * 3
+    assert padded.genre == alone.genre
+    assert padded.probabilities == pytest.approx(alone.probabilities, abs=1e-6)
+
+
+def test_uncertain_follows_the_models_recorded_threshold(model_file: Path, rng: np.random.Generator, tmp_path: Path) -> None:
+    """A random-weight model is never sure: with a threshold above its top probability every result is flagged."""
+    ckpt = load_model(model_file).checkpoint
+    y = synth_tone(1, 6.0, 22050, rng)
+    assert not GenreClassifier(ckpt).predict_array(y, 22050).uncertain  # no threshold recorded: never flagged
+    strict = Checkpoint(ckpt.model_name, ckpt.model_options, ckpt.state_dict, ckpt.labels, ckpt.feature_config,
+                        metadata={**ckpt.metadata, "calibration": {"uncertain_below": 0.99}})
+    result = GenreClassifier(strict).predict_array(y, 22050)
+    assert result.uncertain and result.to_dict()["uncertain"] is True
+    path = tmp_path / "strict.pt"
+    save_checkpoint(strict, path)
+    sf.write(tmp_path / "a.wav", y, 22050)
+    out = runner.invoke(app, ["predict", str(tmp_path / "a.wav"), "--model", str(path), "--format", "csv"])
+    row = next(csv.DictReader(io.StringIO(out.stdout)))
+    assert row["uncertain"] == "true"

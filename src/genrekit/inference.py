@@ -53,21 +53,41 @@ _SHIPPED = {"default": "default.pt"}
 _BATCH_SEGMENTS = 10
 
 
+# A segment quieter than this RMS (-60 dBFS) holds no music to classify: digital silence, a fade, a gap
+# between movements. Its probabilities would be the model's answer to nothing ("classical 75.7 %" for 30 s
+# of silence), so it takes no part in the vote, and a track with nothing louder gets no genre at all.
+SILENCE_RMS = 1e-3
+SILENT_NOTE = "silent or near-silent input (below -60 dBFS): no genre"
+
+
+def silent_segments(segments: np.ndarray) -> np.ndarray:
+    """Which segments of shape (n, n_samples) are below :data:`SILENCE_RMS`; shape (n,), bool."""
+    segments = np.asarray(segments, dtype=np.float32)
+    return np.sqrt(np.einsum("ij,ij->i", segments, segments) / max(segments.shape[1], 1)) < SILENCE_RMS
+
+
 @dataclass(frozen=True)
 class SegmentPrediction:
-    """One segment of the timeline: where it is, and what the model says about it."""
+    """One segment of the timeline: where it is, and what the model says about it.
+
+    ``genre`` is ``None`` and every probability 0 for a silent segment (see :data:`SILENCE_RMS`).
+    """
 
     start_s: float
     end_s: float
-    genre: str
+    genre: str | None
     probabilities: dict[str, float]
+
+    @property
+    def confidence(self) -> float:
+        return 0.0 if self.genre is None else self.probabilities[self.genre]
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "start_s": round(self.start_s, 3),
             "end_s": round(self.end_s, 3),
             "genre": self.genre,
-            "confidence": round(self.probabilities[self.genre], 6),
+            "confidence": round(self.confidence, 6),
             "probabilities": {g: round(p, 6) for g, p in self.probabilities.items()},
         }
 
@@ -78,10 +98,12 @@ class Prediction:
 
     Attributes
     ----------
-    genre : str
-        The most probable genre.
+    genre : str or None
+        The most probable genre; ``None`` when the input is silent (then every probability is 0, and
+        ``warnings`` says so).
     probabilities : dict of str to float
-        Every genre of the model with its probability (sums to 1), in the model's label order.
+        Every genre of the model with its probability (sums to 1), in the model's label order. Silent
+        segments take no part in the average.
     segments : tuple of SegmentPrediction
         The per-segment timeline.
     uncertain : bool
@@ -89,7 +111,7 @@ class Prediction:
     """
 
     path: str | None
-    genre: str
+    genre: str | None
     probabilities: dict[str, float]
     segments: tuple[SegmentPrediction, ...]
     duration_s: float
@@ -98,11 +120,15 @@ class Prediction:
 
     @property
     def confidence(self) -> float:
-        return self.probabilities[self.genre]
+        return 0.0 if self.genre is None else self.probabilities[self.genre]
+
+    @property
+    def silent(self) -> bool:
+        return self.genre is None
 
     def top(self, k: int = 3) -> list[tuple[str, float]]:
-        """The ``k`` most probable genres, most probable first."""
-        return sorted(self.probabilities.items(), key=lambda kv: -kv[1])[:k]
+        """The ``k`` most probable genres, most probable first (none for silent input)."""
+        return [] if self.genre is None else sorted(self.probabilities.items(), key=lambda kv: -kv[1])[:k]
 
     def to_dict(self, *, top_k: int = 3, segments: bool = False) -> dict[str, Any]:
         """The documented JSON schema of ``genrekit predict --format json`` and ``POST /v1/predict``."""
@@ -141,6 +167,7 @@ class _Featurized:
     duration_s: float = 0.0
     error: str | None = None
     warnings: tuple[str, ...] = field(default=())
+    silent: np.ndarray | None = None
 
 
 def _check_duration(n_samples: int, config: FeatureConfig) -> float:
@@ -150,10 +177,10 @@ def _check_duration(n_samples: int, config: FeatureConfig) -> float:
     return duration
 
 
-def _featurize_signal(y: np.ndarray, config: FeatureConfig) -> tuple[np.ndarray, float]:
+def _featurize_signal(y: np.ndarray, config: FeatureConfig) -> tuple[np.ndarray, float, np.ndarray]:
     duration = _check_duration(len(y), config)
     segments, _ = segment_audio(y, config.audio)
-    return extract_features(segments, config), duration
+    return extract_features(segments, config), duration, silent_segments(segments)
 
 
 class _FileFeatures:
@@ -162,13 +189,19 @@ class _FileFeatures:
     Decoding runs block by block (:func:`~genrekit.audio.stream_audio`) into a :class:`~genrekit.audio.Segmenter`,
     so at any time only one block, one batch of segments and its features are held: a 10-minute file
     needs the memory of a 30 s one. Segments and features equal those of the whole decoded signal.
-    Any failure raises :class:`AudioDecodeError` naming the file; ``duration_s`` is set once iteration ends.
+    Any failure raises :class:`AudioDecodeError` naming the file; ``duration_s`` and ``silent`` (which
+    segments are below :data:`SILENCE_RMS`) are complete once iteration ends.
     """
 
     def __init__(self, path: str, config: FeatureConfig) -> None:
         self.path = path
         self.config = config
         self.duration_s = 0.0
+        self._silent: list[np.ndarray] = []
+
+    @property
+    def silent(self) -> np.ndarray:
+        return np.concatenate(self._silent) if self._silent else np.zeros(0, dtype=bool)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         try:
@@ -194,9 +227,11 @@ class _FileFeatures:
             batch[n] = window
             n += 1
             if n == _BATCH_SEGMENTS:
+                self._silent.append(silent_segments(batch))
                 yield extract_features(batch, self.config)
                 n = 0
         if n:
+            self._silent.append(silent_segments(batch[:n]))
             yield extract_features(batch[:n], self.config)
 
 
@@ -209,7 +244,7 @@ def _featurize_file(path: str, config: FeatureConfig) -> _Featurized:
             features = list(stream)
         except AudioDecodeError as e:
             return _Featurized(path, error=str(e))
-    return _Featurized(path, np.concatenate(features), stream.duration_s, warnings=tuple(str(w.message) for w in caught))
+    return _Featurized(path, np.concatenate(features), stream.duration_s, warnings=tuple(str(w.message) for w in caught), silent=stream.silent)
 
 
 def _init_worker() -> None:
@@ -350,20 +385,34 @@ class GenreClassifier:
                 out.append(torch.softmax(self._forward(self.checkpoint.normalize(x)), dim=-1).numpy())
         return np.concatenate(out) if out else np.empty((0, len(self.classes_)), dtype=np.float32)
 
-    def _prediction(self, path: str | None, probs: np.ndarray, duration: float, notes: tuple[str, ...] = ()) -> Prediction:
-        """Soft-vote the segment probabilities into a Prediction; segment k starts at k * hop."""
+    @property
+    def uncertain_below(self) -> float:
+        """Top probability under which a prediction is flagged ``uncertain`` (0 when the model records none)."""
+        return float(self.checkpoint.metadata.get("calibration", {}).get("uncertain_below", 0.0))
+
+    def _prediction(
+        self, path: str | None, probs: np.ndarray, duration: float, notes: tuple[str, ...] = (), silent: np.ndarray | None = None
+    ) -> Prediction:
+        """Soft-vote the probabilities of the segments that hold sound into a Prediction; segment k starts at k * hop."""
         probs = probs.astype(np.float64)
-        mean = probs.mean(axis=0)
-        mean = mean / mean.sum()
+        silent = np.zeros(len(probs), dtype=bool) if silent is None else silent
+        probs[silent] = 0.0
         labels = self.classes_
         audio = self.feature_config.audio
         segments = tuple(
             SegmentPrediction(
-                float(s), float(min(s + audio.segment_seconds, duration)), labels[int(p.argmax())], dict(zip(labels, map(float, p)))
+                float(s), float(min(s + audio.segment_seconds, duration)), None if quiet else labels[int(p.argmax())], dict(zip(labels, map(float, p)))
             )
-            for s, p in zip(np.arange(len(probs)) * audio.hop_samples / audio.sample_rate, probs)
+            for s, p, quiet in zip(np.arange(len(probs)) * audio.hop_samples / audio.sample_rate, probs, silent)
         )
-        return Prediction(path, labels[int(mean.argmax())], dict(zip(labels, map(float, mean))), segments, duration, notes)
+        if silent.all():
+            return Prediction(path, None, dict.fromkeys(labels, 0.0), segments, duration, (*notes, SILENT_NOTE), uncertain=True)
+        mean = probs[~silent].mean(axis=0)
+        mean = mean / mean.sum()
+        genre = labels[int(mean.argmax())]
+        return Prediction(
+            path, genre, dict(zip(labels, map(float, mean))), segments, duration, notes, uncertain=bool(mean.max() < self.uncertain_below)
+        )
 
     def _predict_file(self, path: str) -> Prediction | PredictionError:
         """Stream ``path`` through decoding, features and the model a batch at a time, keeping only probabilities.
@@ -385,7 +434,7 @@ class GenreClassifier:
                 return PredictionError(path, str(e))
         for w in model_warnings:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-        return self._prediction(path, np.concatenate(probs), stream.duration_s, tuple(str(w.message) for w in caught))
+        return self._prediction(path, np.concatenate(probs), stream.duration_s, tuple(str(w.message) for w in caught), stream.silent)
 
     def predict(self, path: str | Path) -> Prediction:
         """Classify one audio file over its whole length, streamed: memory does not grow with the file's length.
@@ -412,8 +461,8 @@ class GenreClassifier:
         target = self.feature_config.audio.sample_rate
         if sample_rate != target:
             y = soxr.resample(y, sample_rate, target, quality="HQ").astype(np.float32)
-        features, duration = _featurize_signal(y, self.feature_config)
-        return self._prediction(None, self.predict_proba_features(features), duration)
+        features, duration, silent = _featurize_signal(y, self.feature_config)
+        return self._prediction(None, self.predict_proba_features(features), duration, silent=silent)
 
     def predict_many(self, paths: Iterable[str | Path], *, jobs: int | None = None) -> Iterator[Prediction | PredictionError]:
         """Classify many files, in input order: decoding runs in ``jobs`` worker processes while
@@ -440,7 +489,7 @@ class GenreClassifier:
     def _from_featurized(self, item: _Featurized) -> Prediction | PredictionError:
         if item.error is not None or item.features is None:
             return PredictionError(item.path, item.error or f"{item.path}: no features")
-        return self._prediction(item.path, self.predict_proba_features(item.features), item.duration_s, item.warnings)
+        return self._prediction(item.path, self.predict_proba_features(item.features), item.duration_s, item.warnings, item.silent)
 
     def describe(self) -> dict[str, Any]:
         """Name, labels, features and recorded training facts: what ``genrekit models`` and ``/v1/models`` show."""

@@ -54,7 +54,7 @@ def plot_timeline(prediction: Prediction, out: str | Path) -> Path:
     ax.set_ylim(0, 1)
     ax.set_xlabel("time (s)")
     ax.set_ylabel("genre probability")
-    top = ", ".join(f"{g} {p:.0%}" for g, p in prediction.top(3))
+    top = ", ".join(f"{g} {p:.0%}" for g, p in prediction.top(3)) or "silent: no genre"
     ax.set_title(f"{Path(prediction.path or 'signal').name}: {top}")
     handles, names = ax.get_legend_handles_labels()
     ax.legend(handles[::-1], names[::-1], loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
@@ -95,6 +95,13 @@ def plot_spectrogram(features: np.ndarray, config: FeatureConfig, out: str | Pat
     return out
 
 
+def _genre_html(prediction: Prediction) -> str:
+    if prediction.genre is None:
+        return "<span class='note'>silent: no genre</span>"
+    guess = " <span class='note'>(uncertain)</span>" if prediction.uncertain else ""
+    return html.escape(prediction.genre) + guess
+
+
 def write_html_summary(
     results: Sequence[Prediction | PredictionError], out: str | Path, *, model_name: str, plots: dict[str, str], top_k: int = 3
 ) -> Path:
@@ -112,7 +119,7 @@ def write_html_summary(
         )
         img = plots.get(r.path or "")
         rows.append(
-            f"<tr><td>{name}</td><td class='genre'>{html.escape(r.genre)}</td><td>{bars}</td>"  # type: ignore[union-attr]
+            f"<tr><td>{name}</td><td class='genre'>{_genre_html(r)}</td><td>{bars}</td>"  # type: ignore[arg-type]
             f"<td>{f'<img src={html.escape(img)!r} alt={name!r}>' if img else ''}</td></tr>"
         )
     page = f"""<!doctype html>
@@ -120,7 +127,7 @@ def write_html_summary(
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #222; }}
 table {{ border-collapse: collapse; }} td, th {{ border-bottom: 1px solid #ddd; padding: .5rem; vertical-align: middle; }}
-.genre {{ font-weight: bold; font-size: 1.2rem; }} .err {{ color: #b00020; }}
+.genre {{ font-weight: bold; font-size: 1.2rem; }} .err {{ color: #b00020; }} .note {{ color: #8a6d00; font-weight: normal; font-size: .9rem; }}
 .bar {{ display: flex; align-items: center; gap: .4rem; width: 16rem; margin: .15rem 0; }}
 .lbl {{ width: 5rem; }} .fill {{ background: #4e79a7; height: .8rem; display: inline-block; }} .pct {{ font-size: .85rem; }}
 img {{ max-width: 640px; }}

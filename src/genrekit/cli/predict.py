@@ -96,8 +96,15 @@ def _table(results: Sequence[Prediction | PredictionError], top_k: int, title: s
             table.add_row(name, "[red]error[/]", "", f"[red]{r.error}[/]", "")  # type: ignore[union-attr]
             continue
         top = "  ".join(f"{g} {p:.0%}" for g, p in r.top(top_k))  # type: ignore[union-attr]
-        table.add_row(name, r.genre, f"{r.confidence:.1%}", top, str(len(r.segments)))  # type: ignore[union-attr]
+        table.add_row(name, _genre_cell(r), f"{r.confidence:.1%}", top, str(len(r.segments)))  # type: ignore[arg-type,union-attr]
     return table
+
+
+def _genre_cell(r: Prediction) -> str:
+    """The genre as a reader should take it: none for silence, a guess when the model is unsure."""
+    if r.genre is None:
+        return "[dim](silent: no genre)[/]"
+    return f"{r.genre} [yellow](uncertain)[/]" if r.uncertain else r.genre
 
 
 def _csv(results: Sequence[Prediction | PredictionError], labels: list[str], top_k: int, segments: bool) -> str:
@@ -108,16 +115,17 @@ def _csv(results: Sequence[Prediction | PredictionError], labels: list[str], top
         writer.writerow(["path", "segment_index", "start_s", "end_s", "genre", "confidence", *prob_cols])
         for r in results:
             for i, s in enumerate(getattr(r, "segments", ())):
-                writer.writerow([r.path, i, f"{s.start_s:.3f}", f"{s.end_s:.3f}", s.genre, f"{s.probabilities[s.genre]:.6f}",
+                writer.writerow([r.path, i, f"{s.start_s:.3f}", f"{s.end_s:.3f}", s.genre or "", f"{s.confidence:.6f}",
                                  *(f"{s.probabilities[g]:.6f}" for g in labels)])
         return buf.getvalue()
-    writer.writerow(["path", "genre", "confidence", "top_k", "error", *prob_cols])
+    writer.writerow(["path", "genre", "confidence", "uncertain", "top_k", "error", *prob_cols])
     for r in results:
         if not hasattr(r, "genre"):
-            writer.writerow([r.path, "", "", "", r.error, *([""] * len(labels))])  # type: ignore[union-attr]
+            writer.writerow([r.path, "", "", "", "", r.error, *([""] * len(labels))])  # type: ignore[union-attr]
             continue
         top = ";".join(f"{g}:{p:.4f}" for g, p in r.top(top_k))  # type: ignore[union-attr]
-        writer.writerow([r.path, r.genre, f"{r.confidence:.6f}", top, "", *(f"{r.probabilities[g]:.6f}" for g in labels)])  # type: ignore[union-attr]
+        writer.writerow([r.path, r.genre or "", f"{r.confidence:.6f}", str(r.uncertain).lower(), top, "",  # type: ignore[union-attr]
+                         *(f"{r.probabilities[g]:.6f}" for g in labels)])  # type: ignore[union-attr]
     return buf.getvalue()
 
 
@@ -178,7 +186,7 @@ def predict(
         if segments:
             for r in results:
                 if hasattr(r, "segments"):
-                    line = "  ".join(f"{s.start_s:.0f}s {s.genre}" for s in r.segments)  # type: ignore[union-attr]
+                    line = "  ".join(f"{s.start_s:.0f}s {s.genre or 'silence'}" for s in r.segments)  # type: ignore[union-attr]
                     console.print(f"[bold]{Path(r.path or '').name}[/]: {line}")
         text = None
     elif fmt == "json":

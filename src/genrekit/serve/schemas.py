@@ -35,7 +35,7 @@ class SegmentOut(BaseModel):
 
     start_s: float
     end_s: float
-    genre: str
+    genre: str | None = Field(description="The segment's most probable genre; null for a silent segment (all probabilities 0).")
     confidence: float = Field(ge=0, le=1)
     probabilities: dict[str, float]
 
@@ -44,10 +44,10 @@ class PredictionOut(BaseModel):
     """Genres of one uploaded track (the schema of ``genrekit predict --format json``)."""
 
     path: str | None = Field(description="The uploaded file's name, as the client sent it.")
-    genre: str = Field(description="The most probable genre.")
+    genre: str | None = Field(description="The most probable genre; null for silent input (see `warnings`).")
     confidence: float = Field(ge=0, le=1, description="Probability of `genre`.")
     top_k: list[GenreProbability] = Field(description="The `top_k` most probable genres, most probable first.")
-    probabilities: dict[str, float] = Field(description="Every genre of the model with its probability (sums to 1).")
+    probabilities: dict[str, float] = Field(description="Every genre of the model with its probability (sums to 1; all 0 for silent input).")
     uncertain: bool = Field(description="The top probability is below the model's calibrated threshold: `genre` is a guess.")
     duration_s: float
     n_segments: int

@@ -106,9 +106,19 @@ function upload(file) {
 function render(result) {
   shown = result;
   $("dropzone").classList.remove("busy");
-  $("top-genre").textContent = result.genre;
-  $("top-genre").style.color = colorOf(result.genre);
-  $("result-meta").textContent = `${percent(result.confidence)} confident · “${result.path}” · ${clock(result.duration_s)} long, ${result.n_segments} pieces`;
+  const where = `“${result.path}” · ${clock(result.duration_s)} long, ${result.n_segments} pieces`;
+  if (result.genre === null) {
+    $("top-genre").textContent = "No genre: the file is silent";
+    $("top-genre").style.color = "";
+    $("result-meta").textContent = where;
+  } else {
+    $("top-genre").textContent = result.uncertain ? `${result.genre}?` : result.genre;
+    $("top-genre").style.color = colorOf(result.genre);
+    const unsure = result.uncertain ? " · uncertain: below the model's confidence threshold, treat it as a guess" : "";
+    $("result-meta").textContent = `${percent(result.confidence)} confident${unsure} · ${where}`;
+  }
+  $("result-notes").textContent = (result.warnings || []).join(" · ");
+  $("result-notes").hidden = !(result.warnings || []).length;
   show("result");
   renderBars(result.top_k);
   renderTimeline(result.segments || [], result.duration_s);
