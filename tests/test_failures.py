@@ -112,3 +112,12 @@ def test_shared_data_prepare_batch_with_bad_files(shared_data: Path, tmp_path: P
     strict = runner.invoke(app, ["prepare", str(data), "--out", str(out), "--strict"])
     assert strict.exit_code == 1 and "up to date" in strict.output and "Traceback" not in strict.output
     assert "not decodable audio" in strict.output
+
+
+@pytest.mark.shared_data
+def test_shared_data_silence_gets_no_genre_from_the_shipped_model(shared_data: Path) -> None:
+    """30 s of digital silence was "classical 75.7 %": now a note, no genre, flagged uncertain."""
+    from genrekit import load_model
+
+    result = load_model().predict(shared_data / "bad-audio" / "silence.wav")
+    assert result.genre is None and result.uncertain and any("silent" in w for w in result.warnings)

@@ -45,7 +45,9 @@ __all__ = [
 ]
 
 DEFAULT_MODEL = "default"
-_SHIPPED = {"default": "default.pt"}
+# The default: a calibrated linear model over musicnn's penultimate layers and tag scores, chosen by
+# scripts/select_default_model.py; zero-shot: the untrained tag mapping, the baseline it must beat.
+_SHIPPED = {"default": "default.pt", "zero-shot": "zero-shot.pt"}
 # Segments per feature batch and model call: a 30 s clip's worth, so a long file streams in the memory of
 # one clip (cnn2 activations: ~22 MB for 10 segments, ~70 MB for 32, which added 67 MB to the peak on a
 # 10-minute file), and cnn2 runs ~2x faster per segment than at 32 (426 vs 853 ms for 200 segments on
@@ -499,8 +501,11 @@ class GenreClassifier:
             "architecture": self.checkpoint.model_name,
             "labels": self.classes_,
             "features": {"kind": cfg.kind, "sample_rate": cfg.audio.sample_rate, "segment_seconds": cfg.audio.segment_seconds},
-            **{k: v for k, v in self.checkpoint.metadata.items() if k in ("training_data", "split", "validation", "epochs", "created", "description")},
+            **{k: v for k, v in self.checkpoint.metadata.items() if k in _DESCRIBED},
         }
+
+
+_DESCRIBED = ("description", "training_data", "split", "validation", "calibration", "epochs", "created")
 
 
 def available_models() -> list[str]:

@@ -42,6 +42,7 @@ from .evaluation import evaluate_predictions, predict_logits, softmax
 from .exceptions import ModelNotFoundError, ParameterError
 from .features import feature_shape
 from .models import build_model
+from .models.musicnn_linear import FITTED_BY_SCRIPT
 from .splits import LEAKY_LABEL, SplitConfig, make_split, segment_partitions
 from .store import FeatureStore, open_store
 
@@ -131,6 +132,11 @@ class TrainConfig:
             raise ParameterError(f"The 'weight_decay' parameter must be >= 0. Got {self.weight_decay!r} instead.")
         if not 0 <= self.label_smoothing < 1:
             raise ParameterError(f"The 'label_smoothing' parameter must be in [0, 1). Got {self.label_smoothing!r} instead.")
+        if self.model in FITTED_BY_SCRIPT:
+            raise ParameterError(
+                f"--model {self.model} is not trained by 'genrekit train': it reads the raw musicnn embedding, which "
+                "training standardizes. scripts/train_default_model.py fits it; use musicnn-head to train on a musicnn store."
+            )
         choices = {"class_weighting": ("none", "balanced"), "lr_schedule": ("none", "cosine", "plateau"), "keep": ("best", "last"), "precision": ("fp32", "bf16")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

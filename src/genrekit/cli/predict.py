@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.table import Table
@@ -222,13 +222,31 @@ def models() -> None:
         if not names:
             err_console.print("no model is shipped in this installation")
             raise typer.Exit(1)
-        for name in names:
-            info = load_model(name).describe()
-            console.print(f"[bold]{name}[/]: {info['architecture']} on {info['features']['kind']} features, labels {', '.join(info['labels'])}")
-            for key in ("description", "training_data", "split", "validation", "epochs", "created"):
-                if key in info:
-                    value = info[key]
-                    console.print(f"  {key}: {json.dumps(value) if isinstance(value, (dict, list)) else value}")
+        console.print(_model_card([load_model(name).describe() for name in names]))
+        console.print("Figures: reports/model_selection.md (scripts/select_default_model.py). "
+                      "Architectures you can train: genrekit train --model cnn1 | cnn2 | musicnn-head.")
+
+
+def _model_card(infos: list[dict[str, Any]]) -> Table:
+    """One row per shipped model: what it is, what it learned from, and how it measured (with its interval)."""
+    table = Table(title="shipped models", show_lines=True)
+    for column in ("model", "what it is", "trained on", "measured by", "track accuracy", "macro recall"):
+        table.add_column(column, overflow="fold")
+    for info in infos:
+        val = info.get("validation", {})
+        data = info.get("training_data", {})
+        trained_on = data.get("dataset", "") if isinstance(data, dict) else str(data)
+        counts = [f"{data[k]} {k[2:]}" for k in ("n_clips", "n_excerpts") if isinstance(data, dict) and k in data]
+        acc, rec = val.get("track_accuracy"), val.get("macro_recall")
+        table.add_row(
+            info["name"],
+            info.get("description", info["architecture"]),
+            trained_on + (f" ({', '.join(counts)})" if counts else ""),
+            f"{val.get('protocol', '')}" + (f", {val['n_tracks']} tracks" if "n_tracks" in val else ""),
+            "" if acc is None else f"{acc:.1%} [{val['track_accuracy_ci95'][0]:.1%}, {val['track_accuracy_ci95'][1]:.1%}]",
+            "" if rec is None else f"{rec:.1%} [{val['macro_recall_ci95'][0]:.1%}, {val['macro_recall_ci95'][1]:.1%}]",
+        )
+    return table
 
 
 def spectrogram(

@@ -53,3 +53,4 @@ def count_parameters(model: nn.Module, *, trainable_only: bool = True) -> int:
 
 from . import cnn  # noqa: E402,F401  (registers cnn1, cnn2)
 from . import musicnn_head  # noqa: E402,F401
+from . import musicnn_linear  # noqa: E402,F401

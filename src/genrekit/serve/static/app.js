@@ -54,14 +54,25 @@ async function loadModelInfo() {
     const response = await fetch("/v1/models");
     const model = (await response.json()).models[0];
     labels = model.labels;
-    const acc = model.validation && model.validation.track_accuracy;
-    const accText = typeof acc === "number" ? ` · ${Math.round(acc * 100)}% accuracy on validation tracks` : "";
     const name = model.name.split(/[\\/]/).filter(Boolean).pop() || model.name;
-    $("model-info").textContent = `Model “${name}” (${model.architecture}) knows ${labels.length} genres: ${labels.join(", ")}${accText}.`;
+    $("model-info").textContent = [`Model “${name}”: ${model.description || model.architecture}.`, `Genres: ${labels.join(", ")}.`, modelFigures(model)]
+      .filter(Boolean)
+      .join(" ");
     $("model-info").hidden = false;
   } catch (err) {
     labels = [];
   }
+}
+
+// The model card's headline, as `genrekit models` prints it: accuracy and macro recall with their 95% intervals.
+function modelFigures(model) {
+  const v = model.validation || {};
+  if (typeof v.track_accuracy !== "number") return "";
+  const range = (ci) => (Array.isArray(ci) ? ` (95% CI ${percent(ci[0])}–${percent(ci[1])})` : "");
+  const recall = typeof v.macro_recall === "number" ? `, macro recall ${percent(v.macro_recall)}${range(v.macro_recall_ci95)}` : "";
+  const how = v.protocol ? ` by ${v.protocol}` : "";
+  const n = v.n_tracks ? ` on ${v.n_tracks} tracks` : "";
+  return `Measured${how}${n}: track accuracy ${percent(v.track_accuracy)}${range(v.track_accuracy_ci95)}${recall}.`;
 }
 
 function setProgress(text, value) {
