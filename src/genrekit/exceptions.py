@@ -10,6 +10,7 @@ __all__ = [
     "GenrekitError",
     "ParameterError",
     "AudioDecodeError",
+    "AudioTooLongError",
     "DatasetError",
     "StoreError",
     "ModelNotFoundError",
@@ -29,6 +30,10 @@ class ParameterError(GenrekitError, ValueError):
 
 class AudioDecodeError(GenrekitError, ValueError):
     """A file could not be decoded into usable audio; the message names the file and the reason."""
+
+
+class AudioTooLongError(AudioDecodeError):
+    """Audio longer than the caller's duration limit: a refusal that depends on the limit, not a fault of the file."""
 
 
 class DatasetError(GenrekitError, ValueError):

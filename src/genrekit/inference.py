@@ -165,9 +165,10 @@ class _FileFeatures:
     Any failure raises :class:`AudioDecodeError` naming the file; ``duration_s`` is set once iteration ends.
     """
 
-    def __init__(self, path: str, config: FeatureConfig) -> None:
+    def __init__(self, path: str, config: FeatureConfig, max_duration: float | None = None) -> None:
         self.path = path
         self.config = config
+        self.max_duration = max_duration
         self.duration_s = 0.0
 
     def __iter__(self) -> Iterator[np.ndarray]:
@@ -183,7 +184,7 @@ class _FileFeatures:
         segmenter = Segmenter(self.config.audio)
 
         def windows() -> Iterator[np.ndarray]:
-            for block in stream_audio(self.path, sample_rate=self.config.audio.sample_rate):
+            for block in stream_audio(self.path, sample_rate=self.config.audio.sample_rate, max_duration=self.max_duration):
                 yield from segmenter.push(block)
             self.duration_s = _check_duration(segmenter.n_samples, self.config)
             yield from segmenter.finish()
@@ -200,11 +201,11 @@ class _FileFeatures:
             yield extract_features(batch[:n], self.config)
 
 
-def _featurize_file(path: str, config: FeatureConfig) -> _Featurized:
+def _featurize_file(path: str, config: FeatureConfig, max_duration: float | None = None) -> _Featurized:
     """Decode and featurize one file (a worker's job); a pure function of (file, config) that never raises for bad audio."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        stream = _FileFeatures(path, config)
+        stream = _FileFeatures(path, config, max_duration)
         try:
             features = list(stream)
         except AudioDecodeError as e:
@@ -365,12 +366,12 @@ class GenreClassifier:
         )
         return Prediction(path, labels[int(mean.argmax())], dict(zip(labels, map(float, mean))), segments, duration, notes)
 
-    def _predict_file(self, path: str) -> Prediction | PredictionError:
+    def _predict_file(self, path: str, max_duration: float | None = None) -> Prediction | PredictionError:
         """Stream ``path`` through decoding, features and the model a batch at a time, keeping only probabilities.
 
         Warnings raised while decoding become the Prediction's notes; the model's own are re-issued as usual.
         """
-        stream = _FileFeatures(path, self.feature_config)
+        stream = _FileFeatures(path, self.feature_config, max_duration)
         probs: list[np.ndarray] = []
         model_warnings: list[warnings.WarningMessage] = []
         with warnings.catch_warnings(record=True) as caught:
@@ -387,15 +388,15 @@ class GenreClassifier:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         return self._prediction(path, np.concatenate(probs), stream.duration_s, tuple(str(w.message) for w in caught))
 
-    def predict(self, path: str | Path) -> Prediction:
+    def predict(self, path: str | Path, *, max_duration: float | None = None) -> Prediction:
         """Classify one audio file over its whole length, streamed: memory does not grow with the file's length.
 
         Raises
         ------
         AudioDecodeError
-            The file cannot be decoded (the message names it and says why).
+            The file cannot be decoded, or is longer than ``max_duration`` seconds (the message names it and says why).
         """
-        result = self._predict_file(str(path))
+        result = self._predict_file(str(path), max_duration)
         if isinstance(result, PredictionError):
             raise AudioDecodeError(result.error)
         return result
@@ -415,9 +416,12 @@ class GenreClassifier:
         features, duration = _featurize_signal(y, self.feature_config)
         return self._prediction(None, self.predict_proba_features(features), duration)
 
-    def predict_many(self, paths: Iterable[str | Path], *, jobs: int | None = None) -> Iterator[Prediction | PredictionError]:
+    def predict_many(
+        self, paths: Iterable[str | Path], *, jobs: int | None = None, max_duration: float | None = None
+    ) -> Iterator[Prediction | PredictionError]:
         """Classify many files, in input order: decoding runs in ``jobs`` worker processes while
-        this process runs the model. Unreadable files yield a :class:`PredictionError`.
+        this process runs the model. Unreadable files, and files longer than ``max_duration`` seconds,
+        yield a :class:`PredictionError`.
 
         With one job (or one file) each file streams as in :meth:`predict`; workers stream decoding and
         features, and send back a file's features (~66 kB a segment for log-mels), not its signal."""
@@ -426,12 +430,12 @@ class GenreClassifier:
         paths = [str(p) for p in paths]
         if jobs <= 1 or len(paths) <= 1:
             for p in paths:
-                yield self._predict_file(p)
+                yield self._predict_file(p, max_duration)
             return
         with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("forkserver"), initializer=_init_worker) as pool:
             pending: deque[Future[_Featurized]] = deque()
             for p in paths:
-                pending.append(pool.submit(_featurize_file, p, config))
+                pending.append(pool.submit(_featurize_file, p, config, max_duration))
                 if len(pending) >= 4 * jobs:
                     yield self._from_featurized(pending.popleft().result())
             while pending:

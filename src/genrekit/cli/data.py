@@ -26,6 +26,7 @@ def prepare(
     segment_seconds: Annotated[Optional[float], typer.Option(help="Segment length in seconds (default 3).")] = None,
     hop_seconds: Annotated[Optional[float], typer.Option(help="Hop between segment starts in seconds (default = segment length).")] = None,
     jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", help="Worker processes (default: all cores).")] = None,
+    max_duration: Annotated[Optional[float], typer.Option(min=0.001, help="Skip files longer than this many seconds (default: no limit).")] = None,
     strict: Annotated[bool, typer.Option(help="Exit 1 when any file could not be used.")] = False,
 ) -> None:
     """Decode, segment and featurize every track of DATA into the store OUT.
@@ -44,7 +45,7 @@ def prepare(
     with handle_errors():
         feature_config = _feature_config(features, config, scaling, segment_seconds, hop_seconds)
         with progress_bar("prepare") as update:
-            report = prepare_store(data, out, feature_config, jobs=jobs, on_progress=update)
+            report = prepare_store(data, out, feature_config, jobs=jobs, max_duration=max_duration, on_progress=update)
     for message in sorted(set(report.warnings)):
         err_console.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True)
     for path, reason in report.errors:

@@ -70,14 +70,14 @@ def _loaded(model: str) -> Iterator[GenreClassifier]:
 
 
 def _classify(
-    model: GenreClassifier, paths: Sequence[Path], jobs: int | None, description: str
+    model: GenreClassifier, paths: Sequence[Path], jobs: int | None, description: str, max_duration: float | None = None
 ) -> list[Prediction | PredictionError]:
     from ..inference import find_audio_files
 
     files, missing = find_audio_files(paths)
     results: list[Prediction | PredictionError] = list(missing)
     with progress_bar(description, total=len(files)) as update:
-        for i, r in enumerate(model.predict_many(files, jobs=jobs), 1):
+        for i, r in enumerate(model.predict_many(files, jobs=jobs, max_duration=max_duration), 1):
             results.append(r)
             update(i, len(files), r.path or "")
     return results
@@ -149,6 +149,7 @@ def predict(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write json/csv here instead of stdout.")] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Write one timeline PNG per track into this folder.")] = None,
     jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", help="Decoding worker processes (default: all cores); the model runs on one thread in this process.")] = None,
+    max_duration: Annotated[Optional[float], typer.Option(min=0.001, help="Skip files longer than this many seconds (default: no limit).")] = None,
 ) -> None:
     """Classify audio files: genres with probabilities, and optionally the per-segment timeline.
 
@@ -168,7 +169,7 @@ def predict(
         err_console.print(f"[bold red]error:[/] --format must be one of {', '.join(FORMATS)}; got {fmt!r}")
         raise typer.Exit(2)
     with handle_errors(), _loaded(model) as clf:
-        results = _classify(clf, paths, jobs, "predict")
+        results = _classify(clf, paths, jobs, "predict", max_duration)
     if not results:
         err_console.print("[bold red]error:[/] no audio files found (extensions: wav, au, flac, ogg, mp3)")
         raise typer.Exit(1)

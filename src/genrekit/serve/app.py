@@ -28,7 +28,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
 from .. import __version__
-from ..exceptions import AudioDecodeError, ParameterError
+from ..exceptions import AudioDecodeError, AudioTooLongError, ParameterError
 from ._defaults import DEFAULT_MAX_DURATION_S, DEFAULT_MAX_QUEUE, DEFAULT_MAX_UPLOAD_MB, DEFAULT_WORKERS
 from ._upload import RequestError, Upload, receive_upload
 from .schemas import ErrorOut, HealthOut, ModelOut, ModelsOut, PredictionOut
@@ -144,7 +144,9 @@ class _Service:
         if info is not None and info.samplerate > 0:
             self._check_duration(upload, info.frames / info.samplerate)
         try:
-            prediction = self.model.predict(upload.path)
+            prediction = self.model.predict(upload.path, max_duration=self.max_duration_s)
+        except AudioTooLongError as e:  # a header that understated the length: refused as it streamed
+            raise self._too_long(upload, None) from e
         except AudioDecodeError as e:
             raise RequestError(415, "not_audio", _decode_message(e, upload)) from e
         self._check_duration(upload, prediction.duration_s)
@@ -154,12 +156,16 @@ class _Service:
 
     def _check_duration(self, upload: Upload, seconds: float) -> None:
         if seconds > self.max_duration_s:
-            raise RequestError(
-                422,
-                "too_long",
-                f"“{upload.filename}” is {_duration_words(seconds)} long; this server accepts at most {_duration_words(self.max_duration_s)}. "
-                "Cut it shorter and try again.",
-            )
+            raise self._too_long(upload, seconds)
+
+    def _too_long(self, upload: Upload, seconds: float | None) -> RequestError:
+        length = f"is {_duration_words(seconds)} long" if seconds is not None else "is longer than its header says"
+        return RequestError(
+            422,
+            "too_long",
+            f"“{upload.filename}” {length}; this server accepts at most {_duration_words(self.max_duration_s)}. "
+            "Cut it shorter and try again.",
+        )
 
 
 def _duration_words(seconds: float) -> str:
