@@ -260,6 +260,9 @@ class _DyingPool:
     def __exit__(self, *exc: object) -> None:
         return None
 
+    def shutdown(self, **options: object) -> None:
+        return None
+
     def submit(self, fn: Callable[..., object], *args: object, **kwargs: object) -> Future[object]:
         future: Future[object] = Future()
         self.calls += 1

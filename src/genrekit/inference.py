@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ._workers import stop_pool, watch_parent
 from .audio import Segmenter, is_audio_file, segment_audio, stream_audio
 from .checkpoint import Checkpoint, load_checkpoint
 from .config import FeatureConfig
@@ -213,8 +214,9 @@ def _featurize_file(path: str, config: FeatureConfig, max_duration: float | None
     return _Featurized(path, np.concatenate(features), stream.duration_s, warnings=tuple(str(w.message) for w in caught))
 
 
-def _init_worker() -> None:
+def _init_worker(parent: int) -> None:
     torch.set_num_threads(1)
+    watch_parent(parent)
 
 
 class _FoldedConvNet:
@@ -432,14 +434,20 @@ class GenreClassifier:
             for p in paths:
                 yield self._predict_file(p, max_duration)
             return
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("forkserver"), initializer=_init_worker) as pool:
-            pending: deque[Future[_Featurized]] = deque()
-            for p in paths:
-                pending.append(pool.submit(_featurize_file, p, config, max_duration))
-                if len(pending) >= 4 * jobs:
+        with ProcessPoolExecutor(
+            max_workers=jobs, mp_context=get_context("forkserver"), initializer=_init_worker, initargs=(os.getpid(),)
+        ) as pool:
+            try:
+                pending: deque[Future[_Featurized]] = deque()
+                for p in paths:
+                    pending.append(pool.submit(_featurize_file, p, config, max_duration))
+                    if len(pending) >= 4 * jobs:
+                        yield self._from_featurized(pending.popleft().result())
+                while pending:
                     yield self._from_featurized(pending.popleft().result())
-            while pending:
-                yield self._from_featurized(pending.popleft().result())
+            except BaseException:  # interrupted, or the caller stopped early (GeneratorExit): do not finish the queue
+                stop_pool(pool)
+                raise
 
     def _from_featurized(self, item: _Featurized) -> Prediction | PredictionError:
         if item.error is not None or item.features is None:

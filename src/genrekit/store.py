@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
+from ._workers import stop_pool, watch_parent
 from .audio import load_segments
 from .config import FeatureConfig, config_hash
 from .datasets import Track, discover, hash_track, warn_duplicates
@@ -103,10 +104,11 @@ class PrepareReport:
     seconds: float = 0.0
 
 
-def _init_worker() -> None:
+def _init_worker(parent: int) -> None:
     import torch
 
     torch.set_num_threads(1)
+    watch_parent(parent)
 
 
 class _Workers:
@@ -132,6 +134,8 @@ class _Workers:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        if exc[0] is not None and self.pool is not None:
+            stop_pool(self.pool)  # interrupted (Ctrl-C, SIGTERM) or failed: do not finish the queue first
         self._stack.__exit__(*exc)
 
     def submit(self, path: str) -> None:
@@ -145,7 +149,7 @@ class _Workers:
             # pools on first use.
             context.set_forkserver_preload(["__main__", "genrekit.features"])  # __main__: the default preload
             self.pool = self._stack.enter_context(
-                ProcessPoolExecutor(max_workers=self.jobs, mp_context=context, initializer=_init_worker)
+                ProcessPoolExecutor(max_workers=self.jobs, mp_context=context, initializer=_init_worker, initargs=(os.getpid(),))
             )
         self.pending.add(self.pool.submit(process_file, path, self.config, max_duration=self.max_duration))
         if len(self.pending) >= 4 * self.jobs:

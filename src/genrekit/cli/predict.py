@@ -15,7 +15,7 @@ import io
 import json
 import sys
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
@@ -76,8 +76,8 @@ def _classify(
 
     files, missing = find_audio_files(paths)
     results: list[Prediction | PredictionError] = list(missing)
-    with progress_bar(description, total=len(files)) as update:
-        for i, r in enumerate(model.predict_many(files, jobs=jobs, max_duration=max_duration), 1):
+    with progress_bar(description, total=len(files)) as update, closing(model.predict_many(files, jobs=jobs, max_duration=max_duration)) as stream:
+        for i, r in enumerate(stream, 1):
             results.append(r)
             update(i, len(files), r.path or "")
     return results
