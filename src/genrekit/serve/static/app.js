@@ -15,6 +15,20 @@ const STATUS_MESSAGES = {
 };
 
 const $ = (id) => document.getElementById(id);
+// A server started with a token (`genrekit serve --token` / GENREKIT_TOKEN) answers 401 without it: ask once, keep it for this tab.
+const TOKEN_KEY = "genrekit-token";
+
+function authHeaders() {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  return token ? { Authorization: `Bearer ${token}` } : {};
+}
+
+function askForToken() {
+  const token = window.prompt("This server needs an access token. Ask whoever runs it, and enter it here:");
+  if (token) sessionStorage.setItem(TOKEN_KEY, token.trim());
+  else sessionStorage.removeItem(TOKEN_KEY);
+  return Boolean(token);
+}
 let labels = [];
 let shown = null; // the result on screen, redrawn when the window changes width
 
@@ -51,7 +65,8 @@ function show(section) {
 
 async function loadModelInfo() {
   try {
-    const response = await fetch("/v1/models");
+    let response = await fetch("/v1/models", { headers: authHeaders() });
+    if (response.status === 401 && askForToken()) response = await fetch("/v1/models", { headers: authHeaders() });
     const model = (await response.json()).models[0];
     labels = model.labels;
     const acc = model.validation && model.validation.track_accuracy;
@@ -86,6 +101,7 @@ function upload(file) {
   const xhr = new XMLHttpRequest();
   xhr.open("POST", `/v1/predict?top_k=${TOP_K}&segments=true`);
   xhr.responseType = "json";
+  for (const [name, value] of Object.entries(authHeaders())) xhr.setRequestHeader(name, value);
   xhr.upload.onprogress = (e) => {
     if (e.lengthComputable) setProgress(`Uploading “${file.name}”… ${Math.round((100 * e.loaded) / e.total)}%`, (100 * e.loaded) / e.total);
   };
@@ -95,6 +111,10 @@ function upload(file) {
     const body = xhr.response;
     if (xhr.status === 200 && body) {
       render(body);
+      return;
+    }
+    if (xhr.status === 401 && askForToken()) {
+      upload(file);
       return;
     }
     const detail = body && typeof body.detail === "string" ? body.detail : null;
