@@ -131,6 +131,9 @@ def train(
                 from ..exceptions import ModelNotFoundError
 
                 raise ModelNotFoundError(f"Model {model!r} not found; available models = {available_models()}")
+            from ..store import open_store
+
+            open_store(store)  # a missing or unfinished store fails here, before a run folder is created
             run_dir = training.new_run_dir(runs_dir, name)
             if config.split.leaky:
                 err_console.print(f"[bold yellow]{LEAKY_LABEL}[/]")
