@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import errno
 import math
+import os
+import re
+import stat
 import struct
+import sys
+import tempfile
+import threading
 import warnings
+from contextlib import contextmanager, nullcontext
 from fractions import Fraction
 from collections.abc import Iterator
+from typing import IO, ContextManager
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +30,7 @@ __all__ = [
     "MIN_SAMPLE_RATE",
     "MAX_SAMPLE_RATE",
     "is_audio_file",
+    "path_problem",
     "load_audio",
     "min_cover_samples",
     "segment_audio",
@@ -39,6 +49,51 @@ _BLOCK_OUTPUT = 1 << 18  # most resampled samples one block may give (1 MB of fl
 MIN_SAMPLE_RATE = 1_000
 MAX_SAMPLE_RATE = 768_000
 _READ_ERRORS = (sf.LibsndfileError, RuntimeError, TypeError, ValueError)
+
+
+# libmpg123 (inside libsndfile) prints "Note: Illegal Audio-MPEG-Header ..." / "Note: Trying to resync..."
+# straight to file descriptor 2 for damaged MP3 data; nothing in its Python binding turns that off.
+_MPG123_LINE = re.compile(rb"^(Note|Warning): |^\[src/libmpg123/")
+_stderr_lock = threading.Lock()
+_stderr_users = 0
+_stderr_saved = -1
+_stderr_capture: IO[bytes] | None = None
+
+
+@contextmanager
+def _mpg123_quiet() -> Iterator[None]:
+    """Capture file descriptor 2 while libmpg123 runs, then write back every line that is not its chatter.
+
+    Reference-counted, so decoding threads (the service's workers) can overlap: the first one in
+    redirects, the last one out restores and replays what others wrote meanwhile.
+    """
+    global _stderr_users, _stderr_saved, _stderr_capture
+    with _stderr_lock:
+        if _stderr_users == 0:
+            sys.stderr.flush()
+            _stderr_capture = tempfile.TemporaryFile()
+            _stderr_saved = os.dup(2)
+            os.dup2(_stderr_capture.fileno(), 2)
+        _stderr_users += 1
+    try:
+        yield
+    finally:
+        with _stderr_lock:
+            _stderr_users -= 1
+            if _stderr_users == 0 and _stderr_capture is not None:
+                sys.stderr.flush()
+                os.dup2(_stderr_saved, 2)
+                os.close(_stderr_saved)
+                _stderr_capture.seek(0)
+                kept = [line for line in _stderr_capture.read().splitlines(keepends=True) if not _MPG123_LINE.match(line)]
+                _stderr_capture.close()
+                _stderr_capture = None
+                if kept:
+                    os.write(2, b"".join(kept))
+
+
+def _quiet_if_mp3(path: Path) -> ContextManager[None]:
+    return _mpg123_quiet() if path.suffix.lower() == ".mp3" else nullcontext()
 
 
 def is_audio_file(path: Path) -> bool:
@@ -78,9 +133,31 @@ def _decode_reason(error: Exception) -> str:
     return detail.rstrip(".")
 
 
+def path_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be read as a file, in words ("permission denied", "symbolic link loop", ...), or None."""
+    try:
+        info = path.stat()
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "symbolic link loop"
+        if path.is_symlink():
+            return f"broken symbolic link (to {os.readlink(path)})"
+        if e.errno == errno.EACCES:
+            return "permission denied"
+        return "no such file"
+    if stat.S_ISDIR(info.st_mode):
+        return "a folder, not an audio file"
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file"
+    if not os.access(path, os.R_OK):
+        return "permission denied"
+    return None
+
+
 def _check_file(path: Path) -> None:
-    if not path.is_file():
-        raise AudioDecodeError(f"{path}: no such file")
+    problem = path_problem(path)
+    if problem is not None:
+        raise AudioDecodeError(f"{path}: {problem}")
     if path.stat().st_size == 0:
         raise AudioDecodeError(f"{path}: empty file (0 bytes)")
 
@@ -163,7 +240,7 @@ def load_audio(path: str | Path, *, sample_rate: int, max_duration: float | None
     path = Path(path)
     _check_file(path)
     try:
-        with sf.SoundFile(path) as f:
+        with _quiet_if_mp3(path), sf.SoundFile(path) as f:
             declared = f.frames
             native_rate = f.samplerate
             integer = f.subtype == "PCM_16"
@@ -211,7 +288,8 @@ def stream_audio(
     path = Path(path)
     _check_file(path)
     try:
-        f = _ForwardSoundFile(path)
+        with _quiet_if_mp3(path):
+            f = _ForwardSoundFile(path)
     except _READ_ERRORS as e:
         raise AudioDecodeError(f"{path}: not decodable audio ({_decode_reason(e)})") from e
     with f:
@@ -223,7 +301,8 @@ def stream_audio(
         n_frames = 0
         while True:
             try:
-                data = _read_frames(f, block_frames)
+                with _quiet_if_mp3(path):
+                    data = _read_frames(f, block_frames)
             except _READ_ERRORS as e:
                 raise AudioDecodeError(f"{path}: not decodable audio ({_decode_reason(e)})") from e
             if len(data) == 0:

@@ -79,7 +79,7 @@ def _from_manifest(manifest: Path) -> list[Track]:
         label = "label" if "label" in columns or "genre" not in columns else "genre"  # GTZAN manifests say genre
         missing = {"path", label} - columns
         if missing:
-            raise DatasetError(f"{manifest}: manifest needs columns path,label[,track_id,group]; missing {sorted(missing)}")
+            raise DatasetError(f"{manifest}: manifest needs columns path,label[,track_id,group]; missing {', '.join(sorted(missing))}")
         tracks = []
         for row in reader:
             path = Path(row["path"])

@@ -338,7 +338,7 @@ def evaluate_run(
     label_index = {name: i for i, name in enumerate(checkpoint.labels)}
     unknown = sorted(set(st.labels[indices].tolist()) - set(label_index))
     if unknown:
-        raise ParameterError(f"The store has labels the model does not know: {unknown}; the model knows {checkpoint.labels}.")
+        raise ParameterError(f"The store has labels the model does not know: {', '.join(unknown)}; the model knows {', '.join(checkpoint.labels)}.")
     model = checkpoint.build()
     logits = predict_logits(model, st.features, indices, mean=checkpoint.mean, std=checkpoint.std, on_progress=on_progress)
     y = np.array([label_index[label] for label in st.labels[indices]])

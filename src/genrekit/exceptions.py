@@ -17,7 +17,16 @@ __all__ = [
     "GenrekitWarning",
     "AudioWarning",
     "DatasetWarning",
+    "words",
 ]
+
+
+def words(values: object) -> str:
+    """``a, b or c``: allowed values as a sentence, not a Python repr like ``['a', 'b', 'c']``."""
+    items = [str(v) for v in values]  # type: ignore[attr-defined]
+    if not items:
+        return "none"
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} or {items[-1]}"
 
 
 class GenrekitError(Exception):

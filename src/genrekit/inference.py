@@ -27,7 +27,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ._workers import stop_pool, watch_parent
-from .audio import Segmenter, is_audio_file, segment_audio, stream_audio
+from .audio import AUDIO_EXTENSIONS, Segmenter, is_audio_file, path_problem, segment_audio, stream_audio
 from .checkpoint import Checkpoint, load_checkpoint
 from .config import FeatureConfig
 from .exceptions import AudioDecodeError, GenrekitError, ModelNotFoundError, ParameterError
@@ -484,27 +484,73 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL) -> GenreClassifier:
     if key in _SHIPPED:
         with resources.as_file(resources.files("genrekit") / "weights" / _SHIPPED[key]) as path:
             if not path.is_file():
-                raise ModelNotFoundError(f"Model {key!r} is not shipped in this installation; available models = {available_models()}")
+                raise ModelNotFoundError(f"Model {key!r} is not shipped in this installation; available models: {', '.join(available_models()) or 'none'}")
             return GenreClassifier(load_checkpoint(path), name=key)
     path = Path(name_or_path)
     if path.is_dir():
         path = path / "model.pt"
     if not path.exists():
         raise ModelNotFoundError(
-            f"Model {key!r} not found: not a shipped model name, run folder or model file; available models = {available_models()}"
+            f"Model {key!r} not found: not a shipped model name, run folder or model file; available models: {', '.join(available_models()) or 'none'}"
         )
     return GenreClassifier(load_checkpoint(path), name=key)
 
 
 def find_audio_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[PredictionError]]:
-    """Expand files and folders (recursively) into audio files; paths that do not exist are returned as errors."""
+    """Expand files and folders (recursively, following links to folders) into audio files.
+
+    What cannot be used is returned as errors, each naming its path: paths that do not exist,
+    unreadable folders, broken links, link loops, entries named like audio that are not files (a
+    folder ``song.mp3/`` holding no audio), and folders that hold no audio at all. Hidden files and
+    folders are skipped.
+    """
     files: list[Path] = []
-    missing: list[PredictionError] = []
+    errors: list[PredictionError] = []
     for p in map(Path, paths):
-        if p.is_dir():
-            files.extend(sorted(f for f in p.rglob("*") if f.is_file() and is_audio_file(f) and not any(part.startswith(".") for part in f.relative_to(p).parts)))
-        elif p.is_file():
+        problem = path_problem(p)
+        if problem is None:
             files.append(p)
+        elif problem == "a folder, not an audio file":
+            found, problems = _walk_folder(p)
+            files.extend(found)
+            errors.extend(problems)
+            if not found:
+                errors.append(PredictionError(str(p), f"{p}: no audio files in this folder (extensions: {', '.join(sorted(e[1:] for e in AUDIO_EXTENSIONS))})"))
         else:
-            missing.append(PredictionError(str(p), f"{p}: no such file or folder"))
-    return files, missing
+            errors.append(PredictionError(str(p), f"{p}: {'no such file or folder' if problem == 'no such file' else problem}"))
+    return files, errors
+
+
+def _walk_folder(root: Path) -> tuple[list[Path], list[PredictionError]]:
+    """Audio files under ``root`` in sorted order, and the entries that could not be used."""
+    files: list[Path] = []
+    errors: list[PredictionError] = []
+    seen: set[tuple[int, int]] = set()
+
+    def unreadable(error: OSError) -> None:
+        path = error.filename or root
+        reason = "permission denied" if isinstance(error, PermissionError) else (error.strerror or type(error).__name__).lower()
+        errors.append(PredictionError(str(path), f"{path}: folder not readable ({reason})"))
+
+    for folder, dirs, names in os.walk(root, onerror=unreadable, followlinks=True):
+        here = Path(folder)
+        info = here.stat()
+        if (info.st_dev, info.st_ino) in seen:  # a link back to a folder already searched
+            errors.append(PredictionError(str(here), f"{here}: symbolic link loop (a link to a folder searched already)"))
+            dirs.clear()
+            continue
+        seen.add((info.st_dev, info.st_ino))
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(names):
+            path = here / name
+            if not is_audio_file(path):
+                continue
+            problem = path_problem(path)
+            if problem is None:
+                files.append(path)
+            else:
+                errors.append(PredictionError(str(path), f"{path}: {problem}"))
+        for name in dirs:
+            if is_audio_file(here / name) and not any(is_audio_file(Path(f)) for _, _, fs in os.walk(here / name) for f in fs):
+                errors.append(PredictionError(str(here / name), f"{here / name}: a folder named like an audio file, holding no audio"))
+    return sorted(files), errors

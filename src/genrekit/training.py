@@ -39,7 +39,7 @@ from .augment import AugmentConfig, Augmenter, mixup
 from .config import check_known_keys
 from .checkpoint import Checkpoint, save_checkpoint
 from .evaluation import evaluate_predictions, predict_logits, softmax
-from .exceptions import ModelNotFoundError, ParameterError
+from .exceptions import ModelNotFoundError, ParameterError, words
 from .features import feature_shape
 from .models import build_model
 from .splits import LEAKY_LABEL, SplitConfig, make_split, segment_partitions
@@ -135,7 +135,7 @@ class TrainConfig:
         choices = {"class_weighting": ("none", "balanced"), "lr_schedule": ("none", "cosine", "plateau"), "keep": ("best", "last"), "precision": ("fp32", "bf16")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise ParameterError(f"The {name!r} parameter must be one of {allowed}. Got {getattr(self, name)!r} instead.")
+                raise ParameterError(f"The {name!r} parameter must be one of {words(allowed)}. Got {getattr(self, name)!r} instead.")
         for name in ("patience", "num_threads"):
             value = getattr(self, name)
             if value is not None and value < 1:

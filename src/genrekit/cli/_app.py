@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import gc
+import re
 import signal
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_type_hints
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.models import OptionInfo
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..exceptions import GenrekitError
@@ -26,24 +28,62 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console()
-err_console = Console(stderr=True)
+# Messages on stderr are never wrapped: each stays one line (whole paths) in pipes and logs, where rich assumes 80 columns.
+err_console = Console(stderr=True, soft_wrap=True)
+# Library parameters whose CLI option has another name.
+_OPTION_OF = {"strategy": "split", "num_threads": "threads", "kind": "features"}
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 @contextmanager
-def handle_errors() -> Iterator[None]:
-    """Turn genrekit errors into a one-line message and exit code 2."""
+def handle_errors(command: Callable[..., Any] | None = None) -> Iterator[None]:
+    """Turn genrekit errors into a one-line message and exit code 2; parameter names become ``command``'s options."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=FutureWarning)
             yield
     except GenrekitError as e:
-        err_console.print(f"[bold red]error:[/] {escape(str(e))}", soft_wrap=True)  # paths stay whole, [brackets] literal
+        err_console.print(f"[bold red]error:[/] {escape(option_words(str(e), command))}")  # [brackets] stay literal
         raise typer.Exit(2) from None
     except KeyboardInterrupt as e:
         terminated = isinstance(e, Terminated)
         err_console.print(f"[yellow]{'terminated' if terminated else 'interrupted'}[/]")
         raise typer.Exit(128 + (signal.SIGTERM if terminated else signal.SIGINT)) from None
+
+
+def _options_of(command: Callable[..., Any]) -> dict[str, str]:
+    """Parameter name -> long option (``--n-folds``) of a typer command function."""
+    options = {}
+    for name, hint in get_type_hints(command, include_extras=True).items():
+        for info in getattr(hint, "__metadata__", ()):
+            if isinstance(info, OptionInfo):
+                flags = [d for d in (info.param_decls or ()) if d.startswith("--")]
+                options[name] = max(flags, key=len) if flags else "--" + name.replace("_", "-")
+    return options
+
+
+def option_words(message: str, command: Callable[..., Any] | None) -> str:
+    """``message`` with the library's parameter names replaced by ``command``'s options.
+
+    The library says "The 'strategy' parameter must be ..." or "kfold with n_folds=10 ..."; a user of
+    ``genrekit train`` typed ``--split`` and ``--n-folds``, so that is what the error names.
+    """
+    if command is None:
+        return message
+    options = _options_of(command)
+
+    def option(name: str) -> str | None:
+        return options.get(_OPTION_OF.get(name, name))
+
+    def quoted(match: re.Match[str]) -> str:
+        flag = option(match.group(1))
+        return f"The '{flag}' option" if flag else match.group(0)
+
+    def bare(match: re.Match[str]) -> str:
+        return option(match.group(0)) or match.group(0)
+
+    message = re.sub(r"The '(\w+)' parameter(?: of \w+)?", quoted, message)
+    return re.sub(r"(?<![\w/.-])[a-z]+_[a-z_]+(?![\w/.-])", bare, message)
 
 
 def new_progress(*, force: bool = False) -> Progress:

@@ -42,7 +42,7 @@ def prepare(
     """
     from ..store import prepare_store
 
-    with handle_errors():
+    with handle_errors(prepare):
         feature_config = _feature_config(features, config, scaling, segment_seconds, hop_seconds)
         with progress_bar("prepare") as update:
             report = prepare_store(data, out, feature_config, jobs=jobs, max_duration=max_duration, on_progress=update)
@@ -96,7 +96,7 @@ def info(store: Annotated[Path, typer.Argument(help="A store folder made by `gen
     from ..splits import SplitConfig, make_split, segment_partitions
     from ..store import open_store
 
-    with handle_errors():
+    with handle_errors(info):
         st = open_store(store)
         split_obj = make_split(st.tracks, SplitConfig(strategy=split, seed=seed))  # type: ignore[arg-type]
     parts = segment_partitions(split_obj, st.track_ids)

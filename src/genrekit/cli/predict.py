@@ -3,7 +3,7 @@
 Output schemas (stable; documented in the README):
 
 - ``--format json``: ``{"model": {...describe()}, "results": [Prediction.to_dict() | {"path", "error"}]}``.
-- ``--format csv``: one row per track: ``path,genre,confidence,top_k,error,p_<genre>...``; with ``--segments``
+- ``--format csv``: one row per track: ``path,genre,confidence,top_k,error,warnings,p_<genre>...``; with ``--segments``
   one row per segment: ``path,segment_index,start_s,end_s,genre,confidence,p_<genre>...``.
 """
 
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ._app import console, err_console, handle_errors, progress_bar
@@ -83,20 +84,35 @@ def _classify(
     return results
 
 
+def percent(p: float) -> str:
+    """One way to print a probability everywhere (tables, plots, the page): whole percent, ``<1%`` for traces."""
+    return "100%" if p >= 0.995 else "<1%" if p < 0.005 else f"{p:.0%}"
+
+
+def _notes(r: Prediction | PredictionError) -> str:
+    """A result's warnings without the path the row already names."""
+    return "; ".join(w.removeprefix(f"{r.path}: ") for w in getattr(r, "warnings", ()))
+
+
 def _table(results: Sequence[Prediction | PredictionError], top_k: int, title: str) -> Table:
-    table = Table(title=title)
+    table = Table(title=escape(title))
     table.add_column("file")
     table.add_column("genre", style="bold")
     table.add_column("probability", justify="right")
     table.add_column(f"top {top_k}")
     table.add_column("segments", justify="right")
+    notes = any(_notes(r) for r in results)
+    if notes:
+        table.add_column("notes", style="yellow")
     for r in results:
-        name = Path(r.path or "").name
+        name = escape(Path(r.path or "").name)
+        extra = [escape(_notes(r))] if notes else []
         if not hasattr(r, "genre"):
-            table.add_row(name, "[red]error[/]", "", f"[red]{r.error}[/]", "")  # type: ignore[union-attr]
+            reason = r.error.removeprefix(f"{r.path}: ")  # type: ignore[union-attr]
+            table.add_row(name, "[red]error[/]", "", f"[red]{escape(reason)}[/]", "", *extra)
             continue
-        top = "  ".join(f"{g} {p:.0%}" for g, p in r.top(top_k))  # type: ignore[union-attr]
-        table.add_row(name, r.genre, f"{r.confidence:.1%}", top, str(len(r.segments)))  # type: ignore[union-attr]
+        top = "  ".join(f"{g} {percent(p)}" for g, p in r.top(top_k))  # type: ignore[union-attr]
+        table.add_row(name, r.genre, percent(r.confidence), top, str(len(r.segments)), *extra)  # type: ignore[union-attr]
     return table
 
 
@@ -111,13 +127,13 @@ def _csv(results: Sequence[Prediction | PredictionError], labels: list[str], top
                 writer.writerow([r.path, i, f"{s.start_s:.3f}", f"{s.end_s:.3f}", s.genre, f"{s.probabilities[s.genre]:.6f}",
                                  *(f"{s.probabilities[g]:.6f}" for g in labels)])
         return buf.getvalue()
-    writer.writerow(["path", "genre", "confidence", "top_k", "error", *prob_cols])
+    writer.writerow(["path", "genre", "confidence", "top_k", "error", "warnings", *prob_cols])
     for r in results:
         if not hasattr(r, "genre"):
-            writer.writerow([r.path, "", "", "", r.error, *([""] * len(labels))])  # type: ignore[union-attr]
+            writer.writerow([r.path, "", "", "", r.error, "", *([""] * len(labels))])  # type: ignore[union-attr]
             continue
         top = ";".join(f"{g}:{p:.4f}" for g, p in r.top(top_k))  # type: ignore[union-attr]
-        writer.writerow([r.path, r.genre, f"{r.confidence:.6f}", top, "", *(f"{r.probabilities[g]:.6f}" for g in labels)])  # type: ignore[union-attr]
+        writer.writerow([r.path, r.genre, f"{r.confidence:.6f}", top, "", _notes(r), *(f"{r.probabilities[g]:.6f}" for g in labels)])  # type: ignore[union-attr]
     return buf.getvalue()
 
 
@@ -168,7 +184,7 @@ def predict(
     if fmt not in FORMATS:
         err_console.print(f"[bold red]error:[/] --format must be one of {', '.join(FORMATS)}; got {fmt!r}")
         raise typer.Exit(2)
-    with handle_errors(), _loaded(model) as clf:
+    with handle_errors(predict), _loaded(model) as clf:
         results = _classify(clf, paths, jobs, "predict", max_duration)
     if not results:
         err_console.print("[bold red]error:[/] no audio files found (extensions: wav, au, flac, ogg, mp3)")
@@ -194,7 +210,7 @@ def predict(
             sys.stdout.write(text if text.endswith("\n") else text + "\n")
     for r in results:
         if hasattr(r, "error"):
-            err_console.print(f"[red]failed[/] {r.error}")  # type: ignore[union-attr]
+            err_console.print(f"[red]failed[/] {escape(r.error)}")  # type: ignore[union-attr]
     if plots:
         err_console.print(f"timeline plots in {plot}/")
     if any(hasattr(r, "error") for r in results):
@@ -210,7 +226,7 @@ def models() -> None:
     """
     from ..inference import available_models, load_model
 
-    with handle_errors():
+    with handle_errors(models):
         names = available_models()
         if not names:
             err_console.print("no model is shipped in this installation")
@@ -249,7 +265,7 @@ def spectrogram(
     from ..inference import find_audio_files, load_model
     from ..visualize import plot_spectrogram, safe_stem
 
-    with handle_errors():
+    with handle_errors(spectrogram):
         config = load_model(model).feature_config if model else FeatureConfig()
         if config.kind != "logmel":
             config = FeatureConfig()
@@ -291,7 +307,7 @@ def demo(
     """
     from ..visualize import write_html_summary
 
-    with handle_errors(), _loaded(model) as clf:
+    with handle_errors(demo), _loaded(model) as clf:
         with resources.as_file(resources.files("genrekit") / "samples") as samples:
             results = _classify(clf, [samples], None, "demo")
             results = [r for r in results]

@@ -64,7 +64,7 @@ def serve(
     from ..inference import load_model
     from ..serve import create_app, run_server
 
-    with handle_errors():
+    with handle_errors(serve):
         classifier = load_model(model)
         app = create_app(
             classifier, max_upload_mb=max_upload_mb, max_duration_s=max_duration_s, max_queue=queue, workers=workers,

@@ -48,7 +48,7 @@ def _augment_config(augment: str, prob: float, mixup: float) -> AugmentConfig:
     chosen = {a.strip() for a in augment.split(",") if a.strip()}
     unknown = chosen - set(_AUGMENTATIONS)
     if unknown:
-        raise ParameterError(f"The '--augment' option takes a comma-separated subset of {_AUGMENTATIONS}. Got {sorted(unknown)} instead.")
+        raise ParameterError(f"The '--augment' option takes a comma-separated subset of {', '.join(_AUGMENTATIONS)}. Got {', '.join(sorted(unknown))} instead.")
     p = {name: prob if name in chosen else 0.0 for name in _AUGMENTATIONS}
     return AugmentConfig(
         noise_prob=p["noise"], gain_prob=p["gain"], pitch_prob=p["pitch"],
@@ -110,7 +110,7 @@ def train(
             f"acc {m.val_accuracy:.3f} track {m.val_track_accuracy:.3f} | lr {m.lr:.2g} | {m.seconds:.1f} s"
         )
 
-    with handle_errors():
+    with handle_errors(train):
         if resume is not None:
             with _epoch_progress(epochs or _saved_epochs(resume), progress) as update:
                 result = training.resume(resume, store=store, epochs=epochs, on_batch=update, on_epoch=show)
@@ -130,7 +130,7 @@ def train(
             if model not in available_models():
                 from ..exceptions import ModelNotFoundError
 
-                raise ModelNotFoundError(f"Model {model!r} not found; available models = {available_models()}")
+                raise ModelNotFoundError(f"Model {model!r} not found; available models: {', '.join(available_models())}")
             from ..store import open_store
 
             open_store(store)  # a missing or unfinished store fails here, before a run folder is created
@@ -191,7 +191,7 @@ def evaluate(
     from ..evaluation import evaluate_run
     from ..splits import LEAKY_LABEL
 
-    with handle_errors():
+    with handle_errors(evaluate):
         with progress_bar("evaluate") as update:
             report = evaluate_run(run, partition=split, store=store, out_dir=out, on_progress=update)
     ev, s = report.evaluation, report.summary
@@ -227,7 +227,7 @@ def compare(runs: Annotated[list[Path], typer.Argument(help="Run folders to show
     from ..evaluation import compare as compare_runs
     from ..splits import LEAKY_LABEL
 
-    with handle_errors():
+    with handle_errors(compare):
         rows = compare_runs(runs)
     table = Table(title="runs")
     for col in ("run", "model", "protocol", "evaluated on", "tracks", "track acc", "95% CI", "macro-F1", "segment acc", "epochs", "time", "note"):
