@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import re
 import signal
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..exceptions import GenrekitError
 
-__all__ = ["Terminated", "app", "main", "console", "err_console", "handle_errors", "new_progress", "progress_bar"]
+__all__ = ["PlainProgress", "Terminated", "app", "main", "console", "err_console", "handle_errors", "new_progress", "progress_bar"]
 
 app = typer.Typer(
     name="genrekit",
@@ -86,9 +87,59 @@ def option_words(message: str, command: Callable[..., Any] | None) -> str:
     return re.sub(r"(?<![\w/.-])[a-z]+_[a-z_]+(?![\w/.-])", bare, message)
 
 
-def new_progress(*, force: bool = False) -> Progress:
-    """The progress display every command uses: bar, count, elapsed time and ETA, on stderr, shown on a
-    terminal only (logs and pipes stay clean) unless ``force``."""
+PLAIN_PROGRESS_SECONDS = 5.0  # how often a plain progress line is printed when stderr is not a terminal
+
+
+class PlainProgress:
+    """What a progress bar says, as a plain line on stderr every few seconds: for logs and pipes, where a
+    bar would be control codes and no bar at all is minutes of silence. The subset of rich's
+    ``Progress`` that the commands use."""
+
+    def __init__(self, console: Console, interval: float) -> None:
+        self.console = console
+        self.interval = interval
+        self.tasks: dict[int, dict[str, Any]] = {}
+        self._last = time.monotonic()
+
+    def __enter__(self) -> PlainProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def add_task(self, description: str, total: float | None = None) -> int:
+        self.tasks[len(self.tasks)] = {"description": description, "total": total, "completed": 0, "start": time.monotonic()}
+        return len(self.tasks) - 1
+
+    def reset(self, task: int, *, total: float | None = None, description: str | None = None) -> None:
+        self.tasks[task].update(total=total, completed=0, start=time.monotonic())
+        if description is not None:
+            self.tasks[task]["description"] = description
+
+    def update(self, task: int, *, completed: float | None = None, total: float | None = None, description: str | None = None) -> None:
+        state = self.tasks[task]
+        for key, value in (("completed", completed), ("total", total), ("description", description)):
+            if value is not None:
+                state[key] = value
+        now = time.monotonic()
+        if now - self._last >= self.interval:
+            self._last = now
+            self.console.print(" · ".join(self._describe(t, now) for t in self.tasks.values()), markup=False, highlight=False)
+
+    @staticmethod
+    def _describe(task: dict[str, Any], now: float) -> str:
+        done, total, elapsed = task["completed"], task["total"], now - task["start"]
+        if not total:
+            return f"{task['description']}: {done:g} done, {elapsed:.0f} s"
+        left = f", about {elapsed * (total - done) / done:.0f} s left" if 0 < done < total else ""
+        return f"{task['description']}: {done:g}/{total:g} ({done / total:.0%}), {elapsed:.0f} s elapsed{left}"
+
+
+def new_progress(*, force: bool = False) -> Progress | PlainProgress:
+    """The progress display every command uses, on stderr: on a terminal (or with ``force``) a bar with
+    count, elapsed time and ETA; otherwise a plain line every ``PLAIN_PROGRESS_SECONDS``."""
+    if not (err_console.is_terminal or force):
+        return PlainProgress(err_console, PLAIN_PROGRESS_SECONDS)
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -97,13 +148,12 @@ def new_progress(*, force: bool = False) -> Progress:
         TextColumn("eta"),
         TimeRemainingColumn(),
         console=err_console,
-        disable=not (err_console.is_terminal or force),
     )
 
 
 @contextmanager
 def progress_bar(description: str, total: int | None = None) -> Iterator[Callable[[int, int, str], None]]:
-    """A rich progress bar with ETA on a terminal (none in logs and pipes); yields a ``(done, total, item)`` callback."""
+    """A progress display (see :func:`new_progress`); yields a ``(done, total, item)`` callback."""
     with new_progress() as progress:
         task = progress.add_task(description, total=total)
 
