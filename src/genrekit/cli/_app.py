@@ -58,7 +58,9 @@ def _options_of(command: Callable[..., Any]) -> dict[str, str]:
     for name, hint in get_type_hints(command, include_extras=True).items():
         for info in getattr(hint, "__metadata__", ()):
             if isinstance(info, OptionInfo):
-                flags = [d for d in (info.param_decls or ()) if d.startswith("--")]
+                # Annotated[..., typer.Option("--format", "-f")] keeps the first name in ``default``.
+                names = [info.default, *(info.param_decls or ())]
+                flags = [d for d in names if isinstance(d, str) and d.startswith("--")]
                 options[name] = max(flags, key=len) if flags else "--" + name.replace("_", "-")
     return options
 

@@ -24,6 +24,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ..visualize import percent
 from ._app import console, err_console, handle_errors, progress_bar
 
 if TYPE_CHECKING:
@@ -82,11 +83,6 @@ def _classify(
             results.append(r)
             update(i, len(files), r.path or "")
     return results
-
-
-def percent(p: float) -> str:
-    """One way to print a probability everywhere (tables, plots, the page): whole percent, ``<1%`` for traces."""
-    return "100%" if p >= 0.995 else "<1%" if p < 0.005 else f"{p:.0%}"
 
 
 def _notes(r: Prediction | PredictionError) -> str:
@@ -244,31 +240,24 @@ def spectrogram(
     paths: Annotated[list[Path], typer.Argument(help="Audio files or folders.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the PNG images.")],
     per_segment: Annotated[bool, typer.Option("--per-segment", help="One image per 3 s segment instead of one per track.")] = False,
-    model: Annotated[str, typer.Option("--model", "-m", help="Use this model's feature config (default: the original log-mel).")] = "",
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Render what this model sees: 'default' (musicnn's 16 kHz, 96-band input), a run folder or model.pt (default: the original 22.05 kHz, 128-band log-mel).")] = None,
 ) -> None:
-    """Render log-mel spectrogram images: what the model sees.
+    """Render mel spectrogram images: what the model sees.
 
     Examples:
 
       genrekit spectrogram song.ogg --out spectrograms/
 
-      genrekit spectrogram song.ogg --out spectrograms/ --per-segment
+      genrekit spectrogram song.ogg --out spectrograms/ --per-segment --model default
     """
-    from dataclasses import replace
-
-    import numpy as np
-
     from ..audio import load_audio, segment_audio
     from ..config import FeatureConfig
     from ..exceptions import GenrekitError
-    from ..features import logmel
     from ..inference import find_audio_files, load_model
-    from ..visualize import plot_spectrogram, safe_stem
+    from ..visualize import model_input, plot_spectrogram, safe_stem
 
     with handle_errors(spectrogram):
         config = load_model(model).feature_config if model else FeatureConfig()
-        if config.kind != "logmel":
-            config = FeatureConfig()
         files, missing = find_audio_files(paths)
     out.mkdir(parents=True, exist_ok=True)
     failed = [m.error for m in missing]
@@ -278,19 +267,21 @@ def spectrogram(
             y = load_audio(path, sample_rate=config.audio.sample_rate)
             if per_segment:
                 segs, starts = segment_audio(y, config.audio)
-                for i, (feat, start) in enumerate(zip(logmel(segs, config), starts)):
-                    plot_spectrogram(feat, config, out / f"{safe_stem(path)}_seg{i:03d}.png", title=f"{path.name} {start:.0f}-{start + config.audio.segment_seconds:.0f} s", start_s=float(start))
+                for i, (seg, start) in enumerate(zip(segs, starts)):
+                    image, label = model_input(seg, config, whole=False)
+                    end = start + config.audio.segment_seconds
+                    plot_spectrogram(image, config, out / f"{safe_stem(path)}_seg{i:03d}.png", title=f"{path.name} {start:.0f}-{end:.0f} s",
+                                     start_s=float(start), label=label)
                     written += 1
             else:
-                whole = replace(config, audio=replace(config.audio, segment_seconds=max(len(y) / config.audio.sample_rate, 0.1)))
-                feat = logmel(np.asarray(y)[None, :], whole)[0]
-                plot_spectrogram(feat, whole, out / f"{safe_stem(path)}.png", title=path.name)
+                image, label = model_input(y, config, whole=True)
+                plot_spectrogram(image, config, out / f"{safe_stem(path)}.png", title=path.name, label=label)
                 written += 1
         except GenrekitError as e:
             failed.append(str(e))
-    console.print(f"wrote {written} spectrogram images to {out}/")
+    console.print(f"wrote {written} spectrogram {'image' if written == 1 else 'images'} to {out}/")
     for f in failed:
-        err_console.print(f"[red]failed[/] {f}")
+        err_console.print(f"[red]failed[/] {escape(f)}")
     if failed:
         raise typer.Exit(1)
 

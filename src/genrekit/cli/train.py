@@ -8,12 +8,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
+from rich import box
+from rich.markup import escape
 from rich.table import Table
 
 from ._app import console, err_console, handle_errors, new_progress, progress_bar
 
 if TYPE_CHECKING:
     from ..augment import AugmentConfig
+    from ..evaluation import CompareRow
 
 __all__ = ["register", "train", "evaluate", "compare"]
 
@@ -210,33 +213,83 @@ def evaluate(
     for col in ("genre", "precision", "recall", "F1", "tracks"):
         table.add_column(col, justify="left" if col == "genre" else "right")
     for genre, m in ev.per_genre.items():
-        table.add_row(genre, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", str(m["support"]))
+        table.add_row(genre, *(_score(m[k]) for k in ("precision", "recall", "f1")), str(m["support"]))
     console.print(table)
     console.print(f"reports in {report.out_dir}")
 
 
-def compare(runs: Annotated[list[Path], typer.Argument(help="Run folders to show side by side.")]) -> None:
-    """Show runs side by side: model, split protocol, track accuracy ± 95% CI, macro-F1, epochs, time.
+def _score(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+_COMPARE_FORMATS = ("table", "csv", "json")
+
+
+def _compare_records(rows: list[CompareRow]) -> list[dict[str, object]]:
+    """Rows as flat records with full precision: what ``--format csv|json`` writes."""
+    return [
+        {
+            "run": r.run, "model": r.model, "protocol": r.protocol, "evaluated_on": r.partition, "n_tracks": r.n_tracks,
+            "track_accuracy": r.track_accuracy, "ci95_low": r.ci95[0], "ci95_high": r.ci95[1], "macro_f1": r.macro_f1,
+            "segment_accuracy": r.segment_accuracy, "epochs": r.epochs, "train_seconds": r.train_seconds, "leaky": r.leaky,
+        }
+        for r in rows
+    ]
+
+
+def _pct(value: float, decimals: int = 1) -> str:
+    """A fraction as a percentage without the sign (the column header has it); NaN (not recorded) as ?."""
+    return "?" if value != value else f"{100 * value:.{decimals}f}"
+
+
+def compare(
+    runs: Annotated[list[Path], typer.Argument(metavar="RUN...", help="Run folders to show side by side.")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table (fits 80 columns), csv or json (every figure, full precision).")] = "table",
+) -> None:
+    """Show runs side by side: model, split protocol, track accuracy with 95% CI, macro-F1, epochs, time.
 
     Uses each run's evaluation reports (`genrekit evaluate`), else its validation numbers from training.
 
-    Example:
+    Examples:
 
       genrekit compare runs/cnn2-leaky runs/cnn2-filtered
+
+      genrekit compare runs/* --format csv > runs.csv
     """
+    import csv
+    import io
+    import json
+    import sys
+
     from ..evaluation import compare as compare_runs
+    from ..exceptions import ParameterError
     from ..splits import LEAKY_LABEL
 
     with handle_errors(compare):
+        if fmt not in _COMPARE_FORMATS:
+            raise ParameterError(f"The 'fmt' parameter must be one of table, csv or json. Got {fmt!r} instead.")
         rows = compare_runs(runs)
-    table = Table(title="runs")
-    for col in ("run", "model", "protocol", "evaluated on", "tracks", "track acc", "95% CI", "macro-F1", "segment acc", "epochs", "time", "note"):
-        table.add_column(col, justify="left" if col in ("run", "model", "protocol", "evaluated on", "note") else "right")
+    if fmt == "json":
+        sys.stdout.write(json.dumps(_compare_records(rows), indent=2) + "\n")
+        return
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(_compare_records(rows)[0]) if rows else ["run"])
+        writer.writeheader()
+        writer.writerows(_compare_records(rows))
+        sys.stdout.write(buf.getvalue())
+        return
+    # Percentages and merged columns keep it within 80 columns; names wrap rather than numbers being cut.
+    table = Table(title="runs", box=box.SIMPLE_HEAD, pad_edge=False, expand=True)
+    for col, ratio in (("run", 3), ("model", 2), ("split / evaluated on", 3)):
+        table.add_column(col, overflow="fold", ratio=ratio)
+    for col in ("tracks", "track acc %\n(95% CI)", "F1 %", "epochs", "train\nmin"):
+        table.add_column(col, justify="right", no_wrap=True)
     for r in rows:
         table.add_row(
-            r.run, r.model, r.protocol, r.partition, str(r.n_tracks), f"{r.track_accuracy:.3f}", f"{r.ci95[0]:.3f}–{r.ci95[1]:.3f}",
-            f"{r.macro_f1:.3f}", f"{r.segment_accuracy:.3f}", str(r.epochs if r.epochs is not None else "?"),
-            f"{r.train_seconds / 60:.1f} min" if r.train_seconds is not None else "?", "LEAKY" if r.leaky else "",
+            escape(r.run), escape(r.model), escape(f"{r.protocol} / {r.partition}") + (" [bold yellow]LEAKY[/]" if r.leaky else ""),
+            str(r.n_tracks), f"{_pct(r.track_accuracy)} ({_pct(r.ci95[0], 0)}–{_pct(r.ci95[1], 0)})", _pct(r.macro_f1),
+            str(r.epochs if r.epochs is not None else "?"), f"{r.train_seconds / 60:.0f}" if r.train_seconds is not None else "?",
         )
     console.print(table)
     if any(r.leaky for r in rows):

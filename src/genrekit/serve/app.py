@@ -33,6 +33,7 @@ from fastapi_offline import FastAPIOffline
 
 from .. import __version__
 from ..exceptions import AudioDecodeError, AudioTooLongError, ParameterError
+from ..palette import genre_colors
 from ._defaults import (
     DEFAULT_MAX_DURATION_S,
     DEFAULT_MAX_QUEUE,
@@ -366,6 +367,11 @@ def create_app(
             status="ok", model=model.name, in_flight=service.gate.in_flight, capacity=service.gate.capacity,
             uploading=service.uploads.in_flight, upload_capacity=service.uploads.capacity,
         )
+
+    @app.get("/palette.json", include_in_schema=False)
+    async def palette() -> dict[str, str]:
+        """Genre colours of the page, the same as the PNGs' (:mod:`genrekit.palette`)."""
+        return genre_colors(model.classes_)
 
     @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def index() -> FileResponse:

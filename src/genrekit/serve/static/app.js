@@ -2,8 +2,8 @@
 // Plain DOM and SVG, no libraries: the page must work on machines without internet access.
 "use strict";
 
-// Ten distinct hues, in the order of the GTZAN labels (blues, classical, country, disco, hiphop, jazz, metal, pop, reggae, rock).
-const PALETTE = ["#3f6fd1", "#c9a227", "#e07b39", "#d63c8f", "#7b4fd6", "#1f9e89", "#5c6370", "#ff7aa2", "#3fa34d", "#d64545"];
+// Genre colours come from the server (/palette.json, genrekit.palette): the same as in the PNGs and the demo page.
+let palette = {};
 const SVG_NS = "http://www.w3.org/2000/svg";
 const TOP_K = 5;
 const STATUS_MESSAGES = {
@@ -33,8 +33,7 @@ let labels = [];
 let shown = null; // the result on screen, redrawn when the window changes width
 
 function colorOf(genre) {
-  const i = labels.indexOf(genre);
-  return i >= 0 ? PALETTE[i % PALETTE.length] : "#999";
+  return palette[genre] || "#999";
 }
 
 function el(tag, className, text) {
@@ -69,6 +68,7 @@ async function loadModelInfo() {
     if (response.status === 401 && askForToken()) response = await fetch("/v1/models", { headers: authHeaders() });
     const model = (await response.json()).models[0];
     labels = model.labels;
+    palette = await (await fetch("/palette.json")).json();
     const acc = model.validation && model.validation.track_accuracy;
     const accText = typeof acc === "number" ? ` · ${Math.round(acc * 100)}% accuracy on validation tracks` : "";
     const name = model.name.split(/[\\/]/).filter(Boolean).pop() || model.name;
