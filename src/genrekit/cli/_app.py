@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import inspect
 import re
 import signal
 import time
@@ -19,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..exceptions import GenrekitError
 
-__all__ = ["PlainProgress", "Terminated", "app", "main", "console", "err_console", "handle_errors", "new_progress", "progress_bar"]
+__all__ = ["PlainProgress", "Terminated", "add_commands", "app", "main", "console", "err_console", "handle_errors", "new_progress", "progress_bar"]
 
 app = typer.Typer(
     name="genrekit",
@@ -34,6 +35,20 @@ err_console = Console(stderr=True, soft_wrap=True)
 # Library parameters whose CLI option has another name.
 _OPTION_OF = {"strategy": "split", "num_threads": "threads", "kind": "features"}
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def reflow(doc: str | None) -> str:
+    """A docstring as help text: prose paragraphs joined into one line each, so the help wraps evenly at any
+    width (typer keeps the source's line breaks, then wraps again: ragged lines); indented lines
+    (examples) stay as written."""
+    paragraphs = inspect.cleandoc(doc or "").split("\n\n")
+    return "\n\n".join(p if p.startswith(" ") else " ".join(line.strip() for line in p.splitlines()) for p in paragraphs)
+
+
+def add_commands(app: typer.Typer, *commands: Callable[..., Any]) -> None:
+    """Register ``commands`` with their docstrings reflowed for ``--help``."""
+    for command in commands:
+        app.command(help=reflow(command.__doc__))(command)
 
 
 @contextmanager

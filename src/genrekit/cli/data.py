@@ -12,13 +12,13 @@ from rich.table import Table
 
 from ..config import FeatureConfig
 from ..exceptions import ParameterError
-from ._app import console, err_console, handle_errors, progress_bar
+from ._app import add_commands, console, err_console, handle_errors, progress_bar
 
 __all__ = ["register", "prepare", "info"]
 
 
 def prepare(
-    data: Annotated[Path, typer.Argument(help="Dataset folder (<label>/<audio files>, GTZAN genres_original/ or genres/, or their parent) or a CSV manifest path,label[,track_id,group].")],
+    data: Annotated[Path, typer.Argument(metavar="DATA", help="Dataset folder (<label>/<audio files>, GTZAN genres_original/ or genres/, or their parent) or a CSV manifest path,label[,track_id,group].")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Store folder to create or update.")],
     features: Annotated[str, typer.Option(help="Feature kind: logmel (the original) or musicnn (pretrained embeddings).")] = "logmel",
     config: Annotated[Optional[Path], typer.Option(help="JSON file with FeatureConfig fields (e.g. a store's store.json feature_config).")] = None,
@@ -27,7 +27,7 @@ def prepare(
     hop_seconds: Annotated[Optional[float], typer.Option(help="Hop between segment starts in seconds (default = segment length).")] = None,
     jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", help="Worker processes (default: all cores).")] = None,
     max_duration: Annotated[Optional[float], typer.Option(min=0.001, help="Skip files longer than this many seconds (default: no limit).")] = None,
-    strict: Annotated[bool, typer.Option(help="Exit 1 when any file could not be used.")] = False,
+    strict: Annotated[bool, typer.Option(metavar="", help="Exit 1 when any file could not be used.")] = False,
 ) -> None:
     """Decode, segment and featurize every track of DATA into the store OUT.
 
@@ -84,7 +84,7 @@ def _feature_config(
     return base
 
 
-def info(store: Annotated[Path, typer.Argument(help="A store folder made by `genrekit prepare`.")],
+def info(store: Annotated[Path, typer.Argument(metavar="STORE", help="A store folder made by `genrekit prepare`.")],
          split: Annotated[str, typer.Option(help="Also count tracks per partition for this split strategy: filtered, random, kfold or leaky-segments.")] = "random",
          seed: Annotated[int, typer.Option(help="Split seed.")] = 0) -> None:
     """Show what a store holds: tracks and segments per label and partition, errors and config.
@@ -123,5 +123,4 @@ def info(store: Annotated[Path, typer.Argument(help="A store folder made by `gen
 
 
 def register(app: typer.Typer) -> None:
-    app.command()(prepare)
-    app.command()(info)
+    add_commands(app, prepare, info)

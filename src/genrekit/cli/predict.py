@@ -25,7 +25,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..visualize import percent
-from ._app import console, err_console, handle_errors, progress_bar
+from ._app import add_commands, console, err_console, handle_errors, progress_bar
 
 if TYPE_CHECKING:
     from ..inference import GenreClassifier, Prediction, PredictionError
@@ -153,11 +153,11 @@ def _write_plots(results: Sequence[Prediction | PredictionError], plot_dir: Path
 
 
 def predict(
-    paths: Annotated[list[Path], typer.Argument(help="Audio files or folders (searched recursively): wav, au, flac, ogg, mp3.")],
+    paths: Annotated[list[Path], typer.Argument(metavar="PATH", help="Audio files or folders (searched recursively): wav, au, flac, ogg, mp3.")],
     model: Annotated[str, typer.Option("--model", "-m", help="'default' (shipped), a run folder, or a model.pt file.")] = "default",
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many genres to list per track.")] = 3,
     fmt: Annotated[str, typer.Option("--format", "-f", help="table, json or csv.")] = "table",
-    segments: Annotated[bool, typer.Option("--segments", help="Include the per-segment timeline.")] = False,
+    segments: Annotated[bool, typer.Option("--segments", metavar="", help="Include the per-segment timeline.")] = False,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write json/csv here instead of stdout.")] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Write one timeline PNG per track into this folder.")] = None,
     jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", help="Decoding worker processes (default: all cores); the model runs on one thread in this process.")] = None,
@@ -237,9 +237,9 @@ def models() -> None:
 
 
 def spectrogram(
-    paths: Annotated[list[Path], typer.Argument(help="Audio files or folders.")],
+    paths: Annotated[list[Path], typer.Argument(metavar="PATH", help="Audio files or folders.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the PNG images.")],
-    per_segment: Annotated[bool, typer.Option("--per-segment", help="One image per 3 s segment instead of one per track.")] = False,
+    per_segment: Annotated[bool, typer.Option("--per-segment", metavar="", help="One image per 3 s segment instead of one per track.")] = False,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Render what this model sees: 'default' (musicnn's 16 kHz, 96-band input), a run folder or model.pt (default: the original 22.05 kHz, 128-band log-mel).")] = None,
 ) -> None:
     """Render mel spectrogram images: what the model sees.
@@ -314,7 +314,4 @@ def demo(
 
 
 def register(app: typer.Typer) -> None:
-    app.command()(predict)
-    app.command()(models)
-    app.command()(spectrogram)
-    app.command()(demo)
+    add_commands(app, predict, models, spectrogram, demo)

@@ -19,7 +19,7 @@ from ..serve import (
     DEFAULT_WORKERS,
     TOKEN_ENV,
 )
-from ._app import console, err_console, handle_errors
+from ._app import add_commands, console, err_console, handle_errors
 
 __all__ = ["register", "serve", "is_loopback"]
 
@@ -83,4 +83,4 @@ def serve(
 
 
 def register(app: typer.Typer) -> None:
-    app.command()(serve)
+    add_commands(app, serve)

@@ -12,7 +12,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from ._app import console, err_console, handle_errors, new_progress, progress_bar
+from ._app import add_commands, console, err_console, handle_errors, new_progress, progress_bar
 
 if TYPE_CHECKING:
     from ..augment import AugmentConfig
@@ -61,8 +61,8 @@ def _augment_config(augment: str, prob: float, mixup: float) -> AugmentConfig:
 
 
 def train(
-    store: Annotated[Optional[Path], typer.Argument(help="Feature store made by `genrekit prepare` (not needed with --resume).")] = None,
-    model: Annotated[str, typer.Option(help="Registered model name (see `genrekit models`): cnn1, cnn2, ...")] = "cnn2",
+    store: Annotated[Optional[Path], typer.Argument(metavar="STORE", help="Feature store made by `genrekit prepare` (not needed with --resume).")] = None,
+    model: Annotated[str, typer.Option(help="Architecture: cnn1 or cnn2 (the original's, on log-mel stores), or musicnn-head (on --features musicnn stores).")] = "cnn2",
     split: Annotated[str, typer.Option(help="Split protocol: filtered (artist-aware GTZAN lists), random, kfold, or leaky-segments (the original's; inflated, labeled LEAKY).")] = "random",
     split_seed: Annotated[int, typer.Option(help="Seed of the split (random, kfold, leaky-segments).")] = 0,
     val_fraction: Annotated[float, typer.Option(help="Validation fraction (random, leaky-segments).")] = 0.2,
@@ -87,7 +87,7 @@ def train(
     name: Annotated[Optional[str], typer.Option(help="Run folder name (default: UTC timestamp).")] = None,
     runs_dir: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("runs"),
     resume: Annotated[Optional[Path], typer.Option(help="Continue this interrupted run folder (same seed, same result).")] = None,
-    progress: Annotated[bool, typer.Option("--progress", help="Show the progress bar even when stderr is not a terminal.")] = False,
+    progress: Annotated[bool, typer.Option("--progress", metavar="", help="Show the progress bar even when stderr is not a terminal.")] = False,
 ) -> None:
     """Train a model on STORE and write a run folder (config.json, metrics.csv, history.png, model.pt, log.txt).
 
@@ -175,7 +175,7 @@ def _is_leaky(run: Path) -> bool:
 
 
 def evaluate(
-    run: Annotated[Path, typer.Argument(help="A run folder made by `genrekit train`.")],
+    run: Annotated[Path, typer.Argument(metavar="RUN", help="A run folder made by `genrekit train`.")],
     split: Annotated[str, typer.Option(help="Partition of the run's split to evaluate: test or val.")] = "test",
     store: Annotated[Optional[Path], typer.Option(help="Feature store (default: the one the run was trained on).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Report folder (default: RUN/eval-<split>).")] = None,
@@ -243,7 +243,7 @@ def _pct(value: float, decimals: int = 1) -> str:
 
 
 def compare(
-    runs: Annotated[list[Path], typer.Argument(metavar="RUN...", help="Run folders to show side by side.")],
+    runs: Annotated[list[Path], typer.Argument(metavar="RUN", help="Run folders to show side by side.")],
     fmt: Annotated[str, typer.Option("--format", "-f", help="table (fits 80 columns), csv or json (every figure, full precision).")] = "table",
 ) -> None:
     """Show runs side by side: model, split protocol, track accuracy with 95% CI, macro-F1, epochs, time.
@@ -297,6 +297,4 @@ def compare(
 
 
 def register(app: typer.Typer) -> None:
-    app.command()(train)
-    app.command()(evaluate)
-    app.command()(compare)
+    add_commands(app, train, evaluate, compare)
