@@ -381,6 +381,7 @@ def train(
     run_dir: str | Path | None = None,
     on_batch: BatchCallback | None = None,
     on_epoch: Callable[[EpochMetrics], None] | None = None,
+    low_memory: bool = False,
 ) -> TrainResult:
     """Train a model on a feature store and write a run folder.
 
@@ -396,6 +397,10 @@ def train(
         Called after every training step (the CLI draws its progress bar with it).
     on_epoch : callable(EpochMetrics), optional
         Called after each epoch, once its files are written.
+    low_memory : bool, default=False
+        Return each step's freed activations to the system instead of keeping them for the next step:
+        the same weights, about 0.6x the peak memory (cnn2 at batch 64: 1.9 instead of 3.2 GB) for
+        slower steps (see :func:`_keep_freed_memory`).
 
     Returns
     -------
@@ -423,7 +428,7 @@ def train(
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     (run / "config.json").write_text(json.dumps(run_config, indent=2))
-    with _keep_freed_memory():
+    with contextlib.nullcontext() if low_memory else _keep_freed_memory():
         return _fit(run, config, data, None, on_batch, on_epoch)
 
 
@@ -434,6 +439,7 @@ def resume(
     epochs: int | None = None,
     on_batch: BatchCallback | None = None,
     on_epoch: Callable[[EpochMetrics], None] | None = None,
+    low_memory: bool = False,
 ) -> TrainResult:
     """Continue an interrupted run from its ``last.pt``; ends as an uninterrupted run with the same seed would.
 
@@ -445,6 +451,8 @@ def resume(
         Where the store is now, if it moved; defaults to the path in ``config.json``.
     epochs : int, optional
         Raise the run's total number of epochs (e.g. to train a finished run further).
+    low_memory : bool, default=False
+        As in :func:`train`.
 
     A run killed during its first epoch (no ``last.pt`` yet) starts over from epoch 1 with its saved config.
 
@@ -469,7 +477,7 @@ def resume(
     if data.store.config.to_dict() != saved["feature_config"]:
         raise ParameterError(f"The store's feature config differs from the one {run} was trained with; pass the original store.")
     state = _load_state(run) if (run / _LAST).is_file() else None
-    with _keep_freed_memory():
+    with contextlib.nullcontext() if low_memory else _keep_freed_memory():
         return _fit(run, config, data, state, on_batch, on_epoch)
 
 

@@ -87,6 +87,7 @@ def train(
     name: Annotated[Optional[str], typer.Option(help="Run folder name (default: UTC timestamp).")] = None,
     runs_dir: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("runs"),
     resume: Annotated[Optional[Path], typer.Option(help="Continue this interrupted run folder (same seed, same result).")] = None,
+    low_memory: Annotated[bool, typer.Option("--low-memory", metavar="", help="Give memory back to the system after every step: about 0.6x the peak (cnn2, batch 64: 1.9 instead of 3.2 GB) for ~1.25x slower steps, the same weights. For laptops.")] = False,
     progress: Annotated[bool, typer.Option("--progress", metavar="", help="Show the progress bar even when stderr is not a terminal.")] = False,
 ) -> None:
     """Train a model on STORE and write a run folder (config.json, metrics.csv, history.png, model.pt, log.txt).
@@ -116,7 +117,7 @@ def train(
     with handle_errors(train):
         if resume is not None:
             with _epoch_progress(epochs or _saved_epochs(resume), progress) as update:
-                result = training.resume(resume, store=store, epochs=epochs, on_batch=update, on_epoch=show)
+                result = training.resume(resume, store=store, epochs=epochs, on_batch=update, on_epoch=show, low_memory=low_memory)
         else:
             if store is None:
                 raise ParameterError("Give a STORE to train on, or --resume RUN to continue a run.")
@@ -142,7 +143,7 @@ def train(
                 err_console.print(f"[bold yellow]{LEAKY_LABEL}[/]")
             console.print(f"run folder: {run_dir}")
             with _epoch_progress(config.epochs, progress) as update:
-                result = training.train(store, config, run_dir=run_dir, on_batch=update, on_epoch=show)
+                result = training.train(store, config, run_dir=run_dir, on_batch=update, on_epoch=show, low_memory=low_memory)
     v = result.validation
     leaky = _is_leaky(result.run_dir)
     console.print(
