@@ -98,3 +98,15 @@ def test_decoding_warnings_show_in_table_and_csv(tmp_path: Path, rng: np.random.
     row = next(csv.DictReader(io.StringIO(out.stdout)))
     assert row["warnings"].startswith("truncated, header promises 6.00 s")
 
+
+
+def test_prepare_names_broken_links_and_loops(tmp_path: Path, make_dataset) -> None:
+    from genrekit.store import prepare_store
+
+    data = make_dataset(labels=("a", "b"), per_label=1, seconds=3.0)
+    (data / "a" / "gone.wav").symlink_to(data / "a" / "deleted.wav")
+    (data / "b" / "loop.wav").symlink_to(data / "b" / "loop.wav")
+    report = prepare_store(data, tmp_path / "store", jobs=1)
+    reasons = {Path(p).name: r for p, r in report.errors}
+    assert "broken symbolic link" in reasons["gone.wav"] and "symbolic link loop" in reasons["loop.wav"]
+    assert report.n_tracks - len(report.errors) == 2

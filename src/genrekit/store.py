@@ -38,7 +38,7 @@ import numpy as np
 
 from . import __version__
 from ._workers import stop_pool, watch_parent
-from .audio import load_segments
+from .audio import load_segments, path_problem
 from .config import FeatureConfig, config_hash
 from .datasets import Track, discover, hash_track, warn_duplicates
 from .exceptions import AudioTooLongError, GenrekitError, ParameterError, StoreError
@@ -318,7 +318,7 @@ def prepare_store(
             tracks.append(t)
             path = str(t.path)
             if t.content_hash is None:
-                errors[path] = f"{t.path}: cannot be read"
+                errors[path] = f"{t.path}: {path_problem(t.path) or 'cannot be read'}"
             elif _cache_file(cache_dir, t).exists():
                 report.n_cached += 1
             elif (known := _cached_error(cache_dir, t)) is not None:
