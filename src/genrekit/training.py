@@ -399,7 +399,7 @@ def train(
         Called after each epoch, once its files are written.
     low_memory : bool, default=False
         Return each step's freed activations to the system instead of keeping them for the next step:
-        the same weights, about 0.6x the peak memory (cnn2 at batch 64: 1.9 instead of 3.2 GB) for
+        the same weights, about 0.6x the peak memory (cnn2 at batch 64: 1.8 instead of 3.0 GB) for
         slower steps (see :func:`_keep_freed_memory`).
 
     Returns

@@ -87,7 +87,7 @@ def train(
     name: Annotated[Optional[str], typer.Option(help="Run folder name (default: UTC timestamp).")] = None,
     runs_dir: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("runs"),
     resume: Annotated[Optional[Path], typer.Option(help="Continue this interrupted run folder (same seed, same result).")] = None,
-    low_memory: Annotated[bool, typer.Option("--low-memory", metavar="", help="Give memory back to the system after every step: about 0.6x the peak (cnn2, batch 64: 1.9 instead of 3.2 GB) for ~1.25x slower steps, the same weights. For laptops.")] = False,
+    low_memory: Annotated[bool, typer.Option("--low-memory", metavar="", help="Give memory back to the system after every step: about 0.6x the peak (cnn2, batch 64: 1.8 instead of 3.0 GB) for ~1.25x slower steps, the same weights. For laptops.")] = False,
     progress: Annotated[bool, typer.Option("--progress", metavar="", help="Show the progress bar even when stderr is not a terminal.")] = False,
 ) -> None:
     """Train a model on STORE and write a run folder (config.json, metrics.csv, history.png, model.pt, log.txt).
