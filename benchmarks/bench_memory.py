@@ -30,6 +30,7 @@ the 10 segments of a 30 s clip; with 10 segments a call (also ~2x faster per seg
 from __future__ import annotations
 
 import argparse
+import csv
 import shutil
 import sys
 import tempfile
@@ -118,7 +119,11 @@ def measure_train(genrekit: list[str], work: Path, args: argparse.Namespace) -> 
         run = [*genrekit, "train", str(store), "--model", "cnn2", "--epochs", "2", "--batch-size", str(args.train_batch),
                "--runs-dir", str(work / "runs"), *([flag] if flag else [])]
         peaks[flag] = peak_rss(run, timeout=args.timeout)
-        print(f"train cnn2 {flag or '(default)'}: peak RSS {peaks[flag][0]:.0f} MB (process tree), {peaks[flag][1]:.0f} MB (main), exit {peaks[flag][2]}")
+        newest = max((work / "runs").iterdir(), key=lambda p: p.stat().st_mtime)
+        with open(newest / "metrics.csv") as f:
+            epoch_seconds = [float(row["seconds"]) for row in csv.DictReader(f)]
+        print(f"train cnn2 {flag or '(default)'}: peak RSS {peaks[flag][0]:.0f} MB (process tree), {peaks[flag][1]:.0f} MB (main), "
+              f"epochs {', '.join(f'{t:.0f}' for t in epoch_seconds)} s, exit {peaks[flag][2]}")
     a, b = peaks[""], peaks["--low-memory"]
     print(f"train: --low-memory {b[1] / a[1]:.2f}x the peak")
     return (f"genrekit train cnn2, batch {args.train_batch}, 2 epochs", f"{args.train_clips} clips", "same, --low-memory", f"{a[0]:.0f} ({a[1]:.0f})", f"{b[0]:.0f} ({b[1]:.0f})", f"**{b[1] / a[1]:.2f}x**")
