@@ -126,7 +126,7 @@ def test_uploads_in_progress_have_their_own_cap(live) -> None:
         try:
             time.sleep(0.3)
             third = _slow_upload(port)
-            closed, answer = _closed_within(third, 5)
+            closed, answer = _closed_within(third, 2)  # the answer comes at once; the connection may stay open
             assert b" 503 " in answer.split(b"\r\n", 1)[0] and b"other uploads" in answer
             assert b"retry-after: " in answer.lower()
             third.close()
