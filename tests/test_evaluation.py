@@ -117,3 +117,31 @@ def test_evaluate_refuses_empty_partitions_and_foreign_stores(trained_run: tuple
     prepare_store(make_dataset(per_label=1, seconds=3.0, root=tmp_path / "d2"), other, jobs=1)
     with pytest.raises(StoreError, match="another config"):
         evaluate_run(run, store=other)
+
+
+def test_genres_without_tracks_are_na_not_zero(tmp_path) -> None:
+    """A genre absent from the partition has no recall or F1 to report: None ("n/a"), not a misleading 0.000."""
+    names = ["blues", "rock", "jazz"]
+    probs = np.array([[0.9, 0.1, 0.0], [0.2, 0.8, 0.0]], dtype=np.float32)
+    ev = evaluate_predictions(probs, np.array([0, 1]), np.array(["a", "b"]), names, n_bootstrap=10)
+    assert ev.per_genre["jazz"] == {"precision": None, "recall": None, "f1": None, "support": 0}
+    assert ev.per_genre["rock"]["f1"] == 1.0
+
+
+def test_history_and_confusion_figures_label_what_they_show(tmp_path, monkeypatch) -> None:
+    import matplotlib.figure
+
+    from genrekit.plots import plot_confusion, plot_history
+
+    seen: list[matplotlib.figure.Figure] = []
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda fig, *a, **k: seen.append(fig))
+    plot_confusion(np.array([[2, 1], [0, 3]]), ["blues", "rock"], tmp_path / "c.png", unit="tracks")
+    assert seen[0].axes[0].get_title() == "tracks (counts)"
+    rows = [{"epoch": e, "train_loss": 1.0, "val_loss": 1.1, "train_accuracy": 0.9, "val_accuracy": 0.5, "val_track_accuracy": 0.6}
+            for e in (1, 2)]
+    plot_history(rows, tmp_path / "h.png")
+    fig = seen[1]
+    fig.canvas.draw()
+    for ax in fig.axes:  # every legend lies outside its axes: it cannot cover a curve
+        legend, frame = ax.get_legend().get_window_extent(), ax.get_window_extent()
+        assert legend.x0 >= frame.x1

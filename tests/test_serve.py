@@ -59,10 +59,10 @@ class GatedModel(GenreClassifier):
         self.started = threading.Semaphore(0)
         self.release = threading.Event()
 
-    def predict(self, path: str | Path) -> Prediction:
+    def predict(self, path: str | Path, **options: Any) -> Prediction:
         self.started.release()
         assert self.release.wait(30), "test never released the gated model"
-        return super().predict(path)
+        return super().predict(path, **options)
 
 
 @pytest.fixture

@@ -260,11 +260,14 @@ class _DyingPool:
     def __exit__(self, *exc: object) -> None:
         return None
 
-    def submit(self, fn: Callable[..., object], *args: object) -> Future[object]:
+    def shutdown(self, **options: object) -> None:
+        return None
+
+    def submit(self, fn: Callable[..., object], *args: object, **kwargs: object) -> Future[object]:
         future: Future[object] = Future()
         self.calls += 1
         if self.calls == 1:
-            future.set_result(fn(*args))
+            future.set_result(fn(*args, **kwargs))
         else:
             future.set_exception(BrokenProcessPool("A process in the process pool was terminated abruptly"))
         return future

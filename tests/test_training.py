@@ -184,7 +184,7 @@ def test_cli_train_evaluate_compare(tiny_store: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0 and "random" in result.output
     # Errors are one line, never a traceback.
     result = runner.invoke(app, ["train", str(tiny_store), "--split", "kfold", "--runs-dir", str(runs)])
-    assert result.exit_code == 2 and "Traceback" not in result.output and "n_folds" in result.output
+    assert result.exit_code == 2 and "Traceback" not in result.output and "--n-folds" in result.output
     result = runner.invoke(app, ["train", "--resume", str(tmp_path)])
     assert result.exit_code == 2 and "resumable" in result.output
     assert "genrekit train" in runner.invoke(app, ["train", "--help"], env={"COLUMNS": "200"}).output

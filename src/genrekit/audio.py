@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import errno
 import math
+import os
+import re
+import stat
 import struct
+import sys
+import tempfile
+import threading
 import warnings
+from contextlib import contextmanager, nullcontext
 from fractions import Fraction
 from collections.abc import Iterator
+from typing import IO, ContextManager
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +23,14 @@ import soundfile as sf
 import soxr
 
 from .config import AudioConfig
-from .exceptions import AudioDecodeError, AudioWarning
+from .exceptions import AudioDecodeError, AudioTooLongError, AudioWarning
 
 __all__ = [
     "AUDIO_EXTENSIONS",
+    "MIN_SAMPLE_RATE",
+    "MAX_SAMPLE_RATE",
     "is_audio_file",
+    "path_problem",
     "load_audio",
     "min_cover_samples",
     "segment_audio",
@@ -30,7 +42,58 @@ __all__ = [
 
 AUDIO_EXTENSIONS = frozenset({".wav", ".au", ".flac", ".ogg", ".mp3"})
 _BLOCK_FRAMES = 1 << 16  # frames stream_audio decodes at a time: 0.5 MB of stereo float32; 1.5 s at 44.1 kHz, 8 s at 8 kHz
+_BLOCK_OUTPUT = 1 << 18  # most resampled samples one block may give (1 MB of float32), whatever the rate ratio
+# Sample rates real recordings use lie between telephone-grade 8 kHz and 768 kHz studio masters; a header
+# outside this range is a lie, and decoding it would resample each block to up to ~1e9 samples (a 1.3 MB
+# WAV whose header says 1 Hz made a predict grow past 16 GB).
+MIN_SAMPLE_RATE = 1_000
+MAX_SAMPLE_RATE = 768_000
 _READ_ERRORS = (sf.LibsndfileError, RuntimeError, TypeError, ValueError)
+
+
+# libmpg123 (inside libsndfile) prints "Note: Illegal Audio-MPEG-Header ..." / "Note: Trying to resync..."
+# straight to file descriptor 2 for damaged MP3 data; nothing in its Python binding turns that off.
+_MPG123_LINE = re.compile(rb"^(Note|Warning): |^\[src/libmpg123/")
+_stderr_lock = threading.Lock()
+_stderr_users = 0
+_stderr_saved = -1
+_stderr_capture: IO[bytes] | None = None
+
+
+@contextmanager
+def _mpg123_quiet() -> Iterator[None]:
+    """Capture file descriptor 2 while libmpg123 runs, then write back every line that is not its chatter.
+
+    Reference-counted, so decoding threads (the service's workers) can overlap: the first one in
+    redirects, the last one out restores and replays what others wrote meanwhile.
+    """
+    global _stderr_users, _stderr_saved, _stderr_capture
+    with _stderr_lock:
+        if _stderr_users == 0:
+            sys.stderr.flush()
+            _stderr_capture = tempfile.TemporaryFile()
+            _stderr_saved = os.dup(2)
+            os.dup2(_stderr_capture.fileno(), 2)
+        _stderr_users += 1
+    try:
+        yield
+    finally:
+        with _stderr_lock:
+            _stderr_users -= 1
+            if _stderr_users == 0 and _stderr_capture is not None:
+                sys.stderr.flush()
+                os.dup2(_stderr_saved, 2)
+                os.close(_stderr_saved)
+                _stderr_capture.seek(0)
+                kept = [line for line in _stderr_capture.read().splitlines(keepends=True) if not _MPG123_LINE.match(line)]
+                _stderr_capture.close()
+                _stderr_capture = None
+                if kept:
+                    os.write(2, b"".join(kept))
+
+
+def _quiet_if_mp3(path: Path) -> ContextManager[None]:
+    return _mpg123_quiet() if path.suffix.lower() == ".mp3" else nullcontext()
 
 
 def is_audio_file(path: Path) -> bool:
@@ -70,11 +133,49 @@ def _decode_reason(error: Exception) -> str:
     return detail.rstrip(".")
 
 
+def path_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be read as a file, in words ("permission denied", "symbolic link loop", ...), or None."""
+    try:
+        info = path.stat()
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "symbolic link loop"
+        if path.is_symlink():
+            return f"broken symbolic link (to {os.readlink(path)})"
+        if e.errno == errno.EACCES:
+            return "permission denied"
+        return "no such file"
+    if stat.S_ISDIR(info.st_mode):
+        return "a folder, not an audio file"
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file"
+    if not os.access(path, os.R_OK):
+        return "permission denied"
+    return None
+
+
 def _check_file(path: Path) -> None:
-    if not path.is_file():
-        raise AudioDecodeError(f"{path}: no such file")
+    problem = path_problem(path)
+    if problem is not None:
+        raise AudioDecodeError(f"{path}: {problem}")
     if path.stat().st_size == 0:
         raise AudioDecodeError(f"{path}: empty file (0 bytes)")
+
+
+def _check_rate(path: Path, native_rate: int) -> None:
+    if not MIN_SAMPLE_RATE <= native_rate <= MAX_SAMPLE_RATE:
+        raise AudioDecodeError(
+            f"{path}: implausible sample rate {native_rate} Hz in the header "
+            f"(real audio uses {MIN_SAMPLE_RATE:,} to {MAX_SAMPLE_RATE:,} Hz); the file is corrupt or crafted"
+        )
+
+
+def _check_length(path: Path, n_frames: int, native_rate: int, max_duration: float | None) -> None:
+    """Refuse audio longer than ``max_duration`` seconds: from the header before decoding, and again as frames arrive."""
+    if max_duration is not None and n_frames > max_duration * native_rate:
+        raise AudioTooLongError(
+            f"{path}: too long ({n_frames / native_rate:.1f} s); the limit is {max_duration:g} s (--max-duration)"
+        )
 
 
 def _read_frames(f: sf.SoundFile, frames: int) -> np.ndarray:
@@ -113,16 +214,23 @@ class _ForwardSoundFile(sf.SoundFile):
         return False
 
 
-def load_audio(path: str | Path, *, sample_rate: int) -> np.ndarray:
+def load_audio(path: str | Path, *, sample_rate: int, max_duration: float | None = None) -> np.ndarray:
     """Decode ``path`` to a mono float32 signal at ``sample_rate``.
 
     Channels are averaged; other rates are resampled with soxr (high quality, as librosa does).
     :func:`stream_audio` gives the same samples block by block, in memory independent of the length.
 
+    Parameters
+    ----------
+    max_duration : float > 0, optional
+        Refuse files longer than this many seconds (checked from the header before decoding).
+
     Raises
     ------
     AudioDecodeError
-        The file is missing, empty, not audio, or holds non-finite samples.
+        The file is missing, unreadable, empty, not audio, has an implausible sample rate (outside
+        ``MIN_SAMPLE_RATE`` to ``MAX_SAMPLE_RATE``), or holds non-finite samples;
+        :class:`~genrekit.exceptions.AudioTooLongError` when it is longer than ``max_duration``.
 
     Warns
     -----
@@ -132,15 +240,20 @@ def load_audio(path: str | Path, *, sample_rate: int) -> np.ndarray:
     path = Path(path)
     _check_file(path)
     try:
-        with sf.SoundFile(path) as f:
+        with _quiet_if_mp3(path), sf.SoundFile(path) as f:
             declared = f.frames
             native_rate = f.samplerate
             integer = f.subtype == "PCM_16"
+            _check_rate(path, native_rate)
+            _check_length(path, declared, native_rate, max_duration)
             data = _read_frames(f, -1)
+    except AudioDecodeError:
+        raise
     except _READ_ERRORS as e:
         raise AudioDecodeError(f"{path}: not decodable audio ({_decode_reason(e)})") from e
     if data.size == 0:
         raise AudioDecodeError(f"{path}: contains no audio samples")
+    _check_length(path, len(data), native_rate, max_duration)
     if not integer and not np.isfinite(data).all():
         raise AudioDecodeError(f"{path}: contains NaN or infinite samples")
     _warn_if_truncated(path, len(data), declared, native_rate, stacklevel=2)
@@ -150,18 +263,22 @@ def load_audio(path: str | Path, *, sample_rate: int) -> np.ndarray:
     return np.ascontiguousarray(mono, dtype=np.float32)
 
 
-def stream_audio(path: str | Path, *, sample_rate: int, block_frames: int = _BLOCK_FRAMES) -> Iterator[np.ndarray]:
+def stream_audio(
+    path: str | Path, *, sample_rate: int, block_frames: int = _BLOCK_FRAMES, max_duration: float | None = None
+) -> Iterator[np.ndarray]:
     """Decode ``path`` block by block: the mono float32 signal of :func:`load_audio`, in consecutive pieces.
 
     Each block of ``block_frames`` frames is averaged over channels and fed to a streaming soxr resampler,
     whose output is bit-identical to one-shot ``soxr.resample``; so concatenating the blocks gives exactly
     :func:`load_audio`'s array, while memory stays that of one block however long the file is.
-    Blocks can be empty (the resampler's delay); the last one flushes the resampler.
+    Blocks can be empty (the resampler's delay); the last one flushes the resampler. Fewer frames are read
+    per block when upsampling, so that no block gives more than ``_BLOCK_OUTPUT`` samples.
 
     Raises
     ------
     AudioDecodeError
-        As :func:`load_audio`; problems found mid-file (bad data, non-finite samples) raise when reached.
+        As :func:`load_audio`; problems found mid-file (bad data, non-finite samples, more audio than
+        ``max_duration`` where the header understated it) raise when reached.
 
     Warns
     -----
@@ -171,16 +288,21 @@ def stream_audio(path: str | Path, *, sample_rate: int, block_frames: int = _BLO
     path = Path(path)
     _check_file(path)
     try:
-        f = _ForwardSoundFile(path)
+        with _quiet_if_mp3(path):
+            f = _ForwardSoundFile(path)
     except _READ_ERRORS as e:
         raise AudioDecodeError(f"{path}: not decodable audio ({_decode_reason(e)})") from e
     with f:
         declared, native_rate, integer = f.frames, f.samplerate, f.subtype == "PCM_16"
+        _check_rate(path, native_rate)
+        _check_length(path, declared, native_rate, max_duration)
+        block_frames = max(1, min(block_frames, _BLOCK_OUTPUT * native_rate // sample_rate))
         resampler = None if native_rate == sample_rate else soxr.ResampleStream(native_rate, sample_rate, 1, dtype="float32", quality="HQ")
         n_frames = 0
         while True:
             try:
-                data = _read_frames(f, block_frames)
+                with _quiet_if_mp3(path):
+                    data = _read_frames(f, block_frames)
             except _READ_ERRORS as e:
                 raise AudioDecodeError(f"{path}: not decodable audio ({_decode_reason(e)})") from e
             if len(data) == 0:
@@ -188,6 +310,7 @@ def stream_audio(path: str | Path, *, sample_rate: int, block_frames: int = _BLO
             if not integer and not np.isfinite(data).all():
                 raise AudioDecodeError(f"{path}: contains NaN or infinite samples")
             n_frames += len(data)
+            _check_length(path, n_frames, native_rate, max_duration)
             mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
             if resampler is not None:
                 mono = resampler.resample_chunk(np.ascontiguousarray(mono))
@@ -241,7 +364,7 @@ def segment_audio(y: np.ndarray, config: AudioConfig) -> tuple[np.ndarray, np.nd
     return windows.astype(np.float32, order="C"), starts / config.sample_rate  # astype always copies
 
 
-def load_segments(path: str | Path, config: AudioConfig) -> tuple[np.ndarray, np.ndarray]:
+def load_segments(path: str | Path, config: AudioConfig, *, max_duration: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Decode ``path`` and segment it; see :func:`load_audio` and :func:`segment_audio`.
 
     Raises
@@ -249,7 +372,7 @@ def load_segments(path: str | Path, config: AudioConfig) -> tuple[np.ndarray, np
     AudioDecodeError
         Also when the audio is shorter than ``config.min_duration``.
     """
-    y = load_audio(path, sample_rate=config.sample_rate)
+    y = load_audio(path, sample_rate=config.sample_rate, max_duration=max_duration)
     duration = len(y) / config.sample_rate
     if duration < config.min_duration:
         raise AudioDecodeError(

@@ -11,7 +11,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
-from .exceptions import ParameterError
+from .exceptions import ParameterError, words
 
 __all__ = [
     "SAMPLE_RATE",
@@ -43,7 +43,7 @@ def check_known_keys(cls: type, data: dict[str, Any], what: str) -> None:
     known = {f.name for f in fields(cls)}
     unknown = set(data) - known
     if unknown:
-        raise ParameterError(f"Unknown {what} keys {sorted(unknown)}; known keys are {sorted(known)}.")
+        raise ParameterError(f"Unknown {what} keys {', '.join(sorted(unknown))}; known keys are {', '.join(sorted(known))}.")
 
 
 def _check_positive(name: str, value: float) -> None:
@@ -136,9 +136,9 @@ class FeatureConfig:
 
     def __post_init__(self) -> None:
         if self.kind not in _FEATURE_KINDS:
-            raise ParameterError(f"The 'kind' parameter must be one of {_FEATURE_KINDS}. Got {self.kind!r} instead.")
+            raise ParameterError(f"The 'kind' parameter must be one of {words(_FEATURE_KINDS)}. Got {self.kind!r} instead.")
         if self.scaling not in _SCALINGS:
-            raise ParameterError(f"The 'scaling' parameter must be one of {_SCALINGS}. Got {self.scaling!r} instead.")
+            raise ParameterError(f"The 'scaling' parameter must be one of {words(_SCALINGS)}. Got {self.scaling!r} instead.")
         for name in ("n_fft", "hop_length", "n_mels", "top_db"):
             _check_positive(name, getattr(self, name))
         nyquist = self.audio.sample_rate / 2

@@ -64,10 +64,12 @@ def _track_id(label: str, rel: Path) -> str:
 
 
 def _from_folder(root: Path) -> list[Track]:
+    """Tracks of ``root/<label>/``; entries named like audio that cannot be read (broken links, link loops,
+    unreadable files) are listed too, so that preparing them reports them by name instead of skipping them."""
     tracks = []
     for label_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         for path in sorted(label_dir.rglob("*")):
-            if path.is_file() and is_audio_file(path) and not any(part.startswith(".") for part in path.relative_to(label_dir).parts):
+            if not path.is_dir() and is_audio_file(path) and not any(part.startswith(".") for part in path.relative_to(label_dir).parts):
                 tracks.append(Track(_track_id(label_dir.name, path.relative_to(label_dir)), label_dir.name, path))
     return tracks
 
@@ -79,7 +81,7 @@ def _from_manifest(manifest: Path) -> list[Track]:
         label = "label" if "label" in columns or "genre" not in columns else "genre"  # GTZAN manifests say genre
         missing = {"path", label} - columns
         if missing:
-            raise DatasetError(f"{manifest}: manifest needs columns path,label[,track_id,group]; missing {sorted(missing)}")
+            raise DatasetError(f"{manifest}: manifest needs columns path,label[,track_id,group]; missing {', '.join(sorted(missing))}")
         tracks = []
         for row in reader:
             path = Path(row["path"])

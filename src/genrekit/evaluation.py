@@ -170,7 +170,9 @@ class Evaluation:
     track_accuracy_ci95 : (float, float)
         Bootstrap (over tracks) 95 % interval of ``track_accuracy``.
     per_genre : dict of str to dict
-        ``precision``, ``recall``, ``f1``, ``support`` (tracks) per genre, at track level.
+        ``precision``, ``recall``, ``f1``, ``support`` (tracks) per genre, at track level. A score with
+        nothing to measure is None, not 0: recall and F1 of a genre with no tracks in the partition,
+        precision of a genre never predicted.
     confusion : ndarray of int, shape (n_classes, n_classes)
         Tracks, rows true, columns predicted (soft vote); sums to ``n_tracks``.
     n_tracks, n_segments : int
@@ -183,7 +185,7 @@ class Evaluation:
     track_accuracy_ci95: tuple[float, float]
     track_accuracy_majority: float
     macro_f1: float
-    per_genre: dict[str, dict[str, float]]
+    per_genre: dict[str, dict[str, float | None]]
     confusion: np.ndarray
     n_tracks: int
     n_segments: int
@@ -252,10 +254,7 @@ def evaluate_predictions(
         track_accuracy_ci95=_bootstrap_ci(correct, n_bootstrap=n_bootstrap, seed=seed),
         track_accuracy_majority=float((tracks.majority == tracks.y_true).mean()),
         macro_f1=float(f1_score(tracks.y_true, pred, labels=present, average="macro", zero_division=0)),
-        per_genre={
-            name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]), "support": int(support[i])}
-            for i, name in enumerate(label_names)
-        },
+        per_genre={name: _genre_scores(i, precision, recall, f1, support, pred) for i, name in enumerate(label_names)},
         confusion=confusion_matrix(tracks.y_true, pred, labels=all_labels),
         n_tracks=len(tracks.track_ids),
         n_segments=len(y_true),
@@ -338,7 +337,7 @@ def evaluate_run(
     label_index = {name: i for i, name in enumerate(checkpoint.labels)}
     unknown = sorted(set(st.labels[indices].tolist()) - set(label_index))
     if unknown:
-        raise ParameterError(f"The store has labels the model does not know: {unknown}; the model knows {checkpoint.labels}.")
+        raise ParameterError(f"The store has labels the model does not know: {', '.join(unknown)}; the model knows {', '.join(checkpoint.labels)}.")
     model = checkpoint.build()
     logits = predict_logits(model, st.features, indices, mean=checkpoint.mean, std=checkpoint.std, on_progress=on_progress)
     y = np.array([label_index[label] for label in st.labels[indices]])
@@ -366,6 +365,19 @@ def evaluate_run(
     out = Path(out_dir) if out_dir is not None else run / f"eval-{partition}"
     write_evaluation(evaluation, summary, out, paths=paths)
     return EvaluationReport(evaluation, summary, out)
+
+
+def _genre_scores(
+    i: int, precision: np.ndarray, recall: np.ndarray, f1: np.ndarray, support: np.ndarray, pred: np.ndarray
+) -> dict[str, float | None]:
+    """One genre's track-level scores; sklearn's zero_division=0 placeholders become None (reported as "n/a")."""
+    has_tracks, predicted = int(support[i]) > 0, bool((pred == i).any())
+    return {
+        "precision": float(precision[i]) if predicted else None,
+        "recall": float(recall[i]) if has_tracks else None,
+        "f1": float(f1[i]) if has_tracks else None,
+        "support": int(support[i]),
+    }
 
 
 def write_evaluation(evaluation: Evaluation, summary: dict[str, Any], out_dir: str | Path, *, paths: dict[str, str]) -> None:
@@ -405,7 +417,7 @@ def write_evaluation(evaluation: Evaluation, summary: dict[str, Any], out_dir: s
     title = f"{summary.get('model', '')} · {split.get('protocol', '')} / {split.get('partition', '')}"
     if split.get("leaky"):
         title += " · LEAKY"
-    plot_confusion(counts, names, out / "confusion_matrix.png", title=title)
+    plot_confusion(counts, names, out / "confusion_matrix.png", title=title, unit="tracks")
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
 
 

@@ -10,13 +10,23 @@ __all__ = [
     "GenrekitError",
     "ParameterError",
     "AudioDecodeError",
+    "AudioTooLongError",
     "DatasetError",
     "StoreError",
     "ModelNotFoundError",
     "GenrekitWarning",
     "AudioWarning",
     "DatasetWarning",
+    "words",
 ]
+
+
+def words(values: object) -> str:
+    """``a, b or c``: allowed values as a sentence, not a Python repr like ``['a', 'b', 'c']``."""
+    items = [str(v) for v in values]  # type: ignore[attr-defined]
+    if not items:
+        return "none"
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} or {items[-1]}"
 
 
 class GenrekitError(Exception):
@@ -29,6 +39,10 @@ class ParameterError(GenrekitError, ValueError):
 
 class AudioDecodeError(GenrekitError, ValueError):
     """A file could not be decoded into usable audio; the message names the file and the reason."""
+
+
+class AudioTooLongError(AudioDecodeError):
+    """Audio longer than the caller's duration limit: a refusal that depends on the limit, not a fault of the file."""
 
 
 class DatasetError(GenrekitError, ValueError):

@@ -26,7 +26,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .audio import Segmenter, is_audio_file, segment_audio, stream_audio
+from ._workers import stop_pool, watch_parent
+from .audio import AUDIO_EXTENSIONS, Segmenter, is_audio_file, path_problem, segment_audio, stream_audio
 from .checkpoint import Checkpoint, load_checkpoint
 from .config import FeatureConfig
 from .exceptions import AudioDecodeError, GenrekitError, ModelNotFoundError, ParameterError
@@ -195,9 +196,10 @@ class _FileFeatures:
     segments are below :data:`SILENCE_RMS`) are complete once iteration ends.
     """
 
-    def __init__(self, path: str, config: FeatureConfig) -> None:
+    def __init__(self, path: str, config: FeatureConfig, max_duration: float | None = None) -> None:
         self.path = path
         self.config = config
+        self.max_duration = max_duration
         self.duration_s = 0.0
         self._silent: list[np.ndarray] = []
 
@@ -218,7 +220,7 @@ class _FileFeatures:
         segmenter = Segmenter(self.config.audio)
 
         def windows() -> Iterator[np.ndarray]:
-            for block in stream_audio(self.path, sample_rate=self.config.audio.sample_rate):
+            for block in stream_audio(self.path, sample_rate=self.config.audio.sample_rate, max_duration=self.max_duration):
                 yield from segmenter.push(block)
             self.duration_s = _check_duration(segmenter.n_samples, self.config)
             yield from segmenter.finish()
@@ -237,11 +239,11 @@ class _FileFeatures:
             yield extract_features(batch[:n], self.config)
 
 
-def _featurize_file(path: str, config: FeatureConfig) -> _Featurized:
+def _featurize_file(path: str, config: FeatureConfig, max_duration: float | None = None) -> _Featurized:
     """Decode and featurize one file (a worker's job); a pure function of (file, config) that never raises for bad audio."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        stream = _FileFeatures(path, config)
+        stream = _FileFeatures(path, config, max_duration)
         try:
             features = list(stream)
         except AudioDecodeError as e:
@@ -249,8 +251,9 @@ def _featurize_file(path: str, config: FeatureConfig) -> _Featurized:
     return _Featurized(path, np.concatenate(features), stream.duration_s, warnings=tuple(str(w.message) for w in caught), silent=stream.silent)
 
 
-def _init_worker() -> None:
+def _init_worker(parent: int) -> None:
     torch.set_num_threads(1)
+    watch_parent(parent)
 
 
 class _FoldedConvNet:
@@ -416,12 +419,12 @@ class GenreClassifier:
             path, genre, dict(zip(labels, map(float, mean))), segments, duration, notes, uncertain=bool(mean.max() < self.uncertain_below)
         )
 
-    def _predict_file(self, path: str) -> Prediction | PredictionError:
+    def _predict_file(self, path: str, max_duration: float | None = None) -> Prediction | PredictionError:
         """Stream ``path`` through decoding, features and the model a batch at a time, keeping only probabilities.
 
         Warnings raised while decoding become the Prediction's notes; the model's own are re-issued as usual.
         """
-        stream = _FileFeatures(path, self.feature_config)
+        stream = _FileFeatures(path, self.feature_config, max_duration)
         probs: list[np.ndarray] = []
         model_warnings: list[warnings.WarningMessage] = []
         with warnings.catch_warnings(record=True) as caught:
@@ -438,15 +441,15 @@ class GenreClassifier:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         return self._prediction(path, np.concatenate(probs), stream.duration_s, tuple(str(w.message) for w in caught), stream.silent)
 
-    def predict(self, path: str | Path) -> Prediction:
+    def predict(self, path: str | Path, *, max_duration: float | None = None) -> Prediction:
         """Classify one audio file over its whole length, streamed: memory does not grow with the file's length.
 
         Raises
         ------
         AudioDecodeError
-            The file cannot be decoded (the message names it and says why).
+            The file cannot be decoded, or is longer than ``max_duration`` seconds (the message names it and says why).
         """
-        result = self._predict_file(str(path))
+        result = self._predict_file(str(path), max_duration)
         if isinstance(result, PredictionError):
             raise AudioDecodeError(result.error)
         return result
@@ -466,9 +469,12 @@ class GenreClassifier:
         features, duration, silent = _featurize_signal(y, self.feature_config)
         return self._prediction(None, self.predict_proba_features(features), duration, silent=silent)
 
-    def predict_many(self, paths: Iterable[str | Path], *, jobs: int | None = None) -> Iterator[Prediction | PredictionError]:
+    def predict_many(
+        self, paths: Iterable[str | Path], *, jobs: int | None = None, max_duration: float | None = None
+    ) -> Iterator[Prediction | PredictionError]:
         """Classify many files, in input order: decoding runs in ``jobs`` worker processes while
-        this process runs the model. Unreadable files yield a :class:`PredictionError`.
+        this process runs the model. Unreadable files, and files longer than ``max_duration`` seconds,
+        yield a :class:`PredictionError`.
 
         With one job (or one file) each file streams as in :meth:`predict`; workers stream decoding and
         features, and send back a file's features (~66 kB a segment for log-mels), not its signal."""
@@ -477,16 +483,22 @@ class GenreClassifier:
         paths = [str(p) for p in paths]
         if jobs <= 1 or len(paths) <= 1:
             for p in paths:
-                yield self._predict_file(p)
+                yield self._predict_file(p, max_duration)
             return
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("forkserver"), initializer=_init_worker) as pool:
-            pending: deque[Future[_Featurized]] = deque()
-            for p in paths:
-                pending.append(pool.submit(_featurize_file, p, config))
-                if len(pending) >= 4 * jobs:
+        with ProcessPoolExecutor(
+            max_workers=jobs, mp_context=get_context("forkserver"), initializer=_init_worker, initargs=(os.getpid(),)
+        ) as pool:
+            try:
+                pending: deque[Future[_Featurized]] = deque()
+                for p in paths:
+                    pending.append(pool.submit(_featurize_file, p, config, max_duration))
+                    if len(pending) >= 4 * jobs:
+                        yield self._from_featurized(pending.popleft().result())
+                while pending:
                     yield self._from_featurized(pending.popleft().result())
-            while pending:
-                yield self._from_featurized(pending.popleft().result())
+            except BaseException:  # interrupted, or the caller stopped early (GeneratorExit): do not finish the queue
+                stop_pool(pool)
+                raise
 
     def _from_featurized(self, item: _Featurized) -> Prediction | PredictionError:
         if item.error is not None or item.features is None:
@@ -526,27 +538,73 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL) -> GenreClassifier:
     if key in _SHIPPED:
         with resources.as_file(resources.files("genrekit") / "weights" / _SHIPPED[key]) as path:
             if not path.is_file():
-                raise ModelNotFoundError(f"Model {key!r} is not shipped in this installation; available models = {available_models()}")
+                raise ModelNotFoundError(f"Model {key!r} is not shipped in this installation; available models: {', '.join(available_models()) or 'none'}")
             return GenreClassifier(load_checkpoint(path), name=key)
     path = Path(name_or_path)
     if path.is_dir():
         path = path / "model.pt"
     if not path.exists():
         raise ModelNotFoundError(
-            f"Model {key!r} not found: not a shipped model name, run folder or model file; available models = {available_models()}"
+            f"Model {key!r} not found: not a shipped model name, run folder or model file; available models: {', '.join(available_models()) or 'none'}"
         )
     return GenreClassifier(load_checkpoint(path), name=key)
 
 
 def find_audio_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[PredictionError]]:
-    """Expand files and folders (recursively) into audio files; paths that do not exist are returned as errors."""
+    """Expand files and folders (recursively, following links to folders) into audio files.
+
+    What cannot be used is returned as errors, each naming its path: paths that do not exist,
+    unreadable folders, broken links, link loops, entries named like audio that are not files (a
+    folder ``song.mp3/`` holding no audio), and folders that hold no audio at all. Hidden files and
+    folders are skipped.
+    """
     files: list[Path] = []
-    missing: list[PredictionError] = []
+    errors: list[PredictionError] = []
     for p in map(Path, paths):
-        if p.is_dir():
-            files.extend(sorted(f for f in p.rglob("*") if f.is_file() and is_audio_file(f) and not any(part.startswith(".") for part in f.relative_to(p).parts)))
-        elif p.is_file():
+        problem = path_problem(p)
+        if problem is None:
             files.append(p)
+        elif problem == "a folder, not an audio file":
+            found, problems = _walk_folder(p)
+            files.extend(found)
+            errors.extend(problems)
+            if not found:
+                errors.append(PredictionError(str(p), f"{p}: no audio files in this folder (extensions: {', '.join(sorted(e[1:] for e in AUDIO_EXTENSIONS))})"))
         else:
-            missing.append(PredictionError(str(p), f"{p}: no such file or folder"))
-    return files, missing
+            errors.append(PredictionError(str(p), f"{p}: {'no such file or folder' if problem == 'no such file' else problem}"))
+    return files, errors
+
+
+def _walk_folder(root: Path) -> tuple[list[Path], list[PredictionError]]:
+    """Audio files under ``root`` in sorted order, and the entries that could not be used."""
+    files: list[Path] = []
+    errors: list[PredictionError] = []
+    seen: set[tuple[int, int]] = set()
+
+    def unreadable(error: OSError) -> None:
+        path = error.filename or root
+        reason = "permission denied" if isinstance(error, PermissionError) else (error.strerror or type(error).__name__).lower()
+        errors.append(PredictionError(str(path), f"{path}: folder not readable ({reason})"))
+
+    for folder, dirs, names in os.walk(root, onerror=unreadable, followlinks=True):
+        here = Path(folder)
+        info = here.stat()
+        if (info.st_dev, info.st_ino) in seen:  # a link back to a folder already searched
+            errors.append(PredictionError(str(here), f"{here}: symbolic link loop (a link to a folder searched already)"))
+            dirs.clear()
+            continue
+        seen.add((info.st_dev, info.st_ino))
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(names):
+            path = here / name
+            if not is_audio_file(path):
+                continue
+            problem = path_problem(path)
+            if problem is None:
+                files.append(path)
+            else:
+                errors.append(PredictionError(str(path), f"{path}: {problem}"))
+        for name in dirs:
+            if is_audio_file(here / name) and not any(is_audio_file(Path(f)) for _, _, fs in os.walk(here / name) for f in fs):
+                errors.append(PredictionError(str(here / name), f"{here / name}: a folder named like an audio file, holding no audio"))
+    return sorted(files), errors

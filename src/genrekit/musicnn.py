@@ -209,7 +209,7 @@ def load_musicnn(name: str = "MSD_musicnn") -> MusiCNN:
         ``name`` is not a shipped musicnn model, or its weight file is missing from the installation.
     """
     if name not in _WEIGHT_FILES:
-        raise ModelNotFoundError(f"musicnn model {name!r} not found; available models = {list(MODELS)}")
+        raise ModelNotFoundError(f"musicnn model {name!r} not found; available models: {', '.join(MODELS)}")
     resource = resources.files("genrekit") / "weights" / _WEIGHT_FILES[name]
     if not resource.is_file():
         raise ModelNotFoundError(f"{resource}: the musicnn weights are missing; reinstall genrekit")

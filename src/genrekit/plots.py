@@ -39,21 +39,22 @@ def plot_history(rows: Sequence[dict[str, float]], path: str | Path, *, title: s
     from matplotlib.ticker import MaxNLocator
 
     epochs = [r["epoch"] for r in rows]
-    fig, (ax_acc, ax_loss) = plt.subplots(2, 1, figsize=(8, 8), sharex=True)
+    fig, (ax_acc, ax_loss) = plt.subplots(2, 1, figsize=(10.5, 8), sharex=True)
     ax_acc.plot(epochs, [r["train_accuracy"] for r in rows], "o-", label="train (segment)")
     ax_acc.plot(epochs, [r["val_accuracy"] for r in rows], "o-", label="validation (segment)")
     ax_acc.plot(epochs, [r["val_track_accuracy"] for r in rows], "s--", label="validation (track, soft vote)")
     ax_acc.set_ylabel("accuracy")
     ax_acc.set_ylim(0, 1.02)
     ax_acc.set_title(f"Accuracy{' — ' + title if title else ''}")
-    ax_acc.legend(loc="lower right")
+    # Legends sit outside the axes: inside, they covered the validation curves wherever those ran.
+    ax_acc.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax_acc.grid(alpha=0.3)
     ax_loss.plot(epochs, [r["train_loss"] for r in rows], "o-", label="train")
     ax_loss.plot(epochs, [r["val_loss"] for r in rows], "o-", label="validation")
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("cross-entropy loss")
     ax_loss.set_title("Loss")
-    ax_loss.legend(loc="upper right")
+    ax_loss.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax_loss.grid(alpha=0.3)
     ax_loss.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
@@ -61,8 +62,8 @@ def plot_history(rows: Sequence[dict[str, float]], path: str | Path, *, title: s
     plt.close(fig)
 
 
-def plot_confusion(counts: np.ndarray, labels: Sequence[str], path: str | Path, *, title: str = "") -> None:
-    """Confusion matrix as counts and row-normalized (recall per true genre), side by side.
+def plot_confusion(counts: np.ndarray, labels: Sequence[str], path: str | Path, *, title: str = "", unit: str = "tracks") -> None:
+    """Confusion matrix as counts of ``unit`` (tracks or segments) and row-normalized (recall per true genre), side by side.
 
     Parameters
     ----------
@@ -80,7 +81,8 @@ def plot_confusion(counts: np.ndarray, labels: Sequence[str], path: str | Path, 
     n = len(labels)
     size = max(6.0, 0.55 * n + 2)
     fig, axes = plt.subplots(1, 2, figsize=(2 * size + 1, size))
-    for ax, matrix, name, fmt in ((axes[0], counts, "counts", "d"), (axes[1], normalized, "row-normalized", ".2f")):
+    panels = ((axes[0], counts, f"{unit} (counts)", "d"), (axes[1], normalized, "row-normalized (recall per true genre)", ".2f"))
+    for ax, matrix, name, fmt in panels:
         image = ax.imshow(matrix, cmap="Blues", vmin=0, vmax=max(float(matrix.max()), 1e-9))
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
         ax.set_xticks(range(n), labels, rotation=45, ha="right")

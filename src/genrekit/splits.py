@@ -24,7 +24,7 @@ from typing import Any, Literal
 import numpy as np
 
 from .datasets import Track
-from .exceptions import ParameterError
+from .exceptions import ParameterError, words
 
 __all__ = [
     "STRATEGIES",
@@ -58,7 +58,7 @@ class SplitConfig:
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
-            raise ParameterError(f"The 'strategy' parameter must be one of {STRATEGIES}. Got {self.strategy!r} instead.")
+            raise ParameterError(f"The 'strategy' parameter must be one of {words(STRATEGIES)}. Got {self.strategy!r} instead.")
         if not (0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1 and self.val_fraction + self.test_fraction < 1):
             raise ParameterError(
                 "val_fraction and test_fraction must be in [0, 1) with a sum below 1. "

@@ -37,10 +37,11 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .audio import load_segments
+from ._workers import stop_pool, watch_parent
+from .audio import load_segments, path_problem
 from .config import FeatureConfig, config_hash
 from .datasets import Track, discover, hash_track, warn_duplicates
-from .exceptions import GenrekitError, ParameterError, StoreError
+from .exceptions import AudioTooLongError, GenrekitError, ParameterError, StoreError
 
 __all__ = ["FORMAT_VERSION", "FileResult", "PrepareReport", "FeatureStore", "process_file", "prepare_store", "open_store"]
 
@@ -60,10 +61,14 @@ class FileResult:
     starts: np.ndarray | None = None
     error: str | None = None
     warnings: tuple[str, ...] = ()
+    lasting: bool = True  # the error is a property of the file, cached so reruns skip it (not a limit or a lack of memory)
 
 
-def process_file(path: str | Path, config: FeatureConfig) -> FileResult:
-    """Decode, segment and featurize one file. Never raises for bad audio: the reason is returned."""
+def process_file(path: str | Path, config: FeatureConfig, *, max_duration: float | None = None) -> FileResult:
+    """Decode, segment and featurize one file. Never raises for bad audio: the reason is returned.
+
+    Files longer than ``max_duration`` seconds are refused before they are decoded.
+    """
     import torch  # loaded only where features are computed
 
     from .features import extract_features
@@ -71,10 +76,14 @@ def process_file(path: str | Path, config: FeatureConfig) -> FileResult:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            segments, starts = load_segments(path, config.audio)
+            segments, starts = load_segments(path, config.audio, max_duration=max_duration)
             features = torch.from_numpy(extract_features(segments, config)).half().numpy()  # 10x numpy's astype
+        except AudioTooLongError as e:
+            return FileResult(str(path), error=str(e), warnings=tuple(str(w.message) for w in caught), lasting=False)
         except GenrekitError as e:
             return FileResult(str(path), error=str(e), warnings=tuple(str(w.message) for w in caught))
+        except MemoryError:
+            return FileResult(str(path), error=f"{path}: out of memory while decoding; try again with fewer --jobs", lasting=False)
         except Exception as e:  # a decoder or feature failure on one file must not stop a batch
             return FileResult(str(path), error=f"{path}: {type(e).__name__}: {e}", warnings=tuple(str(w.message) for w in caught))
     return FileResult(str(path), features, starts, warnings=tuple(str(w.message) for w in caught))
@@ -95,10 +104,11 @@ class PrepareReport:
     seconds: float = 0.0
 
 
-def _init_worker() -> None:
+def _init_worker(parent: int) -> None:
     import torch
 
     torch.set_num_threads(1)
+    watch_parent(parent)
 
 
 class _Workers:
@@ -109,8 +119,11 @@ class _Workers:
     overlaps with the hashing of the files that follow. At most ``4 * jobs`` files are in flight.
     """
 
-    def __init__(self, config: FeatureConfig, jobs: int, on_result: Callable[[FileResult], None]) -> None:
+    def __init__(
+        self, config: FeatureConfig, jobs: int, on_result: Callable[[FileResult], None], max_duration: float | None = None
+    ) -> None:
         self.config = config
+        self.max_duration = max_duration
         self.jobs = jobs
         self.on_result = on_result
         self.pool: ProcessPoolExecutor | None = None
@@ -121,11 +134,13 @@ class _Workers:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        if exc[0] is not None and self.pool is not None:
+            stop_pool(self.pool)  # interrupted (Ctrl-C, SIGTERM) or failed: do not finish the queue first
         self._stack.__exit__(*exc)
 
     def submit(self, path: str) -> None:
         if self.jobs <= 1:
-            self.on_result(process_file(path, self.config))
+            self.on_result(process_file(path, self.config, max_duration=self.max_duration))
             return
         if self.pool is None:
             context = get_context("forkserver")
@@ -134,9 +149,9 @@ class _Workers:
             # pools on first use.
             context.set_forkserver_preload(["__main__", "genrekit.features"])  # __main__: the default preload
             self.pool = self._stack.enter_context(
-                ProcessPoolExecutor(max_workers=self.jobs, mp_context=context, initializer=_init_worker)
+                ProcessPoolExecutor(max_workers=self.jobs, mp_context=context, initializer=_init_worker, initargs=(os.getpid(),))
             )
-        self.pending.add(self.pool.submit(process_file, path, self.config))
+        self.pending.add(self.pool.submit(process_file, path, self.config, max_duration=self.max_duration))
         if len(self.pending) >= 4 * self.jobs:
             self._collect(FIRST_COMPLETED)
 
@@ -208,6 +223,7 @@ def prepare_store(
     config: FeatureConfig | None = None,
     *,
     jobs: int | None = None,
+    max_duration: float | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> PrepareReport:
     """Build or update the feature store ``out`` from a dataset.
@@ -226,6 +242,9 @@ def prepare_store(
         Defaults to the original pipeline's log-mel.
     jobs : int, optional
         Worker processes; defaults to all cores.
+    max_duration : float > 0, optional
+        Skip files longer than this many seconds (from the header, before decoding); not remembered in
+        the cache, so a rerun with a higher limit processes them.
     on_progress : callable(done, total, path), optional
         Called once before the first file (``path=""``) and after each file; the CLI draws a progress bar with it.
 
@@ -234,7 +253,7 @@ def prepare_store(
     StoreError
         ``out`` exists and holds something other than a store (nothing in it is touched).
     ParameterError
-        ``jobs`` is below 1.
+        ``jobs`` is below 1 or ``max_duration`` is not positive.
     DatasetError
         ``source`` cannot be read as a dataset.
     """
@@ -242,6 +261,8 @@ def prepare_store(
     config = config or FeatureConfig()
     if jobs is not None and jobs < 1:
         raise ParameterError(f"The 'jobs' parameter must be >= 1 (or None for all cores). Got {jobs!r} instead.")
+    if max_duration is not None and not max_duration > 0:
+        raise ParameterError(f"The 'max_duration' parameter must be > 0 seconds (or None for no limit). Got {max_duration!r} instead.")
     jobs = jobs or os.cpu_count() or 1
     out = Path(out)
     _check_store_folder(out)
@@ -277,7 +298,8 @@ def prepare_store(
         report.warnings.extend(result.warnings)
         target = _cache_file(cache_dir, track)
         if result.error is not None:
-            _atomic_write_text(target.with_suffix(_ERROR_SUFFIX), json.dumps({"path": result.path, "error": result.error}))
+            if result.lasting:
+                _atomic_write_text(target.with_suffix(_ERROR_SUFFIX), json.dumps({"path": result.path, "error": result.error}))
             errors.update((str(t.path), result.error.replace(result.path, str(t.path))) for t in same)
         else:
             tmp = target.with_name(target.stem + ".tmp.npy")
@@ -291,12 +313,12 @@ def prepare_store(
         on_progress(0, len(listed), "")
     # Files are hashed in a thread (hashlib and file reads release the GIL) while this thread sends the
     # ones not cached to the workers: hashing, worker start-up and feature computation overlap.
-    with ThreadPoolExecutor(max_workers=1) as hasher, _Workers(config, jobs if len(listed) > 1 else 1, on_result) as workers:
+    with ThreadPoolExecutor(max_workers=1) as hasher, _Workers(config, jobs if len(listed) > 1 else 1, on_result, max_duration) as workers:
         for t in _hashed(listed, hasher):
             tracks.append(t)
             path = str(t.path)
             if t.content_hash is None:
-                errors[path] = f"{t.path}: cannot be read"
+                errors[path] = f"{t.path}: {path_problem(t.path) or 'cannot be read'}"
             elif _cache_file(cache_dir, t).exists():
                 report.n_cached += 1
             elif (known := _cached_error(cache_dir, t)) is not None:

@@ -14,14 +14,18 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .config import FeatureConfig
+from .palette import genre_color, genre_colors
 
 if TYPE_CHECKING:
     from .inference import Prediction, PredictionError
 
-__all__ = ["plot_timeline", "plot_spectrogram", "write_html_summary", "safe_stem"]
+__all__ = ["percent", "plot_timeline", "plot_spectrogram", "write_html_summary", "safe_stem"]
 
-# 10 distinct colours, stable per genre position.
-_COLORS = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac")
+
+def percent(p: float) -> str:
+    """One way to print a probability everywhere (tables, plots, both pages): whole percent, ``<1%`` for traces."""
+    return "100%" if p >= 0.995 else "<1%" if p < 0.005 else f"{p:.0%}"
+
 
 
 def _pyplot():  # type: ignore[no-untyped-def]
@@ -49,12 +53,12 @@ def plot_timeline(prediction: Prediction, out: str | Path) -> Path:
     times = np.repeat([s.start_s for s in segs], 2)
     times[1::2] = [s.end_s for s in segs]
     fig, ax = plt.subplots(figsize=(10, 4), dpi=100)
-    ax.stackplot(times, np.repeat(probs, 2, axis=0).T, labels=labels, colors=_COLORS[: len(labels)], alpha=0.9)
+    ax.stackplot(times, np.repeat(probs, 2, axis=0).T, labels=labels, colors=list(genre_colors(labels).values()), alpha=0.9)
     ax.set_xlim(times[0], times[-1])
     ax.set_ylim(0, 1)
     ax.set_xlabel("time (s)")
     ax.set_ylabel("genre probability")
-    top = ", ".join(f"{g} {p:.0%}" for g, p in prediction.top(3)) or "silent: no genre"
+    top = ", ".join(f"{g} {percent(p)}" for g, p in prediction.top(3)) or "silent: no genre"
     ax.set_title(f"{Path(prediction.path or 'signal').name}: {top}")
     handles, names = ax.get_legend_handles_labels()
     ax.legend(handles[::-1], names[::-1], loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
@@ -65,8 +69,31 @@ def plot_timeline(prediction: Prediction, out: str | Path) -> Path:
     return out
 
 
-def plot_spectrogram(features: np.ndarray, config: FeatureConfig, out: str | Path, *, title: str = "", start_s: float = 0.0) -> Path:
-    """Image of a log-mel spectrogram (n_mels, frames) with time and mel-frequency axes labeled."""
+def model_input(y: np.ndarray, config: FeatureConfig, *, whole: bool) -> tuple[np.ndarray, str]:
+    """What a model with ``config`` looks at for signal ``y`` (at ``config.audio.sample_rate``): an image of
+    shape (n_mels, frames) and the colorbar label saying what its values are.
+
+    logmel models see dB (referenced to the loudest bin of each segment with ``"seed"`` scaling, or of the
+    whole track when ``whole``); musicnn sees ``log10(10000 * mel + 1)`` of 96 bands at 16 kHz.
+    """
+    if config.kind == "musicnn":
+        from .musicnn import log_mel
+
+        return log_mel(y)[0].T, "log10(10000 · mel + 1), musicnn's input"
+    from dataclasses import replace
+
+    from .features import logmel
+
+    seconds = max(len(y) / config.audio.sample_rate, 0.1)
+    one = replace(config, audio=replace(config.audio, segment_seconds=seconds, hop_seconds=seconds))
+    reference = "the track's loudest bin" if whole else "the segment's loudest bin"
+    return logmel(np.asarray(y)[None, :], one)[0], ("dB below " + reference if config.scaling == "seed" else "dB (fixed reference)")
+
+
+def plot_spectrogram(
+    features: np.ndarray, config: FeatureConfig, out: str | Path, *, title: str = "", start_s: float = 0.0, label: str = "dB"
+) -> Path:
+    """Image of a mel spectrogram (n_mels, frames) with time and mel-frequency axes labeled, and a colorbar saying ``label``."""
     import librosa.display
 
     plt = _pyplot()
@@ -87,7 +114,8 @@ def plot_spectrogram(features: np.ndarray, config: FeatureConfig, out: str | Pat
     ax.set_xlabel("time (s)")
     ax.set_ylabel("frequency (Hz, mel scale)")
     ax.set_title(title)
-    fig.colorbar(img, ax=ax, format="%+2.0f dB", label="dB" + (" re segment max" if config.scaling == "seed" else ""))
+    # A fixed 0.1-inch pad: the default is a fraction of the axes, over an inch on a wide whole-track image.
+    fig.colorbar(img, ax=ax, label=label, pad=0.1 / width, fraction=0.6 / width)
     fig.tight_layout()
     out = Path(out)
     fig.savefig(out)
@@ -112,9 +140,10 @@ def write_html_summary(
         if not hasattr(r, "genre"):
             rows.append(f"<tr><td>{name}</td><td colspan='3' class='err'>{html.escape(r.error)}</td></tr>")  # type: ignore[union-attr]
             continue
+        labels = list(r.probabilities)  # type: ignore[union-attr]
         bars = "".join(
-            f"<div class='bar'><span class='lbl'>{html.escape(g)}</span><span class='fill' style='width:{p * 100:.1f}%'></span>"
-            f"<span class='pct'>{p:.1%}</span></div>"
+            f"<div class='bar'><span class='lbl'>{html.escape(g)}</span><span class='track'><span class='fill' "
+            f"style='width:{p * 100:.1f}%;background:{genre_color(g, labels)}'></span></span><span class='pct'>{percent(p)}</span></div>"
             for g, p in r.top(top_k)  # type: ignore[union-attr]
         )
         img = plots.get(r.path or "")
@@ -128,8 +157,8 @@ def write_html_summary(
 body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #222; }}
 table {{ border-collapse: collapse; }} td, th {{ border-bottom: 1px solid #ddd; padding: .5rem; vertical-align: middle; }}
 .genre {{ font-weight: bold; font-size: 1.2rem; }} .err {{ color: #b00020; }} .note {{ color: #8a6d00; font-weight: normal; font-size: .9rem; }}
-.bar {{ display: flex; align-items: center; gap: .4rem; width: 16rem; margin: .15rem 0; }}
-.lbl {{ width: 5rem; }} .fill {{ background: #4e79a7; height: .8rem; display: inline-block; }} .pct {{ font-size: .85rem; }}
+.bar {{ display: grid; grid-template-columns: 5rem 10rem 3rem; align-items: center; gap: .4rem; margin: .15rem 0; }}
+.track {{ background: #eee; height: .8rem; }} .fill {{ height: 100%; display: block; }} .pct {{ font-size: .85rem; text-align: right; }}
 img {{ max-width: 640px; }}
 </style></head><body>
 <h1>genrekit predictions</h1><p>Model: {html.escape(model_name)}. Probabilities are the mean over the track's segments;

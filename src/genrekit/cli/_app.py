@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import gc
+import inspect
+import re
+import signal
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_type_hints
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.models import OptionInfo
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..exceptions import GenrekitError
 
-__all__ = ["app", "main", "console", "err_console", "handle_errors", "new_progress", "progress_bar"]
+__all__ = ["PlainProgress", "Terminated", "add_commands", "app", "main", "console", "err_console", "handle_errors", "new_progress", "progress_bar"]
 
 app = typer.Typer(
     name="genrekit",
@@ -25,28 +30,133 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console()
-err_console = Console(stderr=True)
+# Messages on stderr are never wrapped: each stays one line (whole paths) in pipes and logs, where rich assumes 80 columns.
+err_console = Console(stderr=True, soft_wrap=True)
+# Library parameters whose CLI option has another name.
+_OPTION_OF = {"strategy": "split", "num_threads": "threads", "kind": "features"}
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def reflow(doc: str | None) -> str:
+    """A docstring as help text: prose paragraphs joined into one line each, so the help wraps evenly at any
+    width (typer keeps the source's line breaks, then wraps again: ragged lines); indented lines
+    (examples) stay as written."""
+    paragraphs = inspect.cleandoc(doc or "").split("\n\n")
+    return "\n\n".join(p if p.startswith(" ") else " ".join(line.strip() for line in p.splitlines()) for p in paragraphs)
+
+
+def add_commands(app: typer.Typer, *commands: Callable[..., Any]) -> None:
+    """Register ``commands`` with their docstrings reflowed for ``--help``."""
+    for command in commands:
+        app.command(help=reflow(command.__doc__))(command)
+
+
 @contextmanager
-def handle_errors() -> Iterator[None]:
-    """Turn genrekit errors into a one-line message and exit code 2."""
+def handle_errors(command: Callable[..., Any] | None = None) -> Iterator[None]:
+    """Turn genrekit errors into a one-line message and exit code 2; parameter names become ``command``'s options."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=FutureWarning)
             yield
     except GenrekitError as e:
-        err_console.print(f"[bold red]error:[/] {escape(str(e))}", soft_wrap=True)  # paths stay whole, [brackets] literal
+        err_console.print(f"[bold red]error:[/] {escape(option_words(str(e), command))}")  # [brackets] stay literal
         raise typer.Exit(2) from None
-    except KeyboardInterrupt:
-        err_console.print("[yellow]interrupted[/]")
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as e:
+        terminated = isinstance(e, Terminated)
+        err_console.print(f"[yellow]{'terminated' if terminated else 'interrupted'}[/]")
+        raise typer.Exit(128 + (signal.SIGTERM if terminated else signal.SIGINT)) from None
 
 
-def new_progress(*, force: bool = False) -> Progress:
-    """The progress display every command uses: bar, count, elapsed time and ETA, on stderr, shown on a
-    terminal only (logs and pipes stay clean) unless ``force``."""
+def _options_of(command: Callable[..., Any]) -> dict[str, str]:
+    """Parameter name -> long option (``--n-folds``) of a typer command function."""
+    options = {}
+    for name, hint in get_type_hints(command, include_extras=True).items():
+        for info in getattr(hint, "__metadata__", ()):
+            if isinstance(info, OptionInfo):
+                # Annotated[..., typer.Option("--format", "-f")] keeps the first name in ``default``.
+                names = [info.default, *(info.param_decls or ())]
+                flags = [d for d in names if isinstance(d, str) and d.startswith("--")]
+                options[name] = max(flags, key=len) if flags else "--" + name.replace("_", "-")
+    return options
+
+
+def option_words(message: str, command: Callable[..., Any] | None) -> str:
+    """``message`` with the library's parameter names replaced by ``command``'s options.
+
+    The library says "The 'strategy' parameter must be ..." or "kfold with n_folds=10 ..."; a user of
+    ``genrekit train`` typed ``--split`` and ``--n-folds``, so that is what the error names.
+    """
+    if command is None:
+        return message
+    options = _options_of(command)
+
+    def option(name: str) -> str | None:
+        return options.get(_OPTION_OF.get(name, name))
+
+    def quoted(match: re.Match[str]) -> str:
+        flag = option(match.group(1))
+        return f"The '{flag}' option" if flag else match.group(0)
+
+    def bare(match: re.Match[str]) -> str:
+        return option(match.group(0)) or match.group(0)
+
+    message = re.sub(r"The '(\w+)' parameter(?: of \w+)?", quoted, message)
+    return re.sub(r"(?<![\w/.-])[a-z]+_[a-z_]+(?![\w/.-])", bare, message)
+
+
+PLAIN_PROGRESS_SECONDS = 5.0  # how often a plain progress line is printed when stderr is not a terminal
+
+
+class PlainProgress:
+    """What a progress bar says, as a plain line on stderr every few seconds: for logs and pipes, where a
+    bar would be control codes and no bar at all is minutes of silence. The subset of rich's
+    ``Progress`` that the commands use."""
+
+    def __init__(self, console: Console, interval: float) -> None:
+        self.console = console
+        self.interval = interval
+        self.tasks: dict[int, dict[str, Any]] = {}
+        self._last = time.monotonic()
+
+    def __enter__(self) -> PlainProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def add_task(self, description: str, total: float | None = None) -> int:
+        self.tasks[len(self.tasks)] = {"description": description, "total": total, "completed": 0, "start": time.monotonic()}
+        return len(self.tasks) - 1
+
+    def reset(self, task: int, *, total: float | None = None, description: str | None = None) -> None:
+        self.tasks[task].update(total=total, completed=0, start=time.monotonic())
+        if description is not None:
+            self.tasks[task]["description"] = description
+
+    def update(self, task: int, *, completed: float | None = None, total: float | None = None, description: str | None = None) -> None:
+        state = self.tasks[task]
+        for key, value in (("completed", completed), ("total", total), ("description", description)):
+            if value is not None:
+                state[key] = value
+        now = time.monotonic()
+        if now - self._last >= self.interval:
+            self._last = now
+            self.console.print(" · ".join(self._describe(t, now) for t in self.tasks.values()), markup=False, highlight=False)
+
+    @staticmethod
+    def _describe(task: dict[str, Any], now: float) -> str:
+        done, total, elapsed = task["completed"], task["total"], now - task["start"]
+        if not total:
+            return f"{task['description']}: {done:g} done, {elapsed:.0f} s"
+        left = f", about {elapsed * (total - done) / done:.0f} s left" if 0 < done < total else ""
+        return f"{task['description']}: {done:g}/{total:g} ({done / total:.0%}), {elapsed:.0f} s elapsed{left}"
+
+
+def new_progress(*, force: bool = False) -> Progress | PlainProgress:
+    """The progress display every command uses, on stderr: on a terminal (or with ``force``) a bar with
+    count, elapsed time and ETA; otherwise a plain line every ``PLAIN_PROGRESS_SECONDS``."""
+    if not (err_console.is_terminal or force):
+        return PlainProgress(err_console, PLAIN_PROGRESS_SECONDS)
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -55,13 +165,12 @@ def new_progress(*, force: bool = False) -> Progress:
         TextColumn("eta"),
         TimeRemainingColumn(),
         console=err_console,
-        disable=not (err_console.is_terminal or force),
     )
 
 
 @contextmanager
 def progress_bar(description: str, total: int | None = None) -> Iterator[Callable[[int, int, str], None]]:
-    """A rich progress bar with ETA on a terminal (none in logs and pipes); yields a ``(done, total, item)`` callback."""
+    """A progress display (see :func:`new_progress`); yields a ``(done, total, item)`` callback."""
     with new_progress() as progress:
         task = progress.add_task(description, total=total)
 
@@ -71,13 +180,25 @@ def progress_bar(description: str, total: int | None = None) -> Iterator[Callabl
         yield update
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C's KeyboardInterrupt so that a ``kill`` (or a service manager's stop)
+    stops workers and leaves stores and runs as cleanly as Ctrl-C does."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main() -> None:
     """Run the command line, then freeze what is alive out of the garbage collector (``gc.freeze``).
+
+    SIGTERM is handled like SIGINT (see :class:`Terminated`).
 
     The collections Python runs while shutting down would otherwise walk torch's ~170,000 objects:
     ~0.4 CPU s, a quarter of a ``genrekit predict one.wav`` cold start (benchmarks/bench_coldstart.py).
     Module teardown, atexit handlers and file flushing run as before.
     """
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         app()
     finally:

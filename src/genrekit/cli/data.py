@@ -12,13 +12,13 @@ from rich.table import Table
 
 from ..config import FeatureConfig
 from ..exceptions import ParameterError
-from ._app import console, err_console, handle_errors, progress_bar
+from ._app import add_commands, console, err_console, handle_errors, progress_bar
 
 __all__ = ["register", "prepare", "info"]
 
 
 def prepare(
-    data: Annotated[Path, typer.Argument(help="Dataset folder (<label>/<audio files>, GTZAN genres_original/ or genres/, or their parent) or a CSV manifest path,label[,track_id,group].")],
+    data: Annotated[Path, typer.Argument(metavar="DATA", help="Dataset folder (<label>/<audio files>, GTZAN genres_original/ or genres/, or their parent) or a CSV manifest path,label[,track_id,group].")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Store folder to create or update.")],
     features: Annotated[str, typer.Option(help="Feature kind: logmel (the original) or musicnn (pretrained embeddings).")] = "logmel",
     config: Annotated[Optional[Path], typer.Option(help="JSON file with FeatureConfig fields (e.g. a store's store.json feature_config).")] = None,
@@ -26,7 +26,8 @@ def prepare(
     segment_seconds: Annotated[Optional[float], typer.Option(help="Segment length in seconds (default 3).")] = None,
     hop_seconds: Annotated[Optional[float], typer.Option(help="Hop between segment starts in seconds (default = segment length).")] = None,
     jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", help="Worker processes (default: all cores).")] = None,
-    strict: Annotated[bool, typer.Option(help="Exit 1 when any file could not be used.")] = False,
+    max_duration: Annotated[Optional[float], typer.Option(min=0.001, help="Skip files longer than this many seconds (default: no limit).")] = None,
+    strict: Annotated[bool, typer.Option(metavar="", help="Exit 1 when any file could not be used.")] = False,
 ) -> None:
     """Decode, segment and featurize every track of DATA into the store OUT.
 
@@ -41,10 +42,10 @@ def prepare(
     """
     from ..store import prepare_store
 
-    with handle_errors():
+    with handle_errors(prepare):
         feature_config = _feature_config(features, config, scaling, segment_seconds, hop_seconds)
         with progress_bar("prepare") as update:
-            report = prepare_store(data, out, feature_config, jobs=jobs, on_progress=update)
+            report = prepare_store(data, out, feature_config, jobs=jobs, max_duration=max_duration, on_progress=update)
     for message in sorted(set(report.warnings)):
         err_console.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True)
     for path, reason in report.errors:
@@ -83,7 +84,7 @@ def _feature_config(
     return base
 
 
-def info(store: Annotated[Path, typer.Argument(help="A store folder made by `genrekit prepare`.")],
+def info(store: Annotated[Path, typer.Argument(metavar="STORE", help="A store folder made by `genrekit prepare`.")],
          split: Annotated[str, typer.Option(help="Also count tracks per partition for this split strategy: filtered, random, kfold or leaky-segments.")] = "random",
          seed: Annotated[int, typer.Option(help="Split seed.")] = 0) -> None:
     """Show what a store holds: tracks and segments per label and partition, errors and config.
@@ -95,7 +96,7 @@ def info(store: Annotated[Path, typer.Argument(help="A store folder made by `gen
     from ..splits import SplitConfig, make_split, segment_partitions
     from ..store import open_store
 
-    with handle_errors():
+    with handle_errors(info):
         st = open_store(store)
         split_obj = make_split(st.tracks, SplitConfig(strategy=split, seed=seed))  # type: ignore[arg-type]
     parts = segment_partitions(split_obj, st.track_ids)
@@ -122,5 +123,4 @@ def info(store: Annotated[Path, typer.Argument(help="A store folder made by `gen
 
 
 def register(app: typer.Typer) -> None:
-    app.command()(prepare)
-    app.command()(info)
+    add_commands(app, prepare, info)

@@ -3,7 +3,7 @@
 Output schemas (stable; documented in the README):
 
 - ``--format json``: ``{"model": {...describe()}, "results": [Prediction.to_dict() | {"path", "error"}]}``.
-- ``--format csv``: one row per track: ``path,genre,confidence,top_k,error,p_<genre>...``; with ``--segments``
+- ``--format csv``: one row per track: ``path,genre,confidence,top_k,error,warnings,p_<genre>...``; with ``--segments``
   one row per segment: ``path,segment_index,start_s,end_s,genre,confidence,p_<genre>...``.
 """
 
@@ -15,15 +15,17 @@ import io
 import json
 import sys
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from ._app import console, err_console, handle_errors, progress_bar
+from ..visualize import percent
+from ._app import add_commands, console, err_console, handle_errors, progress_bar
 
 if TYPE_CHECKING:
     from ..inference import GenreClassifier, Prediction, PredictionError
@@ -70,33 +72,43 @@ def _loaded(model: str) -> Iterator[GenreClassifier]:
 
 
 def _classify(
-    model: GenreClassifier, paths: Sequence[Path], jobs: int | None, description: str
+    model: GenreClassifier, paths: Sequence[Path], jobs: int | None, description: str, max_duration: float | None = None
 ) -> list[Prediction | PredictionError]:
     from ..inference import find_audio_files
 
     files, missing = find_audio_files(paths)
     results: list[Prediction | PredictionError] = list(missing)
-    with progress_bar(description, total=len(files)) as update:
-        for i, r in enumerate(model.predict_many(files, jobs=jobs), 1):
+    with progress_bar(description, total=len(files)) as update, closing(model.predict_many(files, jobs=jobs, max_duration=max_duration)) as stream:
+        for i, r in enumerate(stream, 1):
             results.append(r)
             update(i, len(files), r.path or "")
     return results
 
 
+def _notes(r: Prediction | PredictionError) -> str:
+    """A result's warnings without the path the row already names."""
+    return "; ".join(w.removeprefix(f"{r.path}: ") for w in getattr(r, "warnings", ()))
+
+
 def _table(results: Sequence[Prediction | PredictionError], top_k: int, title: str) -> Table:
-    table = Table(title=title)
+    table = Table(title=escape(title))
     table.add_column("file")
     table.add_column("genre", style="bold")
     table.add_column("probability", justify="right")
     table.add_column(f"top {top_k}")
     table.add_column("segments", justify="right")
+    notes = any(_notes(r) for r in results)
+    if notes:
+        table.add_column("notes", style="yellow")
     for r in results:
-        name = Path(r.path or "").name
+        name = escape(Path(r.path or "").name)
+        extra = [escape(_notes(r))] if notes else []
         if not hasattr(r, "genre"):
-            table.add_row(name, "[red]error[/]", "", f"[red]{r.error}[/]", "")  # type: ignore[union-attr]
+            reason = r.error.removeprefix(f"{r.path}: ")  # type: ignore[union-attr]
+            table.add_row(name, "[red]error[/]", "", f"[red]{escape(reason)}[/]", "", *extra)
             continue
-        top = "  ".join(f"{g} {p:.0%}" for g, p in r.top(top_k))  # type: ignore[union-attr]
-        table.add_row(name, _genre_cell(r), f"{r.confidence:.1%}", top, str(len(r.segments)))  # type: ignore[arg-type,union-attr]
+        top = "  ".join(f"{g} {percent(p)}" for g, p in r.top(top_k))  # type: ignore[union-attr]
+        table.add_row(name, _genre_cell(r), percent(r.confidence), top, str(len(r.segments)), *extra)  # type: ignore[arg-type,union-attr]
     return table
 
 
@@ -118,13 +130,13 @@ def _csv(results: Sequence[Prediction | PredictionError], labels: list[str], top
                 writer.writerow([r.path, i, f"{s.start_s:.3f}", f"{s.end_s:.3f}", s.genre or "", f"{s.confidence:.6f}",
                                  *(f"{s.probabilities[g]:.6f}" for g in labels)])
         return buf.getvalue()
-    writer.writerow(["path", "genre", "confidence", "uncertain", "top_k", "error", *prob_cols])
+    writer.writerow(["path", "genre", "confidence", "uncertain", "top_k", "error", "warnings", *prob_cols])
     for r in results:
         if not hasattr(r, "genre"):
-            writer.writerow([r.path, "", "", "", "", r.error, *([""] * len(labels))])  # type: ignore[union-attr]
+            writer.writerow([r.path, "", "", "", "", r.error, "", *([""] * len(labels))])  # type: ignore[union-attr]
             continue
         top = ";".join(f"{g}:{p:.4f}" for g, p in r.top(top_k))  # type: ignore[union-attr]
-        writer.writerow([r.path, r.genre or "", f"{r.confidence:.6f}", str(r.uncertain).lower(), top, "",  # type: ignore[union-attr]
+        writer.writerow([r.path, r.genre or "", f"{r.confidence:.6f}", str(r.uncertain).lower(), top, "", _notes(r),  # type: ignore[union-attr,arg-type]
                          *(f"{r.probabilities[g]:.6f}" for g in labels)])  # type: ignore[union-attr]
     return buf.getvalue()
 
@@ -149,14 +161,15 @@ def _write_plots(results: Sequence[Prediction | PredictionError], plot_dir: Path
 
 
 def predict(
-    paths: Annotated[list[Path], typer.Argument(help="Audio files or folders (searched recursively): wav, au, flac, ogg, mp3.")],
+    paths: Annotated[list[Path], typer.Argument(metavar="PATH", help="Audio files or folders (searched recursively): wav, au, flac, ogg, mp3.")],
     model: Annotated[str, typer.Option("--model", "-m", help="'default' (shipped), a run folder, or a model.pt file.")] = "default",
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many genres to list per track.")] = 3,
     fmt: Annotated[str, typer.Option("--format", "-f", help="table, json or csv.")] = "table",
-    segments: Annotated[bool, typer.Option("--segments", help="Include the per-segment timeline.")] = False,
+    segments: Annotated[bool, typer.Option("--segments", metavar="", help="Include the per-segment timeline.")] = False,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write json/csv here instead of stdout.")] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Write one timeline PNG per track into this folder.")] = None,
     jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", help="Decoding worker processes (default: all cores); the model runs on one thread in this process.")] = None,
+    max_duration: Annotated[Optional[float], typer.Option(min=0.001, help="Skip files longer than this many seconds (default: no limit).")] = None,
 ) -> None:
     """Classify audio files: genres with probabilities, and optionally the per-segment timeline.
 
@@ -175,8 +188,8 @@ def predict(
     if fmt not in FORMATS:
         err_console.print(f"[bold red]error:[/] --format must be one of {', '.join(FORMATS)}; got {fmt!r}")
         raise typer.Exit(2)
-    with handle_errors(), _loaded(model) as clf:
-        results = _classify(clf, paths, jobs, "predict")
+    with handle_errors(predict), _loaded(model) as clf:
+        results = _classify(clf, paths, jobs, "predict", max_duration)
     if not results:
         err_console.print("[bold red]error:[/] no audio files found (extensions: wav, au, flac, ogg, mp3)")
         raise typer.Exit(1)
@@ -201,7 +214,7 @@ def predict(
             sys.stdout.write(text if text.endswith("\n") else text + "\n")
     for r in results:
         if hasattr(r, "error"):
-            err_console.print(f"[red]failed[/] {r.error}")  # type: ignore[union-attr]
+            err_console.print(f"[red]failed[/] {escape(r.error)}")  # type: ignore[union-attr]
     if plots:
         err_console.print(f"timeline plots in {plot}/")
     if any(hasattr(r, "error") for r in results):
@@ -217,7 +230,7 @@ def models() -> None:
     """
     from ..inference import available_models, load_model
 
-    with handle_errors():
+    with handle_errors(models):
         names = available_models()
         if not names:
             err_console.print("no model is shipped in this installation")
@@ -250,34 +263,27 @@ def _model_card(infos: list[dict[str, Any]]) -> Table:
 
 
 def spectrogram(
-    paths: Annotated[list[Path], typer.Argument(help="Audio files or folders.")],
+    paths: Annotated[list[Path], typer.Argument(metavar="PATH", help="Audio files or folders.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the PNG images.")],
-    per_segment: Annotated[bool, typer.Option("--per-segment", help="One image per 3 s segment instead of one per track.")] = False,
-    model: Annotated[str, typer.Option("--model", "-m", help="Use this model's feature config (default: the original log-mel).")] = "",
+    per_segment: Annotated[bool, typer.Option("--per-segment", metavar="", help="One image per 3 s segment instead of one per track.")] = False,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Render what this model sees: 'default' (musicnn's 16 kHz, 96-band input), a run folder or model.pt (default: the original 22.05 kHz, 128-band log-mel).")] = None,
 ) -> None:
-    """Render log-mel spectrogram images: what the model sees.
+    """Render mel spectrogram images: what the model sees.
 
     Examples:
 
       genrekit spectrogram song.ogg --out spectrograms/
 
-      genrekit spectrogram song.ogg --out spectrograms/ --per-segment
+      genrekit spectrogram song.ogg --out spectrograms/ --per-segment --model default
     """
-    from dataclasses import replace
-
-    import numpy as np
-
     from ..audio import load_audio, segment_audio
     from ..config import FeatureConfig
     from ..exceptions import GenrekitError
-    from ..features import logmel
     from ..inference import find_audio_files, load_model
-    from ..visualize import plot_spectrogram, safe_stem
+    from ..visualize import model_input, plot_spectrogram, safe_stem
 
-    with handle_errors():
+    with handle_errors(spectrogram):
         config = load_model(model).feature_config if model else FeatureConfig()
-        if config.kind != "logmel":
-            config = FeatureConfig()
         files, missing = find_audio_files(paths)
     out.mkdir(parents=True, exist_ok=True)
     failed = [m.error for m in missing]
@@ -287,19 +293,21 @@ def spectrogram(
             y = load_audio(path, sample_rate=config.audio.sample_rate)
             if per_segment:
                 segs, starts = segment_audio(y, config.audio)
-                for i, (feat, start) in enumerate(zip(logmel(segs, config), starts)):
-                    plot_spectrogram(feat, config, out / f"{safe_stem(path)}_seg{i:03d}.png", title=f"{path.name} {start:.0f}-{start + config.audio.segment_seconds:.0f} s", start_s=float(start))
+                for i, (seg, start) in enumerate(zip(segs, starts)):
+                    image, label = model_input(seg, config, whole=False)
+                    end = start + config.audio.segment_seconds
+                    plot_spectrogram(image, config, out / f"{safe_stem(path)}_seg{i:03d}.png", title=f"{path.name} {start:.0f}-{end:.0f} s",
+                                     start_s=float(start), label=label)
                     written += 1
             else:
-                whole = replace(config, audio=replace(config.audio, segment_seconds=max(len(y) / config.audio.sample_rate, 0.1)))
-                feat = logmel(np.asarray(y)[None, :], whole)[0]
-                plot_spectrogram(feat, whole, out / f"{safe_stem(path)}.png", title=path.name)
+                image, label = model_input(y, config, whole=True)
+                plot_spectrogram(image, config, out / f"{safe_stem(path)}.png", title=path.name, label=label)
                 written += 1
         except GenrekitError as e:
             failed.append(str(e))
-    console.print(f"wrote {written} spectrogram images to {out}/")
+    console.print(f"wrote {written} spectrogram {'image' if written == 1 else 'images'} to {out}/")
     for f in failed:
-        err_console.print(f"[red]failed[/] {f}")
+        err_console.print(f"[red]failed[/] {escape(f)}")
     if failed:
         raise typer.Exit(1)
 
@@ -316,7 +324,7 @@ def demo(
     """
     from ..visualize import write_html_summary
 
-    with handle_errors(), _loaded(model) as clf:
+    with handle_errors(demo), _loaded(model) as clf:
         with resources.as_file(resources.files("genrekit") / "samples") as samples:
             results = _classify(clf, [samples], None, "demo")
             results = [r for r in results]
@@ -332,7 +340,4 @@ def demo(
 
 
 def register(app: typer.Typer) -> None:
-    app.command()(predict)
-    app.command()(models)
-    app.command()(spectrogram)
-    app.command()(demo)
+    add_commands(app, predict, models, spectrogram, demo)

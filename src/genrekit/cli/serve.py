@@ -2,25 +2,51 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
-from ..serve import DEFAULT_MAX_DURATION_S, DEFAULT_MAX_QUEUE, DEFAULT_MAX_UPLOAD_MB, DEFAULT_WORKERS
-from ._app import console, handle_errors
+from ..serve import (
+    DEFAULT_HEADER_TIMEOUT_S,
+    DEFAULT_MAX_DURATION_S,
+    DEFAULT_MAX_QUEUE,
+    DEFAULT_MAX_UPLOAD_MB,
+    DEFAULT_MAX_UPLOADS,
+    DEFAULT_MIN_UPLOAD_KBPS,
+    DEFAULT_UPLOAD_GRACE_S,
+    DEFAULT_WORKERS,
+    TOKEN_ENV,
+)
+from ._app import add_commands, console, err_console, handle_errors
 
-__all__ = ["register", "serve"]
+__all__ = ["register", "serve", "is_loopback"]
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` only accepts connections from this machine (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def serve(
-    host: Annotated[str, typer.Option(help="Address to listen on; 0.0.0.0 exposes the server to your network.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    host: Annotated[str, typer.Option(help="Address to listen on; 0.0.0.0 exposes the server to your network (set a --token).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port.")] = 8000,
     model: Annotated[str, typer.Option("--model", "-m", help="Shipped model name, run folder or model file.")] = "default",
-    workers: Annotated[int, typer.Option(help="Inference threads: how many songs are decoded and classified at once.")] = DEFAULT_WORKERS,
+    workers: Annotated[int, typer.Option(min=1, help="Inference threads: how many songs are decoded and classified at once.")] = DEFAULT_WORKERS,
     max_upload_mb: Annotated[float, typer.Option(help="Largest accepted upload in MB; larger gets 413.")] = DEFAULT_MAX_UPLOAD_MB,
     max_duration_s: Annotated[float, typer.Option(help="Longest accepted audio in seconds; longer gets 422.")] = DEFAULT_MAX_DURATION_S,
-    queue: Annotated[int, typer.Option(help="Requests that may wait for a busy worker; beyond that the answer is 503 with Retry-After.")] = DEFAULT_MAX_QUEUE,
+    queue: Annotated[int, typer.Option(min=0, help="Uploaded songs that may wait for a busy worker; beyond that the answer is 503 with Retry-After.")] = DEFAULT_MAX_QUEUE,
+    max_uploads: Annotated[int, typer.Option(min=1, help="Uploads that may be arriving at once; beyond that the answer is 503.")] = DEFAULT_MAX_UPLOADS,
+    upload_grace_s: Annotated[float, typer.Option(help="Seconds an upload may take before --min-upload-kbps applies.")] = DEFAULT_UPLOAD_GRACE_S,
+    min_upload_kbps: Annotated[float, typer.Option(help="Slowest accepted average upload rate (kB/s) after the grace period; slower gets 408.")] = DEFAULT_MIN_UPLOAD_KBPS,
+    header_timeout_s: Annotated[float, typer.Option(min=0.1, help="Seconds a connection has to send its request headers before it is closed.")] = DEFAULT_HEADER_TIMEOUT_S,
+    token: Annotated[Optional[str], typer.Option(envvar=TOKEN_ENV, show_envvar=True, help="Require 'Authorization: Bearer TOKEN' on /v1/ requests (prefer the environment variable: a command line is visible to other users).")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level: critical, error, warning, info, debug.")] = "info",
 ) -> None:
     """Serve a model: POST /v1/predict, GET /v1/models, GET /healthz, API docs at /docs and a web page at /.
@@ -31,22 +57,30 @@ def serve(
 
       curl -F file=@song.ogg '127.0.0.1:8000/v1/predict?top_k=5&segments=true'
 
-      genrekit serve --model runs/cnn1 --port 9000 --workers 2 --queue 8
+      GENREKIT_TOKEN=s3cret genrekit serve --host 0.0.0.0 --workers 2 --queue 8
     """
     import torch
-    import uvicorn
 
     from ..inference import load_model
-    from ..serve import create_app
+    from ..serve import create_app, run_server
 
-    with handle_errors():
+    with handle_errors(serve):
         classifier = load_model(model)
-        app = create_app(classifier, max_upload_mb=max_upload_mb, max_duration_s=max_duration_s, max_queue=queue, workers=workers)
+        app = create_app(
+            classifier, max_upload_mb=max_upload_mb, max_duration_s=max_duration_s, max_queue=queue, workers=workers,
+            max_uploads=max_uploads, upload_grace_s=upload_grace_s, min_upload_kbps=min_upload_kbps, token=token,
+        )
+    if token is None and not is_loopback(host):
+        err_console.print(
+            f"[bold yellow]warning:[/] listening on {host} without a token: anyone who can reach this port can use the server. "
+            f"Set {TOKEN_ENV} (or --token), or serve behind a reverse proxy that authenticates.",
+            soft_wrap=True,
+        )
     # Each worker thread runs torch ops with torch's intra-op pool: share the cores instead of oversubscribing them.
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
-    console.print(f"[bold green]serving[/] {classifier.name} on http://{host}:{port}/ (API docs at /docs)")
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    console.print(f"[bold green]serving[/] {classifier.name} on http://{host}:{port}/ (API docs at /docs)" + (", token required" if token else ""))
+    run_server(app, host=host, port=port, log_level=log_level, header_timeout_s=header_timeout_s)
 
 
 def register(app: typer.Typer) -> None:
-    app.command()(serve)
+    add_commands(app, serve)

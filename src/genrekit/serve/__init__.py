@@ -8,14 +8,38 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._defaults import DEFAULT_MAX_DURATION_S, DEFAULT_MAX_QUEUE, DEFAULT_MAX_UPLOAD_MB, DEFAULT_WORKERS
+from ._defaults import (
+    DEFAULT_HEADER_TIMEOUT_S,
+    DEFAULT_KEEP_ALIVE_S,
+    DEFAULT_MAX_DURATION_S,
+    DEFAULT_MAX_QUEUE,
+    DEFAULT_MAX_UPLOAD_MB,
+    DEFAULT_MAX_UPLOADS,
+    DEFAULT_MIN_UPLOAD_KBPS,
+    DEFAULT_UPLOAD_GRACE_S,
+    DEFAULT_WORKERS,
+    TOKEN_ENV,
+)
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from ..inference import GenreClassifier
 
-__all__ = ["DEFAULT_MAX_DURATION_S", "DEFAULT_MAX_QUEUE", "DEFAULT_MAX_UPLOAD_MB", "DEFAULT_WORKERS", "create_app"]
+__all__ = [
+    "DEFAULT_HEADER_TIMEOUT_S",
+    "DEFAULT_KEEP_ALIVE_S",
+    "DEFAULT_MAX_DURATION_S",
+    "DEFAULT_MAX_QUEUE",
+    "DEFAULT_MAX_UPLOAD_MB",
+    "DEFAULT_MAX_UPLOADS",
+    "DEFAULT_MIN_UPLOAD_KBPS",
+    "DEFAULT_UPLOAD_GRACE_S",
+    "DEFAULT_WORKERS",
+    "TOKEN_ENV",
+    "create_app",
+    "run_server",
+]
 
 
 def create_app(model: GenreClassifier, **limits: Any) -> FastAPI:
@@ -23,3 +47,10 @@ def create_app(model: GenreClassifier, **limits: Any) -> FastAPI:
     from .app import create_app as _create
 
     return _create(model, **limits)
+
+
+def run_server(app: FastAPI, *, host: str, port: int, log_level: str = "info", header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S) -> None:
+    """Run ``app`` under uvicorn with connection timeouts; see :mod:`genrekit.serve._http`."""
+    from ._http import run
+
+    run(app, host=host, port=port, log_level=log_level, header_timeout_s=header_timeout_s)

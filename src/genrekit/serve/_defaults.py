@@ -2,9 +2,28 @@
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_MAX_DURATION_S", "DEFAULT_MAX_QUEUE", "DEFAULT_MAX_UPLOAD_MB", "DEFAULT_WORKERS"]
+__all__ = [
+    "DEFAULT_MAX_DURATION_S",
+    "DEFAULT_MAX_QUEUE",
+    "DEFAULT_MAX_UPLOAD_MB",
+    "DEFAULT_MAX_UPLOADS",
+    "DEFAULT_MIN_UPLOAD_KBPS",
+    "DEFAULT_UPLOAD_GRACE_S",
+    "DEFAULT_WORKERS",
+    "DEFAULT_HEADER_TIMEOUT_S",
+    "DEFAULT_KEEP_ALIVE_S",
+    "TOKEN_ENV",
+]
 
 DEFAULT_MAX_UPLOAD_MB = 50.0
 DEFAULT_MAX_DURATION_S = 900.0
 DEFAULT_WORKERS = 1
 DEFAULT_MAX_QUEUE = 16
+DEFAULT_MAX_UPLOADS = 32
+# An upload gets 10 s, then must average 10 kB/s: a 50 MB file at a slow 100 kB/s still fits, a client
+# trickling 100 B/s (which held every slot for 40 s before) is cut off after ~10 s.
+DEFAULT_UPLOAD_GRACE_S = 10.0
+DEFAULT_MIN_UPLOAD_KBPS = 10.0
+DEFAULT_HEADER_TIMEOUT_S = 10.0  # a connection must send its request headers within this
+DEFAULT_KEEP_ALIVE_S = 5  # an idle kept-alive connection is closed after this (uvicorn's default)
+TOKEN_ENV = "GENREKIT_TOKEN"

@@ -7,15 +7,17 @@ upload directory and stops at the first byte over the limit, so a huge body neve
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import tempfile
 from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import IO
 
 from python_multipart.exceptions import MultipartParseError
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
 __all__ = ["RequestError", "Upload", "receive_upload"]
@@ -141,14 +143,45 @@ class _FilePartWriter:
             self.path.unlink(missing_ok=True)
 
 
-async def receive_upload(request: Request, *, field: str, dest_dir: Path, max_bytes: int) -> Upload:
+async def _chunks(request: Request, grace_s: float, min_rate: float) -> AsyncIterator[bytes]:
+    """The body's chunks, as long as the client keeps up ``min_rate`` bytes/s on average after ``grace_s`` seconds.
+
+    A client trickling a few bytes a second (or sending nothing) would otherwise hold its connection,
+    its upload slot and a temp file for as long as it likes.
+    """
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    received = 0
+    stream = request.stream().__aiter__()
+    while True:
+        allowed = start + grace_s + received / min_rate - loop.time()
+        try:
+            chunk = await asyncio.wait_for(stream.__anext__(), timeout=max(allowed, 0.0))
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise RequestError(
+                408,
+                "too_slow",
+                f"The upload was too slow (under {min_rate / 1000:g} kB/s after {grace_s:g} s); the server stopped waiting for it.",
+                {"Connection": "close"},
+            ) from None
+        received += len(chunk)
+        yield chunk
+
+
+async def receive_upload(
+    request: Request, *, field: str, dest_dir: Path, max_bytes: int, grace_s: float = 10.0, min_rate: float = 10_000.0
+) -> Upload:
     """Read the request body as ``multipart/form-data`` and save the file field ``field`` in ``dest_dir``.
 
     Raises
     ------
     RequestError
         413 when the file (or the whole body) exceeds the limit, 415 when the body is not multipart,
-        400 when it is malformed multipart or the client went away mid-upload, 422 when no file field named ``field`` was sent. Nothing is left in ``dest_dir`` then.
+        400 when it is malformed multipart, ends before its closing boundary, or the client went away
+        mid-upload, 408 when it arrives slower than ``min_rate`` bytes/s after ``grace_s`` seconds, 422 when
+        no file field named ``field`` was sent. Nothing is left in ``dest_dir`` then.
     """
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
     boundary = params.get(b"boundary")
@@ -164,12 +197,16 @@ async def receive_upload(request: Request, *, field: str, dest_dir: Path, max_by
     parser = MultipartParser(boundary, writer.callbacks())  # type: ignore[arg-type]
     received = 0
     try:
-        async for chunk in request.stream():
+        async for chunk in _chunks(request, grace_s, min_rate):
             received += len(chunk)
             if received > body_limit:
                 raise _too_large(max_bytes)
             parser.write(chunk)
         parser.finalize()
+        if parser.state != MultipartState.END and writer.path is not None:
+            raise RequestError(
+                400, "incomplete", "The upload ended before its closing multipart boundary: the file may be cut short. Send it again."
+            )
         if writer.path is None:
             raise RequestError(422, "missing_file", f"No file was sent: upload one audio file in the form field {field!r}.")
         writer.close()

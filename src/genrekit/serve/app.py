@@ -1,14 +1,18 @@
 """The genrekit HTTP API and web page: a thin adapter over :mod:`genrekit.inference`.
 
-One model per server. Uploads stream into a private 0700 temp directory under a size limit;
-decoding and inference run in a thread pool so the event loop keeps answering ``/healthz``
-and the page; a counter admits at most ``workers + max_queue`` requests and answers 503 with
-``Retry-After`` beyond that, so a burst costs a quick refusal instead of unbounded memory.
+One model per server. Uploads stream into a private 0700 temp directory under a size limit and
+a minimum rate; at most ``max_uploads`` arrive at once. Only a file that has fully arrived is admitted
+to inference, where a counter admits at most ``workers + max_queue`` and answers 503 with ``Retry-After``
+(from the measured service time and the jobs ahead) beyond that: slow clients cannot hold the workers'
+slots, and a burst costs a quick refusal instead of unbounded memory. Decoding and inference run in a
+thread pool so the event loop keeps answering ``/healthz`` and the page. With a token, ``/v1/`` routes
+require ``Authorization: Bearer <token>``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import math
 import shutil
 import tempfile
@@ -28,8 +32,17 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
 from .. import __version__
-from ..exceptions import AudioDecodeError, ParameterError
-from ._defaults import DEFAULT_MAX_DURATION_S, DEFAULT_MAX_QUEUE, DEFAULT_MAX_UPLOAD_MB, DEFAULT_WORKERS
+from ..exceptions import AudioDecodeError, AudioTooLongError, ParameterError
+from ..palette import genre_colors
+from ._defaults import (
+    DEFAULT_MAX_DURATION_S,
+    DEFAULT_MAX_QUEUE,
+    DEFAULT_MAX_UPLOAD_MB,
+    DEFAULT_MAX_UPLOADS,
+    DEFAULT_MIN_UPLOAD_KBPS,
+    DEFAULT_UPLOAD_GRACE_S,
+    DEFAULT_WORKERS,
+)
 from ._upload import RequestError, Upload, receive_upload
 from .schemas import ErrorOut, HealthOut, ModelOut, ModelsOut, PredictionOut
 
@@ -44,11 +57,13 @@ _PAGE_POLICY = "default-src 'self'; img-src 'self' data:; object-src 'none'; bas
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut, "description": text}
     for code, text in {
-        400: "The body is not well-formed multipart/form-data, or the upload was interrupted.",
+        400: "The body is not well-formed multipart/form-data, lacks its closing boundary, or the upload was interrupted.",
         413: "The file is larger than the upload limit.",
+        401: "The server requires a token (`Authorization: Bearer <token>`) and none or a wrong one was sent.",
+        408: "The upload arrived slower than the server's minimum rate.",
         415: "The body is not multipart, or the file is not audio genrekit can decode.",
         422: "The audio is longer than the duration limit, no file was sent, or a query parameter is invalid.",
-        503: "Every worker is busy and the queue is full; retry after the `Retry-After` seconds.",
+        503: "Every worker is busy and the queue is full, or too many uploads are arriving; retry after the `Retry-After` seconds.",
     }.items()
 }
 
@@ -76,12 +91,18 @@ class _Gate:
 class _Service:
     """Limits, the upload directory and the worker pool of one server; both exist only while it runs."""
 
-    def __init__(self, model: GenreClassifier, *, max_bytes: int, max_duration_s: float, workers: int, max_queue: int) -> None:
+    def __init__(
+        self, model: GenreClassifier, *, max_bytes: int, max_duration_s: float, workers: int, max_queue: int,
+        max_uploads: int, upload_grace_s: float, min_upload_rate: float,
+    ) -> None:
         self.model = model
         self.max_bytes = max_bytes
         self.max_duration_s = max_duration_s
         self.workers = workers
-        self.gate = _Gate(workers + max_queue)
+        self.gate = _Gate(workers + max_queue)  # files that have arrived: running or waiting for a worker
+        self.uploads = _Gate(max_uploads)  # bodies still arriving
+        self.upload_grace_s = upload_grace_s
+        self.min_upload_rate = min_upload_rate
         self.upload_dir: Path | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._mean_seconds = 2.0
@@ -98,24 +119,31 @@ class _Service:
             shutil.rmtree(self.upload_dir, ignore_errors=True)
 
     def retry_after(self) -> int:
-        """Seconds until a slot is likely free: mean service time times the requests ahead per worker."""
+        """Seconds until a worker is likely free for one more file: the mean measured service time times
+        the files admitted (running and queued) per worker."""
         with self._timing_lock:
             mean = self._mean_seconds
         return max(1, math.ceil(mean * self.gate.in_flight / self.workers))
 
+    def _busy(self, what: str) -> RequestError:
+        wait = self.retry_after()
+        return RequestError(503, "busy", f"The server is busy with {what}. Please try again in {wait} seconds.", {"Retry-After": str(wait)})
+
     async def predict(self, request: Request, *, top_k: int, segments: bool) -> dict[str, Any]:
         if self._executor is None or self.upload_dir is None:
             raise RuntimeError("the server is not running: use the app inside its lifespan (e.g. `with TestClient(app)`)")
-        if not self.gate.try_enter():
-            wait = self.retry_after()
-            raise RequestError(
-                503, "busy", f"The server is busy with other songs. Please try again in {wait} seconds.", {"Retry-After": str(wait)}
-            )
+        if not self.uploads.try_enter():
+            raise self._busy("other uploads")
         try:
-            upload = await receive_upload(request, field="file", dest_dir=self.upload_dir, max_bytes=self.max_bytes)
-        except BaseException:
-            self.gate.leave()
-            raise
+            upload = await receive_upload(
+                request, field="file", dest_dir=self.upload_dir, max_bytes=self.max_bytes,
+                grace_s=self.upload_grace_s, min_rate=self.min_upload_rate,
+            )
+        finally:
+            self.uploads.leave()
+        if not self.gate.try_enter():  # admitted to inference only now that the whole file is here
+            upload.path.unlink(missing_ok=True)
+            raise self._busy("other songs")
         try:
             job = self._executor.submit(self._classify, upload)
         except BaseException:
@@ -144,7 +172,9 @@ class _Service:
         if info is not None and info.samplerate > 0:
             self._check_duration(upload, info.frames / info.samplerate)
         try:
-            prediction = self.model.predict(upload.path)
+            prediction = self.model.predict(upload.path, max_duration=self.max_duration_s)
+        except AudioTooLongError as e:  # a header that understated the length: refused as it streamed
+            raise self._too_long(upload, None) from e
         except AudioDecodeError as e:
             raise RequestError(415, "not_audio", _decode_message(e, upload)) from e
         self._check_duration(upload, prediction.duration_s)
@@ -154,12 +184,16 @@ class _Service:
 
     def _check_duration(self, upload: Upload, seconds: float) -> None:
         if seconds > self.max_duration_s:
-            raise RequestError(
-                422,
-                "too_long",
-                f"“{upload.filename}” is {_duration_words(seconds)} long; this server accepts at most {_duration_words(self.max_duration_s)}. "
-                "Cut it shorter and try again.",
-            )
+            raise self._too_long(upload, seconds)
+
+    def _too_long(self, upload: Upload, seconds: float | None) -> RequestError:
+        length = f"is {_duration_words(seconds)} long" if seconds is not None else "is longer than its header says"
+        return RequestError(
+            422,
+            "too_long",
+            f"“{upload.filename}” {length}; this server accepts at most {_duration_words(self.max_duration_s)}. "
+            "Cut it shorter and try again.",
+        )
 
 
 def _duration_words(seconds: float) -> str:
@@ -191,6 +225,10 @@ def create_app(
     max_duration_s: float = DEFAULT_MAX_DURATION_S,
     max_queue: int = DEFAULT_MAX_QUEUE,
     workers: int = DEFAULT_WORKERS,
+    max_uploads: int = DEFAULT_MAX_UPLOADS,
+    upload_grace_s: float = DEFAULT_UPLOAD_GRACE_S,
+    min_upload_kbps: float = DEFAULT_MIN_UPLOAD_KBPS,
+    token: str | None = None,
 ) -> FastAPI:
     """Build the FastAPI application that serves ``model``.
 
@@ -209,6 +247,14 @@ def create_app(
         Requests that may wait for a busy worker; beyond ``workers + max_queue`` requests the answer is 503.
     workers : int > 0, default=1
         Threads that decode and classify in parallel.
+    max_uploads : int > 0, default=32
+        Uploads that may be arriving at once; beyond that the answer is 503. Uploads do not hold inference slots.
+    upload_grace_s : float > 0, default=10
+        Seconds an upload may take before ``min_upload_kbps`` applies.
+    min_upload_kbps : float > 0, default=10
+        Slowest accepted average upload rate in kB/s after the grace period; slower uploads get 408.
+    token : str, optional
+        When set, ``/v1/`` routes answer 401 unless the request has ``Authorization: Bearer <token>``.
 
     Returns
     -------
@@ -221,15 +267,23 @@ def create_app(
     >>> from genrekit import load_model                               # doctest: +SKIP
     >>> uvicorn.run(create_app(load_model(), workers=2), port=8000)   # doctest: +SKIP
     """
-    for name, value, low in (("max_upload_mb", max_upload_mb, 0), ("max_duration_s", max_duration_s, 0)):
+    for name, value, low in (
+        ("max_upload_mb", max_upload_mb, 0), ("max_duration_s", max_duration_s, 0),
+        ("upload_grace_s", upload_grace_s, 0), ("min_upload_kbps", min_upload_kbps, 0),
+    ):
         if not value > low:
             raise ParameterError(f"The {name!r} parameter of create_app must be > {low}. Got {value!r} instead.")
     if workers < 1:
         raise ParameterError(f"The 'workers' parameter of create_app must be an integer >= 1. Got {workers!r} instead.")
+    if max_uploads < 1:
+        raise ParameterError(f"The 'max_uploads' parameter of create_app must be an integer >= 1. Got {max_uploads!r} instead.")
+    if token is not None and not token.strip():
+        raise ParameterError("The 'token' parameter of create_app must be a non-empty string (or None for no token).")
     if max_queue < 0:
         raise ParameterError(f"The 'max_queue' parameter of create_app must be an integer >= 0. Got {max_queue!r} instead.")
     service = _Service(
-        model, max_bytes=int(max_upload_mb * 1e6), max_duration_s=max_duration_s, workers=workers, max_queue=max_queue
+        model, max_bytes=int(max_upload_mb * 1e6), max_duration_s=max_duration_s, workers=workers, max_queue=max_queue,
+        max_uploads=max_uploads, upload_grace_s=upload_grace_s, min_upload_rate=min_upload_kbps * 1000,
     )
 
     @asynccontextmanager
@@ -248,6 +302,20 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.service = service
+
+    if token is not None:
+        expected = f"Bearer {token}".encode()
+
+        @app.middleware("http")
+        async def _authorize(request: Request, call_next: Any) -> Any:
+            if request.url.path.startswith("/v1/"):
+                sent = request.headers.get("authorization", "").encode()
+                if not hmac.compare_digest(sent, expected):
+                    return _error_response(
+                        RequestError(401, "unauthorized", "This server needs a token: send `Authorization: Bearer <token>`.",
+                                     {"WWW-Authenticate": "Bearer"})
+                    )
+            return await call_next(request)
 
     @app.exception_handler(RequestError)
     async def _refused(_: Request, error: RequestError) -> JSONResponse:
@@ -295,7 +363,15 @@ def create_app(
     @app.get("/healthz", response_model=HealthOut, summary="Liveness and load")
     async def healthz() -> HealthOut:
         """Answers at once, also while every worker is busy."""
-        return HealthOut(status="ok", model=model.name, in_flight=service.gate.in_flight, capacity=service.gate.capacity)
+        return HealthOut(
+            status="ok", model=model.name, in_flight=service.gate.in_flight, capacity=service.gate.capacity,
+            uploading=service.uploads.in_flight, upload_capacity=service.uploads.capacity,
+        )
+
+    @app.get("/palette.json", include_in_schema=False)
+    async def palette() -> dict[str, str]:
+        """Genre colours of the page, the same as the PNGs' (:mod:`genrekit.palette`)."""
+        return genre_colors(model.classes_)
 
     @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def index() -> FileResponse:

@@ -88,12 +88,17 @@ class HealthOut(BaseModel):
 
     status: str
     model: str
-    in_flight: int = Field(description="Requests admitted and not yet answered (uploading, waiting or running).")
-    capacity: int = Field(description="Requests admitted at once (workers + queue); beyond it the server answers 503.")
+    in_flight: int = Field(description="Uploaded files admitted to inference and not yet answered (waiting or running).")
+    capacity: int = Field(description="Files admitted to inference at once (workers + queue); beyond it the server answers 503.")
+    uploading: int = Field(description="Uploads still arriving.")
+    upload_capacity: int = Field(description="Uploads that may arrive at once; beyond it the server answers 503.")
 
 
 class ErrorOut(BaseModel):
     """Every error the API returns: a stable code for programs, a sentence for people."""
 
-    error: str = Field(description="too_large, not_audio, too_long, busy, not_multipart, bad_multipart, interrupted, missing_file or bad_parameter.")
+    error: str = Field(
+        description="too_large, not_audio, too_long, busy, not_multipart, bad_multipart, incomplete, interrupted, too_slow, "
+        "missing_file, unauthorized or bad_parameter."
+    )
     detail: str = Field(description="What went wrong and what to do, in plain words.")

@@ -2,8 +2,8 @@
 // Plain DOM and SVG, no libraries: the page must work on machines without internet access.
 "use strict";
 
-// Ten distinct hues, in the order of the GTZAN labels (blues, classical, country, disco, hiphop, jazz, metal, pop, reggae, rock).
-const PALETTE = ["#3f6fd1", "#c9a227", "#e07b39", "#d63c8f", "#7b4fd6", "#1f9e89", "#5c6370", "#ff7aa2", "#3fa34d", "#d64545"];
+// Genre colours come from the server (/palette.json, genrekit.palette): the same as in the PNGs and the demo page.
+let palette = {};
 const SVG_NS = "http://www.w3.org/2000/svg";
 const TOP_K = 5;
 const STATUS_MESSAGES = {
@@ -15,12 +15,25 @@ const STATUS_MESSAGES = {
 };
 
 const $ = (id) => document.getElementById(id);
+// A server started with a token (`genrekit serve --token` / GENREKIT_TOKEN) answers 401 without it: ask once, keep it for this tab.
+const TOKEN_KEY = "genrekit-token";
+
+function authHeaders() {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  return token ? { Authorization: `Bearer ${token}` } : {};
+}
+
+function askForToken() {
+  const token = window.prompt("This server needs an access token. Ask whoever runs it, and enter it here:");
+  if (token) sessionStorage.setItem(TOKEN_KEY, token.trim());
+  else sessionStorage.removeItem(TOKEN_KEY);
+  return Boolean(token);
+}
 let labels = [];
 let shown = null; // the result on screen, redrawn when the window changes width
 
 function colorOf(genre) {
-  const i = labels.indexOf(genre);
-  return i >= 0 ? PALETTE[i % PALETTE.length] : "#999";
+  return palette[genre] || "#999";
 }
 
 function el(tag, className, text) {
@@ -51,9 +64,11 @@ function show(section) {
 
 async function loadModelInfo() {
   try {
-    const response = await fetch("/v1/models");
+    let response = await fetch("/v1/models", { headers: authHeaders() });
+    if (response.status === 401 && askForToken()) response = await fetch("/v1/models", { headers: authHeaders() });
     const model = (await response.json()).models[0];
     labels = model.labels;
+    palette = await (await fetch("/palette.json")).json();
     const name = model.name.split(/[\\/]/).filter(Boolean).pop() || model.name;
     $("model-info").textContent = [`Model “${name}”: ${model.description || model.architecture}.`, `Genres: ${labels.join(", ")}.`, modelFigures(model)]
       .filter(Boolean)
@@ -97,6 +112,7 @@ function upload(file) {
   const xhr = new XMLHttpRequest();
   xhr.open("POST", `/v1/predict?top_k=${TOP_K}&segments=true`);
   xhr.responseType = "json";
+  for (const [name, value] of Object.entries(authHeaders())) xhr.setRequestHeader(name, value);
   xhr.upload.onprogress = (e) => {
     if (e.lengthComputable) setProgress(`Uploading “${file.name}”… ${Math.round((100 * e.loaded) / e.total)}%`, (100 * e.loaded) / e.total);
   };
@@ -106,6 +122,10 @@ function upload(file) {
     const body = xhr.response;
     if (xhr.status === 200 && body) {
       render(body);
+      return;
+    }
+    if (xhr.status === 401 && askForToken()) {
+      upload(file);
       return;
     }
     const detail = body && typeof body.detail === "string" ? body.detail : null;

@@ -1,0 +1,112 @@
+"""What a user reads when things go wrong: one line per problem, naming the path and the option they typed."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import synth_tone
+from typer.testing import CliRunner
+
+from genrekit.audio import load_audio
+from genrekit.cli import app
+from genrekit.exceptions import AudioDecodeError
+from genrekit.inference import find_audio_files
+
+runner = CliRunner()
+
+
+def _clip(path: Path, rng: np.random.Generator, seconds: float = 4.0, fmt: str | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, synth_tone(1, seconds, 22050, rng), 22050, format=fmt)
+    return path
+
+
+def test_failed_lines_are_never_wrapped(tmp_path: Path) -> None:
+    missing = tmp_path / ("a-rather-long-folder-name-" * 4) / "and-a-long-song-name.wav"
+    result = runner.invoke(app, ["predict", str(missing)])
+    assert result.exit_code == 1
+    assert f"failed {missing}: no such file or folder" in result.output.splitlines()
+
+
+def test_mpg123_notes_do_not_reach_stderr(tmp_path: Path, rng: np.random.Generator) -> None:
+    mp3 = _clip(tmp_path / "damaged.mp3", rng, seconds=20.0)
+    data = bytearray(mp3.read_bytes())
+    for k in range(len(data) // 4, len(data) - 100, len(data) // 20):
+        data[k : k + 60] = bytes(60)  # zeroed frames: libmpg123 prints "Illegal Audio-MPEG-Header" and resyncs
+    mp3.write_bytes(bytes(data))
+    result = subprocess.run([sys.executable, "-m", "genrekit", "predict", str(mp3), "--jobs", "1"], capture_output=True, text=True, timeout=120)
+    assert "Illegal Audio-MPEG-Header" not in result.stderr and "resync" not in result.stderr
+    assert "damaged.mp3" in result.stdout
+
+
+def test_unreadable_file_says_permission_denied(tmp_path: Path, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Tests run as root in CI, where chmod 000 does not stop reading: os.access answers as for another user.
+    path = _clip(tmp_path / "music" / "locked.wav", rng)
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if str(p) == str(path) else real_access(p, mode, **kw))
+    with pytest.raises(AudioDecodeError, match=r"locked.wav: permission denied$"):
+        load_audio(path, sample_rate=22050)
+    result = runner.invoke(app, ["predict", str(tmp_path / "music"), "--format", "csv", "--jobs", "1"])
+    assert result.exit_code == 1
+    assert f"failed {path}: permission denied" in result.output
+
+
+def test_folder_mode_names_every_entry_it_cannot_use(tmp_path: Path, rng: np.random.Generator) -> None:
+    music = tmp_path / "music"
+    good = _clip(music / "good.wav", rng)
+    (music / "gone.mp3").symlink_to(music / "deleted.mp3")
+    (music / "loop.ogg").symlink_to(music / "loop.ogg")
+    (music / "album.flac").mkdir()
+    (music / "back").symlink_to(music)
+    (tmp_path / "empty").mkdir()
+    files, errors = find_audio_files([music, tmp_path / "empty"])
+    assert files == [good]
+    reasons = {Path(e.path).name: e.error for e in errors}
+    assert "broken symbolic link" in reasons["gone.mp3"]
+    assert "symbolic link loop" in reasons["loop.ogg"]
+    assert "a folder named like an audio file" in reasons["album.flac"]
+    assert "symbolic link loop" in reasons["back"]
+    assert reasons["empty"] == f"{tmp_path / 'empty'}: no audio files in this folder (extensions: au, flac, mp3, ogg, wav)"
+    assert all(e.error.startswith(e.path) for e in errors)
+    result = runner.invoke(app, ["predict", str(tmp_path / "empty")])
+    assert result.exit_code == 1 and str(tmp_path / "empty") in result.output
+
+
+def test_errors_name_the_options_typed_not_library_parameters(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["train", str(tmp_path), "--split", "bogus"])
+    assert result.exit_code == 2
+    assert "'--split' option" in result.output and "strategy" not in result.output
+    assert "filtered, random, kfold or leaky-segments" in result.output
+    result = runner.invoke(app, ["predict", str(tmp_path), "--model", "nope"])
+    assert result.exit_code == 2 and "available models: default" in result.output and "['" not in result.output
+
+
+def test_decoding_warnings_show_in_table_and_csv(tmp_path: Path, rng: np.random.Generator) -> None:
+    path = _clip(tmp_path / "cut.wav", rng, seconds=6.0)
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])  # the header still promises 6 s
+    table = runner.invoke(app, ["predict", str(path)], env={"COLUMNS": "200"})
+    assert table.exit_code == 0 and "notes" in table.output and "truncated" in table.output
+    out = runner.invoke(app, ["predict", str(path), "--format", "csv"])
+    row = next(csv.DictReader(io.StringIO(out.stdout)))
+    assert row["warnings"].startswith("truncated, header promises 6.00 s")
+
+
+
+def test_prepare_names_broken_links_and_loops(tmp_path: Path, make_dataset) -> None:
+    from genrekit.store import prepare_store
+
+    data = make_dataset(labels=("a", "b"), per_label=1, seconds=3.0)
+    (data / "a" / "gone.wav").symlink_to(data / "a" / "deleted.wav")
+    (data / "b" / "loop.wav").symlink_to(data / "b" / "loop.wav")
+    report = prepare_store(data, tmp_path / "store", jobs=1)
+    reasons = {Path(p).name: r for p, r in report.errors}
+    assert "broken symbolic link" in reasons["gone.wav"] and "symbolic link loop" in reasons["loop.wav"]
+    assert report.n_tracks - len(report.errors) == 2

@@ -1,0 +1,111 @@
+"""Pictures and tables a user reads: the spectrogram shows what the model sees, colours agree, compare fits 80 columns."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import matplotlib.figure
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import synth_tone
+from typer.testing import CliRunner
+
+from genrekit.cli import app
+from genrekit.config import FeatureConfig
+from genrekit.inference import load_model
+from genrekit.palette import GENRE_COLORS, genre_colors
+from genrekit.visualize import model_input, percent, plot_spectrogram, write_html_summary
+
+runner = CliRunner()
+
+
+def test_model_input_is_what_each_model_sees(rng: np.random.Generator) -> None:
+    shipped = load_model().feature_config
+    assert shipped.kind == "musicnn"
+    y16 = synth_tone(2, 6.0, 16000, rng)
+    image, label = model_input(y16, shipped, whole=True)
+    assert image.shape[0] == 96 and abs(image.shape[1] - 6.0 * 16000 / 256) <= 2 and "musicnn" in label
+    image, label = model_input(synth_tone(2, 6.0, 22050, rng), FeatureConfig(), whole=True)
+    assert image.shape[0] == 128 and label == "dB below the track's loudest bin"
+    _, label = model_input(synth_tone(2, 3.0, 22050, rng), FeatureConfig(), whole=False)
+    assert label == "dB below the segment's loudest bin"
+
+
+def test_spectrogram_cli_renders_the_models_input(tmp_path: Path, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "song.wav"
+    sf.write(path, synth_tone(2, 4.0, 22050, rng), 22050)
+    shapes: list[tuple[int, ...]] = []
+    real = plot_spectrogram
+
+    def record(features: np.ndarray, *args: object, **kwargs: object) -> Path:
+        shapes.append(features.shape)
+        return real(features, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("genrekit.visualize.plot_spectrogram", record)
+    result = runner.invoke(app, ["spectrogram", str(path), "--out", str(tmp_path / "img"), "--model", "default"])
+    assert result.exit_code == 0, result.output
+    assert "wrote 1 spectrogram image to" in result.output  # not "1 spectrogram images"
+    assert shapes[0][0] == 96  # before: the 128-band 22.05 kHz log-mel, whatever --model said
+
+
+def test_whole_track_colorbar_sits_next_to_the_image(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    gaps: list[float] = []
+
+    def measure(fig: matplotlib.figure.Figure, *args: object, **kwargs: object) -> None:
+        image, colorbar = fig.axes[0], fig.axes[1]
+        gaps.append((colorbar.get_position().x0 - image.get_position().x1) * fig.get_figwidth())
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", measure)
+    config = FeatureConfig()
+    plot_spectrogram(np.zeros((128, 6000)), config, tmp_path / "wide.png", label="dB")  # ~2 minutes: the widest image
+    assert 0 < gaps[0] < 0.35  # inches; the default pad left over an inch
+
+
+def test_one_palette_for_pngs_and_pages(tmp_path: Path) -> None:
+    from genrekit.inference import Prediction
+
+    labels = ["blues", "rock", "polka"]
+    colors = genre_colors(labels)
+    assert colors["rock"] == GENRE_COLORS["rock"] == genre_colors(["rock"])["rock"]  # independent of label order
+    assert len(set(colors.values())) == 3
+    p = Prediction("a.wav", "rock", {"blues": 0.209, "rock": 0.838, "polka": 0.609}, (), 3.0)
+    page = write_html_summary([p], tmp_path / "index.html", model_name="m", plots={}).read_text()
+    assert GENRE_COLORS["rock"] in page
+    # Bars sit in a fixed-width track, so their widths are proportional to the probability.
+    assert "grid-template-columns: 5rem 10rem 3rem" in page and "width:83.8%" in page and "width:60.9%" in page
+    app_js = (Path(__file__).parents[1] / "src/genrekit/serve/static/app.js").read_text()
+    assert "/palette.json" in app_js and "#3f6fd1" not in app_js  # the page takes the colours from the server
+
+
+def test_percent_is_one_format() -> None:
+    assert [percent(p) for p in (0.375, 0.3749, 0.001, 0.999)] == ["38%", "37%", "<1%", "100%"]
+
+
+@pytest.fixture
+def run_folder(make_dataset: Callable[..., Path], tmp_path: Path) -> Path:
+    from genrekit.config import AudioConfig
+    from genrekit.splits import SplitConfig
+    from genrekit.store import prepare_store
+    from genrekit.training import TrainConfig, train
+
+    prepare_store(make_dataset(per_label=4, seconds=3.0), tmp_path / "store", FeatureConfig(audio=AudioConfig(segment_seconds=1.0, hop_seconds=1.0)), jobs=1)
+    config = TrainConfig(model="cnn1", epochs=1, batch_size=8, split=SplitConfig(val_fraction=0.25), num_threads=1)
+    return train(tmp_path / "store", config, run_dir=tmp_path / "runs" / "cnn1-a-rather-long-run-name").run_dir
+
+
+def test_compare_fits_80_columns_and_exports(run_folder: Path) -> None:
+    table = runner.invoke(app, ["compare", str(run_folder), str(run_folder)], env={"COLUMNS": "80"})
+    assert table.exit_code == 0, table.output
+    assert max(len(line) for line in table.output.splitlines()) <= 80
+    assert "…" not in table.output and "%" in table.output
+    rows = list(csv.DictReader(io.StringIO(runner.invoke(app, ["compare", str(run_folder), "--format", "csv"]).stdout)))
+    records = json.loads(runner.invoke(app, ["compare", str(run_folder), "--format", "json"]).stdout)
+    assert rows[0]["run"] == records[0]["run"] == run_folder.name
+    assert float(rows[0]["track_accuracy"]) == pytest.approx(records[0]["track_accuracy"])
+    bad = runner.invoke(app, ["compare", str(run_folder), "--format", "xml"])
+    assert bad.exit_code == 2 and "'--format' option" in bad.output
