@@ -32,7 +32,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -41,6 +41,9 @@ from .audio import load_segments
 from .config import FeatureConfig, config_hash
 from .datasets import Track, discover, hash_track, warn_duplicates
 from .exceptions import GenrekitError, ParameterError, StoreError
+
+if TYPE_CHECKING:
+    from .ray_engine import RayEngine
 
 __all__ = ["FORMAT_VERSION", "FileResult", "PrepareReport", "FeatureStore", "process_file", "prepare_store", "open_store"]
 
@@ -209,6 +212,7 @@ def prepare_store(
     *,
     jobs: int | None = None,
     on_progress: ProgressCallback | None = None,
+    engine: RayEngine | None = None,
 ) -> PrepareReport:
     """Build or update the feature store ``out`` from a dataset.
 
@@ -228,6 +232,8 @@ def prepare_store(
         Worker processes; defaults to all cores.
     on_progress : callable(done, total, path), optional
         Called once before the first file (``path=""``) and after each file; the CLI draws a progress bar with it.
+    engine : RayEngine, optional
+        Run :func:`process_file` on a Ray cluster instead of ``jobs`` local processes; the store is the same.
 
     Raises
     ------
@@ -291,7 +297,8 @@ def prepare_store(
         on_progress(0, len(listed), "")
     # Files are hashed in a thread (hashlib and file reads release the GIL) while this thread sends the
     # ones not cached to the workers: hashing, worker start-up and feature computation overlap.
-    with ThreadPoolExecutor(max_workers=1) as hasher, _Workers(config, jobs if len(listed) > 1 else 1, on_result) as workers:
+    workers_of_run = engine.file_workers(config, on_result) if engine is not None else _Workers(config, jobs if len(listed) > 1 else 1, on_result)
+    with ThreadPoolExecutor(max_workers=1) as hasher, workers_of_run as workers:
         for t in _hashed(listed, hasher):
             tracks.append(t)
             path = str(t.path)
