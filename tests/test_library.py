@@ -70,16 +70,16 @@ def row(path: str, p: float, *, error: str | None = None) -> dict[str, object]:
 def test_results_file_round_trips_and_resumes(tmp_path: Path, suffix: str) -> None:
     out = tmp_path / f"results{suffix}"
     first = ResultsFile(out, LABELS)
-    assert first.rows == []
+    assert first.table.num_rows == 0
     rows = [row("/m/b.wav", 0.5), row("/m/a, \"quoted\".wav", 1 / 3), row("/m/bad.wav", 0.0, error="/m/bad.wav: not decodable audio")]
     for r in rows:
         first.add(r)
     first.close()
-    assert ResultsFile(out, LABELS).rows == rows  # before the end of a run: every added row is there, exactly
+    assert ResultsFile(out, LABELS).table.to_pylist() == rows  # before the end of a run: every added row is there, exactly
     again = ResultsFile(out, LABELS)
     again.add(row("/m/b.wav", 0.75))  # the same path again: the latest wins
     again.close()
-    final = ResultsFile(out, LABELS).finish()
+    final = ResultsFile(out, LABELS).finish().to_pylist()
     assert [r["path"] for r in final] == sorted(r["path"] for r in rows)
     assert next(r for r in final if r["path"] == "/m/b.wav")["confidence"] == 0.75
     assert read_results(out) == final
@@ -94,7 +94,7 @@ def test_a_row_torn_by_a_kill_is_cut_off(tmp_path: Path, suffix: str) -> None:
     results.close()
     with open(out, "a") as f:
         f.write('/m/b.wav,0123' if suffix == ".csv" else '{"path": "/m/b.wav", "content')
-    assert [r["path"] for r in ResultsFile(out, LABELS).rows] == ["/m/a.wav"]
+    assert ResultsFile(out, LABELS).table["path"].to_pylist() == ["/m/a.wav"]
 
 
 def test_a_part_a_kill_left_unfinished_is_ignored(tmp_path: Path) -> None:
@@ -104,7 +104,7 @@ def test_a_part_a_kill_left_unfinished_is_ignored(tmp_path: Path) -> None:
     results.close()
     parts = out.with_name(out.name + ".parts")
     (parts / "part-000001.parquet.tmp").write_bytes(b"PAR1 half a file")
-    assert [r["path"] for r in ResultsFile(out, LABELS).rows] == ["/m/a.wav"]
+    assert ResultsFile(out, LABELS).table["path"].to_pylist() == ["/m/a.wav"]
     assert not list(parts.glob("*.tmp"))
 
 
@@ -136,7 +136,7 @@ def test_csv_and_jsonl_keep_any_path_and_float_exactly(tmp_path_factory: pytest.
         for r in rows:
             results.add(r)
         results.close()
-        assert ResultsFile(folder / f"r{suffix}", LABELS).rows == rows
+        assert ResultsFile(folder / f"r{suffix}", LABELS).table.to_pylist() == rows
 
 
 @pytest.mark.parametrize("suffix", FORMATS)
@@ -216,8 +216,8 @@ def test_kill_9_then_rerun_equals_an_uninterrupted_run(model_file: Path, tmp_pat
         time.sleep(0.005)
     os.kill(proc.pid, signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL
-    partial = ResultsFile(killed, LABELS).rows
-    assert 0 < len(partial) < 102, "the kill must land in the middle of the run"
+    partial = ResultsFile(killed, LABELS).table.num_rows
+    assert 0 < partial < 102, "the kill must land in the middle of the run"
     assert _run([*cli, str(killed)]).wait(timeout=300) == 1
     assert read_results(killed) == read_results(whole)
 

@@ -143,3 +143,19 @@ def test_the_default_model_runs_on_ray_as_locally(tmp_path: Path) -> None:
     rows = read_results(tmp_path / "ray.csv")
     assert len(rows) == 2 and not any(r["error"] for r in rows)
     assert rows_close(rows, read_results(tmp_path / "local.csv"), atol=1e-5)
+
+
+def test_cli_commands_with_engine_ray(model_file: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from genrekit.cli import app
+
+    data = write_library(tmp_path / "data", 3)
+    runner = CliRunner()
+    result = runner.invoke(app, ["prepare", str(data), "--out", str(tmp_path / "store"), "--engine", "ray"])
+    assert result.exit_code == 0, result.output
+    assert "3 tracks" in result.output and "1 skipped" in result.output and len(open_store(tmp_path / "store").tracks) == 3
+    result = runner.invoke(app, ["predict", str(data), "-m", str(model_file), "--engine", "ray", "--out", str(tmp_path / "r.parquet")])
+    assert result.exit_code == 1 and "rock.99999.wav" in result.output and "4 files, 4 classified now" in result.output
+    result = runner.invoke(app, ["predict", str(data), "-m", str(model_file), "--engine", "ray"])
+    assert result.exit_code == 2 and "--out" in result.output

@@ -4,8 +4,10 @@
 results come in: path, content hash, genre, confidence, the uncertain flag, every genre's probability
 (``p_<genre>``), duration and, for a file that could not be classified, the reason (``error``).
 Run it again with the same output and every file whose path and bytes (the content hash of the feature
-store, :func:`genrekit.datasets.file_hash`) are already there is skipped; a copy of a known file (same
-bytes, another path) gets its row without being decoded again; a changed file is classified again.
+store, :func:`genrekit.datasets.file_hash`) are already there is skipped; a changed file is classified
+again. Locally, files are hashed before decoding, and a copy of a known file (same bytes, another path)
+gets its row without being decoded again; the Ray engine hashes each file in the task that decodes it,
+so that the driver does not read a whole library, and decodes copies again (to the same row).
 Failed files are rows too, and are not retried: decoding them is deterministic.
 
 How each format survives ``kill -9``:
@@ -45,6 +47,8 @@ from .datasets import file_hash
 from .exceptions import ParameterError, ResumeError
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from .inference import GenreClassifier, Prediction, PredictionError
     from .ray_engine import RayEngine
 
@@ -84,11 +88,11 @@ def _column_kind(column: str) -> str:
     return "float" if column in _FLOAT_COLUMNS or column.startswith("p_") else "str"
 
 
-class _Format(Protocol):
-    def read(self) -> list[Row]: ...
-    def append(self, rows: list[Row]) -> None: ...
-    def sync(self) -> None: ...
-    def rewrite(self, rows: list[Row]) -> None: ...
+def _schema(columns: Sequence[str]) -> pa.Schema:
+    import pyarrow as pa
+
+    kinds = {"str": pa.string(), "float": pa.float64(), "bool": pa.bool_()}
+    return pa.schema([(c, kinds[_column_kind(c)]) for c in columns])
 
 
 def _check_columns(path: Path, found: Sequence[str], columns: Sequence[str]) -> None:
@@ -110,32 +114,47 @@ def _fsync_dir(path: Path) -> None:
 def _cut_torn_tail(path: Path) -> None:
     """Drop a last line without its newline: what a killed writer leaves."""
     with open(path, "rb+") as f:
-        data = f.read()
-        if data and not data.endswith(b"\n"):
-            f.truncate(data.rfind(b"\n") + 1)
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        tail = b""
+        while size and b"\n" not in tail:  # read back from the end to the last newline
+            step = min(size, 1 << 16)
+            size -= step
+            f.seek(size)
+            tail = f.read(step) + tail
+        if tail and not tail.endswith(b"\n"):
+            f.truncate(size + tail.rfind(b"\n") + 1)
 
 
 class _TextFormat:
-    """CSV or JSON Lines, appended a row at a time."""
+    """CSV or JSON Lines, appended a row at a time; read back with pyarrow (typed, and compact in memory)."""
 
     def __init__(self, path: Path, columns: list[str], kind: str) -> None:
         self.path, self.columns, self.kind = path, columns, kind
+        self.schema = _schema(columns)
         self._file: Any = None
 
-    def read(self) -> list[Row]:
+    def read(self) -> pa.Table:
         if not self.path.exists() or self.path.stat().st_size == 0:
-            return []
+            return self.schema.empty_table()
         _cut_torn_tail(self.path)
-        with open(self.path, newline="", encoding="utf-8") as f:
+        _check_columns(self.path, _header(self.path), self.columns)
+        try:
             if self.kind == "jsonl":
-                rows = [json.loads(line) for line in f if line.strip()]
-                if rows:
-                    _check_columns(self.path, list(rows[0]), self.columns)
-                return rows
-            reader = csv.reader(f)
-            header = next(reader, None) or []
-            _check_columns(self.path, header, self.columns)
-            return [{c: _from_text(c, v) for c, v in zip(header, values)} for values in reader]
+                import pyarrow.json as pajson
+
+                return pajson.read_json(self.path, parse_options=pajson.ParseOptions(explicit_schema=self.schema, newlines_in_values=False))
+            import pyarrow.csv as pacsv
+
+            return pacsv.read_csv(
+                self.path,
+                parse_options=pacsv.ParseOptions(newlines_in_values=True),
+                convert_options=pacsv.ConvertOptions(
+                    column_types=self.schema, null_values=[""], strings_can_be_null=True, true_values=["true"], false_values=["false"]
+                ),
+            )
+        except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError
+            raise ResumeError(f"{self.path}: not a readable results file ({e}); choose another --out") from e
 
     def _lines(self, rows: Iterable[Row]) -> Iterator[str]:
         for row in rows:
@@ -157,13 +176,14 @@ class _TextFormat:
         if self._file is not None:
             os.fsync(self._file.fileno())
 
-    def rewrite(self, rows: list[Row]) -> None:
+    def rewrite(self, table: pa.Table) -> None:
         self.close()
         tmp = self.path.with_name(self.path.name + ".tmp")
         with open(tmp, "w", newline="", encoding="utf-8") as f:
             if self.kind == "csv":
                 f.write(_csv_line(self.columns))
-            f.writelines(self._lines(rows))
+            for batch in table.to_batches(max_chunksize=10_000):
+                f.writelines(self._lines(batch.to_pylist()))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
@@ -176,7 +196,7 @@ class _TextFormat:
 
 def _csv_line(values: Sequence[str]) -> str:
     buf: list[str] = []
-    csv.writer(_ListWriter(buf)).writerow(values)
+    csv.writer(_ListWriter(buf), lineterminator="\n").writerow(values)
     return "".join(buf)
 
 
@@ -193,61 +213,52 @@ def _to_text(value: Any) -> str:
     return repr(value) if isinstance(value, float) else str(value)  # repr: floats read back exactly
 
 
-def _from_text(column: str, text: str) -> Any:
-    if text == "":
-        return None
-    kind = _column_kind(column)
-    if kind == "float":
-        return float(text)
-    return text == "true" if kind == "bool" else text
-
-
 class _ParquetFormat:
     """Parquet: complete part files while running, one file when the run ends (see the module docstring)."""
 
     def __init__(self, path: Path, columns: list[str]) -> None:
-        import pyarrow as pa
-
         self.path = path
         self.parts = path.with_name(path.name + ".parts")
-        kinds = {"str": pa.string(), "float": pa.float64(), "bool": pa.bool_()}
-        self.schema = pa.schema([(c, kinds[_column_kind(c)]) for c in columns])
+        self.schema = _schema(columns)
         self._n_parts = 0
 
-    def read(self) -> list[Row]:
+    def read(self) -> pa.Table:
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        rows: list[Row] = []
         files = [self.path] if self.path.exists() else []
         if self.parts.is_dir():
             for tmp in self.parts.glob("*.tmp"):  # a part a killed run did not finish
                 tmp.unlink()
-            files += sorted(self.parts.glob("part-*.parquet"))
-            self._n_parts = len(files)
+            parts = sorted(self.parts.glob("part-*.parquet"))
+            files += parts
+            self._n_parts = 1 + max((int(p.stem.removeprefix("part-")) for p in parts), default=-1)
+        tables = [self.schema.empty_table()]
         for file in files:
             try:
                 table = pq.read_table(file)
             except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError
                 raise ResumeError(f"{file}: not a readable Parquet file ({e}); choose another --out") from e
             _check_columns(file, table.schema.names, self.schema.names)
-            rows += table.to_pylist()
-        return rows
+            tables.append(table.cast(self.schema))
+        return pa.concat_tables(tables)
 
-    def _write(self, rows: list[Row], path: Path) -> None:
-        import pyarrow as pa
+    def _write(self, table: pa.Table, path: Path) -> None:
         import pyarrow.parquet as pq
 
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "wb") as f:
-            pq.write_table(pa.Table.from_pylist(rows, schema=self.schema), f)
+            pq.write_table(table, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
         _fsync_dir(path.parent)
 
     def append(self, rows: list[Row]) -> None:
+        import pyarrow as pa
+
         self.parts.mkdir(exist_ok=True)
-        self._write(rows, self.parts / f"part-{self._n_parts:06d}.parquet")
+        self._write(pa.Table.from_pylist(rows, schema=self.schema), self.parts / f"part-{self._n_parts:06d}.parquet")
         self._n_parts += 1
         parts = sorted(self.parts.glob("part-*.parquet"))
         if len(parts) >= _MAX_PARTS:
@@ -256,10 +267,10 @@ class _ParquetFormat:
     def _merge(self, parts: list[Path]) -> None:
         """Parts as one new part, then the old ones removed: a kill in between leaves rows twice, and
         the latest row of a path is the one kept."""
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        rows = [r for part in parts for r in pq.read_table(part).to_pylist()]
-        self._write(rows, self.parts / f"part-{self._n_parts:06d}.parquet")
+        self._write(pa.concat_tables([pq.read_table(p) for p in parts]), self.parts / f"part-{self._n_parts:06d}.parquet")
         self._n_parts += 1
         for part in parts:
             part.unlink()
@@ -267,16 +278,26 @@ class _ParquetFormat:
     def sync(self) -> None:
         """Parts are durable once written."""
 
-    def rewrite(self, rows: list[Row]) -> None:
-        self._write(rows, self.path)
+    def rewrite(self, table: pa.Table) -> None:
+        self._write(table, self.path)
         shutil.rmtree(self.parts, ignore_errors=True)
 
     def close(self) -> None:
         """Nothing is held open."""
 
 
+def _latest_per_path(table: pa.Table) -> pa.Table:
+    """One row per path, the last one written, sorted by path."""
+    import numpy as np
+    import pyarrow as pa
+
+    indexed = table.append_column("_row", pa.array(np.arange(len(table), dtype=np.int64)))
+    last = indexed.group_by("path").aggregate([("_row", "max")])["_row_max"]
+    return table.take(last).sort_by("path")
+
+
 class ResultsFile:
-    """A results file opened for a run: the rows already there, and one place that adds rows.
+    """A results file opened for a run: what is already there, and the one place that adds rows.
 
     Parameters
     ----------
@@ -284,6 +305,12 @@ class ResultsFile:
         ``.parquet``, ``.csv`` or ``.jsonl``; created if missing, continued if there.
     labels : sequence of str
         The model's genres; a file with other ``p_<genre>`` columns is refused.
+
+    Attributes
+    ----------
+    table : pyarrow.Table
+        The rows there when the file was opened (a torn last row cut off): typed, and compact for a
+        million rows, where Python dicts would take gigabytes.
 
     Raises
     ------
@@ -303,23 +330,22 @@ class ResultsFile:
             _ParquetFormat(self.path, self.columns) if suffix == ".parquet" else _TextFormat(self.path, self.columns, suffix[1:])
         )
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.rows: list[Row] = self._format.read()
+        self.table = self._format.read()
         self._pending: list[Row] = []
         self._last = time.monotonic()
 
+    def row(self, index: int) -> Row:
+        """Row ``index`` of :attr:`table` as a dict."""
+        return self.table.slice(index, 1).to_pylist()[0]
+
     def add(self, row: Row) -> None:
         """Record one file's row: durable as the module docstring says."""
-        self.rows.append(row)
+        self._pending.append(row)
         if isinstance(self._format, _TextFormat):
             self._format.append([row])
-            self._pending.append(row)
             if len(self._pending) >= _SYNC_ROWS or time.monotonic() - self._last >= _SYNC_SECONDS:
-                self._format.sync()
-                self._pending.clear()
-                self._last = time.monotonic()
-            return
-        self._pending.append(row)
-        if len(self._pending) >= _PART_ROWS or time.monotonic() - self._last >= _PART_SECONDS:
+                self.flush()
+        elif len(self._pending) >= _PART_ROWS or time.monotonic() - self._last >= _PART_SECONDS:
             self.flush()
 
     def flush(self) -> None:
@@ -330,18 +356,16 @@ class ResultsFile:
         self._pending = []
         self._last = time.monotonic()
 
-    def finish(self) -> list[Row]:
-        """Rewrite the file as one row per path (the latest), sorted by path; returns those rows."""
-        latest = {row["path"]: row for row in self.rows}
-        rows = [latest[p] for p in sorted(latest)]
-        self._pending = []
-        self._format.rewrite(rows)
-        self.rows = rows
-        return rows
-
     def close(self) -> None:
         self.flush()
         self._format.close()
+
+    def finish(self) -> pa.Table:
+        """Close, and rewrite the file as one row per path (the latest), sorted by path; returns those rows."""
+        self.close()
+        self.table = _latest_per_path(self._format.read())
+        self._format.rewrite(self.table)
+        return self.table
 
 
 def read_results(path: str | Path) -> list[Row]:
@@ -352,14 +376,17 @@ def read_results(path: str | Path) -> list[Row]:
 
         return pq.read_table(path).to_pylist()
     labels = [c[2:] for c in _header(path) if c.startswith("p_")]
-    return _TextFormat(path, result_columns(labels), path.suffix.lower()[1:]).read()
+    return _TextFormat(path, result_columns(labels), path.suffix.lower()[1:]).read().to_pylist()
 
 
 def _header(path: Path) -> list[str]:
     with open(path, newline="", encoding="utf-8") as f:
         first = f.readline()
     if path.suffix.lower() == ".jsonl":
-        return list(json.loads(first)) if first.strip() else []
+        try:
+            return list(json.loads(first)) if first.strip() else []
+        except ValueError:
+            return []
     return next(csv.reader([first]), [])
 
 
@@ -380,17 +407,19 @@ class LibraryReport:
         return len(self.errors)
 
 
+def hash_file(path: str) -> tuple[str | None, str | None]:
+    """(content hash, None), or (None, the reason) for a file that cannot be read: what a row is keyed on."""
+    try:
+        return file_hash(Path(path)), None
+    except OSError as e:
+        return None, f"{path}: cannot be read ({e.strerror or e})"
+
+
 def _hashes(paths: list[str]) -> Iterator[tuple[str, str | None, str | None]]:
     """(path, content hash, error) of each file, in order; hashing runs ahead in a thread (it releases the GIL)."""
-
-    def one(path: str) -> tuple[str, str | None, str | None]:
-        try:
-            return path, file_hash(Path(path)), None
-        except OSError as e:
-            return path, None, f"{path}: cannot be read ({e.strerror or e})"
-
     with ThreadPoolExecutor(max_workers=1) as pool:
-        yield from pool.map(one, paths)
+        for path, (digest, error) in zip(paths, pool.map(hash_file, paths)):
+            yield path, digest, error
 
 
 def _copy_row(row: Row, path: str) -> Row:
@@ -439,17 +468,18 @@ def classify_library(
     labels = model.classes_
     results = ResultsFile(out, labels)
     report = LibraryReport(results.path, n_files=len(paths) + len(missing))
-    done = {(row["path"], row["content_hash"]) for row in results.rows}
-    known = {row["content_hash"]: row for row in results.rows if row["content_hash"]}
+    hashes = results.table["content_hash"].to_pylist()
+    done = set(zip(results.table["path"].to_pylist(), hashes))
+    known = {digest: i for i, digest in enumerate(hashes) if digest}  # content hash -> its row in the file
     todo: list[tuple[str, str]] = []
     copies: dict[str, list[str]] = {}  # content hash -> other paths with those bytes in this run
-    rows: dict[str, Row] = {}  # path -> this run's row, for the report
+    seen: set[str] = set()  # the paths of this library
     n_done = 0
 
     def record(row: Row, *, computed: bool = False) -> None:
         nonlocal n_done
         results.add(row)
-        rows[row["path"]] = row
+        seen.add(row["path"])
         n_done += 1
         report.n_computed += computed
         if on_progress is not None:
@@ -460,33 +490,42 @@ def classify_library(
     try:
         for error in missing:
             record(result_row(error, None, labels))
-        for path, digest, error in _hashes(paths):
-            if digest is None:
-                record(dict(dict.fromkeys(results.columns), path=path, error=error))
-            elif (path, digest) in done:
-                rows[path] = known[digest]
-                report.n_skipped += 1
-                n_done += 1
-            elif digest in known:
-                record(_copy_row(known[digest], path))
-                report.n_copied += 1
-            elif digest in copies:
-                copies[digest].append(path)
-            else:
-                copies[digest] = []
-                todo.append((path, digest))
-        if on_progress is not None:
-            on_progress(n_done, report.n_files, "")
-        engine_rows = engine.classify(model, todo) if engine is not None else _classify_here(model, todo, jobs)
-        for row in engine_rows:
-            record(row, computed=True)
-            for other in copies.get(row["content_hash"], ()):
-                record(_copy_row(row, other))
-                report.n_copied += 1
+        if engine is not None:  # files are hashed where they are decoded, not all read here by the driver
+            latest = dict(zip(results.table["path"].to_pylist(), hashes))
+            for row in engine.classify(model, [(p, latest.get(p)) for p in paths]):
+                if row.pop("skipped", False):
+                    seen.add(row["path"])
+                    report.n_skipped += 1
+                    n_done += 1
+                else:
+                    record(row, computed=row["content_hash"] is not None)
+        else:  # hashed here, ahead of the decoding processes: a file's copies are decoded once
+            for path, digest, error in _hashes(paths):
+                if digest is None:
+                    record(dict(dict.fromkeys(results.columns), path=path, error=error))
+                elif (path, digest) in done:
+                    seen.add(path)
+                    report.n_skipped += 1
+                    n_done += 1
+                elif digest in known:
+                    record(_copy_row(results.row(known[digest]), path))
+                    report.n_copied += 1
+                elif digest in copies:
+                    copies[digest].append(path)
+                else:
+                    copies[digest] = []
+                    todo.append((path, digest))
+            if on_progress is not None:
+                on_progress(n_done, report.n_files, "")
+            for row in _classify_here(model, todo, jobs):
+                record(row, computed=True)
+                for other in copies.get(row["content_hash"], ()):
+                    record(_copy_row(row, other))
+                    report.n_copied += 1
     finally:
         results.close()
     final = results.finish()
-    report.errors = [(row["path"], row["error"]) for row in final if row["path"] in rows and row["error"]]
+    report.errors = [(p, e) for p, e in zip(final["path"].to_pylist(), final["error"].to_pylist()) if e and p in seen]
     report.seconds = time.perf_counter() - start
     return report
 

@@ -126,14 +126,19 @@ class RayEngine:
         total = float(ray.cluster_resources().get("CPU", 1.0))
         return min(1.0, total / 2), min(self.model_cpus, total / 2)
 
-    def classify(self, model: GenreClassifier, todo: Sequence[tuple[str, str]]) -> Iterator[Row]:
-        """Results-file rows (:func:`genrekit.library.result_row`) of ``(path, content hash)`` pairs, as they finish."""
-        if not todo:
+    def classify(self, model: GenreClassifier, items: Sequence[tuple[str, str | None]]) -> Iterator[Row]:
+        """Results-file rows (:func:`genrekit.library.result_row`) of ``(path, content hash in the results
+        file or None)`` pairs, as they finish.
+
+        Files are hashed in the decode tasks, where they are read anyway, not by the driver: a file whose
+        bytes still have the given hash is not decoded, and comes back as ``{"path", "content_hash", "skipped": True}``.
+        """
+        if not items:
             return
         with self.session() as ray:
             task_cpus, actor_cpus = self._cpus(ray)
             max_actors = max(1, int(float(ray.cluster_resources().get("CPU", 1.0)) // (actor_cpus + task_cpus)))
-            ds = self._dataset(ray, [{"path": p, "content_hash": h} for p, h in todo])
+            ds = self._dataset(ray, [{"path": p, "known_hash": h or ""} for p, h in items])
             ds = ds.map_batches(
                 _featurize_batch, fn_kwargs={"config": model.feature_config}, batch_size=None, num_cpus=task_cpus, memory=_TASK_MEMORY
             )
@@ -153,11 +158,21 @@ class RayEngine:
 
 
 def _featurize_batch(batch: dict[str, np.ndarray], config: FeatureConfig) -> dict[str, np.ndarray]:
-    """Decode and featurize a few files (a Ray task): the local engine's ``_featurize_file``, pickled for the trip."""
-    from .inference import _featurize_file
+    """Hash, decode and featurize a few files (a Ray task): the local engine's ``_featurize_file``, pickled
+    for the trip; a file still in the results file (same hash) is not decoded (an empty item)."""
+    from .inference import _Featurized, _featurize_file
+    from .library import hash_file
 
-    items = [pickle.dumps(_featurize_file(str(path), config), protocol=5) for path in batch["path"]]
-    return {"content_hash": batch["content_hash"], "featurized": np.array(items, dtype=object)}
+    digests, items = [], []
+    for path, known in zip(map(str, batch["path"]), batch["known_hash"]):
+        digest, error = hash_file(path)
+        if error is not None:
+            item = pickle.dumps(_Featurized(path, error=error), protocol=5)
+        else:
+            item = b"" if digest == known else pickle.dumps(_featurize_file(path, config), protocol=5)
+        digests.append(digest or "")
+        items.append(item)
+    return {"path": batch["path"], "content_hash": np.array(digests, dtype=object), "featurized": np.array(items, dtype=object)}
 
 
 class _Classifier:
@@ -178,10 +193,13 @@ class _Classifier:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from .library import result_row
 
-        rows = [
-            json.dumps(result_row(self.model._from_featurized(pickle.loads(item)), str(digest), self.model.classes_))
-            for item, digest in zip(batch["featurized"], batch["content_hash"])
-        ]
+        rows = []
+        for path, digest, item in zip(map(str, batch["path"]), map(str, batch["content_hash"]), batch["featurized"]):
+            if len(item) == 0:
+                rows.append(json.dumps({"path": path, "content_hash": digest, "skipped": True}))
+            else:
+                result = self.model._from_featurized(pickle.loads(item))
+                rows.append(json.dumps(result_row(result, digest or None, self.model.classes_)))
         return {"row": np.array(rows, dtype=object)}
 
 

@@ -48,6 +48,9 @@ def prepare(
     if engine not in ("local", "ray"):
         err_console.print(f"[bold red]error:[/] --engine must be one of local, ray; got {engine!r}")
         raise typer.Exit(2)
+    if address is not None and engine != "ray":
+        err_console.print("[bold red]error:[/] --address is where a Ray cluster runs: use it with --engine ray")
+        raise typer.Exit(2)
     with handle_errors():
         feature_config = _feature_config(features, config, scaling, segment_seconds, hop_seconds)
         ray = None

@@ -181,6 +181,9 @@ def predict(
     if engine not in ENGINES:
         err_console.print(f"[bold red]error:[/] --engine must be one of {', '.join(ENGINES)}; got {engine!r}")
         raise typer.Exit(2)
+    if address is not None and engine != "ray":
+        err_console.print("[bold red]error:[/] --address is where a Ray cluster runs: use it with --engine ray")
+        raise typer.Exit(2)
     if fmt is None and (engine == "ray" or (out is not None and out.suffix.lower() in (".parquet", ".csv", ".jsonl"))):
         _library_run(paths, out, model, jobs, engine, address, segments=segments, plot=plot)
         return
