@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import ray  # the ray extra is part of the dev install (make test): missing, this fails rather than skips
 import soundfile as sf
 import torch
 
@@ -23,10 +24,8 @@ from genrekit.features import feature_shape
 from genrekit.inference import load_model
 from genrekit.library import classify_library, read_results, rows_close
 from genrekit.models import build_model
+from genrekit.ray_engine import RayEngine
 from genrekit.store import open_store, prepare_store
-
-ray = pytest.importorskip("ray", reason="the ray extra is part of the dev install (make test)")
-from genrekit.ray_engine import RayEngine  # noqa: E402  # after the import check
 
 pytestmark = pytest.mark.slow
 LABELS = ["blues", "classical", "rock"]

@@ -18,9 +18,10 @@ How each format survives ``kill -9``:
 - Parquet cannot be appended to: its footer is written on close, and a killed writer leaves a file that
   nothing can read. Rows go instead to small Parquet files in ``<out>.parts/``, each written under a
   temporary name, fsync'ed and renamed when complete (every ``_PART_ROWS`` rows or ``_PART_SECONDS`` s;
-  every ``_MAX_PARTS`` parts are merged into one), and are consolidated into ``<out>`` when the run ends. A kill loses the files in flight and the rows
-  of the part being filled (at most ``_PART_SECONDS`` s of results). Row groups of one open file would
-  save the consolidation, but not the rows of a killed run.
+  every ``_MAX_PARTS`` parts are merged into one), and are consolidated into ``<out>`` when the run
+  ends. A kill loses the files in flight and the rows of the part being filled (at most
+  ``_PART_SECONDS`` s of results). Row groups of one open file would save the consolidation, but not
+  the rows of a killed run.
 
 When a run ends, the file is rewritten once (to a temporary name, then renamed): one row per path, the
 latest, sorted by path, so a resumed run and an uninterrupted one leave the same file.
@@ -41,7 +42,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from .datasets import file_hash
 from .exceptions import ParameterError, ResumeError

@@ -160,7 +160,7 @@ class RayEngine:
 def _featurize_batch(batch: dict[str, np.ndarray], config: FeatureConfig) -> dict[str, np.ndarray]:
     """Hash, decode and featurize a few files (a Ray task): the local engine's ``_featurize_file``, pickled
     for the trip; a file still in the results file (same hash) is not decoded (an empty item)."""
-    from .inference import _Featurized, _featurize_file
+    from .inference import _featurize_file, _Featurized
     from .library import hash_file
 
     digests, items = [], []
