@@ -158,3 +158,22 @@ def test_cli_commands_with_engine_ray(model_file: Path, tmp_path: Path) -> None:
     assert result.exit_code == 1 and "rock.99999.wav" in result.output and "4 files, 4 classified now" in result.output
     result = runner.invoke(app, ["predict", str(data), "-m", str(model_file), "--engine", "ray"])
     assert result.exit_code == 2 and "--out" in result.output
+
+
+@pytest.mark.shared_data
+def test_real_clips_and_bad_audio_give_the_local_engines_rows(model_file: Path, shared_data: Path, tmp_path: Path) -> None:
+    """Real GTZAN clips (OGG, the original .au, a FLAC excerpt) and every bad-audio fixture."""
+    files = [
+        shared_data / "gtzan-dev" / "rock" / "rock.00000.ogg",
+        shared_data / "gtzan-dev" / "reggae" / "reggae.00016.au",
+        shared_data / "gtzan-dev-excerpts" / "blues" / "blues.00010.flac",
+        *sorted(p for p in (shared_data / "bad-audio").iterdir() if p.suffix != ".md"),
+    ]
+    model = load_model(model_file)
+    local = classify_library(files, tmp_path / "local.parquet", model, jobs=2)
+    remote = classify_library(files, tmp_path / "ray.parquet", model, engine=RayEngine())
+    rows = read_results(tmp_path / "ray.parquet")
+    assert rows_close(rows, read_results(tmp_path / "local.parquet"), atol=1e-5)
+    assert remote.errors == local.errors and len(remote.errors) >= 4  # empty, not audio, random bytes, NaN samples, ...
+    assert all(reason.startswith(path) for path, reason in remote.errors)
+    assert sum(1 for r in rows if r["genre"] is not None) >= 3
