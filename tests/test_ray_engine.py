@@ -177,3 +177,13 @@ def test_real_clips_and_bad_audio_give_the_local_engines_rows(model_file: Path, 
     assert remote.errors == local.errors and len(remote.errors) >= 4  # empty, not audio, random bytes, NaN samples, ...
     assert all(reason.startswith(path) for path, reason in remote.errors)
     assert sum(1 for r in rows if r["genre"] is not None) >= 3
+
+
+def test_without_ray_installed_the_error_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from genrekit.ray_engine import RayUnavailableError
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets where the extra is not installed
+    with pytest.raises(RayUnavailableError, match=r"pip install 'genrekit\[ray\]'"), RayEngine().session():
+        pass

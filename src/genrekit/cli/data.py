@@ -27,7 +27,7 @@ def prepare(
     hop_seconds: Annotated[Optional[float], typer.Option(help="Hop between segment starts in seconds (default = segment length).")] = None,
     jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", help="Worker processes (default: all cores).")] = None,
     strict: Annotated[bool, typer.Option(help="Exit 1 when any file could not be used.")] = False,
-    engine: Annotated[str, typer.Option(help="local (processes on this machine) or ray (a Ray cluster; needs genrekit[ray]). The store is the same.")] = "local",
+    engine: Annotated[str, typer.Option(help="local (processes on this machine) or ray (a Ray cluster; needs the ray extra). The store is the same.")] = "local",
     address: Annotated[Optional[str], typer.Option(help="With --engine ray: 'auto' or HOST:PORT of a running cluster (default: start one here with --jobs CPUs).")] = None,
 ) -> None:
     """Decode, segment and featurize every track of DATA into the store OUT.

@@ -154,7 +154,7 @@ def predict(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="With --format json/csv: write it here instead of stdout. Without --format, a .parquet, .csv or .jsonl results file written as files finish, and continued when run again.")] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Write one timeline PNG per track into this folder.")] = None,
     jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", help="Decoding worker processes (default: all cores); the model runs on one thread in this process. With --engine ray and no --address: the CPUs of the Ray instance started.")] = None,
-    engine: Annotated[str, typer.Option(help="local (processes on this machine) or ray (a Ray cluster; needs genrekit[ray] and --out results file).")] = "local",
+    engine: Annotated[str, typer.Option(help="local (processes on this machine) or ray (a Ray cluster; needs the ray extra and a --out results file).")] = "local",
     address: Annotated[Optional[str], typer.Option(help="With --engine ray: 'auto' or HOST:PORT of a running cluster (default: start one here).")] = None,
 ) -> None:
     """Classify audio files: genres with probabilities, and optionally the per-segment timeline.
