@@ -28,11 +28,13 @@ QUICK: dict[str, tuple[list[str], int]] = {
     "bench_memory.py": (["--small", "100", "--large", "300", "--minutes", "10"], 900),
     "bench_serve_load.py": (["--seconds", "30", "--max-requests", "100"], 400),
     "bench_musicnn.py": (["--repeats", "3"], 300),
+    "bench_library.py": (["--tracks", "120", "--repeats", "2"], 600),
 }
 FULL: dict[str, tuple[list[str], int]] = {
     "bench_features.py": ([], 3600),
     "bench_training.py": (["--steps", "8", "--rounds", "3", "--epochs", "5", "--compile"], 3600),
     "bench_memory.py": (["--small", "100", "--large", "1000"], 1800),
+    "bench_library.py": (["--tracks", "400", "--repeats", "3"], 1800),
 }
 FIGURE = re.compile(r"\d(\.\d+)?x\b|target|tracks/s|peak RSS|CPU s|wall s|req/s|p50", re.IGNORECASE)
 

@@ -14,6 +14,7 @@ __all__ = [
     "DatasetError",
     "StoreError",
     "ModelNotFoundError",
+    "ResumeError",
     "GenrekitWarning",
     "AudioWarning",
     "DatasetWarning",
@@ -55,6 +56,10 @@ class StoreError(GenrekitError, OSError):
 
 class ModelNotFoundError(GenrekitError, LookupError):
     """A model name, run folder or file does not exist; the message lists what does."""
+
+
+class ResumeError(GenrekitError, ValueError):
+    """A results file cannot be continued: it is not a genrekit results file, or another model's (other genres)."""
 
 
 class GenrekitWarning(UserWarning):

@@ -32,7 +32,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -42,6 +42,9 @@ from .audio import load_segments, path_problem
 from .config import FeatureConfig, config_hash
 from .datasets import Track, discover, hash_track, warn_duplicates
 from .exceptions import AudioTooLongError, GenrekitError, ParameterError, StoreError
+
+if TYPE_CHECKING:
+    from .ray_engine import RayEngine
 
 __all__ = ["FORMAT_VERSION", "FileResult", "PrepareReport", "FeatureStore", "process_file", "prepare_store", "open_store"]
 
@@ -225,6 +228,7 @@ def prepare_store(
     jobs: int | None = None,
     max_duration: float | None = None,
     on_progress: ProgressCallback | None = None,
+    engine: RayEngine | None = None,
 ) -> PrepareReport:
     """Build or update the feature store ``out`` from a dataset.
 
@@ -247,6 +251,8 @@ def prepare_store(
         the cache, so a rerun with a higher limit processes them.
     on_progress : callable(done, total, path), optional
         Called once before the first file (``path=""``) and after each file; the CLI draws a progress bar with it.
+    engine : RayEngine, optional
+        Run :func:`process_file` on a Ray cluster instead of ``jobs`` local processes; the store is the same.
 
     Raises
     ------
@@ -313,7 +319,10 @@ def prepare_store(
         on_progress(0, len(listed), "")
     # Files are hashed in a thread (hashlib and file reads release the GIL) while this thread sends the
     # ones not cached to the workers: hashing, worker start-up and feature computation overlap.
-    with ThreadPoolExecutor(max_workers=1) as hasher, _Workers(config, jobs if len(listed) > 1 else 1, on_result, max_duration) as workers:
+    workers_of_run = (
+        engine.file_workers(config, on_result, max_duration) if engine is not None else _Workers(config, jobs if len(listed) > 1 else 1, on_result, max_duration)
+    )
+    with ThreadPoolExecutor(max_workers=1) as hasher, workers_of_run as workers:
         for t in _hashed(listed, hasher):
             tracks.append(t)
             path = str(t.path)

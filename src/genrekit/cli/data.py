@@ -28,6 +28,8 @@ def prepare(
     jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", help="Worker processes (default: all cores).")] = None,
     max_duration: Annotated[Optional[float], typer.Option(min=0.001, help="Skip files longer than this many seconds (default: no limit).")] = None,
     strict: Annotated[bool, typer.Option(metavar="", help="Exit 1 when any file could not be used.")] = False,
+    engine: Annotated[str, typer.Option(help="local (processes on this machine) or ray (a Ray cluster; needs the ray extra). The store is the same.")] = "local",
+    address: Annotated[Optional[str], typer.Option(help="With --engine ray: 'auto' or HOST:PORT of a running cluster (default: start one here with --jobs CPUs).")] = None,
 ) -> None:
     """Decode, segment and featurize every track of DATA into the store OUT.
 
@@ -39,13 +41,26 @@ def prepare(
       genrekit prepare ~/data/gtzan/genres_original --out stores/gtzan
 
       genrekit prepare my_music/ --out stores/mine --features musicnn --jobs 2
+
+      genrekit prepare /shared/gtzan --out /shared/stores/gtzan --engine ray --address auto
     """
     from ..store import prepare_store
 
+    if engine not in ("local", "ray"):
+        err_console.print(f"[bold red]error:[/] --engine must be one of local, ray; got {engine!r}")
+        raise typer.Exit(2)
+    if address is not None and engine != "ray":
+        err_console.print("[bold red]error:[/] --address is where a Ray cluster runs: use it with --engine ray")
+        raise typer.Exit(2)
     with handle_errors(prepare):
         feature_config = _feature_config(features, config, scaling, segment_seconds, hop_seconds)
+        ray = None
+        if engine == "ray":
+            from ..ray_engine import RayEngine
+
+            ray = RayEngine(address=address, num_cpus=jobs if address is None else None)
         with progress_bar("prepare") as update:
-            report = prepare_store(data, out, feature_config, jobs=jobs, max_duration=max_duration, on_progress=update)
+            report = prepare_store(data, out, feature_config, jobs=jobs, max_duration=max_duration, on_progress=update, engine=ray)
     for message in sorted(set(report.warnings)):
         err_console.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True)
     for path, reason in report.errors:

@@ -5,6 +5,9 @@ Output schemas (stable; documented in the README):
 - ``--format json``: ``{"model": {...describe()}, "results": [Prediction.to_dict() | {"path", "error"}]}``.
 - ``--format csv``: one row per track: ``path,genre,confidence,top_k,error,warnings,p_<genre>...``; with ``--segments``
   one row per segment: ``path,segment_index,start_s,end_s,genre,confidence,p_<genre>...``.
+- Library runs (``--out`` ending in ``.parquet``, ``.jsonl``, or ``.csv`` without ``--format``): written as
+  they go and resumable, ``path,content_hash,genre,confidence,uncertain,p_<genre>...,duration_s,error``
+  (see :mod:`genrekit.library`).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = ["register"]
 
 FORMATS = ("table", "json", "csv")
+ENGINES = ("local", "ray")
 
 
 @contextmanager
@@ -164,12 +168,14 @@ def predict(
     paths: Annotated[list[Path], typer.Argument(metavar="PATH", help="Audio files or folders (searched recursively): wav, au, flac, ogg, mp3.")],
     model: Annotated[str, typer.Option("--model", "-m", help="'default' (shipped), a run folder, or a model.pt file.")] = "default",
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many genres to list per track.")] = 3,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table, json or csv.")] = "table",
+    fmt: Annotated[Optional[str], typer.Option("--format", "-f", help="table (default), json or csv.")] = None,
     segments: Annotated[bool, typer.Option("--segments", metavar="", help="Include the per-segment timeline.")] = False,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write json/csv here instead of stdout.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="With --format json/csv: write it here instead of stdout. Without --format, a .parquet, .csv or .jsonl results file written as files finish, and continued when run again.")] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Write one timeline PNG per track into this folder.")] = None,
-    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", help="Decoding worker processes (default: all cores); the model runs on one thread in this process.")] = None,
+    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", help="Decoding worker processes (default: all cores); the model runs on one thread in this process. With --engine ray and no --address: the CPUs of the Ray instance started.")] = None,
     max_duration: Annotated[Optional[float], typer.Option(min=0.001, help="Skip files longer than this many seconds (default: no limit).")] = None,
+    engine: Annotated[str, typer.Option(help="local (processes on this machine) or ray (a Ray cluster; needs the ray extra and a --out results file).")] = "local",
+    address: Annotated[Optional[str], typer.Option(help="With --engine ray: 'auto' or HOST:PORT of a running cluster (default: start one here).")] = None,
 ) -> None:
     """Classify audio files: genres with probabilities, and optionally the per-segment timeline.
 
@@ -184,10 +190,27 @@ def predict(
       genrekit predict ~/Music --format csv --out genres.csv
 
       genrekit predict song.flac --segments --format json --plot plots/
+
+      genrekit predict ~/Music --out results.parquet
+
+      genrekit predict /shared/music --engine ray --address auto --out /shared/results.parquet
     """
-    if fmt not in FORMATS:
+    if fmt is not None and fmt not in FORMATS:
         err_console.print(f"[bold red]error:[/] --format must be one of {', '.join(FORMATS)}; got {fmt!r}")
         raise typer.Exit(2)
+    if engine not in ENGINES:
+        err_console.print(f"[bold red]error:[/] --engine must be one of {', '.join(ENGINES)}; got {engine!r}")
+        raise typer.Exit(2)
+    if address is not None and engine != "ray":
+        err_console.print("[bold red]error:[/] --address is where a Ray cluster runs: use it with --engine ray")
+        raise typer.Exit(2)
+    if fmt is None and (engine == "ray" or (out is not None and out.suffix.lower() in (".parquet", ".csv", ".jsonl"))):
+        _library_run(paths, out, model, jobs, engine, address, segments=segments, plot=plot, max_duration=max_duration)
+        return
+    if engine != "local":
+        err_console.print("[bold red]error:[/] --engine ray writes a results file: give --out results.parquet (or .csv, .jsonl) and no --format")
+        raise typer.Exit(2)
+    fmt = fmt or "table"
     with handle_errors(predict), _loaded(model) as clf:
         results = _classify(clf, paths, jobs, "predict", max_duration)
     if not results:
@@ -218,6 +241,52 @@ def predict(
     if plots:
         err_console.print(f"timeline plots in {plot}/")
     if any(hasattr(r, "error") for r in results):
+        raise typer.Exit(1)
+
+
+def _library_run(
+    paths: Sequence[Path],
+    out: Path | None,
+    model: str,
+    jobs: int | None,
+    engine: str,
+    address: str | None,
+    *,
+    segments: bool,
+    plot: Path | None,
+    max_duration: float | None,
+) -> None:
+    """``predict LIBRARY --out results.parquet``: a resumable results file (see :mod:`genrekit.library`)."""
+    from ..library import RESULT_FORMATS, classify_library
+
+    if out is None or out.suffix.lower() not in RESULT_FORMATS:
+        err_console.print(f"[bold red]error:[/] --engine {engine} writes a results file: give --out ending in {', '.join(RESULT_FORMATS)}")
+        raise typer.Exit(2)
+    if segments or plot:
+        err_console.print("[bold red]error:[/] a results file holds one row per track: --segments and --plot need --format json or csv")
+        raise typer.Exit(2)
+    with handle_errors(predict), _loaded(model) as clf:
+        ray = None
+        if engine == "ray":
+            from ..ray_engine import RayEngine
+
+            ray = RayEngine(address=address, num_cpus=jobs if address is None else None)
+        with progress_bar("predict") as update:
+            report = classify_library(paths, out, clf, engine=ray, jobs=jobs, max_duration=max_duration, on_progress=update)
+    if report.n_files == 0:
+        err_console.print("[bold red]error:[/] no audio files found (extensions: wav, au, flac, ogg, mp3)")
+        raise typer.Exit(1)
+    shown = 20
+    for path, reason in report.errors[:shown]:
+        err_console.print(f"[red]failed[/] {escape(reason if reason.startswith(path) else f'{path}: {reason}')}", soft_wrap=True)
+    if report.n_errors > shown:
+        err_console.print(f"[red]... and {report.n_errors - shown} more failed files[/] (rows with an error in {escape(str(out))})")
+    console.print(
+        f"[bold green]results[/] {escape(str(out))}: {report.n_files} files, {report.n_computed} classified now, "
+        f"{report.n_skipped} already there, {report.n_copied} copies of known files, {report.n_errors} failed, {report.seconds:.1f} s",
+        soft_wrap=True,
+    )
+    if report.n_errors:
         raise typer.Exit(1)
 
 

@@ -1,0 +1,260 @@
+"""The Ray engine: genrekit's per-file pipeline on a Ray cluster, for libraries one machine cannot finish.
+
+The work is the local engine's, function for function: :func:`genrekit.store.process_file` for
+``prepare``; ``inference._featurize_file`` and the classifier's soft vote for ``predict``. Ray Data runs
+it the way its docs recommend for batch inference:
+
+- decoding and features are stateless tasks (``map_batches`` with a function), a few files a task;
+- the model is a callable class in an actor pool (``ActorPoolStrategy``), loaded once per actor, with
+  as many torch threads as the actor has CPUs;
+- results stream back to the driver, the one place that writes (the results file, the feature store).
+
+Files are read by path: the audio must be on storage that every node sees under the same path (a
+shared or network file system); paths are made absolute before they are sent. Ray retries a task whose
+worker died and restarts a dead actor (Ray Data's defaults), so a killed worker costs time, not files.
+
+Needs the ``ray`` extra: ``pip install 'genrekit[ray]'``, on every node.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import pickle
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .exceptions import GenrekitError, ParameterError
+
+if TYPE_CHECKING:
+    from .checkpoint import Checkpoint
+    from .config import FeatureConfig
+    from .inference import GenreClassifier
+    from .store import FileResult
+
+__all__ = ["RayEngine", "RayUnavailableError"]
+
+# Logical memory a decode task reserves: Ray Data measured up to 247 MiB a worker (torch imported, one
+# 30 s clip streamed) and asks for 1.25x that.
+# A remote argument the model actors do not have also keeps Ray Data from fusing decoding into them (it
+# fuses a task map into a following actor map with the same arguments), which would decode on the
+# model's CPUs, one file at a time per actor.
+_TASK_MEMORY = 320 * 2**20
+# Files per decode task: small enough to balance a few files over many workers and to lose little work
+# when a worker dies, large enough that Ray's per-task cost (~ms) stays small against ~50 ms a file.
+_FILES_PER_TASK = 4
+_MAX_BLOCKS = 10_000  # a million files: 100 a task
+Row = dict[str, Any]
+
+
+class RayUnavailableError(GenrekitError, ImportError):
+    """``--engine ray`` without Ray installed."""
+
+
+def _import_ray() -> Any:
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # never phone home
+    try:
+        import ray
+        import ray.data  # noqa: F401  # the ray[data] extra
+    except ImportError as e:
+        raise RayUnavailableError(f"--engine ray needs Ray Data: pip install 'genrekit[ray]' ({e})") from e
+    return ray
+
+
+@dataclass(frozen=True)
+class RayEngine:
+    """Where and how to run genrekit's per-file work on Ray.
+
+    Parameters
+    ----------
+    address : str, optional
+        ``None`` starts a Ray instance on this machine for the run (or uses the one this process already
+        started); ``"auto"`` joins the cluster started here with ``ray start``; ``"HOST:PORT"`` joins that one.
+    num_cpus : int, optional
+        CPUs of a Ray instance started for the run (default: all); a running cluster has its own.
+    model_cpus : float, default=1
+        CPUs of each model actor: its torch threads. The pool grows to what the cluster has free.
+    """
+
+    address: str | None = None
+    num_cpus: int | None = None
+    model_cpus: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.num_cpus is not None and self.num_cpus < 1:
+            raise ParameterError(f"The 'num_cpus' parameter must be >= 1. Got {self.num_cpus!r} instead.")
+        if self.model_cpus <= 0:
+            raise ParameterError(f"The 'model_cpus' parameter must be > 0. Got {self.model_cpus!r} instead.")
+
+    @contextmanager
+    def session(self) -> Iterator[Any]:
+        """Ray, connected: joined or started for this block (and shut down after it if started here)."""
+        ray = _import_ray()
+        if ray.is_initialized():
+            yield ray
+            return
+        ray.init(
+            address=self.address,
+            num_cpus=self.num_cpus if self.address is None else None,
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+            log_to_driver=False,
+        )
+        try:
+            yield ray
+        finally:
+            ray.shutdown()
+
+    def _dataset(self, ray: Any, items: list[Row]) -> Any:
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False  # genrekit draws its own
+        context.print_on_execution_start = False
+        logging.getLogger("ray.data").setLevel(logging.ERROR)  # its notes on progress bars and execution are not the user's
+        n_blocks = min(max(1, math.ceil(len(items) / _FILES_PER_TASK)), _MAX_BLOCKS)
+        return ray.data.from_items(items, override_num_blocks=n_blocks)
+
+    def _cpus(self, ray: Any) -> tuple[float, float]:
+        """CPUs of a decode task and of a model actor: the model's ``model_cpus``, but on a one-CPU
+        cluster both get half, or the actor would hold the only CPU and no file would be decoded."""
+        total = float(ray.cluster_resources().get("CPU", 1.0))
+        return min(1.0, total / 2), min(self.model_cpus, total / 2)
+
+    def classify(self, model: GenreClassifier, items: Sequence[tuple[str, str | None]], *, max_duration: float | None = None) -> Iterator[Row]:
+        """Results-file rows (:func:`genrekit.library.result_row`) of ``(path, content hash in the results
+        file or None)`` pairs, as they finish.
+
+        Files are hashed in the decode tasks, where they are read anyway, not by the driver: a file whose
+        bytes still have the given hash is not decoded, and comes back as ``{"path", "content_hash", "skipped": True}``.
+        """
+        if not items:
+            return
+        with self.session() as ray:
+            task_cpus, actor_cpus = self._cpus(ray)
+            max_actors = max(1, int(float(ray.cluster_resources().get("CPU", 1.0)) // (actor_cpus + task_cpus)))
+            ds = self._dataset(ray, [{"path": p, "known_hash": h or ""} for p, h in items])
+            ds = ds.map_batches(
+                _featurize_batch, fn_kwargs={"config": model.feature_config, "max_duration": max_duration}, batch_size=None, num_cpus=task_cpus, memory=_TASK_MEMORY
+            )
+            ds = ds.map_batches(
+                _Classifier,
+                fn_constructor_kwargs={"checkpoint": model.checkpoint, "name": model.name, "threads": max(1, int(actor_cpus))},
+                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max_actors),
+                batch_size=_FILES_PER_TASK,
+                num_cpus=actor_cpus,
+            )
+            for row in ds.iter_rows():
+                yield json.loads(row["row"])
+
+    def file_workers(
+        self, config: FeatureConfig, on_result: Callable[[FileResult], None], max_duration: float | None = None
+    ) -> _RayFileWorkers:
+        """What :func:`genrekit.store.prepare_store` submits files to: :func:`~genrekit.store.process_file` in Ray tasks."""
+        return _RayFileWorkers(self, config, on_result, max_duration)
+
+
+def _featurize_batch(batch: dict[str, np.ndarray], config: FeatureConfig, max_duration: float | None = None) -> dict[str, np.ndarray]:
+    """Hash, decode and featurize a few files (a Ray task): the local engine's ``_featurize_file``, pickled
+    for the trip; a file still in the results file (same hash) is not decoded (an empty item)."""
+    from .inference import _featurize_file, _Featurized
+    from .library import hash_file
+
+    digests, items = [], []
+    for path, known in zip(map(str, batch["path"]), batch["known_hash"]):
+        digest, error = hash_file(path)
+        if error is not None:
+            item = pickle.dumps(_Featurized(path, error=error), protocol=5)
+        else:
+            item = b"" if digest == known else pickle.dumps(_featurize_file(path, config, max_duration), protocol=5)
+        digests.append(digest or "")
+        items.append(item)
+    return {"path": batch["path"], "content_hash": np.array(digests, dtype=object), "featurized": np.array(items, dtype=object)}
+
+
+class _Classifier:
+    """The model actor: loaded once, then the local engine's soft vote on each featurized file.
+
+    Rows travel back as JSON text (floats round-trip exactly): one column of one type, whether a
+    batch holds predictions, errors or both.
+    """
+
+    def __init__(self, checkpoint: Checkpoint, name: str, threads: int) -> None:
+        import torch
+
+        from .inference import GenreClassifier
+
+        torch.set_num_threads(threads)
+        self.model = GenreClassifier(checkpoint, name=name)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from .library import result_row
+
+        rows = []
+        for path, digest, item in zip(map(str, batch["path"]), map(str, batch["content_hash"]), batch["featurized"]):
+            if len(item) == 0:
+                rows.append(json.dumps({"path": path, "content_hash": digest, "skipped": True}))
+            else:
+                result = self.model._from_featurized(pickle.loads(item))
+                rows.append(json.dumps(result_row(result, digest or None, self.model.classes_)))
+        return {"row": np.array(rows, dtype=object)}
+
+
+def _process_batch(batch: dict[str, np.ndarray], config: FeatureConfig, max_duration: float | None = None) -> dict[str, np.ndarray]:
+    """``prepare``'s per-file work (a Ray task): :func:`genrekit.store.process_file`, pickled for the trip."""
+    from .store import process_file
+
+    results = [pickle.dumps(process_file(str(p), config, max_duration=max_duration), protocol=5) for p in batch["path"]]
+    return {"result": np.array(results, dtype=object)}
+
+
+class _RayFileWorkers:
+    """:func:`genrekit.store.prepare_store`'s workers on Ray: files are collected as submitted, then run
+    as one Ray Data job when the store asks for them all (``finish``), each result handed to ``on_result``
+    with the path as submitted (relative paths are sent absolute, and put back in messages)."""
+
+    def __init__(
+        self, engine: RayEngine, config: FeatureConfig, on_result: Callable[[FileResult], None], max_duration: float | None = None
+    ) -> None:
+        self.engine = engine
+        self.config = config
+        self.on_result = on_result
+        self.max_duration = max_duration
+        self.paths: dict[str, str] = {}  # absolute -> as submitted
+
+    def __enter__(self) -> _RayFileWorkers:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.paths.clear()
+
+    def submit(self, path: str) -> None:
+        self.paths[str(Path(path).absolute())] = path
+
+    def finish(self) -> None:
+        if not self.paths:
+            return
+        with self.engine.session() as ray:
+            task_cpus, _ = self.engine._cpus(ray)
+            ds = self.engine._dataset(ray, [{"path": p} for p in self.paths])
+            ds = ds.map_batches(_process_batch, fn_kwargs={"config": self.config, "max_duration": self.max_duration}, batch_size=None, num_cpus=task_cpus, memory=_TASK_MEMORY)
+            for row in ds.iter_rows():
+                self.on_result(self._as_submitted(pickle.loads(row["result"])))
+        self.paths.clear()
+
+    def _as_submitted(self, result: FileResult) -> FileResult:
+        absolute = result.path
+        path = self.paths[absolute]
+        if path == absolute:
+            return result
+        return replace(
+            result,
+            path=path,
+            error=result.error.replace(absolute, path) if result.error is not None else None,
+            warnings=tuple(w.replace(absolute, path) for w in result.warnings),
+        )

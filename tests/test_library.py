@@ -1,0 +1,230 @@
+"""Library runs: results files that are written as they go, survive ``kill -9`` and resume to the same result."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from conftest import synth_tone
+from genrekit.checkpoint import Checkpoint, save_checkpoint
+from genrekit.cli import app
+from genrekit.config import FeatureConfig
+from genrekit.exceptions import ParameterError, ResumeError
+from genrekit.features import feature_shape
+from genrekit.inference import load_model
+from genrekit.library import ResultsFile, classify_library, read_results, result_columns
+from genrekit.models import build_model
+
+LABELS = ["blues", "classical", "rock"]
+FORMATS = [".csv", ".jsonl", ".parquet"]
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cnn2 with random weights: inference costs and behaves as a trained one's."""
+    torch.manual_seed(0)
+    config = FeatureConfig()
+    net = build_model("cnn2", feature_shape(config), len(LABELS))
+    path = tmp_path_factory.mktemp("model") / "model.pt"
+    save_checkpoint(Checkpoint("cnn2", {}, net.state_dict(), LABELS, config), path)
+    return path
+
+
+def write_library(root: Path, n: int, *, seconds: float = 3.5, bad: bool = True, copy: bool = True) -> Path:
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        folder = root / LABELS[i % len(LABELS)]
+        folder.mkdir(parents=True, exist_ok=True)
+        sf.write(folder / f"track {i:03d}, take.wav", synth_tone(i % 7, seconds, 22050, rng), 22050)  # a comma for CSV quoting
+    if bad:
+        (root / "broken.wav").write_bytes(b"RIFF not really")
+    if copy:
+        (root / "copy.wav").write_bytes((root / LABELS[0] / "track 000, take.wav").read_bytes())
+    return root
+
+
+def row(path: str, p: float, *, error: str | None = None) -> dict[str, object]:
+    r: dict[str, object] = dict.fromkeys(result_columns(LABELS))
+    r.update(path=path, content_hash=f"{abs(hash(path)):032x}"[:32])
+    if error:
+        r["error"] = error
+    else:
+        r.update(genre="blues", confidence=p, uncertain=False, p_blues=p, p_classical=(1 - p) / 2, p_rock=(1 - p) / 2, duration_s=30.0)
+    return r
+
+
+@pytest.mark.parametrize("suffix", FORMATS)
+def test_results_file_round_trips_and_resumes(tmp_path: Path, suffix: str) -> None:
+    out = tmp_path / f"results{suffix}"
+    first = ResultsFile(out, LABELS)
+    assert first.table.num_rows == 0
+    rows = [row("/m/b.wav", 0.5), row("/m/a, \"quoted\".wav", 1 / 3), row("/m/bad.wav", 0.0, error="/m/bad.wav: not decodable audio")]
+    for r in rows:
+        first.add(r)
+    first.close()
+    assert ResultsFile(out, LABELS).table.to_pylist() == rows  # before the end of a run: every added row is there, exactly
+    again = ResultsFile(out, LABELS)
+    again.add(row("/m/b.wav", 0.75))  # the same path again: the latest wins
+    again.close()
+    final = ResultsFile(out, LABELS).finish().to_pylist()
+    assert [r["path"] for r in final] == sorted(r["path"] for r in rows)
+    assert next(r for r in final if r["path"] == "/m/b.wav")["confidence"] == 0.75
+    assert read_results(out) == final
+    assert not out.with_name(out.name + ".parts").exists()
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_a_row_torn_by_a_kill_is_cut_off(tmp_path: Path, suffix: str) -> None:
+    out = tmp_path / f"results{suffix}"
+    results = ResultsFile(out, LABELS)
+    results.add(row("/m/a.wav", 0.5))
+    results.close()
+    with open(out, "a") as f:
+        f.write('/m/b.wav,0123' if suffix == ".csv" else '{"path": "/m/b.wav", "content')
+    assert ResultsFile(out, LABELS).table["path"].to_pylist() == ["/m/a.wav"]
+
+
+def test_a_part_a_kill_left_unfinished_is_ignored(tmp_path: Path) -> None:
+    out = tmp_path / "results.parquet"
+    results = ResultsFile(out, LABELS)
+    results.add(row("/m/a.wav", 0.5))
+    results.close()
+    parts = out.with_name(out.name + ".parts")
+    (parts / "part-000001.parquet.tmp").write_bytes(b"PAR1 half a file")
+    assert ResultsFile(out, LABELS).table["path"].to_pylist() == ["/m/a.wav"]
+    assert not list(parts.glob("*.tmp"))
+
+
+@pytest.mark.parametrize("suffix", FORMATS)
+def test_another_models_results_are_refused(tmp_path: Path, suffix: str) -> None:
+    out = tmp_path / f"results{suffix}"
+    results = ResultsFile(out, LABELS)
+    results.add(row("/m/a.wav", 0.5))
+    results.close()
+    with pytest.raises(ResumeError, match="another model"):
+        ResultsFile(out, ["jazz", "pop"])
+
+
+def test_unknown_extension_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ParameterError, match=r"\.parquet, \.csv, \.jsonl"):
+        ResultsFile(tmp_path / "results.xlsx", LABELS)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    paths=st.lists(st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=30), min_size=1, max_size=5, unique=True),
+    p=st.floats(0, 1),
+)
+def test_csv_and_jsonl_keep_any_path_and_float_exactly(tmp_path_factory: pytest.TempPathFactory, paths: list[str], p: float) -> None:
+    folder = tmp_path_factory.mktemp("rt")
+    for suffix in (".csv", ".jsonl"):
+        rows = [row(path, p) for path in paths]
+        results = ResultsFile(folder / f"r{suffix}", LABELS)
+        for r in rows:
+            results.add(r)
+        results.close()
+        assert ResultsFile(folder / f"r{suffix}", LABELS).table.to_pylist() == rows
+
+
+@pytest.mark.parametrize("suffix", FORMATS)
+def test_library_run_has_a_row_per_file_and_a_rerun_skips_them(model_file: Path, tmp_path: Path, suffix: str) -> None:
+    library = write_library(tmp_path / "music", 6)
+    model = load_model(model_file)
+    out = tmp_path / f"results{suffix}"
+    report = classify_library([library, tmp_path / "missing.wav"], out, model, jobs=1)
+    rows = read_results(out)
+    assert (report.n_files, report.n_computed, report.n_copied, report.n_skipped) == (9, 7, 1, 0)  # 6 + broken + copy + missing; the copy is not decoded
+    assert len(rows) == 9 and [r["path"] for r in rows] == sorted(r["path"] for r in rows)
+    by_name = {Path(r["path"]).name: r for r in rows}
+    assert by_name["broken.wav"]["error"].startswith(str((library / "broken.wav").absolute()))
+    assert by_name["missing.wav"]["error"] and by_name["missing.wav"]["content_hash"] is None
+    assert sorted(p for p, _ in report.errors) == sorted(r["path"] for r in rows if r["error"])
+    good = by_name["track 003, take.wav"]
+    expected = model.predict(library / "blues" / "track 003, take.wav")
+    assert good["genre"] == expected.genre and good["uncertain"] is expected.uncertain
+    assert good["duration_s"] == pytest.approx(3.5)
+    assert [good[f"p_{g}"] for g in LABELS] == pytest.approx([expected.probabilities[g] for g in LABELS], abs=1e-6)
+    copy = by_name["copy.wav"]
+    assert {k: v for k, v in copy.items() if k != "path"} == {k: v for k, v in by_name["track 000, take.wav"].items() if k != "path"}
+
+    (library / "rock" / "track 002, take.wav").write_bytes((library / "blues" / "track 003, take.wav").read_bytes())  # changed bytes
+    again = classify_library([library], out, model, jobs=1)
+    assert (again.n_files, again.n_computed, again.n_copied, again.n_skipped) == (8, 0, 1, 7)
+    rows_after = read_results(out)
+    assert len(rows_after) == 9
+    changed = next(r for r in rows_after if r["path"].endswith("track 002, take.wav"))
+    assert changed["content_hash"] == good["content_hash"] and changed["p_rock"] == good["p_rock"]
+
+
+def test_cli_library_run_and_old_formats_side_by_side(model_file: Path, tmp_path: Path) -> None:
+    library = write_library(tmp_path / "music", 3, copy=False)
+    runner = CliRunner()
+    out = tmp_path / "results.csv"
+    result = runner.invoke(app, ["predict", str(library), "-m", str(model_file), "--out", str(out), "-j", "1"])
+    assert result.exit_code == 1, result.output  # the broken file
+    assert "broken.wav" in result.output and "4 files, 4 classified now" in result.output
+    assert read_results(out)[0].keys() == set(result_columns(LABELS))
+    old = tmp_path / "old.csv"
+    result = runner.invoke(app, ["predict", str(library), "-m", str(model_file), "--format", "csv", "--out", str(old), "-j", "1"])
+    assert old.read_text().startswith("path,genre,confidence,top_k,error,p_blues")
+    result = runner.invoke(app, ["predict", str(library), "-m", str(model_file), "--out", str(out), "--segments"])
+    assert result.exit_code == 2 and "--segments" in result.output
+    result = runner.invoke(app, ["predict", str(library), "-m", str(model_file), "--engine", "spark", "--out", str(out)])
+    assert result.exit_code == 2 and "local, ray" in result.output
+
+
+def _run(cmd: list[str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _n_rows(out: Path) -> int:
+    if out.suffix == ".parquet":
+        parts = out.with_name(out.name + ".parts")
+        return len(list(parts.glob("part-*.parquet"))) if parts.is_dir() else 0
+    return max(0, out.read_bytes().count(b"\n") - (out.suffix == ".csv")) if out.exists() else 0
+
+
+# `genrekit predict` in a real process, with Parquet parts every 20 ms instead of every second: the run
+# (~1 s of cnn2 here) is then killed with several parts written and more to come.
+_CLI = "import sys; import genrekit.library as lib; lib._PART_SECONDS = 0.02; from genrekit.cli import main; sys.argv[0] = 'genrekit'; main()"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_kill_9_then_rerun_equals_an_uninterrupted_run(model_file: Path, tmp_path: Path, suffix: str) -> None:
+    library = write_library(tmp_path / "music", 100, seconds=12.0)
+    cli = [sys.executable, "-c", _CLI, "predict", str(library), "-m", str(model_file), "-j", "1", "--out"]
+    whole = tmp_path / f"whole{suffix}"
+    assert _run([*cli, str(whole)]).wait(timeout=300) == 1  # the broken file
+    killed = tmp_path / f"killed{suffix}"
+    proc = _run([*cli, str(killed)])
+    deadline = time.monotonic() + 240
+    while _n_rows(killed) < 3 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    partial = ResultsFile(killed, LABELS).table.num_rows
+    assert 0 < partial < 102, "the kill must land in the middle of the run"
+    assert _run([*cli, str(killed)]).wait(timeout=300) == 1
+    assert read_results(killed) == read_results(whole)
+
+
+def test_jsonl_rows_are_json_objects(model_file: Path, tmp_path: Path) -> None:
+    library = write_library(tmp_path / "music", 2, bad=False, copy=False)
+    out = tmp_path / "r.jsonl"
+    classify_library([library], out, load_model(model_file), jobs=1)
+    lines = out.read_text().splitlines()
+    assert [list(json.loads(line)) for line in lines] == [result_columns(LABELS)] * 2
