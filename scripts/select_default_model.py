@@ -687,7 +687,7 @@ def write_report(results: dict[str, dict], winner: str, table: Table, seconds: f
         f"- **Calibration**: the log-loss temperature is {cal['fitted_temperature']:.2f}; cross-fitted ECE {cal['ece_before']:.3f} "
         f"before, {cal['ece_after']:.3f} after, so the shipped temperature is {cal['temperature']:.2f}"
         + (" (amendment 4: it did not lower the ECE)." if cal["temperature"] == 1.0 else "."),
-        f"- **Uncertain** below a calibrated top probability of {cal['uncertain_below']:.2f}: {cal['flagged_fraction']:.1%} of held-out "
+        f"- **Uncertain** below a top probability (as shipped) of {cal['uncertain_below']:.2f}: {cal['flagged_fraction']:.1%} of held-out "
         f"tracks are flagged; accuracy {cal['flagged_accuracy'] if cal['flagged_accuracy'] is None else format(cal['flagged_accuracy'], '.3f')} "
         f"flagged vs {cal['unflagged_accuracy']:.3f} not flagged.",
         f"- **Overlapping windows**: clips from segments every 1.5 s score {pct(w['overlap_clips_accuracy'])} vs "

@@ -243,3 +243,16 @@ def test_uncertain_follows_the_models_recorded_threshold(model_file: Path, rng: 
     out = runner.invoke(app, ["predict", str(tmp_path / "a.wav"), "--model", str(path), "--format", "csv"])
     row = next(csv.DictReader(io.StringIO(out.stdout)))
     assert row["uncertain"] == "true"
+
+
+def test_models_prints_a_model_card_for_every_shipped_model() -> None:
+    """Readable: no raw dicts or machine paths; each model with its protocol and accuracy interval."""
+    out = runner.invoke(app, ["models"], terminal_width=160)
+    assert out.exit_code == 0, out.output
+    for name in ("default", "zero-shot"):
+        assert name in out.stdout
+    assert "cross-validation" in out.stdout and "%" in out.stdout and "[" in out.stdout
+    assert "{" not in out.stdout and "/work/" not in out.stdout and "/root/" not in out.stdout
+    default, zero_shot = load_model("default").describe(), load_model("zero-shot").describe()
+    assert default["validation"]["track_accuracy"] > zero_shot["validation"]["track_accuracy"]
+    assert default["validation"]["macro_recall"] > zero_shot["validation"]["macro_recall"]

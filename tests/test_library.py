@@ -179,7 +179,7 @@ def test_cli_library_run_and_old_formats_side_by_side(model_file: Path, tmp_path
     assert read_results(out)[0].keys() == set(result_columns(LABELS))
     old = tmp_path / "old.csv"
     result = runner.invoke(app, ["predict", str(library), "-m", str(model_file), "--format", "csv", "--out", str(old), "-j", "1"])
-    assert old.read_text().startswith("path,genre,confidence,top_k,error,p_blues")
+    assert old.read_text().startswith("path,genre,confidence,uncertain,top_k,error,warnings,p_blues")
     result = runner.invoke(app, ["predict", str(library), "-m", str(model_file), "--out", str(out), "--segments"])
     assert result.exit_code == 2 and "--segments" in result.output
     result = runner.invoke(app, ["predict", str(library), "-m", str(model_file), "--engine", "spark", "--out", str(out)])

@@ -44,8 +44,9 @@ def test_shipped_default_model_is_self_describing_and_classifies_a_sample() -> N
     info = model.describe()
     validation = info["validation"]
     lo, hi = validation["track_accuracy_ci95"]
-    assert lo <= validation["track_accuracy"] <= hi and "artist-disjoint" in validation["protocol"]
-    assert info["training_data"]["n_tracks"] > 0 and info["split"]["leaky"] is False
+    assert lo <= validation["track_accuracy"] <= hi and "artist-grouped" in validation["protocol"]
+    assert info["training_data"]["n_clips"] > 0 and info["training_data"]["n_excerpts"] > 0
+    assert 0 < info["calibration"]["uncertain_below"] < 1
     sample = Path(__file__).resolve().parents[1] / "src/genrekit/samples/beethoven_symphony9_mvt2.ogg"
     prediction = model.predict(sample)
     assert len(prediction.segments) == 10

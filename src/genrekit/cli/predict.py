@@ -112,7 +112,7 @@ def _table(results: Sequence[Prediction | PredictionError], top_k: int, title: s
             table.add_row(name, "[red]error[/]", "", f"[red]{escape(reason)}[/]", "", *extra)
             continue
         top = "  ".join(f"{g} {percent(p)}" for g, p in r.top(top_k))  # type: ignore[union-attr]
-        table.add_row(name, _genre_cell(r), percent(r.confidence), top, str(len(r.segments)), *extra)  # type: ignore[arg-type,union-attr]
+        table.add_row(name, _genre_cell(r), "" if r.genre is None else percent(r.confidence), top, str(len(r.segments)), *extra)  # type: ignore[arg-type,union-attr]
     return table
 
 
@@ -305,30 +305,42 @@ def models() -> None:
             err_console.print("no model is shipped in this installation")
             raise typer.Exit(1)
         console.print(_model_card([load_model(name).describe() for name in names]))
-        console.print("Figures: reports/model_selection.md (scripts/select_default_model.py). "
-                      "Architectures you can train: genrekit train --model cnn1 | cnn2 | musicnn-head.")
+        console.print("\nFigures: reports/model_selection.md (scripts/select_default_model.py). "
+                      "Architectures you can train: genrekit train --model cnn1 | cnn2 | musicnn-head.", soft_wrap=False)
 
 
 def _model_card(infos: list[dict[str, Any]]) -> Table:
-    """One row per shipped model: what it is, what it learned from, and how it measured (with its interval)."""
-    table = Table(title="shipped models", show_lines=True)
-    for column in ("model", "what it is", "trained on", "measured by", "track accuracy", "macro recall"):
-        table.add_column(column, overflow="fold")
-    for info in infos:
-        val = info.get("validation", {})
+    """A card per shipped model: what it is, what it learned from, how it was measured (with intervals),
+    and what its confidence means. Two columns, so it reads at 80 columns."""
+    card = Table.grid(padding=(0, 2))
+    card.add_column(style="bold", no_wrap=True)
+    card.add_column(overflow="fold")
+
+    def interval(value: float, ci: list[float]) -> str:
+        return f"{value:.1%} [{ci[0]:.1%}, {ci[1]:.1%}]"
+
+    for i, info in enumerate(infos):
+        val, cal = info.get("validation", {}), info.get("calibration", {})
         data = info.get("training_data", {})
-        trained_on = data.get("dataset", "") if isinstance(data, dict) else str(data)
-        counts = [f"{data[k]} {k[2:]}" for k in ("n_clips", "n_excerpts") if isinstance(data, dict) and k in data]
-        acc, rec = val.get("track_accuracy"), val.get("macro_recall")
-        table.add_row(
-            info["name"],
-            info.get("description", info["architecture"]),
-            trained_on + (f" ({', '.join(counts)})" if counts else ""),
-            f"{val.get('protocol', '')}" + (f", {val['n_tracks']} tracks" if "n_tracks" in val else ""),
-            "" if acc is None else f"{acc:.1%} [{val['track_accuracy_ci95'][0]:.1%}, {val['track_accuracy_ci95'][1]:.1%}]",
-            "" if rec is None else f"{rec:.1%} [{val['macro_recall_ci95'][0]:.1%}, {val['macro_recall_ci95'][1]:.1%}]",
-        )
-    return table
+        if i:
+            card.add_row("", "")
+        card.add_row(f"[cyan]{escape(info['name'])}[/]", escape(info.get("description", info["architecture"])))
+        if isinstance(data, dict):
+            counts = ", ".join(f"{data[k]} {k[2:]}" for k in ("n_clips", "n_excerpts", "n_artists") if k in data)
+            card.add_row("trained on", escape(data.get("dataset", "")) + (f" ({counts})" if counts else ""))
+        if "protocol" in val:
+            card.add_row("measured by", escape(val["protocol"]) + (f", {val['n_tracks']} tracks" if "n_tracks" in val else ""))
+        if "track_accuracy" in val and "track_accuracy_ci95" in val:
+            card.add_row("track accuracy", interval(val["track_accuracy"], val["track_accuracy_ci95"]))
+        if "macro_recall" in val and "macro_recall_ci95" in val:
+            card.add_row("macro recall", interval(val["macro_recall"], val["macro_recall_ci95"]))
+        second = val.get("second_view")
+        if isinstance(second, dict) and "track_accuracy" in second:
+            card.add_row("second view", f"{second['track_accuracy']:.1%} accuracy, {escape(second.get('protocol', ''))}")
+        if "uncertain_below" in cal:
+            card.add_row("confidence", f"flagged uncertain below {cal['uncertain_below']:.0%}; calibration error (ECE) "
+                                       f"{cal['ece_before'] if cal.get('temperature', 1.0) == 1.0 else cal['ece_after']:.3f}")
+    return card
 
 
 def spectrogram(
