@@ -78,23 +78,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dev_embeddings  # noqa: E402
 
 from genrekit import musicnn  # noqa: E402
+from genrekit.models.musicnn_linear import ZERO_SHOT_TAGS  # noqa: E402
 from genrekit.splits import filtered_lists  # noqa: E402
 
 GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")
 SCARCE = ("blues", "country", "disco", "hiphop", "metal", "reggae")
 BROAD = ("classical", "jazz", "pop", "rock")
-ZERO_SHOT_TAGS: dict[str, tuple[str, str] | None] = {
-    "blues": ("MSD_musicnn", "blues"),
-    "classical": ("MTT_musicnn", "classical"),
-    "country": ("MSD_musicnn", "country"),
-    "disco": None,
-    "hiphop": ("MSD_musicnn", "Hip-Hop"),
-    "jazz": ("MSD_musicnn", "jazz"),
-    "metal": ("MSD_musicnn", "metal"),
-    "pop": ("MSD_musicnn", "pop"),
-    "reggae": None,
-    "rock": ("MSD_musicnn", "rock"),
-}
 C_GRID = (0.003, 0.01, 0.03, 0.1, 0.3)
 N_FOLDS, N_SEEDS, N_INNER = 5, 3, 3
 N_BOOTSTRAP = 1000
@@ -159,9 +148,9 @@ def zero_shot_scores(tag_logits: np.ndarray) -> np.ndarray:
     _, _, names = tag_layer()
     out = np.zeros((len(tag_logits), len(GENRES)))
     for j, genre in enumerate(GENRES):
-        spec = ZERO_SHOT_TAGS[genre]
-        if spec:
-            out[:, j] = _sigmoid(tag_logits[:, names.index(f"{spec[0]}:{spec[1]}")])
+        tag = ZERO_SHOT_TAGS[genre]
+        if tag:
+            out[:, j] = _sigmoid(tag_logits[:, names.index(tag)])
     return out
 
 

@@ -48,19 +48,12 @@ from genrekit import musicnn
 from genrekit.audio import load_audio
 from genrekit.datasets import discover
 from genrekit.exceptions import GenrekitError, ParameterError
+from genrekit.models.musicnn_linear import ZERO_SHOT_TAGS
 from genrekit.splits import SplitConfig, make_split
 
+# (model, tag) per genre: the mapping the shipped zero-shot model uses (genrekit.models.musicnn_linear).
 GENRE_TAGS: dict[str, tuple[str, str] | None] = {
-    "blues": ("MSD_musicnn", "blues"),
-    "classical": ("MTT_musicnn", "classical"),
-    "country": ("MSD_musicnn", "country"),
-    "disco": None,
-    "hiphop": ("MSD_musicnn", "Hip-Hop"),
-    "jazz": ("MSD_musicnn", "jazz"),
-    "metal": ("MSD_musicnn", "metal"),
-    "pop": ("MSD_musicnn", "pop"),
-    "reggae": None,
-    "rock": ("MSD_musicnn", "rock"),
+    genre: (tag.split(":")[0], tag.split(":")[1]) if tag else None for genre, tag in ZERO_SHOT_TAGS.items()
 }
 
 
