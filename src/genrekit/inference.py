@@ -27,10 +27,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from ._workers import stop_pool, watch_parent
-from .audio import AUDIO_EXTENSIONS, Segmenter, is_audio_file, path_problem, segment_audio, stream_audio
+from .audio import AUDIO_EXTENSIONS, Segmenter, is_audio_file, path_problem, segment_audio, stream_audio, too_short
 from .checkpoint import Checkpoint, load_checkpoint
 from .config import FeatureConfig
-from .exceptions import AudioDecodeError, GenrekitError, ModelNotFoundError, ParameterError
+from .exceptions import AudioDecodeError, ModelNotFoundError, ParameterError
 from .features import extract_features
 from .models.cnn import CNN1, CNN2, KerasMaxPool2d
 
@@ -173,15 +173,15 @@ class _Featurized:
     silent: np.ndarray | None = None
 
 
-def _check_duration(n_samples: int, config: FeatureConfig) -> float:
+def _check_duration(path: str | None, n_samples: int, config: FeatureConfig) -> float:
     duration = n_samples / config.audio.sample_rate
-    if duration < config.audio.min_duration:
-        raise AudioDecodeError(f"too short ({duration:.3f} s); at least {config.audio.min_duration:g} s of audio is needed")
+    if reason := too_short(duration, config.audio):
+        raise AudioDecodeError(path, reason)
     return duration
 
 
 def _featurize_signal(y: np.ndarray, config: FeatureConfig) -> tuple[np.ndarray, float, np.ndarray]:
-    duration = _check_duration(len(y), config)
+    duration = _check_duration(None, len(y), config)
     segments, _ = segment_audio(y, config.audio)
     return extract_features(segments, config), duration, silent_segments(segments)
 
@@ -192,7 +192,8 @@ class _FileFeatures:
     Decoding runs block by block (:func:`~genrekit.audio.stream_audio`) into a :class:`~genrekit.audio.Segmenter`,
     so at any time only one block, one batch of segments and its features are held: a 10-minute file
     needs the memory of a 30 s one. Segments and features equal those of the whole decoded signal.
-    Any failure raises :class:`AudioDecodeError` naming the file; ``duration_s`` and ``silent`` (which
+    Bad audio, I/O errors and running out of memory raise :class:`AudioDecodeError` naming the file;
+    anything else (a bug in feature code) propagates as it is. ``duration_s`` and ``silent`` (which
     segments are below :data:`SILENCE_RMS`) are complete once iteration ends.
     """
 
@@ -210,11 +211,10 @@ class _FileFeatures:
     def __iter__(self) -> Iterator[np.ndarray]:
         try:
             yield from self._batches()
-        except GenrekitError as e:
-            message = str(e)
-            raise AudioDecodeError(message if message.startswith(self.path) else f"{self.path}: {message}") from e
-        except Exception as e:  # one undecodable file must not stop a batch
-            raise AudioDecodeError(f"{self.path}: {type(e).__name__}: {e}") from e
+        except OSError as e:
+            raise AudioDecodeError(self.path, "cannot be read", detail=e.strerror or str(e)) from e
+        except MemoryError as e:
+            raise AudioDecodeError(self.path, "out of memory while decoding; try again with fewer --jobs") from e
 
     def _batches(self) -> Iterator[np.ndarray]:
         segmenter = Segmenter(self.config.audio)
@@ -222,7 +222,7 @@ class _FileFeatures:
         def windows() -> Iterator[np.ndarray]:
             for block in stream_audio(self.path, sample_rate=self.config.audio.sample_rate, max_duration=self.max_duration):
                 yield from segmenter.push(block)
-            self.duration_s = _check_duration(segmenter.n_samples, self.config)
+            self.duration_s = _check_duration(self.path, segmenter.n_samples, self.config)
             yield from segmenter.finish()
 
         batch = np.empty((_BATCH_SEGMENTS, self.config.audio.segment_samples), dtype=np.float32)  # refilled in place
@@ -420,6 +420,13 @@ class GenreClassifier:
         )
 
     def _predict_file(self, path: str, max_duration: float | None = None) -> Prediction | PredictionError:
+        """:meth:`_stream_file`, with bad audio as a :class:`PredictionError` (what batch work reports and goes on)."""
+        try:
+            return self._stream_file(path, max_duration)
+        except AudioDecodeError as e:
+            return PredictionError(path, str(e))
+
+    def _stream_file(self, path: str, max_duration: float | None = None) -> Prediction:
         """Stream ``path`` through decoding, features and the model a batch at a time, keeping only probabilities.
 
         Warnings raised while decoding become the Prediction's notes; the model's own are re-issued as usual.
@@ -429,14 +436,11 @@ class GenreClassifier:
         model_warnings: list[warnings.WarningMessage] = []
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            try:
-                for features in stream:
-                    mark = len(caught)
-                    probs.append(self.predict_proba_features(features))
-                    model_warnings += caught[mark:]
-                    del caught[mark:]
-            except AudioDecodeError as e:
-                return PredictionError(path, str(e))
+            for features in stream:
+                mark = len(caught)
+                probs.append(self.predict_proba_features(features))
+                model_warnings += caught[mark:]
+                del caught[mark:]
         for w in model_warnings:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         return self._prediction(path, np.concatenate(probs), stream.duration_s, tuple(str(w.message) for w in caught), stream.silent)
@@ -449,10 +453,7 @@ class GenreClassifier:
         AudioDecodeError
             The file cannot be decoded, or is longer than ``max_duration`` seconds (the message names it and says why).
         """
-        result = self._predict_file(str(path), max_duration)
-        if isinstance(result, PredictionError):
-            raise AudioDecodeError(result.error)
-        return result
+        return self._stream_file(str(path), max_duration)
 
     def predict_array(self, y: np.ndarray, sample_rate: int) -> Prediction:
         """Classify a signal: shape (n_samples,) or (n_samples, n_channels), any rate."""
@@ -462,7 +463,7 @@ class GenreClassifier:
         if y.ndim != 1:
             raise ParameterError(f"y must have shape (n_samples,) or (n_samples, n_channels). Got {y.shape} instead.")
         if not np.isfinite(y).all():
-            raise AudioDecodeError("signal contains NaN or infinite samples")
+            raise AudioDecodeError(None, "signal contains NaN or infinite samples")
         target = self.feature_config.audio.sample_rate
         if sample_rate != target:
             y = soxr.resample(y, sample_rate, target, quality="HQ").astype(np.float32)

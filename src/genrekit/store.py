@@ -41,7 +41,7 @@ from ._workers import stop_pool, watch_parent
 from .audio import load_segments, path_problem
 from .config import FeatureConfig, config_hash
 from .datasets import Track, discover, hash_track, warn_duplicates
-from .exceptions import AudioTooLongError, GenrekitError, ParameterError, StoreError
+from .exceptions import AudioDecodeError, AudioTooLongError, ParameterError, StoreError
 
 if TYPE_CHECKING:
     from .ray_engine import RayEngine
@@ -70,7 +70,9 @@ class FileResult:
 def process_file(path: str | Path, config: FeatureConfig, *, max_duration: float | None = None) -> FileResult:
     """Decode, segment and featurize one file. Never raises for bad audio: the reason is returned.
 
-    Files longer than ``max_duration`` seconds are refused before they are decoded.
+    Files longer than ``max_duration`` seconds are refused before they are decoded. Only decode and
+    I/O failures (and running out of memory) are returned as reasons; any other exception is a bug in
+    genrekit or a dependency and propagates, so ``prepare`` fails instead of skipping every file.
     """
     import torch  # loaded only where features are computed
 
@@ -83,12 +85,13 @@ def process_file(path: str | Path, config: FeatureConfig, *, max_duration: float
             features = torch.from_numpy(extract_features(segments, config)).half().numpy()  # 10x numpy's astype
         except AudioTooLongError as e:
             return FileResult(str(path), error=str(e), warnings=tuple(str(w.message) for w in caught), lasting=False)
-        except GenrekitError as e:
+        except AudioDecodeError as e:
             return FileResult(str(path), error=str(e), warnings=tuple(str(w.message) for w in caught))
+        except OSError as e:  # read failures the decoder does not wrap (a disk error mid-file); not cached
+            error = AudioDecodeError(path, "cannot be read", detail=e.strerror or str(e))
+            return FileResult(str(path), error=str(error), warnings=tuple(str(w.message) for w in caught), lasting=False)
         except MemoryError:
             return FileResult(str(path), error=f"{path}: out of memory while decoding; try again with fewer --jobs", lasting=False)
-        except Exception as e:  # a decoder or feature failure on one file must not stop a batch
-            return FileResult(str(path), error=f"{path}: {type(e).__name__}: {e}", warnings=tuple(str(w.message) for w in caught))
     return FileResult(str(path), features, starts, warnings=tuple(str(w.message) for w in caught))
 
 

@@ -39,7 +39,7 @@ from .augment import AugmentConfig, Augmenter, mixup
 from .config import check_known_keys
 from .checkpoint import Checkpoint, save_checkpoint
 from .evaluation import evaluate_predictions, predict_logits, softmax
-from .exceptions import ModelNotFoundError, ParameterError, words
+from .exceptions import ParameterError, ResumeError, words
 from .features import feature_shape
 from .models import build_model
 from .models.musicnn_linear import FITTED_BY_SCRIPT
@@ -464,17 +464,17 @@ def resume(
 
     Raises
     ------
-    ModelNotFoundError
+    ResumeError
         The folder holds no run made by :func:`train`, or its ``last.pt`` or ``config.json`` cannot be read.
     """
     run = Path(run_dir)
     if not (run / "config.json").is_file():
-        raise ModelNotFoundError(f"{run}: not a resumable run folder (no config.json: not made by genrekit train)")
+        raise ResumeError(f"{run}: not a resumable run folder (no config.json: not made by genrekit train)")
     try:
         saved = json.loads((run / "config.json").read_text())
         config = TrainConfig.from_dict(saved["train_config"])
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ModelNotFoundError(f"{run}/config.json: unreadable ({type(e).__name__}: {e}); start a new run instead") from e
+        raise ResumeError(f"{run}/config.json: unreadable ({type(e).__name__}: {e}); start a new run instead") from e
     if epochs is not None and epochs != config.epochs:
         config = TrainConfig.from_dict({**config.to_dict(), "epochs": epochs})
         saved["train_config"] = config.to_dict()
@@ -493,12 +493,12 @@ def _load_state(run: Path) -> dict[str, Any]:
         state = torch.load(run / _LAST, map_location="cpu", weights_only=True)
         missing = {"model", "optimizer", "history", "best_loss", "best_epoch", "bad_epochs", "seconds", "stopped_early", "validation"} - set(state)
     except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError, ... for a damaged file
-        raise ModelNotFoundError(
+        raise ResumeError(
             f"{run / _LAST}: damaged, the run cannot continue from it ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'no detail'}). "
             f"Delete it to train {run} again from epoch 1 with --resume, or start a new run."
         ) from e
     if missing:
-        raise ModelNotFoundError(f"{run / _LAST}: not a genrekit training state (missing {', '.join(sorted(missing))})")
+        raise ResumeError(f"{run / _LAST}: not a genrekit training state (missing {', '.join(sorted(missing))})")
     return state
 
 

@@ -55,9 +55,7 @@ def add_commands(app: typer.Typer, *commands: Callable[..., Any]) -> None:
 def handle_errors(command: Callable[..., Any] | None = None) -> Iterator[None]:
     """Turn genrekit errors into a one-line message and exit code 2; parameter names become ``command``'s options."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", category=FutureWarning)
-            yield
+        yield
     except GenrekitError as e:
         err_console.print(f"[bold red]error:[/] {escape(option_words(str(e), command))}")  # [brackets] stay literal
         raise typer.Exit(2) from None

@@ -204,10 +204,7 @@ def _duration_words(seconds: float) -> str:
 
 def _decode_message(error: AudioDecodeError, upload: Upload) -> str:
     """Why the file failed, told about the name the user knows instead of the server's temp path."""
-    path = str(upload.path)
-    reason = str(error).removeprefix(f"{path}: ").replace(path, upload.filename)
-    if reason.startswith("not decodable audio (") and reason.endswith(")"):
-        reason = reason.removeprefix("not decodable audio (").removesuffix(")")
+    reason = (error.detail or error.reason).replace(str(upload.path), upload.filename)
     reason = reason[:1].lower() + reason[1:].rstrip(".")
     return f"“{upload.filename}” could not be read as audio: {reason}. Please upload a {_FORMATS} file."
 
