@@ -13,10 +13,9 @@ import re
 import warnings
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from importlib import resources
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ._workers import stop_pool, watch_parent
+from ._workers import default_jobs, open_pool, stop_pool
 from .audio import AUDIO_EXTENSIONS, Segmenter, is_audio_file, path_problem, segment_audio, stream_audio, too_short
 from .checkpoint import Checkpoint, load_checkpoint
 from .config import FeatureConfig
@@ -186,6 +185,22 @@ def _featurize_signal(y: np.ndarray, config: FeatureConfig) -> tuple[np.ndarray,
     return extract_features(segments, config), duration, silent_segments(segments)
 
 
+def _mono(audio: np.ndarray | torch.Tensor) -> np.ndarray:
+    """A signal of shape (n_samples,) or (n_channels, n_samples) as one mono float32 channel."""
+    y = audio.detach().cpu().numpy() if isinstance(audio, torch.Tensor) else np.asarray(audio)
+    y = y.astype(np.float32, copy=False)
+    if y.ndim == 2 and y.shape[0] < y.shape[1]:
+        return y.mean(axis=0)
+    if y.ndim == 1:
+        return y
+    if y.ndim == 2:
+        raise ParameterError(
+            f"The 'audio' parameter must have shape (n_samples,) or (n_channels, n_samples), fewer channels than samples. "
+            f"Got {y.shape}: if that is (n_samples, n_channels), as soundfile.read gives, pass audio.T."
+        )
+    raise ParameterError(f"The 'audio' parameter must have shape (n_samples,) or (n_channels, n_samples). Got {y.shape} instead.")
+
+
 class _FileFeatures:
     """The features of a file's segments, yielded in batches of ``_BATCH_SEGMENTS`` as decoding proceeds.
 
@@ -249,11 +264,6 @@ def _featurize_file(path: str, config: FeatureConfig, max_duration: float | None
         except AudioDecodeError as e:
             return _Featurized(path, error=str(e))
     return _Featurized(path, np.concatenate(features), stream.duration_s, warnings=tuple(str(w.message) for w in caught), silent=stream.silent)
-
-
-def _init_worker(parent: int) -> None:
-    torch.set_num_threads(1)
-    watch_parent(parent)
 
 
 class _FoldedConvNet:
@@ -445,23 +455,48 @@ class GenreClassifier:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         return self._prediction(path, np.concatenate(probs), stream.duration_s, tuple(str(w.message) for w in caught), stream.silent)
 
-    def predict(self, path: str | Path, *, max_duration: float | None = None) -> Prediction:
-        """Classify one audio file over its whole length, streamed: memory does not grow with the file's length.
+    def predict(
+        self, audio: str | os.PathLike[str] | np.ndarray | torch.Tensor, *, sample_rate: int | None = None, max_duration: float | None = None
+    ) -> Prediction:
+        """Classify one recording over its whole length: a file, or a signal already in memory.
+
+        Parameters
+        ----------
+        audio : path, ndarray or Tensor
+            A file (decoded streamed: memory does not grow with its length), or a signal of shape
+            ``(n_samples,)`` or ``(n_channels, n_samples)`` as librosa and torchaudio lay it out; channels
+            are averaged.
+        sample_rate : int > 0, optional
+            The signal's rate (required for arrays, resampled as needed); files carry their own.
+        max_duration : float > 0, optional
+            Refuse files longer than this many seconds (from the header, before decoding).
 
         Raises
         ------
         AudioDecodeError
-            The file cannot be decoded, or is longer than ``max_duration`` seconds (the message names it and says why).
+            The file cannot be decoded, or is longer than ``max_duration`` seconds (the message names it
+            and says why), or the signal holds non-finite samples or is too short.
+        ParameterError
+            An array without ``sample_rate``, or of a shape that is not ``(n_samples,)`` or
+            ``(n_channels, n_samples)``: a ``(n_samples, n_channels)`` array (more channels than samples)
+            is refused rather than guessed; pass its transpose.
         """
-        return self._stream_file(str(path), max_duration)
+        if isinstance(audio, (str, os.PathLike)):
+            return self._stream_file(os.fspath(audio), max_duration)
+        if sample_rate is None or not sample_rate > 0:
+            raise ParameterError(f"The 'sample_rate' parameter must be the signal's rate in Hz (> 0) when audio is an array. Got {sample_rate!r} instead.")
+        return self._predict_signal(_mono(audio), int(sample_rate))
 
     def predict_array(self, y: np.ndarray, sample_rate: int) -> Prediction:
-        """Classify a signal: shape (n_samples,) or (n_samples, n_channels), any rate."""
+        """Classify a signal of shape (n_samples,) or (n_samples, n_channels): the layout of ``soundfile.read``.
+
+        Kept for one release as a thin alias: prefer ``predict(y.T, sample_rate=rate)``, whose arrays are
+        ``(n_channels, n_samples)`` like librosa's and torchaudio's.
+        """
         y = np.asarray(y, dtype=np.float32)
-        if y.ndim == 2:
-            y = y.mean(axis=1)
-        if y.ndim != 1:
-            raise ParameterError(f"y must have shape (n_samples,) or (n_samples, n_channels). Got {y.shape} instead.")
+        return self.predict(y.T if y.ndim == 2 else y, sample_rate=sample_rate)
+
+    def _predict_signal(self, y: np.ndarray, sample_rate: int) -> Prediction:
         if not np.isfinite(y).all():
             raise AudioDecodeError(None, "signal contains NaN or infinite samples")
         target = self.feature_config.audio.sample_rate
@@ -471,27 +506,28 @@ class GenreClassifier:
         return self._prediction(None, self.predict_proba_features(features), duration, silent=silent)
 
     def predict_many(
-        self, paths: Iterable[str | Path], *, jobs: int | None = None, max_duration: float | None = None
+        self, paths: Iterable[str | os.PathLike[str]], *, jobs: int | None = None, max_duration: float | None = None
     ) -> Iterator[Prediction | PredictionError]:
-        """Classify many files, in input order: decoding runs in ``jobs`` worker processes while
-        this process runs the model. Unreadable files, and files longer than ``max_duration`` seconds,
-        yield a :class:`PredictionError`.
+        """Classify many files, in input order: decoding runs in ``jobs`` workers while this process
+        runs the model. Unreadable files, and files longer than ``max_duration`` seconds, yield a
+        :class:`PredictionError`.
 
-        With one job (or one file) each file streams as in :meth:`predict`; workers stream decoding and
-        features, and send back a file's features (~66 kB a segment for log-mels), not its signal."""
-        jobs = jobs or os.cpu_count() or 1
+        ``jobs`` defaults to the cores this process may use. Workers are processes, or threads when
+        called from a plain script without an ``if __name__ == "__main__":`` guard (which worker
+        processes would run again). With one job (or one file) each file streams as in :meth:`predict`;
+        workers stream decoding and features, and send back a file's features (~66 kB a segment for
+        log-mels), not its signal."""
+        jobs = jobs or default_jobs()
         config = self.feature_config
-        paths = [str(p) for p in paths]
-        if jobs <= 1 or len(paths) <= 1:
-            for p in paths:
+        files = [os.fspath(p) for p in paths]
+        if jobs <= 1 or len(files) <= 1:
+            for p in files:
                 yield self._predict_file(p, max_duration)
             return
-        with ProcessPoolExecutor(
-            max_workers=jobs, mp_context=get_context("forkserver"), initializer=_init_worker, initargs=(os.getpid(),)
-        ) as pool:
+        with open_pool(min(jobs, len(files))) as pool:
             try:
                 pending: deque[Future[_Featurized]] = deque()
-                for p in paths:
+                for p in files:
                     pending.append(pool.submit(_featurize_file, p, config, max_duration))
                     if len(pending) >= 4 * jobs:
                         yield self._from_featurized(pending.popleft().result())
@@ -527,7 +563,7 @@ def available_models() -> list[str]:
     return sorted(name for name, file in _SHIPPED.items() if (root / file).is_file())
 
 
-def load_model(name_or_path: str | Path = DEFAULT_MODEL) -> GenreClassifier:
+def load_model(name_or_path: str | os.PathLike[str] = DEFAULT_MODEL) -> GenreClassifier:
     """Load a shipped model by name, a run folder (its ``model.pt``), or a model file.
 
     Raises

@@ -26,18 +26,17 @@ import time
 import warnings
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import __version__
-from ._workers import stop_pool, watch_parent
+from ._workers import default_jobs, open_pool, stop_pool
 from .audio import load_segments, path_problem
 from .config import FeatureConfig, config_hash
 from .datasets import Track, discover, hash_track, warn_duplicates
@@ -110,13 +109,6 @@ class PrepareReport:
     seconds: float = 0.0
 
 
-def _init_worker(parent: int) -> None:
-    import torch
-
-    torch.set_num_threads(1)
-    watch_parent(parent)
-
-
 class _Workers:
     """Runs :func:`process_file` on files as they are submitted and hands each result to ``on_result``.
 
@@ -132,7 +124,7 @@ class _Workers:
         self.max_duration = max_duration
         self.jobs = jobs
         self.on_result = on_result
-        self.pool: ProcessPoolExecutor | None = None
+        self.pool: Executor | None = None
         self.pending: set[Future[FileResult]] = set()
         self._stack = ExitStack()
 
@@ -149,14 +141,7 @@ class _Workers:
             self.on_result(process_file(path, self.config, max_duration=self.max_duration))
             return
         if self.pool is None:
-            context = get_context("forkserver")
-            # The fork server imports torch once and forks workers that have it, instead of every worker
-            # importing it (~2 CPU s each); forking after a bare import is safe, torch starts its thread
-            # pools on first use.
-            context.set_forkserver_preload(["__main__", "genrekit.features"])  # __main__: the default preload
-            self.pool = self._stack.enter_context(
-                ProcessPoolExecutor(max_workers=self.jobs, mp_context=context, initializer=_init_worker, initargs=(os.getpid(),))
-            )
+            self.pool = self._stack.enter_context(open_pool(self.jobs, preload=["genrekit.features"]))
         self.pending.add(self.pool.submit(process_file, path, self.config, max_duration=self.max_duration))
         if len(self.pending) >= 4 * self.jobs:
             self._collect(FIRST_COMPLETED)
@@ -248,7 +233,7 @@ def prepare_store(
     config : FeatureConfig, optional
         Defaults to the original pipeline's log-mel.
     jobs : int, optional
-        Worker processes; defaults to all cores.
+        Worker processes (threads in a script without a ``__main__`` guard); defaults to the cores this process may use.
     max_duration : float > 0, optional
         Skip files longer than this many seconds (from the header, before decoding); not remembered in
         the cache, so a rerun with a higher limit processes them.
@@ -272,7 +257,7 @@ def prepare_store(
         raise ParameterError(f"The 'jobs' parameter must be >= 1 (or None for all cores). Got {jobs!r} instead.")
     if max_duration is not None and not max_duration > 0:
         raise ParameterError(f"The 'max_duration' parameter must be > 0 seconds (or None for no limit). Got {max_duration!r} instead.")
-    jobs = jobs or os.cpu_count() or 1
+    jobs = jobs or default_jobs()
     out = Path(out)
     _check_store_folder(out)
     out.mkdir(parents=True, exist_ok=True)
