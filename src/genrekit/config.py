@@ -1,7 +1,10 @@
 """Typed, frozen configuration objects, validated once and saved with every store, run and model.
 
 They round-trip through plain dicts (``to_dict`` / ``from_dict``) so a ``config.json`` is all that
-is needed to rebuild them.
+is needed to rebuild them. A leaf module: it imports nothing of genrekit but its exceptions (which
+import nothing), so any module may use it. Feature kinds are the registry's business
+(:mod:`genrekit.features`): a config names its kind, and :func:`genrekit.features.default_config`
+gives a kind's defaults.
 """
 
 from __future__ import annotations
@@ -32,9 +35,7 @@ HOP_LENGTH = 512
 N_MELS = 128
 SEGMENT_SECONDS = 3.0
 
-FeatureKind = Literal["logmel", "musicnn"]
 Scaling = Literal["seed", "standard"]
-_FEATURE_KINDS = ("logmel", "musicnn")
 _SCALINGS = ("seed", "standard")
 
 
@@ -107,8 +108,9 @@ class FeatureConfig:
 
     Parameters
     ----------
-    kind : {"logmel", "musicnn"}, default="logmel"
-        ``logmel``: the original log-mel spectrogram, shape (n_mels, frames).
+    kind : str, default="logmel"
+        A registered feature kind (:func:`genrekit.features.available_feature_kinds`), checked where
+        features are computed. ``logmel``: the original log-mel spectrogram, shape (n_mels, frames).
         ``musicnn``: pretrained musicnn embeddings (see :mod:`genrekit.musicnn`).
     n_fft, hop_length, n_mels : int
         STFT and mel parameters (Hann window, centered frames, Slaney mel scale, power 2).
@@ -124,7 +126,7 @@ class FeatureConfig:
         Decoding and segmentation.
     """
 
-    kind: FeatureKind = "logmel"
+    kind: str = "logmel"
     n_fft: int = N_FFT
     hop_length: int = HOP_LENGTH
     n_mels: int = N_MELS
@@ -135,8 +137,8 @@ class FeatureConfig:
     audio: AudioConfig = field(default_factory=AudioConfig)
 
     def __post_init__(self) -> None:
-        if self.kind not in _FEATURE_KINDS:
-            raise ParameterError(f"The 'kind' parameter must be one of {words(_FEATURE_KINDS)}. Got {self.kind!r} instead.")
+        if not isinstance(self.kind, str) or not self.kind:
+            raise ParameterError(f"The feature kind (--features) must be a name such as logmel or musicnn. Got {self.kind!r} instead.")
         if self.scaling not in _SCALINGS:
             raise ParameterError(f"The 'scaling' parameter must be one of {words(_SCALINGS)}. Got {self.scaling!r} instead.")
         for name in ("n_fft", "hop_length", "n_mels", "top_db"):
@@ -159,15 +161,6 @@ class FeatureConfig:
         if isinstance(values.get("audio"), dict):
             values["audio"] = AudioConfig(**values["audio"])
         return cls(**values)
-
-    @classmethod
-    def for_kind(cls, kind: FeatureKind, **overrides: Any) -> FeatureConfig:
-        """The default configuration of a feature kind (musicnn works on 16 kHz audio)."""
-        if kind == "musicnn":
-            from .musicnn import default_feature_config
-
-            return default_feature_config(**overrides)
-        return cls(kind=kind, **overrides)
 
 
 def config_hash(config: FeatureConfig) -> str:

@@ -141,7 +141,7 @@ class _Workers:
             self.on_result(process_file(path, self.config, max_duration=self.max_duration))
             return
         if self.pool is None:
-            self.pool = self._stack.enter_context(open_pool(self.jobs, preload=["genrekit.features"]))
+            self.pool = self._stack.enter_context(open_pool(self.jobs, preload=["torch", "genrekit.features"]))
         self.pending.add(self.pool.submit(process_file, path, self.config, max_duration=self.max_duration))
         if len(self.pending) >= 4 * self.jobs:
             self._collect(FIRST_COMPLETED)

@@ -70,24 +70,10 @@ def plot_timeline(prediction: Prediction, out: str | Path) -> Path:
 
 
 def model_input(y: np.ndarray, config: FeatureConfig, *, whole: bool) -> tuple[np.ndarray, str]:
-    """What a model with ``config`` looks at for signal ``y`` (at ``config.audio.sample_rate``): an image of
-    shape (n_mels, frames) and the colorbar label saying what its values are.
+    """What a model with ``config`` looks at for signal ``y``; see :func:`genrekit.features.model_input`."""
+    from .features import model_input as _model_input
 
-    logmel models see dB (referenced to the loudest bin of each segment with ``"seed"`` scaling, or of the
-    whole track when ``whole``); musicnn sees ``log10(10000 * mel + 1)`` of 96 bands at 16 kHz.
-    """
-    if config.kind == "musicnn":
-        from .musicnn import log_mel
-
-        return log_mel(y)[0].T, "log10(10000 · mel + 1), musicnn's input"
-    from dataclasses import replace
-
-    from .features import logmel
-
-    seconds = max(len(y) / config.audio.sample_rate, 0.1)
-    one = replace(config, audio=replace(config.audio, segment_seconds=seconds, hop_seconds=seconds))
-    reference = "the track's loudest bin" if whole else "the segment's loudest bin"
-    return logmel(np.asarray(y)[None, :], one)[0], ("dB below " + reference if config.scaling == "seed" else "dB (fixed reference)")
+    return _model_input(y, config, whole=whole)
 
 
 def plot_spectrogram(

@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..config import FeatureConfig
+from ..features import default_config
 from ..exceptions import ParameterError
 from ._app import add_commands, console, err_console, handle_errors, progress_bar
 
@@ -89,7 +90,7 @@ def _feature_config(
             raise ParameterError(f"--config {config}: expected a JSON object of FeatureConfig fields")
         base = FeatureConfig.from_dict(values.get("feature_config", values))
     else:
-        base = FeatureConfig.for_kind(kind)  # type: ignore[arg-type]
+        base = default_config(kind)
     if scaling is not None:
         base = replace(base, scaling=scaling)  # type: ignore[arg-type]
     if segment_seconds is not None or hop_seconds is not None:

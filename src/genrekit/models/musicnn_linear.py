@@ -2,7 +2,7 @@
 scores (``musicnn-linear``, the shipped default) and the zero-shot tag mapping (``musicnn-zero-shot``).
 
 Both take the raw ``--features musicnn`` embedding (3412 values per segment, see
-:data:`genrekit.musicnn.EMBEDDING_LAYOUT`), keep the two 200-unit penultimate layers and recompute the
+:data:`genrekit.models.musicnn.EMBEDDING_LAYOUT`), keep the two 200-unit penultimate layers and recompute the
 100 tag logits of ``MSD_musicnn`` and ``MTT_musicnn`` from them with the networks' own output layers
 (copied into the state dict, so a checkpoint is self-contained and exports to ONNX as one graph).
 Tags were learned from hundreds of thousands of songs; a model that reads them, rather than the 3412
@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ..exceptions import ParameterError
-from ..musicnn import EMBEDDING_DIM, EMBEDDING_LAYOUT, MODELS, load_musicnn
+from .musicnn import EMBEDDING_DIM, EMBEDDING_LAYOUT, MODELS, load_musicnn
 from . import register_model
 
 __all__ = ["MusicnnLinear", "MusicnnZeroShot", "ZERO_SHOT_TAGS", "FITTED_BY_SCRIPT", "penultimate_columns", "tag_names"]
