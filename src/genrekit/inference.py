@@ -9,7 +9,6 @@ decoding, features and the model a batch of segments at a time, so memory does n
 from __future__ import annotations
 
 import os
-import re
 import warnings
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -22,8 +21,6 @@ from typing import Any
 import numpy as np
 import soxr
 import torch
-from torch import nn
-from torch.nn import functional as F
 
 from ._workers import default_jobs, open_pool, stop_pool
 from .audio import AUDIO_EXTENSIONS, Segmenter, is_audio_file, path_problem, segment_audio, stream_audio, too_short
@@ -31,7 +28,7 @@ from .checkpoint import Checkpoint, load_checkpoint
 from .config import FeatureConfig
 from .exceptions import AudioDecodeError, ModelNotFoundError, ParameterError
 from .features import extract_features
-from .models.cnn import CNN1, CNN2, KerasMaxPool2d
+from .models.folding import fold_conv_net
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -266,94 +263,6 @@ def _featurize_file(path: str, config: FeatureConfig, max_duration: float | None
     return _Featurized(path, np.concatenate(features), stream.duration_s, warnings=tuple(str(w.message) for w in caught), silent=stream.silent)
 
 
-class _FoldedConvNet:
-    """cnn1/cnn2 rewritten for inference: the same probabilities within float rounding, in 0.8x the time
-    on an idle core and under half of it on a busy machine (benchmarks/bench_inference.py).
-
-    - An eval-mode BatchNorm is a per-channel map ``a * x + b``. cnn2 applies it after the ReLU, so it
-      cannot go into the conv before it; with ``a > 0`` it commutes with max-pooling and is folded into
-      the next conv or linear layer instead (valid convolutions: no zero padding that ``b`` would miss).
-    - ReLU runs after max-pooling (they commute): on 4x fewer values.
-    - Convolutions and pooling run on oneDNN's blocked tensors: no layout conversion between layers,
-      and pooling skips the argmax indices that eager ``max_pool2d`` computes for a backward pass.
-
-    Built by :func:`_fold_conv_net`; call it on a batch of shape (n, n_mels, n_frames).
-    """
-
-    def __init__(
-        self,
-        convs: list[tuple[torch.Tensor, torch.Tensor, tuple[int, int]]],
-        pools: list[KerasMaxPool2d],
-        linears: list[tuple[torch.Tensor, torch.Tensor]],
-    ) -> None:
-        self.convs = [(w.contiguous().to_mkldnn(), b.contiguous().to_mkldnn(), stride) for w, b, stride in convs]
-        self.pools = pools
-        self.linears = linears
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.unsqueeze(1).contiguous().to_mkldnn()
-        for (weight, bias, stride), pool in zip(self.convs, self.pools):
-            x = torch.relu(pool(torch.mkldnn_convolution(x, weight, bias, (0, 0), stride, (1, 1), 1)))
-        x = x.to_dense().flatten(1)
-        for weight, bias in self.linears[:-1]:
-            x = F.relu_(F.linear(x, weight, bias))
-        return F.linear(x, *self.linears[-1])
-
-
-_FOLDABLE = re.compile(r"(CRB?PD?)+F(LRD?)*L")  # conv, relu, batchnorm, pool, dropout, flatten, linear
-
-
-def _fold_conv_net(model: nn.Module) -> _FoldedConvNet | None:
-    """``model`` (eval mode) as a :class:`_FoldedConvNet`, or ``None`` when it is not a cnn1/cnn2 layer
-    stack that folds exactly (e.g. a BatchNorm with a non-positive scale, which max-pooling would not
-    commute with) or oneDNN is missing."""
-    if type(model) not in (CNN1, CNN2) or not torch.backends.mkldnn.is_available():
-        return None
-    layers = [*model.features, *model.classifier]
-    kinds = {nn.Conv2d: "C", nn.ReLU: "R", nn.BatchNorm2d: "B", KerasMaxPool2d: "P", nn.Dropout: "D", nn.Flatten: "F", nn.Linear: "L"}
-    if not _FOLDABLE.fullmatch("".join(kinds.get(type(layer), "?") for layer in layers)):
-        return None
-    convs: list[tuple[torch.Tensor, torch.Tensor, tuple[int, int]]] = []
-    pools: list[KerasMaxPool2d] = []
-    linears: list[tuple[torch.Tensor, torch.Tensor]] = []
-    scale: torch.Tensor | None = None  # pending per-channel map: the true activation is scale * computed + shift
-    shift: torch.Tensor | None = None
-    with torch.no_grad():
-        for layer in layers:
-            if isinstance(layer, nn.Conv2d):
-                if layer.bias is None or layer.padding != (0, 0) or layer.dilation != (1, 1) or layer.groups != 1:
-                    return None
-                weight, bias = layer.weight.clone(), layer.bias.clone()
-                if scale is not None and shift is not None:
-                    bias += (weight * shift[None, :, None, None]).sum(dim=(1, 2, 3))
-                    weight *= scale[None, :, None, None]
-                    scale = shift = None
-                convs.append((weight, bias, (int(layer.stride[0]), int(layer.stride[1]))))
-            elif isinstance(layer, nn.BatchNorm2d):
-                if layer.running_mean is None or layer.running_var is None or layer.weight is None or layer.bias is None:
-                    return None
-                a = layer.weight / torch.sqrt(layer.running_var + layer.eps)
-                if not bool((a > 0).all()):
-                    return None
-                b = layer.bias - layer.running_mean * a
-                scale, shift = (a, b) if scale is None or shift is None else (scale * a, shift * a + b)
-            elif isinstance(layer, KerasMaxPool2d):
-                if not layer.kernel >= layer.stride >= 2:  # the other case pads explicitly, which oneDNN tensors do not support
-                    return None
-                pools.append(layer)
-            elif isinstance(layer, nn.Linear):
-                if layer.bias is None:
-                    return None
-                weight, bias = layer.weight.clone(), layer.bias.clone()
-                if scale is not None and shift is not None:  # flattened (channels, h, w): each channel's value repeats h * w times
-                    repeat = layer.in_features // len(scale)
-                    bias += weight @ shift.repeat_interleave(repeat)
-                    weight *= scale.repeat_interleave(repeat)
-                    scale = shift = None
-                linears.append((weight, bias))
-    return _FoldedConvNet(convs, pools, linears)
-
-
 class GenreClassifier:
     """A trained genre model with its preprocessing.
 
@@ -377,7 +286,7 @@ class GenreClassifier:
         self.name = name
         model = checkpoint.build()
         # Other models run channels_last, which lets oneDNN use its fast CPU convolutions: ~1.9x on cnn2 over NCHW.
-        self._forward = _fold_conv_net(model) or model.to(memory_format=torch.channels_last)
+        self._forward = fold_conv_net(model) or model.to(memory_format=torch.channels_last)
 
     @property
     def classes_(self) -> list[str]:

@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import ctypes
 import json
 import os
-import platform
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -44,6 +42,7 @@ from .features import feature_shape
 from .models import build_model
 from .models.musicnn_linear import FITTED_BY_SCRIPT
 from .splits import LEAKY_LABEL, SplitConfig, make_split, segment_partitions
+from .speedups import keep_freed_memory
 from .store import FeatureStore, open_store
 
 __all__ = ["TrainConfig", "EpochMetrics", "TrainResult", "new_run_dir", "train", "resume"]
@@ -57,10 +56,6 @@ METRIC_COLUMNS = (
 )
 _LAST = "last.pt"
 _UNSTARTED = {"config.json", "log.txt"}  # all a run killed before its first epoch ended has written
-# glibc mallopt parameters and the values _keep_freed_memory restores (mmap at most 65,536 blocks, at or
-# above the 32 MiB that glibc's dynamic threshold reaches, and trim at twice that, as glibc then does).
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4
-_MMAP_MAX, _MMAP_THRESHOLD = 65536, 32 * 2**20
 
 BatchCallback = Callable[[int, int, int], None]
 
@@ -334,30 +329,6 @@ def _standardization(data: _Data) -> tuple[torch.Tensor | None, torch.Tensor | N
     return torch.tensor(mean, dtype=torch.float32).reshape(view), torch.tensor(std, dtype=torch.float32).reshape(view)
 
 
-@contextlib.contextmanager
-def _keep_freed_memory() -> Iterator[None]:
-    """Let glibc reuse freed activations instead of returning them to the kernel (no-op without glibc).
-
-    glibc serves every block over 32 MiB with its own mmap and unmaps it on free, so each cnn2 step at
-    batch 64 page-faults its ~1.2 GB of activations and gradients in again: ~310,000 faults, ~0.6 s of
-    kernel time a step (measured on 2 cores; the step takes ~1.4 s without them). With mmap off and a 2 GiB trim threshold, freed blocks stay in the
-    heap for the next step (no faults after the first). On exit mmap is turned back on and the heap trimmed.
-    """
-    if platform.libc_ver()[0] != "glibc":
-        yield
-        return
-    libc = ctypes.CDLL(None)
-    libc.mallopt(_M_MMAP_MAX, 0)
-    libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
-    try:
-        yield
-    finally:
-        libc.mallopt(_M_MMAP_MAX, _MMAP_MAX)
-        libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
-        libc.mallopt(_M_TRIM_THRESHOLD, 2 * _MMAP_THRESHOLD)
-        libc.malloc_trim(0)
-
-
 def _epoch_rng(seed: int, epoch: int) -> np.random.Generator:
     return np.random.default_rng([seed, epoch])
 
@@ -406,7 +377,7 @@ def train(
     low_memory : bool, default=False
         Return each step's freed activations to the system instead of keeping them for the next step:
         the same weights, about 0.6x the peak memory (cnn2 at batch 64: 1.8 instead of 3.0 GB) for
-        slower steps (see :func:`_keep_freed_memory`).
+        slower steps (see :func:`genrekit.speedups.keep_freed_memory`).
 
     Returns
     -------
@@ -434,7 +405,7 @@ def train(
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     (run / "config.json").write_text(json.dumps(run_config, indent=2))
-    with contextlib.nullcontext() if low_memory else _keep_freed_memory():
+    with contextlib.nullcontext() if low_memory else keep_freed_memory():
         return _fit(run, config, data, None, on_batch, on_epoch)
 
 
@@ -483,7 +454,7 @@ def resume(
     if data.store.config.to_dict() != saved["feature_config"]:
         raise ParameterError(f"The store's feature config differs from the one {run} was trained with; pass the original store.")
     state = _load_state(run) if (run / _LAST).is_file() else None
-    with contextlib.nullcontext() if low_memory else _keep_freed_memory():
+    with contextlib.nullcontext() if low_memory else keep_freed_memory():
         return _fit(run, config, data, state, on_batch, on_epoch)
 
 

@@ -13,7 +13,6 @@ Output schemas (stable; documented in the README):
 from __future__ import annotations
 
 import csv
-import gc
 import io
 import json
 import sys
@@ -28,6 +27,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..visualize import percent
+from ..speedups import frozen_collector
 from ._app import add_commands, console, err_console, handle_errors, progress_bar
 
 if TYPE_CHECKING:
@@ -44,17 +44,14 @@ def _loaded(model: str) -> Iterator[GenreClassifier]:
     """``load_model(model)`` set up for one command; threads and collector restored after (for in-process callers).
 
     - torch is imported and the model loaded with the garbage collector off, and what is then alive
-      (torch's ~170,000 objects) is frozen out of it while the command runs: its full collections walk
-      all of it, ~60-200 ms each, for the little cyclic garbage imports leave.
+      is frozen out of it while the command runs (:func:`genrekit.speedups.frozen_collector`).
     - The model runs on one thread in this process. Decoding runs in ``--jobs`` worker processes that use
       the cores, and one clip is too little work to split: on a busy 2-core machine each op's second
       thread waits for a core, and a fresh ``genrekit predict one.wav`` took ~0.45 s longer with 2 threads.
 
     See benchmarks/bench_coldstart.py.
     """
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
+    with frozen_collector() as loaded:
         import torch
 
         from ..inference import load_model
@@ -63,16 +60,10 @@ def _loaded(model: str) -> Iterator[GenreClassifier]:
         torch.set_num_threads(1)
         try:
             classifier = load_model(model)
-            gc.freeze()
-            if collecting:
-                gc.enable()
+            loaded()
             yield classifier
         finally:
             torch.set_num_threads(threads)
-    finally:
-        gc.unfreeze()
-        if collecting:
-            gc.enable()
 
 
 def _classify(
