@@ -3,7 +3,8 @@
 ``load_model()`` returns the model shipped inside the package; ``load_model("runs/x")`` a trained run.
 Every prediction decodes the whole file, cuts it into the model's segments, classifies each segment
 and averages the segment probabilities (soft voting, the original pipeline's rule). Files stream through
-decoding, features and the model a batch of segments at a time, so memory does not grow with their length.
+decoding, features (:mod:`genrekit.featurize`) and the model a batch of segments at a time, so memory does
+not grow with their length. The result types are in :mod:`genrekit.results`, re-exported here.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import warnings
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -23,12 +23,13 @@ import soxr
 import torch
 
 from ._workers import default_jobs, open_pool, stop_pool
-from .audio import AUDIO_EXTENSIONS, Segmenter, is_audio_file, path_problem, segment_audio, stream_audio, too_short
+from .audio import AUDIO_EXTENSIONS, is_audio_file, path_problem
 from .checkpoint import Checkpoint, load_checkpoint
 from .config import FeatureConfig
 from .exceptions import AudioDecodeError, ModelNotFoundError, ParameterError
-from .features import extract_features
+from .featurize import BATCH_SEGMENTS, SILENCE_RMS, SILENT_NOTE, FileFeatures, FileResult, featurize_file, featurize_signal, silent_segments
 from .models.folding import fold_conv_net
+from .results import Prediction, PredictionError, SegmentPrediction
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -39,147 +40,15 @@ __all__ = [
     "load_model",
     "available_models",
     "find_audio_files",
+    "SILENCE_RMS",
+    "SILENT_NOTE",
+    "silent_segments",
 ]
 
 DEFAULT_MODEL = "default"
 # The default: a calibrated linear model over musicnn's penultimate layers and tag scores, chosen by
 # scripts/select_default_model.py; zero-shot: the untrained tag mapping, the baseline it must beat.
 _SHIPPED = {"default": "default.pt", "zero-shot": "zero-shot.pt"}
-# Segments per feature batch and model call: a 30 s clip's worth, so a long file streams in the memory of
-# one clip (cnn2 activations: ~22 MB for 10 segments, ~70 MB for 32, which added 67 MB to the peak on a
-# 10-minute file), and cnn2 runs ~2x faster per segment than at 32 (426 vs 853 ms for 200 segments on
-# one thread; 4 to 16 are alike).
-_BATCH_SEGMENTS = 10
-
-
-# A segment quieter than this RMS (-60 dBFS) holds no music to classify: digital silence, a fade, a gap
-# between movements. Its probabilities would be the model's answer to nothing ("classical 75.7 %" for 30 s
-# of silence), so it takes no part in the vote, and a track with nothing louder gets no genre at all.
-SILENCE_RMS = 1e-3
-SILENT_NOTE = "silent or near-silent input (below -60 dBFS): no genre"
-
-
-def silent_segments(segments: np.ndarray) -> np.ndarray:
-    """Which segments of shape (n, n_samples) are below :data:`SILENCE_RMS`; shape (n,), bool."""
-    segments = np.asarray(segments, dtype=np.float32)
-    return np.sqrt(np.einsum("ij,ij->i", segments, segments) / max(segments.shape[1], 1)) < SILENCE_RMS
-
-
-@dataclass(frozen=True)
-class SegmentPrediction:
-    """One segment of the timeline: where it is, and what the model says about it.
-
-    ``genre`` is ``None`` and every probability 0 for a silent segment (see :data:`SILENCE_RMS`).
-    """
-
-    start_s: float
-    end_s: float
-    genre: str | None
-    probabilities: dict[str, float]
-
-    @property
-    def confidence(self) -> float:
-        return 0.0 if self.genre is None else self.probabilities[self.genre]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "start_s": round(self.start_s, 3),
-            "end_s": round(self.end_s, 3),
-            "genre": self.genre,
-            "confidence": round(self.confidence, 6),
-            "probabilities": {g: round(p, 6) for g, p in self.probabilities.items()},
-        }
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """Genres of one track.
-
-    Attributes
-    ----------
-    genre : str or None
-        The most probable genre; ``None`` when the input is silent (then every probability is 0, and
-        ``warnings`` says so).
-    probabilities : dict of str to float
-        Every genre of the model with its probability (sums to 1), in the model's label order. Silent
-        segments take no part in the average.
-    segments : tuple of SegmentPrediction
-        The per-segment timeline.
-    uncertain : bool
-        The top probability is below the model's calibrated threshold: treat ``genre`` as a guess.
-    """
-
-    path: str | None
-    genre: str | None
-    probabilities: dict[str, float]
-    segments: tuple[SegmentPrediction, ...]
-    duration_s: float
-    warnings: tuple[str, ...] = ()
-    uncertain: bool = False
-
-    @property
-    def confidence(self) -> float:
-        return 0.0 if self.genre is None else self.probabilities[self.genre]
-
-    @property
-    def silent(self) -> bool:
-        return self.genre is None
-
-    def top(self, k: int = 3) -> list[tuple[str, float]]:
-        """The ``k`` most probable genres, most probable first (none for silent input)."""
-        return [] if self.genre is None else sorted(self.probabilities.items(), key=lambda kv: -kv[1])[:k]
-
-    def to_dict(self, *, top_k: int = 3, segments: bool = False) -> dict[str, Any]:
-        """The documented JSON schema of ``genrekit predict --format json`` and ``POST /v1/predict``."""
-        out: dict[str, Any] = {
-            "path": self.path,
-            "genre": self.genre,
-            "confidence": round(self.confidence, 6),
-            "top_k": [{"genre": g, "probability": round(p, 6)} for g, p in self.top(top_k)],
-            "probabilities": {g: round(p, 6) for g, p in self.probabilities.items()},
-            "uncertain": self.uncertain,
-            "duration_s": round(self.duration_s, 3),
-            "n_segments": len(self.segments),
-        }
-        if segments:
-            out["segments"] = [s.to_dict() for s in self.segments]
-        if self.warnings:
-            out["warnings"] = list(self.warnings)
-        return out
-
-
-@dataclass(frozen=True)
-class PredictionError:
-    """A file that could not be classified, and why."""
-
-    path: str
-    error: str
-
-    def to_dict(self, **_: Any) -> dict[str, Any]:
-        return {"path": self.path, "error": self.error}
-
-
-@dataclass(frozen=True)
-class _Featurized:
-    path: str
-    features: np.ndarray | None = None
-    duration_s: float = 0.0
-    error: str | None = None
-    warnings: tuple[str, ...] = field(default=())
-    silent: np.ndarray | None = None
-
-
-def _check_duration(path: str | None, n_samples: int, config: FeatureConfig) -> float:
-    duration = n_samples / config.audio.sample_rate
-    if reason := too_short(duration, config.audio):
-        raise AudioDecodeError(path, reason)
-    return duration
-
-
-def _featurize_signal(y: np.ndarray, config: FeatureConfig) -> tuple[np.ndarray, float, np.ndarray]:
-    duration = _check_duration(None, len(y), config)
-    segments, _ = segment_audio(y, config.audio)
-    return extract_features(segments, config), duration, silent_segments(segments)
 
 
 def _mono(audio: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -196,71 +65,6 @@ def _mono(audio: np.ndarray | torch.Tensor) -> np.ndarray:
             f"Got {y.shape}: if that is (n_samples, n_channels), as soundfile.read gives, pass audio.T."
         )
     raise ParameterError(f"The 'audio' parameter must have shape (n_samples,) or (n_channels, n_samples). Got {y.shape} instead.")
-
-
-class _FileFeatures:
-    """The features of a file's segments, yielded in batches of ``_BATCH_SEGMENTS`` as decoding proceeds.
-
-    Decoding runs block by block (:func:`~genrekit.audio.stream_audio`) into a :class:`~genrekit.audio.Segmenter`,
-    so at any time only one block, one batch of segments and its features are held: a 10-minute file
-    needs the memory of a 30 s one. Segments and features equal those of the whole decoded signal.
-    Bad audio, I/O errors and running out of memory raise :class:`AudioDecodeError` naming the file;
-    anything else (a bug in feature code) propagates as it is. ``duration_s`` and ``silent`` (which
-    segments are below :data:`SILENCE_RMS`) are complete once iteration ends.
-    """
-
-    def __init__(self, path: str, config: FeatureConfig, max_duration: float | None = None) -> None:
-        self.path = path
-        self.config = config
-        self.max_duration = max_duration
-        self.duration_s = 0.0
-        self._silent: list[np.ndarray] = []
-
-    @property
-    def silent(self) -> np.ndarray:
-        return np.concatenate(self._silent) if self._silent else np.zeros(0, dtype=bool)
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        try:
-            yield from self._batches()
-        except OSError as e:
-            raise AudioDecodeError(self.path, "cannot be read", detail=e.strerror or str(e)) from e
-        except MemoryError as e:
-            raise AudioDecodeError(self.path, "out of memory while decoding; try again with fewer --jobs") from e
-
-    def _batches(self) -> Iterator[np.ndarray]:
-        segmenter = Segmenter(self.config.audio)
-
-        def windows() -> Iterator[np.ndarray]:
-            for block in stream_audio(self.path, sample_rate=self.config.audio.sample_rate, max_duration=self.max_duration):
-                yield from segmenter.push(block)
-            self.duration_s = _check_duration(self.path, segmenter.n_samples, self.config)
-            yield from segmenter.finish()
-
-        batch = np.empty((_BATCH_SEGMENTS, self.config.audio.segment_samples), dtype=np.float32)  # refilled in place
-        n = 0
-        for window in windows():
-            batch[n] = window
-            n += 1
-            if n == _BATCH_SEGMENTS:
-                self._silent.append(silent_segments(batch))
-                yield extract_features(batch, self.config)
-                n = 0
-        if n:
-            self._silent.append(silent_segments(batch[:n]))
-            yield extract_features(batch[:n], self.config)
-
-
-def _featurize_file(path: str, config: FeatureConfig, max_duration: float | None = None) -> _Featurized:
-    """Decode and featurize one file (a worker's job); a pure function of (file, config) that never raises for bad audio."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        stream = _FileFeatures(path, config, max_duration)
-        try:
-            features = list(stream)
-        except AudioDecodeError as e:
-            return _Featurized(path, error=str(e))
-    return _Featurized(path, np.concatenate(features), stream.duration_s, warnings=tuple(str(w.message) for w in caught), silent=stream.silent)
 
 
 class GenreClassifier:
@@ -304,8 +108,8 @@ class GenreClassifier:
         """Class probabilities of a batch of segment features, shape (n_segments, n_classes)."""
         out = []
         with torch.inference_mode():
-            for lo in range(0, len(features), _BATCH_SEGMENTS):
-                x = torch.as_tensor(np.asarray(features[lo : lo + _BATCH_SEGMENTS], dtype=np.float32))
+            for lo in range(0, len(features), BATCH_SEGMENTS):
+                x = torch.as_tensor(np.asarray(features[lo : lo + BATCH_SEGMENTS], dtype=np.float32))
                 out.append(torch.softmax(self._forward(self.checkpoint.normalize(x)), dim=-1).numpy())
         return np.concatenate(out) if out else np.empty((0, len(self.classes_)), dtype=np.float32)
 
@@ -350,7 +154,7 @@ class GenreClassifier:
 
         Warnings raised while decoding become the Prediction's notes; the model's own are re-issued as usual.
         """
-        stream = _FileFeatures(path, self.feature_config, max_duration)
+        stream = FileFeatures(path, self.feature_config, max_duration)
         probs: list[np.ndarray] = []
         model_warnings: list[warnings.WarningMessage] = []
         with warnings.catch_warnings(record=True) as caught:
@@ -411,7 +215,7 @@ class GenreClassifier:
         target = self.feature_config.audio.sample_rate
         if sample_rate != target:
             y = soxr.resample(y, sample_rate, target, quality="HQ").astype(np.float32)
-        features, duration, silent = _featurize_signal(y, self.feature_config)
+        features, duration, silent = featurize_signal(y, self.feature_config)
         return self._prediction(None, self.predict_proba_features(features), duration, silent=silent)
 
     def predict_many(
@@ -435,9 +239,9 @@ class GenreClassifier:
             return
         with open_pool(min(jobs, len(files))) as pool:
             try:
-                pending: deque[Future[_Featurized]] = deque()
+                pending: deque[Future[FileResult]] = deque()
                 for p in files:
-                    pending.append(pool.submit(_featurize_file, p, config, max_duration))
+                    pending.append(pool.submit(featurize_file, p, config, max_duration=max_duration))
                     if len(pending) >= 4 * jobs:
                         yield self._from_featurized(pending.popleft().result())
                 while pending:
@@ -446,7 +250,7 @@ class GenreClassifier:
                 stop_pool(pool)
                 raise
 
-    def _from_featurized(self, item: _Featurized) -> Prediction | PredictionError:
+    def _from_featurized(self, item: FileResult) -> Prediction | PredictionError:
         if item.error is not None or item.features is None:
             return PredictionError(item.path, item.error or f"{item.path}: no features")
         return self._prediction(item.path, self.predict_proba_features(item.features), item.duration_s, item.warnings, item.silent)

@@ -10,8 +10,8 @@ Layout of a store folder::
     cache/<config hash>/<content hash>.npy   per-track features; what makes re-runs and updates cheap
     cache/<config hash>/<content hash>.error.json   why a file could not be used, so reruns skip it
 
-Per-file work (:func:`process_file`) is a pure function of (file, config); only the calling process
-writes, so the same functions can run on a cluster.
+Per-file work (:func:`process_file`, the one per-file pipeline of :mod:`genrekit.featurize`) is a pure
+function of (file, config); only the calling process writes, so the same functions can run on a cluster.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import os
 import re
 import shutil
 import time
-import warnings
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
@@ -37,10 +36,11 @@ import numpy as np
 
 from . import __version__
 from ._workers import default_jobs, open_pool, stop_pool
-from .audio import load_segments, path_problem
+from .audio import path_problem
 from .config import FeatureConfig, config_hash
 from .datasets import Track, discover, hash_track, warn_duplicates
-from .exceptions import AudioDecodeError, AudioTooLongError, ParameterError, StoreError
+from .exceptions import ParameterError, StoreError
+from .featurize import FileResult, featurize_file
 
 if TYPE_CHECKING:
     from .ray_engine import RayEngine
@@ -54,44 +54,14 @@ _ERROR_SUFFIX = ".error.json"  # cache entry of a file that could not be used: i
 ProgressCallback = Callable[[int, int, str], None]
 
 
-@dataclass(frozen=True)
-class FileResult:
-    """What processing one file gave: features and segment start times, or the reason it failed."""
-
-    path: str
-    features: np.ndarray | None = None
-    starts: np.ndarray | None = None
-    error: str | None = None
-    warnings: tuple[str, ...] = ()
-    lasting: bool = True  # the error is a property of the file, cached so reruns skip it (not a limit or a lack of memory)
-
-
 def process_file(path: str | Path, config: FeatureConfig, *, max_duration: float | None = None) -> FileResult:
-    """Decode, segment and featurize one file. Never raises for bad audio: the reason is returned.
+    """Decode, segment and featurize one file for the store: :func:`genrekit.featurize.featurize_file` with
+    float16 features. Never raises for bad audio: the reason is returned; any other exception is a bug and
+    propagates, so ``prepare`` fails instead of skipping every file.
 
-    Files longer than ``max_duration`` seconds are refused before they are decoded. Only decode and
-    I/O failures (and running out of memory) are returned as reasons; any other exception is a bug in
-    genrekit or a dependency and propagates, so ``prepare`` fails instead of skipping every file.
+    Files longer than ``max_duration`` seconds are refused before they are decoded.
     """
-    import torch  # loaded only where features are computed
-
-    from .features import extract_features
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            segments, starts = load_segments(path, config.audio, max_duration=max_duration)
-            features = torch.from_numpy(extract_features(segments, config)).half().numpy()  # 10x numpy's astype
-        except AudioTooLongError as e:
-            return FileResult(str(path), error=str(e), warnings=tuple(str(w.message) for w in caught), lasting=False)
-        except AudioDecodeError as e:
-            return FileResult(str(path), error=str(e), warnings=tuple(str(w.message) for w in caught))
-        except OSError as e:  # read failures the decoder does not wrap (a disk error mid-file); not cached
-            error = AudioDecodeError(path, "cannot be read", detail=e.strerror or str(e))
-            return FileResult(str(path), error=str(error), warnings=tuple(str(w.message) for w in caught), lasting=False)
-        except MemoryError:
-            return FileResult(str(path), error=f"{path}: out of memory while decoding; try again with fewer --jobs", lasting=False)
-    return FileResult(str(path), features, starts, warnings=tuple(str(w.message) for w in caught))
+    return featurize_file(path, config, max_duration=max_duration, half=True)
 
 
 @dataclass
@@ -141,7 +111,7 @@ class _Workers:
             self.on_result(process_file(path, self.config, max_duration=self.max_duration))
             return
         if self.pool is None:
-            self.pool = self._stack.enter_context(open_pool(self.jobs, preload=["torch", "genrekit.features"]))
+            self.pool = self._stack.enter_context(open_pool(self.jobs, preload=["torch", "genrekit.featurize"]))
         self.pending.add(self.pool.submit(process_file, path, self.config, max_duration=self.max_duration))
         if len(self.pending) >= 4 * self.jobs:
             self._collect(FIRST_COMPLETED)
