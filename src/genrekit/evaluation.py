@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .exceptions import CheckpointError, ModelNotFoundError, ParameterError, StoreError
+from .exceptions import CheckpointError, ParameterError, StoreError
 from .splits import LEAKY_LABEL, PARTITIONS, SplitConfig, make_split, segment_partitions
 
 __all__ = [

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 from concurrent.futures import Future
 from importlib import resources
 from pathlib import Path
@@ -90,7 +90,7 @@ class GenreClassifier:
         self.name = name
         model = checkpoint.build()
         # Other models run channels_last, which lets oneDNN use its fast CPU convolutions: ~1.9x on cnn2 over NCHW.
-        self._forward = fold_conv_net(model) or model.to(memory_format=torch.channels_last)
+        self._forward = fold_conv_net(model) or model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch stubs omit memory_format
 
     @property
     def classes_(self) -> list[str]:
@@ -220,7 +220,7 @@ class GenreClassifier:
 
     def predict_many(
         self, paths: Iterable[str | os.PathLike[str]], *, jobs: int | None = None, max_duration: float | None = None
-    ) -> Iterator[Prediction | PredictionError]:
+    ) -> Generator[Prediction | PredictionError, None, None]:
         """Classify many files, in input order: decoding runs in ``jobs`` workers while this process
         runs the model. Unreadable files, and files longer than ``max_duration`` seconds, yield a
         :class:`PredictionError`.

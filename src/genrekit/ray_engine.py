@@ -62,7 +62,7 @@ def _import_ray() -> Any:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # never phone home
     try:
         import ray
-        import ray.data  # noqa: F401  # the ray[data] extra
+        import ray.data  # the ray[data] extra
     except ImportError as e:
         raise RayUnavailableError(f"--engine ray needs Ray Data: pip install 'genrekit[ray]' ({e})") from e
     return ray

@@ -121,9 +121,10 @@ def _units(tracks: list[Track]) -> list[list[Track]]:
 
     first: dict[tuple[str, str], int] = {}
     for i, t in enumerate(tracks):
-        for key in (("hash", t.content_hash), ("group", t.group)):
-            if key[1] is None:
+        for kind, value in (("hash", t.content_hash), ("group", t.group)):
+            if value is None:
                 continue
+            key = (kind, value)
             if key in first:
                 parent[find(i)] = find(first[key])
             else:

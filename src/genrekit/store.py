@@ -267,7 +267,7 @@ def prepare_store(
             errors.update((str(t.path), result.error.replace(result.path, str(t.path))) for t in same)
         else:
             tmp = target.with_name(target.stem + ".tmp.npy")
-            np.save(tmp, result.features)  # a plain .npy: no zip and CRC to pay on write and on every read
+            np.save(tmp, np.asarray(result.features))  # a plain .npy: no zip and CRC to pay on write and on every read
             os.replace(tmp, target)
             report.n_computed += 1
             report.n_cached += len(same) - 1
@@ -371,7 +371,8 @@ def _consolidate(
         shape = feature_shape(config)
     hop, rate = config.audio.hop_samples, config.audio.sample_rate
     tmp = out / "features.tmp.npy"
-    segment_rows, track_rows = [], []
+    segment_rows: list[list[Any]] = []
+    track_rows: list[list[Any]] = []
     offset = 0
     # Appended track by track with plain writes: a memory map of the new file would keep every written
     # page resident in this process, so its memory would grow with the dataset (~330 kB a 30 s clip).

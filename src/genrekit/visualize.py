@@ -9,15 +9,17 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .config import FeatureConfig
 from .palette import genre_color, genre_colors
 
+from .results import PredictionError
+
 if TYPE_CHECKING:
-    from .inference import Prediction, PredictionError
+    from .results import Prediction
 
 __all__ = ["percent", "plot_timeline", "plot_spectrogram", "write_html_summary", "safe_stem"]
 
@@ -28,7 +30,7 @@ def percent(p: float) -> str:
 
 
 
-def _pyplot():  # type: ignore[no-untyped-def]
+def _pyplot() -> Any:  # matplotlib.pyplot, imported on first use (Agg backend)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -123,18 +125,18 @@ def write_html_summary(
     rows = []
     for r in results:
         name = html.escape(Path(r.path or "").name)
-        if not hasattr(r, "genre"):
-            rows.append(f"<tr><td>{name}</td><td colspan='3' class='err'>{html.escape(r.error)}</td></tr>")  # type: ignore[union-attr]
+        if isinstance(r, PredictionError):
+            rows.append(f"<tr><td>{name}</td><td colspan='3' class='err'>{html.escape(r.error)}</td></tr>")
             continue
-        labels = list(r.probabilities)  # type: ignore[union-attr]
+        labels = list(r.probabilities)
         bars = "".join(
             f"<div class='bar'><span class='lbl'>{html.escape(g)}</span><span class='track'><span class='fill' "
             f"style='width:{p * 100:.1f}%;background:{genre_color(g, labels)}'></span></span><span class='pct'>{percent(p)}</span></div>"
-            for g, p in r.top(top_k)  # type: ignore[union-attr]
+            for g, p in r.top(top_k)
         )
         img = plots.get(r.path or "")
         rows.append(
-            f"<tr><td>{name}</td><td class='genre'>{_genre_html(r)}</td><td>{bars}</td>"  # type: ignore[arg-type]
+            f"<tr><td>{name}</td><td class='genre'>{_genre_html(r)}</td><td>{bars}</td>"
             f"<td>{f'<img src={html.escape(img)!r} alt={name!r}>' if img else ''}</td></tr>"
         )
     page = f"""<!doctype html>

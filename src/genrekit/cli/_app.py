@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from typer.models import OptionInfo
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..exceptions import GenrekitError
 
@@ -136,16 +136,16 @@ class PlainProgress:
     def __exit__(self, *exc: object) -> None:
         return None
 
-    def add_task(self, description: str, total: float | None = None) -> int:
+    def add_task(self, description: str, total: float | None = None) -> TaskID:
         self.tasks[len(self.tasks)] = {"description": description, "total": total, "completed": 0, "start": time.monotonic()}
-        return len(self.tasks) - 1
+        return TaskID(len(self.tasks) - 1)
 
-    def reset(self, task: int, *, total: float | None = None, description: str | None = None) -> None:
+    def reset(self, task: TaskID, *, total: float | None = None, description: str | None = None) -> None:
         self.tasks[task].update(total=total, completed=0, start=time.monotonic())
         if description is not None:
             self.tasks[task]["description"] = description
 
-    def update(self, task: int, *, completed: float | None = None, total: float | None = None, description: str | None = None) -> None:
+    def update(self, task: TaskID, *, completed: float | None = None, total: float | None = None, description: str | None = None) -> None:
         state = self.tasks[task]
         for key, value in (("completed", completed), ("total", total), ("description", description)):
             if value is not None:

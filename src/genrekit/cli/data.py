@@ -92,7 +92,7 @@ def _feature_config(
     else:
         base = default_config(kind)
     if scaling is not None:
-        base = replace(base, scaling=scaling)  # type: ignore[arg-type]
+        base = replace(base, scaling=scaling)  # type: ignore[arg-type]  # a str option; FeatureConfig checks it (one-line error)
     if segment_seconds is not None or hop_seconds is not None:
         seg = segment_seconds if segment_seconds is not None else base.audio.segment_seconds
         hop = hop_seconds if hop_seconds is not None else seg
@@ -114,7 +114,7 @@ def info(store: Annotated[Path, typer.Argument(metavar="STORE", help="A store fo
 
     with handle_errors(info):
         st = open_store(store)
-        split_obj = make_split(st.tracks, SplitConfig(strategy=split, seed=seed))  # type: ignore[arg-type]
+        split_obj = make_split(st.tracks, SplitConfig(strategy=split, seed=seed))  # type: ignore[arg-type]  # a str option; SplitConfig checks it
     parts = segment_partitions(split_obj, st.track_ids)
     track_part = {t.track_id: split_obj.partition.get(t.track_id, "") for t in st.tracks}
     table = Table(title=escape(f"{store} ({st.meta['n_tracks']} tracks, {st.meta['n_segments']} segments, split {split})"))

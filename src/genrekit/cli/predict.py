@@ -30,8 +30,10 @@ from ..visualize import percent
 from ..speedups import frozen_collector
 from ._app import add_commands, console, err_console, handle_errors, progress_bar
 
+from ..results import Prediction, PredictionError
+
 if TYPE_CHECKING:
-    from ..inference import GenreClassifier, Prediction, PredictionError
+    from ..inference import GenreClassifier
 
 __all__ = ["register"]
 
@@ -98,12 +100,12 @@ def _table(results: Sequence[Prediction | PredictionError], top_k: int, title: s
     for r in results:
         name = escape(Path(r.path or "").name)
         extra = [escape(_notes(r))] if notes else []
-        if not hasattr(r, "genre"):
-            reason = r.error.removeprefix(f"{r.path}: ")  # type: ignore[union-attr]
+        if isinstance(r, PredictionError):
+            reason = r.error.removeprefix(f"{r.path}: ")
             table.add_row(name, "[red]error[/]", "", f"[red]{escape(reason)}[/]", "", *extra)
             continue
-        top = "  ".join(f"{g} {percent(p)}" for g, p in r.top(top_k))  # type: ignore[union-attr]
-        table.add_row(name, _genre_cell(r), "" if r.genre is None else percent(r.confidence), top, str(len(r.segments)), *extra)  # type: ignore[arg-type,union-attr]
+        top = "  ".join(f"{g} {percent(p)}" for g, p in r.top(top_k))
+        table.add_row(name, _genre_cell(r), "" if r.genre is None else percent(r.confidence), top, str(len(r.segments)), *extra)
     return table
 
 
@@ -127,12 +129,12 @@ def _csv(results: Sequence[Prediction | PredictionError], labels: list[str], top
         return buf.getvalue()
     writer.writerow(["path", "genre", "confidence", "uncertain", "top_k", "error", "warnings", *prob_cols])
     for r in results:
-        if not hasattr(r, "genre"):
-            writer.writerow([r.path, "", "", "", "", r.error, "", *([""] * len(labels))])  # type: ignore[union-attr]
+        if isinstance(r, PredictionError):
+            writer.writerow([r.path, "", "", "", "", r.error, "", *([""] * len(labels))])
             continue
-        top = ";".join(f"{g}:{p:.4f}" for g, p in r.top(top_k))  # type: ignore[union-attr]
-        writer.writerow([r.path, r.genre or "", f"{r.confidence:.6f}", str(r.uncertain).lower(), top, "", _notes(r),  # type: ignore[union-attr,arg-type]
-                         *(f"{r.probabilities[g]:.6f}" for g in labels)])  # type: ignore[union-attr]
+        top = ";".join(f"{g}:{p:.4f}" for g, p in r.top(top_k))
+        writer.writerow([r.path, r.genre or "", f"{r.confidence:.6f}", str(r.uncertain).lower(), top, "", _notes(r),
+                         *(f"{r.probabilities[g]:.6f}" for g in labels)])
     return buf.getvalue()
 
 
@@ -143,7 +145,7 @@ def _write_plots(results: Sequence[Prediction | PredictionError], plot_dir: Path
     written: dict[str, str] = {}
     used: set[str] = set()
     for r in results:
-        if hasattr(r, "genre") and r.path:
+        if isinstance(r, Prediction) and r.path:
             stem = safe_stem(r.path)
             name = stem
             n = 1
@@ -151,7 +153,7 @@ def _write_plots(results: Sequence[Prediction | PredictionError], plot_dir: Path
                 n += 1
                 name = f"{stem}_{n}"
             used.add(name)
-            written[r.path] = str(plot_timeline(r, plot_dir / f"{name}.png"))  # type: ignore[arg-type]
+            written[r.path] = str(plot_timeline(r, plot_dir / f"{name}.png"))
     return written
 
 
@@ -212,8 +214,8 @@ def predict(
         console.print(_table(results, top_k, f"genrekit {clf.name}"))
         if segments:
             for r in results:
-                if hasattr(r, "segments"):
-                    line = "  ".join(f"{s.start_s:.0f}s {s.genre or 'silence'}" for s in r.segments)  # type: ignore[union-attr]
+                if isinstance(r, Prediction):
+                    line = "  ".join(f"{s.start_s:.0f}s {s.genre or 'silence'}" for s in r.segments)
                     console.print(f"[bold]{Path(r.path or '').name}[/]: {line}")
         text = None
     elif fmt == "json":
@@ -227,11 +229,11 @@ def predict(
         else:
             sys.stdout.write(text if text.endswith("\n") else text + "\n")
     for r in results:
-        if hasattr(r, "error"):
-            err_console.print(f"[red]failed[/] {escape(r.error)}")  # type: ignore[union-attr]
+        if isinstance(r, PredictionError):
+            err_console.print(f"[red]failed[/] {escape(r.error)}")
     if plots:
         err_console.print(f"timeline plots in {plot}/")
-    if any(hasattr(r, "error") for r in results):
+    if any(isinstance(r, PredictionError) for r in results):
         raise typer.Exit(1)
 
 

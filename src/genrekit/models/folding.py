@@ -63,7 +63,7 @@ def fold_conv_net(model: nn.Module) -> FoldedConvNet | None:
     commute with), oneDNN is missing, or speed-ups are off (:mod:`genrekit.speedups`)."""
     if not speedups.enabled() or type(model) not in (CNN1, CNN2) or not torch.backends.mkldnn.is_available():
         return None
-    layers = [*model.features, *model.classifier]
+    layers = [*model.features, *model.classifier]  # type: ignore[misc]  # Sequentials of CNN1/CNN2, checked above
     kinds = {nn.Conv2d: "C", nn.ReLU: "R", nn.BatchNorm2d: "B", KerasMaxPool2d: "P", nn.Dropout: "D", nn.Flatten: "F", nn.Linear: "L"}
     if not _FOLDABLE.fullmatch("".join(kinds.get(type(layer), "?") for layer in layers)):
         return None

@@ -47,10 +47,13 @@ EMBEDDING_DIM = sum(size for _, _, size in EMBEDDING_LAYOUT)
 class _ConvBlock(nn.Module):
     """Convolution, ReLU, then batch normalization: musicnn normalizes after the activation."""
 
+    conv: nn.Conv2d  # front-end blocks; the mid end's hold the 1-D kinds, on which only forward is called
+    bn: nn.BatchNorm2d
+
     def __init__(self, conv: nn.Module, bn: nn.Module) -> None:
         super().__init__()
-        self.conv = conv
-        self.bn = bn
+        self.conv = conv  # type: ignore[assignment]  # a Conv1d in the mid end (see the annotation above)
+        self.bn = bn  # type: ignore[assignment]  # a BatchNorm1d in the mid end
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.bn(F.relu(self.conv(x)))
@@ -64,10 +67,13 @@ class _ConvBlock(nn.Module):
         elementwise operations, the same result up to float rounding. A decreasing channel needs the
         minimum instead, found as the maximum of the convolution by the negated filter.
         """
-        scale = self.bn.weight * torch.rsqrt(self.bn.running_var + self.bn.eps)
+        var, mean = self.bn.running_var, self.bn.running_mean
+        if var is None or mean is None or self.conv.bias is None:
+            raise ValueError("frequency_max needs batch-norm running statistics and a conv bias, as musicnn's blocks have")
+        scale = self.bn.weight * torch.rsqrt(var + self.bn.eps)
         sign = torch.where(scale >= 0, 1.0, -1.0)
         extreme = F.conv2d(x, self.conv.weight * sign[:, None, None, None]).amax(dim=3) * sign[:, None]
-        return F.relu(extreme + self.conv.bias[:, None]) * scale[:, None] + (self.bn.bias - self.bn.running_mean * scale)[:, None]
+        return F.relu(extreme + self.conv.bias[:, None]) * scale[:, None] + (self.bn.bias - mean * scale)[:, None]
 
 
 class MusicnnOutput(NamedTuple):
@@ -120,10 +126,10 @@ class MusiCNN(nn.Module):
         """Map log-mel patches of shape (batch, frames, 96) to :class:`MusicnnOutput`."""
         x = self.input_bn(x.unsqueeze(1))  # (batch, 1, frames, mels)
         padded = F.pad(x, (0, 0, 3, 3))  # the original pads time by 3 and convolves "valid"
-        front = [block.frequency_max(padded) for block in self.timbral]
+        front = [block.frequency_max(padded) for block in self.timbral]  # type: ignore[operator]  # ModuleList items are typed nn.Module
         for block, length in zip(self.temporal, _TEMPORAL_LENGTHS):
             before = (length - 1) // 2  # TensorFlow "same": the extra frame of an even kernel goes after
-            front.append(block.frequency_max(F.pad(x, (0, 0, before, length - 1 - before))))
+            front.append(block.frequency_max(F.pad(x, (0, 0, before, length - 1 - before))))  # type: ignore[operator]  # as above
         h = torch.cat(front, dim=1)  # (batch, 561, frames)
         maps = [h]
         h = self.midend[0](h)
@@ -162,7 +168,7 @@ def load_musicnn(name: str = "MSD_musicnn") -> MusiCNN:
         raise ModelNotFoundError(f"{resource}: the musicnn weights are missing; reinstall genrekit")
     with resources.as_file(resource) as path, safe_open(str(path), framework="pt") as f:
         tags = tuple(json.loads(f.metadata()["tags"]))
-        weights = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 (safe_open is not a Mapping)
+        weights = {key: f.get_tensor(key) for key in f.keys()}
     model = MusiCNN(len(tags), tags=tags)
     model.load_state_dict(model.state_dict() | weights)  # keeps torch's num_batches_tracked, rejects strays
     return model.eval().requires_grad_(False)
