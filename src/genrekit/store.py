@@ -223,17 +223,44 @@ def prepare_store(
     """
     start = time.perf_counter()
     config = config or FeatureConfig()
-    if jobs is not None and jobs < 1:
-        raise ParameterError(f"The 'jobs' parameter must be >= 1 (or None for all cores). Got {jobs!r} instead.")
-    if max_duration is not None and not max_duration > 0:
-        raise ParameterError(f"The 'max_duration' parameter must be > 0 seconds (or None for no limit). Got {max_duration!r} instead.")
-    jobs = jobs or default_jobs()
+    _check_arguments(jobs, max_duration)
     out = Path(out)
     _check_store_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     listed = discover(source, hashes=False) if not isinstance(source, list) else source
     key = config_hash(config)
     existing = _read_json(out / _STORE_JSON)
+    cache_dir = _open_cache(out, key)
+    run = _PrepareRun(out, cache_dir, PrepareReport(store=out, n_tracks=len(listed)), len(listed), on_progress)
+    run.advance("", 0)
+    # Files are hashed in a thread (hashlib and file reads release the GIL) while this thread sends the
+    # ones not cached to the workers: hashing, worker start-up and feature computation overlap.
+    workers_of_run = (
+        engine.file_workers(config, run.on_result, max_duration)
+        if engine is not None
+        else _Workers(config, (jobs or default_jobs()) if len(listed) > 1 else 1, run.on_result, max_duration)
+    )
+    with ThreadPoolExecutor(max_workers=1) as hasher, workers_of_run as workers:
+        for track in _hashed(listed, hasher):
+            run.route(track, workers.submit)
+        workers.finish()
+    if not isinstance(source, list):
+        warn_duplicates(run.tracks)  # as discover() would have
+    _write_store(run, existing, config, key)
+    run.report.seconds = time.perf_counter() - start
+    return run.report
+
+
+def _check_arguments(jobs: int | None, max_duration: float | None) -> None:
+    if jobs is not None and jobs < 1:
+        raise ParameterError(f"The 'jobs' parameter must be >= 1 (or None for all cores). Got {jobs!r} instead.")
+    if max_duration is not None and not max_duration > 0:
+        raise ParameterError(f"The 'max_duration' parameter must be > 0 seconds (or None for no limit). Got {max_duration!r} instead.")
+
+
+def _open_cache(out: Path, key: str) -> Path:
+    """The cache folder of config ``key`` in store ``out``, created; caches of other configs and files a
+    killed run left half-written are removed."""
     cache_dir = out / "cache" / key
     cache_dir.mkdir(parents=True, exist_ok=True)
     for stale in (out / "cache").iterdir():
@@ -242,87 +269,93 @@ def prepare_store(
             shutil.rmtree(stale, ignore_errors=True)
     for partial in [*cache_dir.glob("*.tmp.npy"), *cache_dir.glob("*.tmp")]:  # left by a killed run
         partial.unlink(missing_ok=True)
+    return cache_dir
 
-    report = PrepareReport(store=out, n_tracks=len(listed))
-    tracks: list[Track] = []
-    errors: dict[str, str] = {}
-    in_flight: dict[str, list[Track]] = {}  # content hash -> tracks waiting for it: copies are computed once
-    by_path: dict[str, Track] = {}
-    done = submitted = 0
 
-    def advance(path: str, n: int = 1) -> None:
-        nonlocal done
-        done += n
-        if on_progress is not None:
-            on_progress(done, len(listed), path)
+@dataclass
+class _PrepareRun:
+    """What one :func:`prepare_store` run has seen so far: shared by the loop over tracks and the
+    handler of worker results, which run in the same thread."""
 
-    def on_result(result: FileResult) -> None:
-        track = by_path.pop(result.path)
-        same = in_flight.pop(str(track.content_hash))
-        report.warnings.extend(result.warnings)
-        target = _cache_file(cache_dir, track)
+    out: Path
+    cache_dir: Path
+    report: PrepareReport
+    total: int
+    on_progress: ProgressCallback | None
+    tracks: list[Track] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+    in_flight: dict[str, list[Track]] = field(default_factory=dict)  # content hash -> tracks waiting for it
+    by_path: dict[str, Track] = field(default_factory=dict)
+    done: int = 0
+    submitted: int = 0
+
+    def advance(self, path: str, n: int = 1) -> None:
+        """Count ``n`` more tracks done (0: announce the run) and tell the progress callback."""
+        self.done += n
+        if self.on_progress is not None:
+            self.on_progress(self.done, self.total, path)
+
+    def route(self, track: Track, submit: Callable[[str], None]) -> None:
+        """Settle a hashed track from what is known (cached features or error, a copy already in flight),
+        or ``submit`` its file to the workers."""
+        self.tracks.append(track)
+        path = str(track.path)
+        if track.content_hash is None:
+            self.errors[path] = f"{track.path}: {path_problem(track.path) or 'cannot be read'}"
+        elif _cache_file(self.cache_dir, track).exists():
+            self.report.n_cached += 1
+        elif (known := _cached_error(self.cache_dir, track)) is not None:
+            self.errors[path] = known
+        elif track.content_hash in self.in_flight:
+            self.in_flight[track.content_hash].append(track)
+            return  # counted when its copy is done: copies are computed once
+        else:
+            (self.out / _STORE_JSON).unlink(missing_ok=True)  # from here until the end, the store reads as incomplete
+            self.in_flight[track.content_hash] = [track]
+            self.by_path[path] = track
+            self.submitted += 1
+            submit(path)
+            return
+        self.advance(path)
+
+    def on_result(self, result: FileResult) -> None:
+        """Cache a worker's result (features, or a lasting error) for the track and its copies."""
+        track = self.by_path.pop(result.path)
+        same = self.in_flight.pop(str(track.content_hash))
+        self.report.warnings.extend(result.warnings)
+        target = _cache_file(self.cache_dir, track)
         if result.error is not None:
             if result.lasting:
                 _atomic_write_text(target.with_suffix(_ERROR_SUFFIX), json.dumps({"path": result.path, "error": result.error}))
-            errors.update((str(t.path), result.error.replace(result.path, str(t.path))) for t in same)
+            self.errors.update((str(t.path), result.error.replace(result.path, str(t.path))) for t in same)
         else:
             tmp = target.with_name(target.stem + ".tmp.npy")
             np.save(tmp, np.asarray(result.features))  # a plain .npy: no zip and CRC to pay on write and on every read
             os.replace(tmp, target)
-            report.n_computed += 1
-            report.n_cached += len(same) - 1
-        advance(result.path, len(same))
+            self.report.n_computed += 1
+            self.report.n_cached += len(same) - 1
+        self.advance(result.path, len(same))
 
-    if on_progress is not None:
-        on_progress(0, len(listed), "")
-    # Files are hashed in a thread (hashlib and file reads release the GIL) while this thread sends the
-    # ones not cached to the workers: hashing, worker start-up and feature computation overlap.
-    workers_of_run = (
-        engine.file_workers(config, on_result, max_duration) if engine is not None else _Workers(config, jobs if len(listed) > 1 else 1, on_result, max_duration)
-    )
-    with ThreadPoolExecutor(max_workers=1) as hasher, workers_of_run as workers:
-        for t in _hashed(listed, hasher):
-            tracks.append(t)
-            path = str(t.path)
-            if t.content_hash is None:
-                errors[path] = f"{t.path}: {path_problem(t.path) or 'cannot be read'}"
-            elif _cache_file(cache_dir, t).exists():
-                report.n_cached += 1
-            elif (known := _cached_error(cache_dir, t)) is not None:
-                errors[path] = known
-            elif t.content_hash in in_flight:
-                in_flight[t.content_hash].append(t)
-                continue  # counted when its copy is done
-            else:
-                (out / _STORE_JSON).unlink(missing_ok=True)  # from here until the end, the store reads as incomplete
-                in_flight[t.content_hash] = [t]
-                by_path[path] = t
-                submitted += 1
-                workers.submit(path)
-                continue
-            advance(path)
-        workers.finish()
 
-    if not isinstance(source, list):
-        warn_duplicates(tracks)  # as discover() would have
-    digest = _tracks_digest(tracks, key)
-    report.errors = sorted(errors.items())
+def _write_store(run: _PrepareRun, existing: dict[str, Any] | None, config: FeatureConfig, key: str) -> None:
+    """Consolidate the cache into the store's files, unless nothing changed since the store was written."""
+    out, report = run.out, run.report
+    digest = _tracks_digest(run.tracks, key)
+    report.errors = sorted(run.errors.items())
     if (
         existing
-        and submitted == 0
+        and run.submitted == 0
         and existing.get("format_version") == FORMAT_VERSION
         and existing.get("tracks_digest") == digest
         and all((out / name).is_file() for name in _STORE_FILES)
     ):
         report.up_to_date = True
         report.n_segments = existing["n_segments"]
-    else:
-        (out / _STORE_JSON).unlink(missing_ok=True)
-        stored = [t for t in tracks if str(t.path) not in errors]
-        failed = [t for t in tracks if str(t.path) in errors and t.content_hash is not None]
-        report.n_segments = _consolidate(out, cache_dir, stored, failed, config, report.errors, digest, key)
-    report.seconds = time.perf_counter() - start
-    return report
+        return
+    (out / _STORE_JSON).unlink(missing_ok=True)
+    stored = [t for t in run.tracks if str(t.path) not in run.errors]
+    failed = [t for t in run.tracks if str(t.path) in run.errors and t.content_hash is not None]
+    report.n_segments = _consolidate(out, run.cache_dir, stored, failed, config, report.errors, digest, key)
 
 
 def _hashed(tracks: list[Track], hasher: ThreadPoolExecutor, ahead: int = 1024) -> Iterator[Track]:
