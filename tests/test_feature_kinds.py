@@ -51,9 +51,29 @@ def test_unknown_kind_names_the_option_and_lists_kinds() -> None:
 def test_config_is_a_leaf_and_modules_import_alone() -> None:
     tree = ast.parse((SRC / "config.py").read_text())
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level > 0}
-    assert imported <= {"exceptions"}, imported  # exceptions.py imports nothing of genrekit
+    assert imported <= {"exceptions", "_params"}, imported  # both import nothing of genrekit but exceptions
+    tree = ast.parse((SRC / "_params.py").read_text())
+    assert {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level > 0} == {"exceptions"}
     tree = ast.parse((SRC / "exceptions.py").read_text())
     assert not [n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level > 0]
     for module in ("config", "features", "musicnn", "models.musicnn", "models", "audio", "store", "inference"):
         done = subprocess.run([sys.executable, "-c", f"import genrekit.{module}"], capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, f"genrekit.{module}: {done.stderr[-1500:]}"
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"audio": {"sample_rte": 16000}}, r"Unknown feature config 'audio' keys sample_rte; known keys are hop_seconds, "),
+        ({"n_mels": 12.5}, r"The 'n_mels' parameter must be an integer > 0\. Got 12\.5 instead\."),
+        ({"n_mels": True}, r"The 'n_mels' parameter must be an integer > 0\. Got True instead\."),
+        ({"scaling": "db"}, r"The 'scaling' parameter must be one of seed or standard\. Got 'db' instead\."),
+        ({"audio": {"min_last_fraction": 0}}, r"The 'min_last_fraction' parameter must be a number in \(0, 1\]\. Got 0 instead\."),
+        ({"audio": "16k"}, r"The 'audio' parameter must be an AudioConfig\. Got str instead\."),
+        ({"nmels": 64}, r"Unknown feature config keys nmels"),
+    ],
+)
+def test_saved_config_errors_are_one_line_and_name_the_key(data: dict[str, object], message: str) -> None:
+    with pytest.raises(ParameterError, match=message) as info:
+        FeatureConfig.from_dict(data)
+    assert "\n" not in str(info.value)
