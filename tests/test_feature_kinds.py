@@ -77,3 +77,15 @@ def test_saved_config_errors_are_one_line_and_name_the_key(data: dict[str, objec
     with pytest.raises(ParameterError, match=message) as info:
         FeatureConfig.from_dict(data)
     assert "\n" not in str(info.value)
+
+
+def test_training_and_split_configs_use_the_same_checker() -> None:
+    from genrekit.splits import SplitConfig
+    from genrekit.training import TrainConfig
+
+    with pytest.raises(ParameterError, match=r"The 'strategy' parameter must be one of filtered, random, kfold or leaky-segments\. Got 'grouped'"):
+        SplitConfig(strategy="grouped")  # type: ignore[arg-type]
+    with pytest.raises(ParameterError, match=r"The 'epochs' parameter must be an integer > 0\. Got 2\.5 instead\."):
+        TrainConfig(epochs=2.5)  # type: ignore[arg-type]
+    with pytest.raises(ParameterError, match=r"Unknown training config 'split' keys n_fold; known keys are fold, n_folds"):
+        TrainConfig.from_dict({"split": {"n_fold": 5}})

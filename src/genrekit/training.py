@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -34,10 +34,10 @@ from torch.nn import functional as F
 
 from . import __version__
 from .augment import AugmentConfig, Augmenter, mixup
-from .config import check_known_keys
+from ._params import Constraint, Interval, OneOf, check_params, from_dict
 from .checkpoint import Checkpoint, save_checkpoint
 from .evaluation import evaluate_predictions, predict_logits, softmax
-from .exceptions import ParameterError, ResumeError, words
+from .exceptions import ParameterError, ResumeError
 from .features import feature_shape
 from .models import build_model
 from .models.musicnn_linear import FITTED_BY_SCRIPT
@@ -120,27 +120,28 @@ class TrainConfig:
     precision: Literal["fp32", "bf16"] = "fp32"
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
+    _constraints: ClassVar[dict[str, Constraint]] = {
+        "epochs": Interval(0, None, closed="neither", integer=True),
+        "batch_size": Interval(0, None, closed="neither", integer=True),
+        "lr": Interval(0, None, closed="neither"),
+        "weight_decay": Interval(0, None),
+        "label_smoothing": Interval(0, 1),
+        "class_weighting": OneOf(("none", "balanced")),
+        "lr_schedule": OneOf(("none", "cosine", "plateau")),
+        "patience": Interval(1, None, integer=True, optional=True),
+        "keep": OneOf(("best", "last")),
+        "seed": Interval(integer=True),
+        "num_threads": Interval(1, None, integer=True, optional=True),
+        "precision": OneOf(("fp32", "bf16")),
+    }
+
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "lr"):
-            if not getattr(self, name) > 0:
-                raise ParameterError(f"The {name!r} parameter must be > 0. Got {getattr(self, name)!r} instead.")
-        if self.weight_decay < 0:
-            raise ParameterError(f"The 'weight_decay' parameter must be >= 0. Got {self.weight_decay!r} instead.")
-        if not 0 <= self.label_smoothing < 1:
-            raise ParameterError(f"The 'label_smoothing' parameter must be in [0, 1). Got {self.label_smoothing!r} instead.")
+        check_params(self, self._constraints)
         if self.model in FITTED_BY_SCRIPT:
             raise ParameterError(
                 f"--model {self.model} is not trained by 'genrekit train': it reads the raw musicnn embedding, which "
                 "training standardizes. scripts/train_default_model.py fits it; use musicnn-head to train on a musicnn store."
             )
-        choices = {"class_weighting": ("none", "balanced"), "lr_schedule": ("none", "cosine", "plateau"), "keep": ("best", "last"), "precision": ("fp32", "bf16")}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ParameterError(f"The {name!r} parameter must be one of {words(allowed)}. Got {getattr(self, name)!r} instead.")
-        for name in ("patience", "num_threads"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ParameterError(f"The {name!r} parameter must be >= 1 or None. Got {value!r} instead.")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -150,13 +151,11 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        check_known_keys(cls, data, "training config")
-        values = dict(data)
-        if isinstance(values.get("split"), dict):
-            values["split"] = SplitConfig(**values["split"])
-        if isinstance(values.get("augment"), dict):
+        """Rebuild a saved config; unknown keys (nested ones too) are one-line errors naming them."""
+        values = dict(data) if isinstance(data, dict) else data
+        if isinstance(values, dict) and isinstance(values.get("augment"), dict):
             values["augment"] = AugmentConfig.from_dict(values["augment"])
-        return cls(**values)
+        return from_dict(cls, values, what="training config", nested={"split": SplitConfig})
 
 
 @dataclass(frozen=True)
