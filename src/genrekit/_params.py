@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from .exceptions import ParameterError, words
 
-__all__ = ["Interval", "OneOf", "check_params", "from_dict"]
+__all__ = ["Interval", "OneOf", "check_params", "check_values", "from_dict"]
 
 T = TypeVar("T")
 
@@ -84,10 +84,16 @@ Constraint = Interval | OneOf
 
 def check_params(obj: object, constraints: Mapping[str, Constraint]) -> None:
     """Raise :class:`ParameterError` for the first field of ``obj`` outside its declared constraint."""
+    check_values({name: getattr(obj, name) for name in constraints}, constraints)
+
+
+def check_values(values: Mapping[str, object], constraints: Mapping[str, Constraint], *, owner: str | None = None) -> None:
+    """:func:`check_params` for a function's arguments (``owner``: the function, named in the message)."""
+    of = f" of {owner}" if owner else ""
     for name, constraint in constraints.items():
-        value = getattr(obj, name)
+        value = values[name]
         if not constraint.accepts(value):
-            raise ParameterError(f"The {name!r} parameter must be {constraint.describe()}. Got {value!r} instead.")
+            raise ParameterError(f"The {name!r} parameter{of} must be {constraint.describe()}. Got {value!r} instead.")
 
 
 def from_dict(cls: type[T], data: object, *, what: str, nested: Mapping[str, type] | None = None) -> T:
