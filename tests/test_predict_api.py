@@ -97,3 +97,20 @@ def test_package_exports_results_exceptions_and_version() -> None:
     assert all(hasattr(genrekit, name) for name in genrekit.__all__)
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0 and result.output.strip() == f"genrekit {genrekit.__version__}"
+
+
+def test_writer_registry_lists_formats_and_writes_what_the_cli_writes(classifier: GenreClassifier, tmp_path: Path, rng: np.random.Generator) -> None:
+    from genrekit.writers import get_writer
+
+    sf.write(tmp_path / "a.wav", synth_tone(1, 4.0, 22050, rng), 22050)
+    results = [classifier.predict(tmp_path / "a.wav"), genrekit.PredictionError("b.wav", "b.wav: not decodable audio")]
+    text = get_writer("csv")(results, model=classifier.describe(), labels=classifier.classes_, top_k=2)
+    rows = text.splitlines()
+    assert rows[0].startswith("path,genre,confidence,uncertain,top_k,error,warnings,p_blues") and len(rows) == 3
+    assert rows[2] == "b.wav,,,,,b.wav: not decodable audio,," + "," * (len(GTZAN_GENRES) - 1)
+    import json
+
+    data = json.loads(get_writer("json")(results, model=classifier.describe(), labels=classifier.classes_))
+    assert data["results"][1] == {"path": "b.wav", "error": "b.wav: not decodable audio"}
+    with pytest.raises(genrekit.ParameterError, match=r"\(--format\) must be json or csv\. Got 'xml'"):
+        get_writer("xml")

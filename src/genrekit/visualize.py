@@ -21,7 +21,7 @@ from .results import PredictionError
 if TYPE_CHECKING:
     from .results import Prediction
 
-__all__ = ["percent", "plot_timeline", "plot_spectrogram", "write_html_summary", "safe_stem"]
+__all__ = ["percent", "write_spectrograms", "plot_timeline", "plot_spectrogram", "write_html_summary", "safe_stem"]
 
 
 def percent(p: float) -> str:
@@ -76,6 +76,37 @@ def model_input(y: np.ndarray, config: FeatureConfig, *, whole: bool) -> tuple[n
     from .features import model_input as _model_input
 
     return _model_input(y, config, whole=whole)
+
+
+def write_spectrograms(files: Sequence[Path], out: Path, config: FeatureConfig, *, per_segment: bool = False) -> tuple[int, list[str]]:
+    """Images of what a model with ``config`` sees, one per file (or per segment) in ``out``.
+
+    Returns the number of images written and, for each file that could not be decoded, its one-line error.
+    """
+    from .audio import load_audio, segment_audio
+    from .exceptions import GenrekitError
+
+    out.mkdir(parents=True, exist_ok=True)
+    failed: list[str] = []
+    written = 0
+    for path in files:
+        try:
+            y = load_audio(path, sample_rate=config.audio.sample_rate)
+            if per_segment:
+                segs, starts = segment_audio(y, config.audio)
+                for i, (seg, start) in enumerate(zip(segs, starts)):
+                    image, label = model_input(seg, config, whole=False)
+                    end = start + config.audio.segment_seconds
+                    plot_spectrogram(image, config, out / f"{safe_stem(path)}_seg{i:03d}.png", title=f"{path.name} {start:.0f}-{end:.0f} s",
+                                     start_s=float(start), label=label)
+                    written += 1
+            else:
+                image, label = model_input(y, config, whole=True)
+                plot_spectrogram(image, config, out / f"{safe_stem(path)}.png", title=path.name, label=label)
+                written += 1
+        except GenrekitError as e:
+            failed.append(str(e))
+    return written, failed
 
 
 def plot_spectrogram(

@@ -12,9 +12,6 @@ Output schemas (stable; documented in the README):
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
@@ -28,6 +25,7 @@ from rich.table import Table
 
 from ..visualize import percent
 from ..speedups import frozen_collector
+from ..writers import get_writer, notes
 from ._app import add_commands, console, err_console, handle_errors, progress_bar
 
 from ..results import Prediction, PredictionError
@@ -82,11 +80,6 @@ def _classify(
     return results
 
 
-def _notes(r: Prediction | PredictionError) -> str:
-    """A result's warnings without the path the row already names."""
-    return "; ".join(w.removeprefix(f"{r.path}: ") for w in getattr(r, "warnings", ()))
-
-
 def _table(results: Sequence[Prediction | PredictionError], top_k: int, title: str) -> Table:
     table = Table(title=escape(title))
     table.add_column("file")
@@ -94,12 +87,12 @@ def _table(results: Sequence[Prediction | PredictionError], top_k: int, title: s
     table.add_column("probability", justify="right")
     table.add_column(f"top {top_k}")
     table.add_column("segments", justify="right")
-    notes = any(_notes(r) for r in results)
-    if notes:
+    with_notes = any(notes(r) for r in results)
+    if with_notes:
         table.add_column("notes", style="yellow")
     for r in results:
         name = escape(Path(r.path or "").name)
-        extra = [escape(_notes(r))] if notes else []
+        extra = [escape(notes(r))] if with_notes else []
         if isinstance(r, PredictionError):
             reason = r.error.removeprefix(f"{r.path}: ")
             table.add_row(name, "[red]error[/]", "", f"[red]{escape(reason)}[/]", "", *extra)
@@ -114,28 +107,6 @@ def _genre_cell(r: Prediction) -> str:
     if r.genre is None:
         return "[dim](silent: no genre)[/]"
     return f"{r.genre} [yellow](uncertain)[/]" if r.uncertain else r.genre
-
-
-def _csv(results: Sequence[Prediction | PredictionError], labels: list[str], top_k: int, segments: bool) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    prob_cols = [f"p_{g}" for g in labels]
-    if segments:
-        writer.writerow(["path", "segment_index", "start_s", "end_s", "genre", "confidence", *prob_cols])
-        for r in results:
-            for i, s in enumerate(getattr(r, "segments", ())):
-                writer.writerow([r.path, i, f"{s.start_s:.3f}", f"{s.end_s:.3f}", s.genre or "", f"{s.confidence:.6f}",
-                                 *(f"{s.probabilities[g]:.6f}" for g in labels)])
-        return buf.getvalue()
-    writer.writerow(["path", "genre", "confidence", "uncertain", "top_k", "error", "warnings", *prob_cols])
-    for r in results:
-        if isinstance(r, PredictionError):
-            writer.writerow([r.path, "", "", "", "", r.error, "", *([""] * len(labels))])
-            continue
-        top = ";".join(f"{g}:{p:.4f}" for g, p in r.top(top_k))
-        writer.writerow([r.path, r.genre or "", f"{r.confidence:.6f}", str(r.uncertain).lower(), top, "", _notes(r),
-                         *(f"{r.probabilities[g]:.6f}" for g in labels)])
-    return buf.getvalue()
 
 
 def _write_plots(results: Sequence[Prediction | PredictionError], plot_dir: Path) -> dict[str, str]:
@@ -218,10 +189,8 @@ def predict(
                     line = "  ".join(f"{s.start_s:.0f}s {s.genre or 'silence'}" for s in r.segments)
                     console.print(f"[bold]{Path(r.path or '').name}[/]: {line}")
         text = None
-    elif fmt == "json":
-        text = json.dumps({"model": clf.describe(), "results": [r.to_dict(top_k=top_k, segments=segments) for r in results]}, indent=2)
     else:
-        text = _csv(results, clf.classes_, top_k, segments)
+        text = get_writer(fmt)(results, model=clf.describe(), labels=clf.classes_, top_k=top_k, segments=segments)
     if text is not None:
         if out:
             out.write_text(text)
@@ -350,35 +319,15 @@ def spectrogram(
 
       genrekit spectrogram song.ogg --out spectrograms/ --per-segment --model default
     """
-    from ..audio import load_audio, segment_audio
     from ..config import FeatureConfig
-    from ..exceptions import GenrekitError
     from ..inference import find_audio_files, load_model
-    from ..visualize import model_input, plot_spectrogram, safe_stem
+    from ..visualize import write_spectrograms
 
     with handle_errors(spectrogram):
         config = load_model(model).feature_config if model else FeatureConfig()
         files, missing = find_audio_files(paths)
-    out.mkdir(parents=True, exist_ok=True)
-    failed = [m.error for m in missing]
-    written = 0
-    for path in files:
-        try:
-            y = load_audio(path, sample_rate=config.audio.sample_rate)
-            if per_segment:
-                segs, starts = segment_audio(y, config.audio)
-                for i, (seg, start) in enumerate(zip(segs, starts)):
-                    image, label = model_input(seg, config, whole=False)
-                    end = start + config.audio.segment_seconds
-                    plot_spectrogram(image, config, out / f"{safe_stem(path)}_seg{i:03d}.png", title=f"{path.name} {start:.0f}-{end:.0f} s",
-                                     start_s=float(start), label=label)
-                    written += 1
-            else:
-                image, label = model_input(y, config, whole=True)
-                plot_spectrogram(image, config, out / f"{safe_stem(path)}.png", title=path.name, label=label)
-                written += 1
-        except GenrekitError as e:
-            failed.append(str(e))
+    written, failed = write_spectrograms(files, out, config, per_segment=per_segment)
+    failed = [m.error for m in missing] + failed
     console.print(f"wrote {written} spectrogram {'image' if written == 1 else 'images'} to {out}/")
     for f in failed:
         err_console.print(f"[red]failed[/] {escape(f)}")
