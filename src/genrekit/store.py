@@ -41,6 +41,7 @@ from .config import FeatureConfig, config_hash
 from .datasets import Track, discover, hash_track, warn_duplicates
 from .exceptions import ParameterError, StoreError
 from .featurize import FileResult, featurize_file
+from .splits import Split, segment_partitions
 
 if TYPE_CHECKING:
     from .ray_engine import RayEngine
@@ -50,6 +51,7 @@ __all__ = ["FORMAT_VERSION", "FileResult", "PrepareReport", "FeatureStore", "pro
 FORMAT_VERSION = 1
 _STORE_JSON = "store.json"
 _STORE_FILES = (_STORE_JSON, "features.npy", "segments.csv", "tracks.csv", "errors.csv")
+_PARTITIONS = ("train", "val", "test")
 _ERROR_SUFFIX = ".error.json"  # cache entry of a file that could not be used: its reason, so reruns skip it
 ProgressCallback = Callable[[int, int, str], None]
 
@@ -486,6 +488,17 @@ class FeatureStore:
         tracks = Counter(t.label for t in self.tracks)
         segments = Counter(self.labels.tolist())
         return {label: {"tracks": tracks[label], "segments": segments[label]} for label in self.label_names}
+
+    def partition_counts(self, split: Split) -> dict[str, dict[str, int]]:
+        """Per label, how many tracks each partition (train, val, test) holds; segments for a leaky split,
+        whose partitions are per segment. What ``genrekit info --split`` prints."""
+        if split.leaky:
+            parts = segment_partitions(split, self.track_ids)
+            return {
+                label: {p: int(((self.labels == label) & (parts == p)).sum()) for p in _PARTITIONS} for label in self.label_names
+            }
+        counts = Counter((t.label, split.partition.get(t.track_id, "")) for t in self.tracks)
+        return {label: {p: counts[label, p] for p in _PARTITIONS} for label in self.label_names}
 
 
 def open_store(path: str | Path) -> FeatureStore:
