@@ -472,6 +472,100 @@ def _load_state(run: Path) -> dict[str, Any]:
     return state
 
 
+@dataclass
+class _RunState:
+    """What a run carries from epoch to epoch, and what ``last.pt`` saves of it besides the weights."""
+
+    history: list[EpochMetrics] = field(default_factory=list)
+    best_loss: float = float("inf")
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    seconds: float = 0.0  # training time before this session
+    stopped_early: bool = False
+    validation: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_saved(cls, state: dict[str, Any]) -> _RunState:
+        return cls(
+            [EpochMetrics(**row) for row in state["history"]], state["best_loss"], state["best_epoch"], state["bad_epochs"],
+            state["seconds"], state["stopped_early"], state["validation"],
+        )
+
+    def saved(self, seconds: float) -> dict[str, Any]:
+        return {
+            "history": [h.to_dict() for h in self.history], "best_loss": self.best_loss, "best_epoch": self.best_epoch,
+            "bad_epochs": self.bad_epochs, "seconds": seconds, "stopped_early": self.stopped_early, "validation": self.validation,
+        }
+
+
+def _class_weight(config: TrainConfig, data: _Data, n_classes: int) -> torch.Tensor | None:
+    """Inverse-frequency weights of the training segments' classes (``class_weighting="balanced"``), else None."""
+    if config.class_weighting != "balanced":
+        return None
+    counts = np.bincount(data.y[data.train_idx], minlength=n_classes).astype(np.float64)
+    present = counts > 0
+    weights = np.zeros(n_classes)
+    weights[present] = counts.sum() / (present.sum() * counts[present])
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def _log_start(log: _Log, config: TrainConfig, data: _Data) -> None:
+    log(
+        f"train {config.model} on {data.description['store']} ({data.description['dataset']}), split {config.split.strategy}: "
+        f"{data.description['n_train_tracks']} train / {data.description['n_val_tracks']} val tracks, "
+        f"{len(data.train_idx)} / {len(data.val_idx)} segments" + (f" — {LEAKY_LABEL}" if data.split_meta["leaky"] else "")
+    )
+    for note in data.split_meta.get("notes", []):
+        log(f"split note: {note}")
+
+
+@dataclass
+class _Trainer:
+    """The model, its optimizer and what every step needs; :meth:`train_epoch` runs one epoch's steps."""
+
+    config: TrainConfig
+    data: _Data
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    mean: torch.Tensor | None
+    std: torch.Tensor | None
+    augmenter: Augmenter | None
+    class_weight: torch.Tensor | None
+    on_batch: BatchCallback | None
+
+    def train_epoch(self, epoch: int, train_probs: np.ndarray) -> float:
+        """One epoch of steps in the epoch's seeded order; fills ``train_probs`` and returns the mean loss."""
+        config, data = self.config, self.data
+        features, y_all = data.store.features, torch.from_numpy(data.y)
+        n_batches = max(1, -(-len(data.train_idx) // config.batch_size))
+        rng = _epoch_rng(config.seed, epoch)
+        torch.manual_seed(int(rng.integers(2**62)))
+        self.model.train()
+        loss_sum = torch.zeros((), dtype=torch.float64)
+        for b, chunk in enumerate(np.array_split(rng.permutation(data.train_idx), n_batches)):
+            idx = np.sort(chunk)
+            x = torch.from_numpy(np.asarray(features[idx], dtype=np.float32))
+            y = y_all[idx]
+            if self.augmenter is not None:
+                x = self.augmenter(x, rng)
+            if self.mean is not None and self.std is not None:
+                x = (x - self.mean) / self.std
+            x, y_a, y_b, lam = mixup(x, y, rng, alpha=config.augment.mixup_alpha, prob=config.augment.mixup_prob)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.precision == "bf16"):
+                logits = self.model(x).float()
+            loss = F.cross_entropy(logits, y_a, weight=self.class_weight, label_smoothing=config.label_smoothing)
+            if lam < 1.0:
+                loss = lam * loss + (1 - lam) * F.cross_entropy(logits, y_b, weight=self.class_weight, label_smoothing=config.label_smoothing)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            loss_sum += loss.detach() * len(idx)
+            train_probs[idx] = torch.softmax(logits.detach(), dim=1).numpy()
+            if self.on_batch is not None:
+                self.on_batch(epoch, b + 1, n_batches)
+        return float(loss_sum) / len(data.train_idx)
+
+
 def _fit(
     run: Path,
     config: TrainConfig,
@@ -494,72 +588,29 @@ def _fit(
     scheduler = _scheduler(config, optimizer)
     mean, std = _standardization(data)
     augmenter = Augmenter(config.augment, data.store.config) if config.augment.spectral else None
+    trainer = _Trainer(config, data, model, optimizer, mean, std, augmenter, _class_weight(config, data, n_classes), on_batch)
 
-    class_weight = None
-    if config.class_weighting == "balanced":
-        counts = np.bincount(data.y[data.train_idx], minlength=n_classes).astype(np.float64)
-        present = counts > 0
-        weights = np.zeros(n_classes)
-        weights[present] = counts.sum() / (present.sum() * counts[present])
-        class_weight = torch.tensor(weights, dtype=torch.float32)
-
-    history: list[EpochMetrics] = []
-    best_loss, best_epoch, bad_epochs, seconds_before, stopped = float("inf"), 0, 0, 0.0, False
-    validation: dict[str, Any] = {}
+    progress = _RunState()
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None:
             scheduler.load_state_dict(state["scheduler"])
-        history = [EpochMetrics(**row) for row in state["history"]]
-        best_loss, best_epoch, bad_epochs = state["best_loss"], state["best_epoch"], state["bad_epochs"]
-        seconds_before, stopped, validation = state["seconds"], state["stopped_early"], state["validation"]
-        log(f"resume after epoch {len(history)} of {config.epochs}")
+        progress = _RunState.from_saved(state)
+        log(f"resume after epoch {len(progress.history)} of {config.epochs}")
     else:
-        log(
-            f"train {config.model} on {data.description['store']} ({data.description['dataset']}), split {config.split.strategy}: "
-            f"{data.description['n_train_tracks']} train / {data.description['n_val_tracks']} val tracks, "
-            f"{len(data.train_idx)} / {len(data.val_idx)} segments" + (f" — {LEAKY_LABEL}" if data.split_meta["leaky"] else "")
-        )
-        for note in data.split_meta.get("notes", []):
-            log(f"split note: {note}")
+        _log_start(log, config, data)
 
-    features = data.store.features
     y_all = torch.from_numpy(data.y)
-    n_batches = max(1, -(-len(data.train_idx) // config.batch_size))
     train_probs = np.zeros((len(data.y), n_classes), dtype=np.float32)
     session_start = time.perf_counter()
-    for epoch in range(len(history) + 1, config.epochs + 1):
-        if stopped:
+    for epoch in range(len(progress.history) + 1, config.epochs + 1):
+        if progress.stopped_early:
             break
         t0 = time.perf_counter()
-        rng = _epoch_rng(config.seed, epoch)
-        torch.manual_seed(int(rng.integers(2**62)))
-        model.train()
-        loss_sum = torch.zeros((), dtype=torch.float64)
-        for b, chunk in enumerate(np.array_split(rng.permutation(data.train_idx), n_batches)):
-            idx = np.sort(chunk)
-            x = torch.from_numpy(np.asarray(features[idx], dtype=np.float32))
-            y = y_all[idx]
-            if augmenter is not None:
-                x = augmenter(x, rng)
-            if mean is not None and std is not None:
-                x = (x - mean) / std
-            x, y_a, y_b, lam = mixup(x, y, rng, alpha=config.augment.mixup_alpha, prob=config.augment.mixup_prob)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.precision == "bf16"):
-                logits = model(x).float()
-            loss = F.cross_entropy(logits, y_a, weight=class_weight, label_smoothing=config.label_smoothing)
-            if lam < 1.0:
-                loss = lam * loss + (1 - lam) * F.cross_entropy(logits, y_b, weight=class_weight, label_smoothing=config.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.detach() * len(idx)
-            train_probs[idx] = torch.softmax(logits.detach(), dim=1).numpy()
-            if on_batch is not None:
-                on_batch(epoch, b + 1, n_batches)
+        train_loss = trainer.train_epoch(epoch, train_probs)
 
-        val_logits = predict_logits(model, features, data.val_idx, mean=mean, std=std)
+        val_logits = predict_logits(model, data.store.features, data.val_idx, mean=mean, std=std)
         val_loss = float(F.cross_entropy(torch.from_numpy(val_logits), y_all[data.val_idx]))
         val_eval = evaluate_predictions(softmax(val_logits), data.y[data.val_idx], data.store.track_ids[data.val_idx], data.labels)
         train_eval = _train_accuracy(train_probs, data)
@@ -569,46 +620,50 @@ def _fit(
         elif scheduler is not None:
             scheduler.step()
         metrics = EpochMetrics(
-            epoch=epoch, train_loss=float(loss_sum) / len(data.train_idx), train_accuracy=train_eval[0],
+            epoch=epoch, train_loss=train_loss, train_accuracy=train_eval[0],
             train_track_accuracy=train_eval[1], val_loss=val_loss, val_accuracy=val_eval.segment_accuracy,
             val_track_accuracy=val_eval.track_accuracy, lr=lr, seconds=time.perf_counter() - t0,
         )
-        history.append(metrics)
-        improved = val_loss < best_loss
+        progress.history.append(metrics)
+        improved = val_loss < progress.best_loss
         if improved:
-            best_loss, bad_epochs = val_loss, 0
+            progress.best_loss, progress.bad_epochs = val_loss, 0
         else:
-            bad_epochs += 1
-        seconds = seconds_before + time.perf_counter() - session_start
+            progress.bad_epochs += 1
+        seconds = progress.seconds + time.perf_counter() - session_start
         if config.keep == "last" or improved:
-            best_epoch, validation = epoch, val_eval.headline()
-            _save_model(run / "model.pt", model, config, data, mean, std, validation, epoch, best_epoch, seconds)
-        stopped = config.patience is not None and bad_epochs >= config.patience and epoch < config.epochs
-        torch.save(
-            {
-                "model": _state_dict(model), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict() if scheduler is not None else {},
-                "history": [h.to_dict() for h in history], "best_loss": best_loss, "best_epoch": best_epoch,
-                "bad_epochs": bad_epochs, "seconds": seconds, "stopped_early": stopped, "validation": validation,
-            },
-            run / (_LAST + ".tmp"),
-        )
-        os.replace(run / (_LAST + ".tmp"), run / _LAST)
-        _write_metrics(run / "metrics.csv", history)
-        _plot(run, history, config, data)
+            progress.best_epoch, progress.validation = epoch, val_eval.headline()
+            _save_model(run / "model.pt", model, config, data, mean, std, progress.validation, epoch, progress.best_epoch, seconds)
+        progress.stopped_early = config.patience is not None and progress.bad_epochs >= config.patience and epoch < config.epochs
+        _save_state(run, model, optimizer, scheduler, progress, seconds)
+        _write_metrics(run / "metrics.csv", progress.history)
+        _plot(run, progress.history, config, data)
         log(
             f"epoch {epoch}/{config.epochs}: train loss {metrics.train_loss:.4f} acc {metrics.train_accuracy:.3f}, "
             f"val loss {val_loss:.4f} acc {metrics.val_accuracy:.3f} track {metrics.val_track_accuracy:.3f}, "
-            f"lr {lr:.3g}, {metrics.seconds:.1f} s{' (kept)' if best_epoch == epoch else ''}"
+            f"lr {lr:.3g}, {metrics.seconds:.1f} s{' (kept)' if progress.best_epoch == epoch else ''}"
         )
-        if stopped:
-            log(f"early stop: validation loss has not improved for {config.patience} epochs (best epoch {best_epoch})")
+        if progress.stopped_early:
+            log(f"early stop: validation loss has not improved for {config.patience} epochs (best epoch {progress.best_epoch})")
         if on_epoch is not None:
             on_epoch(metrics)
 
-    total = seconds_before + time.perf_counter() - session_start
-    log(f"done: {len(history)} epochs, model.pt holds epoch {best_epoch}, {total:.0f} s of training")
-    return TrainResult(run, tuple(history), best_epoch, validation, stopped, total)
+    total = progress.seconds + time.perf_counter() - session_start
+    log(f"done: {len(progress.history)} epochs, model.pt holds epoch {progress.best_epoch}, {total:.0f} s of training")
+    return TrainResult(run, tuple(progress.history), progress.best_epoch, progress.validation, progress.stopped_early, total)
+
+
+def _save_state(run: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, progress: _RunState, seconds: float) -> None:
+    """``last.pt``, written whole or not at all: what ``--resume`` continues from."""
+    torch.save(
+        {
+            "model": _state_dict(model), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else {},
+            **progress.saved(seconds),
+        },
+        run / (_LAST + ".tmp"),
+    )
+    os.replace(run / (_LAST + ".tmp"), run / _LAST)
 
 
 def _train_accuracy(train_probs: np.ndarray, data: _Data) -> tuple[float, float]:
