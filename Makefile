@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: demo test bench install install-dev browser clean
+.PHONY: demo test lint bench install install-dev browser clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,8 +27,13 @@ demo: $(VENV)/.installed
 browser:
 	test -x /usr/bin/chromium || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver)
 
-test: $(VENV)/.installed-dev browser
+test: $(VENV)/.installed-dev browser lint
 	$(PY) -m pytest -q
+
+# Static checks of src/ (configured in pyproject.toml): part of `make test`.
+lint: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check src
+	$(VENV)/bin/mypy
 
 bench: $(VENV)/.installed-dev
 	$(PY) benchmarks/run_all.py

@@ -75,10 +75,10 @@ def random_model(path: Path, arch: str = "cnn2") -> Path:
 
     from genrekit.checkpoint import Checkpoint, save_checkpoint
     from genrekit.config import FeatureConfig
-    from genrekit.features import feature_shape
+    from genrekit.features import default_config, feature_shape
     from genrekit.models import build_model
 
-    config = FeatureConfig.for_kind("musicnn") if arch.startswith("musicnn") else FeatureConfig()
+    config = default_config("musicnn") if arch.startswith("musicnn") else FeatureConfig()
     torch.manual_seed(0)
     model = build_model(arch, feature_shape(config), len(GENRES))
     save_checkpoint(Checkpoint(arch, {}, model.state_dict(), list(GENRES), config, metadata={"description": "random weights"}), path)

@@ -78,7 +78,7 @@ def test_prepare_does_not_cache_limits_or_memory_errors(tmp_path: Path, make_dat
     def out_of_memory(*args: object, **kwargs: object) -> None:
         raise MemoryError
 
-    monkeypatch.setattr("genrekit.store.load_segments", out_of_memory)
+    monkeypatch.setattr("genrekit.featurize.stream_audio", out_of_memory)
     report = prepare_store(data, tmp_path / "store2", FeatureConfig(), jobs=1)
     assert all("out of memory" in reason for _, reason in report.errors)
     assert not list((tmp_path / "store2").glob("cache/*/*.error.json"))

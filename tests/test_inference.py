@@ -20,7 +20,8 @@ from genrekit.cli import app
 from genrekit.config import FeatureConfig
 from genrekit.datasets import GTZAN_GENRES
 from genrekit.exceptions import AudioDecodeError, ModelNotFoundError
-from genrekit.inference import GenreClassifier, Prediction, PredictionError, _FoldedConvNet
+from genrekit.inference import GenreClassifier, Prediction, PredictionError
+from genrekit.models.folding import FoldedConvNet
 from genrekit.models import build_model
 
 from conftest import synth_tone
@@ -86,7 +87,7 @@ def test_classifier_probabilities_are_the_checkpoint_models(name: str, input_sha
     """The classifier folds BatchNorm into the next layer and runs oneDNN layouts; its probabilities are the model's."""
     checkpoint = _trained_like(name, input_shape)
     classifier = GenreClassifier(checkpoint)
-    assert isinstance(classifier._forward, _FoldedConvNet)
+    assert isinstance(classifier._forward, FoldedConvNet)
     for n in (1, 12, 33):  # 33: more than one model call
         features = rng.uniform(-80, 0, (n, *input_shape)).astype(np.float32)
         with torch.inference_mode():
@@ -98,7 +99,7 @@ def test_batchnorm_that_does_not_commute_with_pooling_is_not_folded(rng: np.rand
     """A negative BatchNorm scale turns max-pooling into min-pooling: that model runs as trained, unfolded."""
     checkpoint = _trained_like("cnn2", (128, 130), bn_scale_sign=-1.0)
     classifier = GenreClassifier(checkpoint)
-    assert not isinstance(classifier._forward, _FoldedConvNet)
+    assert not isinstance(classifier._forward, FoldedConvNet)
     features = rng.uniform(-80, 0, (3, 128, 130)).astype(np.float32)
     with torch.inference_mode():
         expected = torch.softmax(checkpoint.build()(torch.from_numpy(features)), dim=-1).numpy()

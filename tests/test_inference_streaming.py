@@ -17,7 +17,8 @@ from genrekit.checkpoint import Checkpoint, save_checkpoint
 from genrekit.config import FeatureConfig
 from genrekit.datasets import GTZAN_GENRES
 from genrekit.exceptions import AudioDecodeError
-from genrekit.inference import GenreClassifier, Prediction, PredictionError, _FileFeatures
+from genrekit.featurize import FileFeatures
+from genrekit.inference import GenreClassifier, Prediction, PredictionError
 from genrekit.models import build_model
 
 from conftest import synth_tone
@@ -173,7 +174,7 @@ def test_streaming_memory_does_not_grow_with_the_file(cnn1: GenreClassifier, tmp
             f.write(synth_tone(i % 10, 30.0, 8000, np.random.default_rng(i)))
     tracemalloc.start()
     try:
-        stream = _FileFeatures(str(path), cnn1.feature_config)
+        stream = FileFeatures(str(path), cnn1.feature_config)
         n_segments = sum(len(features) for features in stream)
         _, peak = tracemalloc.get_traced_memory()
     finally:

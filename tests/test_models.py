@@ -10,7 +10,7 @@ import torch
 
 from genrekit.exceptions import ModelNotFoundError
 from genrekit.models import available_models, build_model, count_parameters
-from genrekit.models.cnn import KerasMaxPool2d, _same_pad, bit_dropout
+from genrekit.models.cnn import KerasMaxPool2d, _same_pad, bit_dropout  # bit_dropout: re-exported from genrekit.speedups
 
 EXPECTED_PARAMETERS = {"cnn1": 957_578, "cnn2": 1_880_202}
 
@@ -101,3 +101,54 @@ def test_cnn2_uses_bit_dropout_only_in_training() -> None:
     assert not torch.equal(model(x), first)
     model.eval()
     torch.testing.assert_close(model(x), model.classifier(model.features(x.unsqueeze(1))), rtol=0, atol=0)
+
+
+def test_speedups_off_switch_runs_plain_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """GENREKIT_SPEEDUPS=0: no folding, no bit dropout (nn.Dropout's own masks), no collector freeze."""
+    import gc
+
+    from genrekit import speedups
+    from genrekit.models.folding import fold_conv_net
+
+    model = build_model("cnn2", (128, 130), 10).eval()
+    assert fold_conv_net(model) is not None
+    monkeypatch.setenv(speedups.ENV_VAR, "0")
+    assert fold_conv_net(model) is None
+    model.train()
+    x = torch.ones(2, 128, 130)
+    torch.manual_seed(3)
+    plain = torch.nn.Sequential(*model.features, *model.classifier)(x.unsqueeze(1))
+    torch.manual_seed(3)
+    assert torch.equal(model(x), plain)
+    with speedups.frozen_collector() as loaded:
+        loaded()
+        assert gc.get_freeze_count() == 0
+
+
+def test_keep_freed_memory_leaves_users_malloc_settings_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ctypes
+
+    from genrekit import speedups
+
+    calls: list[tuple[int, int]] = []
+
+    class FakeLibc:
+        def mallopt(self, param: int, value: int) -> int:
+            calls.append((param, value))
+            return 1
+
+        def malloc_trim(self, pad: int) -> int:
+            return 1
+
+    monkeypatch.setattr(ctypes, "CDLL", lambda *_: FakeLibc())
+    monkeypatch.setattr(speedups.platform, "libc_ver", lambda: ("glibc", "2.36"))
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "2")
+    with speedups.keep_freed_memory():
+        pass
+    assert calls == []
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    for name in [n for n in __import__("os").environ if n.startswith("MALLOC_")]:
+        monkeypatch.delenv(name)
+    with speedups.keep_freed_memory():
+        pass
+    assert calls and calls[0] == (-4, 0)

@@ -13,7 +13,7 @@ import torch
 from genrekit import musicnn
 from genrekit.config import AudioConfig, FeatureConfig
 from genrekit.exceptions import ModelNotFoundError, ParameterError
-from genrekit.features import extract_features, feature_shape
+from genrekit.features import default_config, extract_features, feature_shape
 
 REFERENCE = Path(__file__).parent / "data" / "musicnn_reference.npz"
 SAMPLES = Path(musicnn.__file__).parent / "samples"
@@ -118,7 +118,7 @@ def test_embedding_layout_and_first_segment(reference: dict[str, np.ndarray], au
 
 
 def test_extract_features_through_feature_config(rng: np.random.Generator) -> None:
-    config = FeatureConfig.for_kind("musicnn")
+    config = default_config("musicnn")
     assert config.kind == "musicnn" and config.scaling == "standard"
     assert config.audio.sample_rate == 16000 and config.audio.segment_seconds == 3.0
     assert musicnn.patch_frames(config.audio.segment_samples) == musicnn.PATCH_FRAMES

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from genrekit import load_model
-from genrekit.config import FeatureConfig
+from genrekit.features import default_config
 from genrekit.musicnn import EMBEDDING_DIM
 from genrekit.splits import SplitConfig
 from genrekit.store import open_store, prepare_store
@@ -19,7 +19,7 @@ from genrekit.training import TrainConfig, train
 
 def test_musicnn_head_trains_on_embeddings_and_predicts(make_dataset: Callable[..., Path], tmp_path: Path) -> None:
     data = make_dataset(labels=("classical", "metal"), per_label=3, seconds=3.0)
-    config = FeatureConfig.for_kind("musicnn")
+    config = default_config("musicnn")
     report = prepare_store(data, tmp_path / "store", config, jobs=1)
     assert report.errors == [] and report.n_segments == 6
     store = open_store(tmp_path / "store")

@@ -18,7 +18,7 @@ from genrekit.checkpoint import load_checkpoint
 from genrekit.cli import app
 from genrekit.config import AudioConfig, FeatureConfig
 from genrekit.evaluation import compare, evaluate_run
-from genrekit.exceptions import ModelNotFoundError, ParameterError
+from genrekit.exceptions import ModelNotFoundError, ParameterError, ResumeError
 from genrekit.splits import LEAKY_LABEL, SplitConfig
 from genrekit.store import prepare_store
 from genrekit.training import METRIC_COLUMNS, EpochMetrics, TrainConfig, mean_and_scale, new_run_dir, resume, train
@@ -144,7 +144,7 @@ def test_bad_runs_fail_with_named_errors(tiny_store: Path, tmp_path: Path) -> No
         train(tiny_store, _config(epochs=1), run_dir=tmp_path / "run")
     with pytest.raises(ParameterError, match="exists"):
         new_run_dir(tmp_path, "run")
-    with pytest.raises(ModelNotFoundError, match="resumable"):
+    with pytest.raises(ResumeError, match="resumable"):
         resume(tmp_path)
     with pytest.raises(ParameterError, match="validation"):
         train(tiny_store, _config(split=SplitConfig(val_fraction=0.0)), run_dir=tmp_path / "noval")

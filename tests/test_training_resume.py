@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from genrekit.cli import app
 from genrekit.config import AudioConfig, FeatureConfig
-from genrekit.exceptions import ModelNotFoundError
+from genrekit.exceptions import ResumeError
 from genrekit.splits import SplitConfig
 from genrekit.store import prepare_store
 from genrekit.training import TrainConfig, new_run_dir, resume, train
@@ -65,7 +65,7 @@ def test_run_killed_in_its_first_epoch_can_be_restarted_under_its_name(tiny_stor
 def test_damaged_last_pt_is_a_one_line_error(tiny_store: Path, tmp_path: Path, damage: bytes) -> None:
     run = train(tiny_store, CONFIG, run_dir=tmp_path / "run").run_dir
     (run / "last.pt").write_bytes(damage)
-    with pytest.raises(ModelNotFoundError, match="last.pt: damaged"):
+    with pytest.raises(ResumeError, match="last.pt: damaged"):
         resume(run)
     result = runner.invoke(app, ["train", "--resume", str(run)])
     assert result.exit_code == 2 and "Traceback" not in result.output

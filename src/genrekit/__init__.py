@@ -3,24 +3,83 @@
 >>> from genrekit import load_model          # doctest: +SKIP
 >>> model = load_model()                      # the model shipped in the package  # doctest: +SKIP
 >>> model.predict("song.mp3").genre           # doctest: +SKIP
+
+The result types (:class:`Prediction`, ...) are imported on first use: ``import genrekit`` stays cheap
+(no torch) for the command line's start-up.
 """
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
+
+from .exceptions import (
+    AudioDecodeError,
+    AudioTooLongError,
+    AudioWarning,
+    CheckpointError,
+    DatasetError,
+    DatasetWarning,
+    GenrekitError,
+    GenrekitWarning,
+    ModelNotFoundError,
+    ParameterError,
+    ResumeError,
+    StoreError,
+)
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "load_model", "available_models"]
+__all__ = [
+    "__version__",
+    "load_model",
+    "available_models",
+    "GenreClassifier",
+    "Prediction",
+    "PredictionError",
+    "SegmentPrediction",
+    "GenrekitError",
+    "ParameterError",
+    "AudioDecodeError",
+    "AudioTooLongError",
+    "DatasetError",
+    "StoreError",
+    "ModelNotFoundError",
+    "CheckpointError",
+    "ResumeError",
+    "GenrekitWarning",
+    "AudioWarning",
+    "DatasetWarning",
+]
 
 if TYPE_CHECKING:
-    from .inference import GenreClassifier
+    from .inference import GenreClassifier, Prediction, PredictionError, SegmentPrediction
+
+_LAZY = frozenset({"GenreClassifier", "Prediction", "PredictionError", "SegmentPrediction"})
 
 
-def load_model(name_or_path: Any = "default") -> GenreClassifier:
-    """Load a shipped model by name (``"default"``), a run folder or a ``model.pt`` file.
+def __getattr__(name: str) -> Any:
+    """The result types, imported from :mod:`genrekit.inference` when first asked for (PEP 562)."""
+    if name in _LAZY:
+        from . import inference
 
-    See :func:`genrekit.inference.load_model`.
+        return getattr(inference, name)
+    raise AttributeError(f"module 'genrekit' has no attribute {name!r}")
+
+
+def load_model(name_or_path: str | os.PathLike[str] = "default") -> GenreClassifier:
+    """Load a shipped model by name (``"default"``, ``"zero-shot"``), a run folder or a ``model.pt`` file.
+
+    Raises
+    ------
+    ModelNotFoundError
+        Nothing of that name or path exists; the message lists the shipped models.
+    CheckpointError
+        The file exists but is damaged or is not a genrekit model.
+
+    See Also
+    --------
+    genrekit.inference.load_model
     """
     from .inference import load_model as _load
 

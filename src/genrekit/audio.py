@@ -36,6 +36,7 @@ __all__ = [
     "segment_audio",
     "segment_starts",
     "load_segments",
+    "too_short",
     "stream_audio",
     "Segmenter",
 ]
@@ -157,15 +158,16 @@ def path_problem(path: Path) -> str | None:
 def _check_file(path: Path) -> None:
     problem = path_problem(path)
     if problem is not None:
-        raise AudioDecodeError(f"{path}: {problem}")
+        raise AudioDecodeError(path, problem)
     if path.stat().st_size == 0:
-        raise AudioDecodeError(f"{path}: empty file (0 bytes)")
+        raise AudioDecodeError(path, "empty file (0 bytes)")
 
 
 def _check_rate(path: Path, native_rate: int) -> None:
     if not MIN_SAMPLE_RATE <= native_rate <= MAX_SAMPLE_RATE:
         raise AudioDecodeError(
-            f"{path}: implausible sample rate {native_rate} Hz in the header "
+            path,
+            f"implausible sample rate {native_rate} Hz in the header "
             f"(real audio uses {MIN_SAMPLE_RATE:,} to {MAX_SAMPLE_RATE:,} Hz); the file is corrupt or crafted"
         )
 
@@ -174,7 +176,7 @@ def _check_length(path: Path, n_frames: int, native_rate: int, max_duration: flo
     """Refuse audio longer than ``max_duration`` seconds: from the header before decoding, and again as frames arrive."""
     if max_duration is not None and n_frames > max_duration * native_rate:
         raise AudioTooLongError(
-            f"{path}: too long ({n_frames / native_rate:.1f} s); the limit is {max_duration:g} s (--max-duration)"
+            path, f"too long ({n_frames / native_rate:.1f} s); the limit is {max_duration:g} s (--max-duration)"
         )
 
 
@@ -250,12 +252,12 @@ def load_audio(path: str | Path, *, sample_rate: int, max_duration: float | None
     except AudioDecodeError:
         raise
     except _READ_ERRORS as e:
-        raise AudioDecodeError(f"{path}: not decodable audio ({_decode_reason(e)})") from e
+        raise AudioDecodeError(path, "not decodable audio", detail=_decode_reason(e)) from e
     if data.size == 0:
-        raise AudioDecodeError(f"{path}: contains no audio samples")
+        raise AudioDecodeError(path, "contains no audio samples")
     _check_length(path, len(data), native_rate, max_duration)
     if not integer and not np.isfinite(data).all():
-        raise AudioDecodeError(f"{path}: contains NaN or infinite samples")
+        raise AudioDecodeError(path, "contains NaN or infinite samples")
     _warn_if_truncated(path, len(data), declared, native_rate, stacklevel=2)
     mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     if native_rate != sample_rate:
@@ -291,7 +293,7 @@ def stream_audio(
         with _quiet_if_mp3(path):
             f = _ForwardSoundFile(path)
     except _READ_ERRORS as e:
-        raise AudioDecodeError(f"{path}: not decodable audio ({_decode_reason(e)})") from e
+        raise AudioDecodeError(path, "not decodable audio", detail=_decode_reason(e)) from e
     with f:
         declared, native_rate, integer = f.frames, f.samplerate, f.subtype == "PCM_16"
         _check_rate(path, native_rate)
@@ -304,11 +306,11 @@ def stream_audio(
                 with _quiet_if_mp3(path):
                     data = _read_frames(f, block_frames)
             except _READ_ERRORS as e:
-                raise AudioDecodeError(f"{path}: not decodable audio ({_decode_reason(e)})") from e
+                raise AudioDecodeError(path, "not decodable audio", detail=_decode_reason(e)) from e
             if len(data) == 0:
                 break
             if not integer and not np.isfinite(data).all():
-                raise AudioDecodeError(f"{path}: contains NaN or infinite samples")
+                raise AudioDecodeError(path, "contains NaN or infinite samples")
             n_frames += len(data)
             _check_length(path, n_frames, native_rate, max_duration)
             mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
@@ -316,7 +318,7 @@ def stream_audio(
                 mono = resampler.resample_chunk(np.ascontiguousarray(mono))
             yield np.ascontiguousarray(mono, dtype=np.float32)
     if n_frames == 0:
-        raise AudioDecodeError(f"{path}: contains no audio samples")
+        raise AudioDecodeError(path, "contains no audio samples")
     _warn_if_truncated(path, n_frames, declared, native_rate, stacklevel=2)
     if resampler is not None:
         yield resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
@@ -364,6 +366,13 @@ def segment_audio(y: np.ndarray, config: AudioConfig) -> tuple[np.ndarray, np.nd
     return windows.astype(np.float32, order="C"), starts / config.sample_rate  # astype always copies
 
 
+def too_short(duration: float, config: AudioConfig) -> str:
+    """The reason audio of ``duration`` seconds is refused, or ``""`` when it is long enough."""
+    if duration >= config.min_duration:
+        return ""
+    return f"too short ({duration:.3f} s); at least {config.min_duration:g} s of audio is needed"
+
+
 def load_segments(path: str | Path, config: AudioConfig, *, max_duration: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Decode ``path`` and segment it; see :func:`load_audio` and :func:`segment_audio`.
 
@@ -374,10 +383,8 @@ def load_segments(path: str | Path, config: AudioConfig, *, max_duration: float 
     """
     y = load_audio(path, sample_rate=config.sample_rate, max_duration=max_duration)
     duration = len(y) / config.sample_rate
-    if duration < config.min_duration:
-        raise AudioDecodeError(
-            f"{path}: too short ({duration:.3f} s); at least {config.min_duration:g} s of audio is needed"
-        )
+    if reason := too_short(duration, config):
+        raise AudioDecodeError(path, reason)
     if len(y) < min_cover_samples(config):
         warnings.warn(
             f"{path}: {duration:.2f} s is shorter than one {config.segment_seconds:g} s segment; zero-padded",

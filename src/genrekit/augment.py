@@ -28,12 +28,13 @@ the same seed gives the same augmented batches (what makes ``--resume`` exact).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from .config import FeatureConfig, check_known_keys
+from ._params import Constraint, Interval, check_params, from_dict
+from .config import FeatureConfig
 from .exceptions import ParameterError
 from .features import AMIN, mel_filterbank
 
@@ -81,21 +82,19 @@ class AugmentConfig:
     mixup_prob: float = 0.0
     mixup_alpha: float = 0.2
 
+    _constraints: ClassVar[dict[str, Constraint]] = {
+        **{name: Interval(0, 1, closed="both") for name in ("noise_prob", "gain_prob", "pitch_prob", "time_mask_prob", "freq_mask_prob", "mixup_prob")},
+        "gain_db": Interval(0, None),
+        "pitch_semitones": Interval(0, None),
+        "time_mask_frames": Interval(1, None, integer=True),
+        "freq_mask_bands": Interval(1, None, integer=True),
+        "mixup_alpha": Interval(0, None, closed="neither"),
+    }
+
     def __post_init__(self) -> None:
-        for name in ("noise_prob", "gain_prob", "pitch_prob", "time_mask_prob", "freq_mask_prob", "mixup_prob"):
-            value = getattr(self, name)
-            if not 0 <= value <= 1:
-                raise ParameterError(f"The {name!r} parameter must be in [0, 1]. Got {value!r} instead.")
+        check_params(self, self._constraints)
         if len(self.snr_db) != 2 or self.snr_db[0] > self.snr_db[1]:
             raise ParameterError(f"The 'snr_db' parameter must be a (low, high) pair with low <= high. Got {self.snr_db!r} instead.")
-        for name in ("gain_db", "pitch_semitones"):
-            if getattr(self, name) < 0:
-                raise ParameterError(f"The {name!r} parameter must be >= 0. Got {getattr(self, name)!r} instead.")
-        for name in ("time_mask_frames", "freq_mask_bands"):
-            if getattr(self, name) < 1:
-                raise ParameterError(f"The {name!r} parameter must be >= 1. Got {getattr(self, name)!r} instead.")
-        if self.mixup_alpha <= 0:
-            raise ParameterError(f"The 'mixup_alpha' parameter must be > 0. Got {self.mixup_alpha!r} instead.")
 
     @property
     def spectral(self) -> bool:
@@ -107,11 +106,11 @@ class AugmentConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AugmentConfig:
-        check_known_keys(cls, data, "augmentation")
-        values = dict(data)
-        if "snr_db" in values:
+        """Rebuild a saved config; unknown keys are one-line errors naming them."""
+        values = dict(data) if isinstance(data, dict) else data
+        if isinstance(values, dict) and isinstance(values.get("snr_db"), list):
             values["snr_db"] = tuple(values["snr_db"])
-        return cls(**values)
+        return from_dict(cls, values, what="augmentation")
 
 
 class Augmenter:

@@ -17,7 +17,7 @@ from torch import nn
 
 from . import __version__
 from .config import FeatureConfig
-from .exceptions import GenrekitWarning, ModelNotFoundError
+from .exceptions import CheckpointError, GenrekitWarning, ModelNotFoundError
 from .features import feature_shape
 from .models import build_model
 
@@ -95,7 +95,9 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     Raises
     ------
     ModelNotFoundError
-        The file does not exist or is not a genrekit model.
+        The file does not exist.
+    CheckpointError
+        The file is damaged or is not a genrekit model.
     """
     path = Path(path)
     if not path.is_file():
@@ -103,9 +105,9 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise ModelNotFoundError(f"{path}: not a genrekit model file ({e})") from e
+        raise CheckpointError(f"{path}: not a genrekit model file ({e})") from e
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise ModelNotFoundError(f"{path}: not a genrekit model file (format {CHECKPOINT_FORMAT} expected)")
+        raise CheckpointError(f"{path}: not a genrekit model file (format {CHECKPOINT_FORMAT} expected)")
     if payload.get("genrekit_version") != __version__:
         warnings.warn(
             f"{path} was written by genrekit {payload.get('genrekit_version')}, this is {__version__}",

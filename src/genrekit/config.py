@@ -1,17 +1,22 @@
 """Typed, frozen configuration objects, validated once and saved with every store, run and model.
 
 They round-trip through plain dicts (``to_dict`` / ``from_dict``) so a ``config.json`` is all that
-is needed to rebuild them.
+is needed to rebuild them. Each declares its fields' constraints once (``_constraints``), checked by
+:func:`genrekit._params.check_params`. A leaf module: it imports nothing of genrekit but the exceptions
+and that checker (which import nothing else), so any module may use it. Feature kinds are the registry's business
+(:mod:`genrekit.features`): a config names its kind, and :func:`genrekit.features.default_config`
+gives a kind's defaults.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Literal
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar, Literal
 
-from .exceptions import ParameterError, words
+from ._params import Constraint, Interval, OneOf, check_params, from_dict
+from .exceptions import ParameterError
 
 __all__ = [
     "SAMPLE_RATE",
@@ -22,7 +27,6 @@ __all__ = [
     "AudioConfig",
     "FeatureConfig",
     "config_hash",
-    "check_known_keys",
 ]
 
 # The original pipeline's parameters.
@@ -32,23 +36,8 @@ HOP_LENGTH = 512
 N_MELS = 128
 SEGMENT_SECONDS = 3.0
 
-FeatureKind = Literal["logmel", "musicnn"]
 Scaling = Literal["seed", "standard"]
-_FEATURE_KINDS = ("logmel", "musicnn")
 _SCALINGS = ("seed", "standard")
-
-
-def check_known_keys(cls: type, data: dict[str, Any], what: str) -> None:
-    """Reject keys a config dataclass does not have, so a typo in a saved config.json fails loudly."""
-    known = {f.name for f in fields(cls)}
-    unknown = set(data) - known
-    if unknown:
-        raise ParameterError(f"Unknown {what} keys {', '.join(sorted(unknown))}; known keys are {', '.join(sorted(known))}.")
-
-
-def _check_positive(name: str, value: float) -> None:
-    if not value > 0:
-        raise ParameterError(f"The {name!r} parameter must be > 0. Got {value!r} instead.")
 
 
 @dataclass(frozen=True)
@@ -77,15 +66,16 @@ class AudioConfig:
     min_last_fraction: float = 0.9
     min_duration: float = 0.5
 
+    _constraints: ClassVar[dict[str, Constraint]] = {
+        "sample_rate": Interval(0, None, closed="neither", integer=True),
+        "segment_seconds": Interval(0, None, closed="neither"),
+        "hop_seconds": Interval(0, None, closed="neither"),
+        "min_last_fraction": Interval(0, 1, closed="right"),
+        "min_duration": Interval(0, None, closed="neither"),
+    }
+
     def __post_init__(self) -> None:
-        _check_positive("sample_rate", self.sample_rate)
-        _check_positive("segment_seconds", self.segment_seconds)
-        _check_positive("hop_seconds", self.hop_seconds)
-        _check_positive("min_duration", self.min_duration)
-        if not 0 < self.min_last_fraction <= 1:
-            raise ParameterError(
-                f"The 'min_last_fraction' parameter must be in (0, 1]. Got {self.min_last_fraction!r} instead."
-            )
+        check_params(self, self._constraints)
         if self.segment_samples < 1 or self.hop_samples < 1:
             raise ParameterError(
                 f"segment_seconds and hop_seconds must each span at least one sample at {self.sample_rate} Hz. "
@@ -107,8 +97,9 @@ class FeatureConfig:
 
     Parameters
     ----------
-    kind : {"logmel", "musicnn"}, default="logmel"
-        ``logmel``: the original log-mel spectrogram, shape (n_mels, frames).
+    kind : str, default="logmel"
+        A registered feature kind (:func:`genrekit.features.available_feature_kinds`), checked where
+        features are computed. ``logmel``: the original log-mel spectrogram, shape (n_mels, frames).
         ``musicnn``: pretrained musicnn embeddings (see :mod:`genrekit.musicnn`).
     n_fft, hop_length, n_mels : int
         STFT and mel parameters (Hann window, centered frames, Slaney mel scale, power 2).
@@ -124,7 +115,7 @@ class FeatureConfig:
         Decoding and segmentation.
     """
 
-    kind: FeatureKind = "logmel"
+    kind: str = "logmel"
     n_fft: int = N_FFT
     hop_length: int = HOP_LENGTH
     n_mels: int = N_MELS
@@ -134,13 +125,22 @@ class FeatureConfig:
     top_db: float = 80.0
     audio: AudioConfig = field(default_factory=AudioConfig)
 
+    _constraints: ClassVar[dict[str, Constraint]] = {
+        "scaling": OneOf(_SCALINGS),
+        "n_fft": Interval(0, None, closed="neither", integer=True),
+        "hop_length": Interval(0, None, closed="neither", integer=True),
+        "n_mels": Interval(0, None, closed="neither", integer=True),
+        "f_min": Interval(0, None),
+        "f_max": Interval(0, None, closed="neither", optional=True),
+        "top_db": Interval(0, None, closed="neither"),
+    }
+
     def __post_init__(self) -> None:
-        if self.kind not in _FEATURE_KINDS:
-            raise ParameterError(f"The 'kind' parameter must be one of {words(_FEATURE_KINDS)}. Got {self.kind!r} instead.")
-        if self.scaling not in _SCALINGS:
-            raise ParameterError(f"The 'scaling' parameter must be one of {words(_SCALINGS)}. Got {self.scaling!r} instead.")
-        for name in ("n_fft", "hop_length", "n_mels", "top_db"):
-            _check_positive(name, getattr(self, name))
+        if not isinstance(self.kind, str) or not self.kind:
+            raise ParameterError(f"The feature kind (--features) must be a name such as logmel or musicnn. Got {self.kind!r} instead.")
+        if not isinstance(self.audio, AudioConfig):
+            raise ParameterError(f"The 'audio' parameter must be an AudioConfig. Got {type(self.audio).__name__} instead.")
+        check_params(self, self._constraints)
         nyquist = self.audio.sample_rate / 2
         f_max = nyquist if self.f_max is None else self.f_max
         if not 0 <= self.f_min < f_max <= nyquist:
@@ -154,20 +154,8 @@ class FeatureConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FeatureConfig:
-        check_known_keys(cls, data, "feature config")
-        values = dict(data)
-        if isinstance(values.get("audio"), dict):
-            values["audio"] = AudioConfig(**values["audio"])
-        return cls(**values)
-
-    @classmethod
-    def for_kind(cls, kind: FeatureKind, **overrides: Any) -> FeatureConfig:
-        """The default configuration of a feature kind (musicnn works on 16 kHz audio)."""
-        if kind == "musicnn":
-            from .musicnn import default_feature_config
-
-            return default_feature_config(**overrides)
-        return cls(kind=kind, **overrides)
+        """Rebuild a saved config; unknown keys (nested ones too) are one-line errors naming them."""
+        return from_dict(cls, data, what="feature config", nested={"audio": AudioConfig})
 
 
 def config_hash(config: FeatureConfig) -> str:

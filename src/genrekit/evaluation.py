@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .exceptions import ModelNotFoundError, ParameterError, StoreError
+from .exceptions import CheckpointError, ParameterError, StoreError
 from .splits import LEAKY_LABEL, PARTITIONS, SplitConfig, make_split, segment_partitions
 
 __all__ = [
@@ -275,7 +275,7 @@ def _split_from_metadata(metadata: dict[str, Any]) -> SplitConfig:
     try:
         return SplitConfig(**metadata["split"]["config"])
     except (KeyError, TypeError) as e:
-        raise ModelNotFoundError("model.pt carries no split config in its metadata; was it trained by `genrekit train`?") from e
+        raise CheckpointError("model.pt carries no split config in its metadata; was it trained by `genrekit train`?") from e
 
 
 def evaluate_run(

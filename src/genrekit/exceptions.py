@@ -6,6 +6,10 @@ Every error derives from :class:`GenrekitError` and also from the matching built
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
+from typing import Any
+
 __all__ = [
     "GenrekitError",
     "ParameterError",
@@ -14,6 +18,7 @@ __all__ = [
     "DatasetError",
     "StoreError",
     "ModelNotFoundError",
+    "CheckpointError",
     "ResumeError",
     "GenrekitWarning",
     "AudioWarning",
@@ -22,9 +27,9 @@ __all__ = [
 ]
 
 
-def words(values: object) -> str:
+def words(values: Iterable[object]) -> str:
     """``a, b or c``: allowed values as a sentence, not a Python repr like ``['a', 'b', 'c']``."""
-    items = [str(v) for v in values]  # type: ignore[attr-defined]
+    items = [str(v) for v in values]
     if not items:
         return "none"
     return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} or {items[-1]}"
@@ -39,7 +44,35 @@ class ParameterError(GenrekitError, ValueError):
 
 
 class AudioDecodeError(GenrekitError, ValueError):
-    """A file could not be decoded into usable audio; the message names the file and the reason."""
+    """A file could not be decoded into usable audio.
+
+    The message is ``"<path>: <reason>"``; callers that show it elsewhere (the web service names the
+    upload, not its temporary path) read the parts instead of parsing the text.
+
+    Attributes
+    ----------
+    path : str or None
+        The file, or ``None`` for a signal passed in memory.
+    reason : str
+        Why, in words (``"empty file (0 bytes)"``, ``"not decodable audio"``).
+    detail : str or None
+        The decoder's own words, when it gave any (libsndfile's ``"unknown format"``).
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None, reason: str, *, detail: str | None = None) -> None:
+        self.path = None if path is None else str(path)
+        self.reason = reason
+        self.detail = detail
+        told = reason if detail is None else f"{reason} ({detail})"
+        super().__init__(told if self.path is None else f"{self.path}: {told}")
+
+    def __reduce__(self) -> tuple[Any, tuple[type[AudioDecodeError], str | None, str, str | None]]:
+        """Pickle by the parts: a worker process's error reaches the parent as it was raised."""
+        return _rebuild_decode_error, (type(self), self.path, self.reason, self.detail)
+
+
+def _rebuild_decode_error(cls: type[AudioDecodeError], path: str | None, reason: str, detail: str | None) -> AudioDecodeError:
+    return cls(path, reason, detail=detail)
 
 
 class AudioTooLongError(AudioDecodeError):
@@ -58,8 +91,13 @@ class ModelNotFoundError(GenrekitError, LookupError):
     """A model name, run folder or file does not exist; the message lists what does."""
 
 
+class CheckpointError(GenrekitError, ValueError):
+    """A model file exists but is damaged or is not a genrekit model (a missing one is :class:`ModelNotFoundError`)."""
+
+
 class ResumeError(GenrekitError, ValueError):
-    """A results file cannot be continued: it is not a genrekit results file, or another model's (other genres)."""
+    """A run cannot be continued: a training run folder without a readable config or state, or a results
+    file that is not genrekit's or is another model's (other genres)."""
 
 
 class GenrekitWarning(UserWarning):

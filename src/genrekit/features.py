@@ -1,19 +1,45 @@
-"""Per-segment features: the original log-mel spectrogram (vectorized over segments), and the dispatch
-to other feature kinds such as musicnn embeddings.
+"""Per-segment features: the registry of feature kinds, and the original log-mel spectrogram.
+
+A feature kind (``FeatureConfig.kind``) supplies its default configuration, the shape of one
+segment's features, the function that computes them and the picture of what a model sees
+(:class:`FeatureKind`). ``logmel`` is defined here; other kinds live in their own module, named in
+:data:`_PROVIDERS` and imported the first time the kind is used, so ``prepare`` of log-mels never loads
+musicnn. Adding a kind is one new module that calls :func:`register_feature_kind`, plus its line in
+:data:`_PROVIDERS`.
 
 All functions here are pure: same segments and config, same output.
 """
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from .config import FeatureConfig
+from .exceptions import ParameterError, words
 
-__all__ = ["AMIN", "mel_filterbank", "logmel", "extract_features", "feature_shape", "n_frames"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "AMIN",
+    "FeatureKind",
+    "register_feature_kind",
+    "feature_kind",
+    "available_feature_kinds",
+    "default_config",
+    "mel_filterbank",
+    "logmel",
+    "extract_features",
+    "feature_shape",
+    "model_input",
+    "n_frames",
+]
 
 AMIN = 1e-10  # power floor before log10, as librosa.power_to_db
 _BAND_ROWS = 8  # mel bands per block of the banded filterbank product
@@ -63,6 +89,8 @@ def _mel_bands(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: f
     costs ~9x less (1 ms instead of 8.5 ms per 30 s clip) and skips only exact zeros.
     Items: (first band, end band, first bin, end bin, weights of shape (bands, bins)).
     """
+    import torch  # here, not at the top: the registry is read where torch is not wanted (prepare's main process)
+
     basis = torch.from_numpy(_mel_basis(sample_rate, n_fft, n_mels, f_min, f_max).copy())
     blocks = []
     for lo in range(0, n_mels, _BAND_ROWS):
@@ -102,6 +130,8 @@ def logmel(segments: np.ndarray, config: FeatureConfig) -> np.ndarray:
     -------
     ndarray of shape (n_segments, n_mels, n_frames), float32
     """
+    import torch
+
     segments = np.ascontiguousarray(np.atleast_2d(segments), dtype=np.float32)  # torch rejects negative strides
     if not segments.flags.writeable:  # torch.from_numpy warns on read-only memory
         segments = segments.copy()
@@ -123,19 +153,96 @@ def logmel(segments: np.ndarray, config: FeatureConfig) -> np.ndarray:
     return out
 
 
+@dataclass(frozen=True)
+class FeatureKind:
+    """What a feature kind supplies to the rest of genrekit.
+
+    Attributes
+    ----------
+    name : str
+        The ``FeatureConfig.kind`` it answers to.
+    default_config : callable(**overrides) -> FeatureConfig
+        Its default configuration, with :class:`FeatureConfig` fields overridden.
+    shape : callable(config) -> tuple of int
+        Shape of one segment's features; raises :class:`ParameterError` for a config it cannot use.
+    extract : callable(segments, config) -> ndarray
+        Features of segments of shape (n_segments, n_samples): shape (n_segments, *shape(config)), float32.
+    model_input : callable(y, config, whole) -> (ndarray, str)
+        The image a model looks at for signal ``y`` (n_mels, frames) and what its values are, for plots.
+    """
+
+    name: str
+    default_config: Callable[..., FeatureConfig]
+    shape: Callable[[FeatureConfig], tuple[int, ...]]
+    extract: Callable[[np.ndarray, FeatureConfig], np.ndarray]
+    model_input: Callable[[np.ndarray, FeatureConfig, bool], tuple[np.ndarray, str]]
+
+
+_KINDS: dict[str, FeatureKind] = {}
+# Kinds defined outside this module: the module that registers each, imported on first use.
+_PROVIDERS = {"musicnn": "genrekit.musicnn"}
+
+
+def register_feature_kind(kind: FeatureKind) -> FeatureKind:
+    """Add ``kind`` to the registry (a module defining a kind calls this when imported)."""
+    _KINDS[kind.name] = kind
+    return kind
+
+
+def available_feature_kinds() -> list[str]:
+    return sorted({*_KINDS, *_PROVIDERS})
+
+
+def feature_kind(name: str) -> FeatureKind:
+    """The registered kind ``name``, importing its module on first use.
+
+    Raises
+    ------
+    ParameterError
+        No such kind; the message lists the kinds there are.
+    """
+    if name not in _KINDS and name in _PROVIDERS:
+        importlib.import_module(_PROVIDERS[name])
+    if name not in _KINDS:
+        raise ParameterError(f"The feature kind (--features) must be {words(available_feature_kinds())}. Got {name!r} instead.")
+    return _KINDS[name]
+
+
+def default_config(kind: str = "logmel", **overrides: Any) -> FeatureConfig:
+    """The default configuration of a feature kind (musicnn works on 16 kHz audio), with fields overridden."""
+    return feature_kind(kind).default_config(**overrides)
+
+
 def feature_shape(config: FeatureConfig) -> tuple[int, ...]:
     """Shape of one segment's features."""
-    if config.kind == "musicnn":
-        from .musicnn import embedding_shape
-
-        return embedding_shape(config)
-    return (config.n_mels, n_frames(config.audio.segment_samples, config.hop_length))
+    return feature_kind(config.kind).shape(config)
 
 
 def extract_features(segments: np.ndarray, config: FeatureConfig) -> np.ndarray:
     """Features of a batch of segments for any feature kind, shape (n_segments, *feature_shape(config))."""
-    if config.kind == "musicnn":
-        from .musicnn import extract_embeddings
+    return feature_kind(config.kind).extract(segments, config)
 
-        return extract_embeddings(segments, config)
-    return logmel(segments, config)
+
+def model_input(y: np.ndarray, config: FeatureConfig, *, whole: bool) -> tuple[np.ndarray, str]:
+    """What a model with ``config`` looks at for signal ``y`` (at ``config.audio.sample_rate``): an image of
+    shape (n_mels, frames) and the colorbar label saying what its values are."""
+    return feature_kind(config.kind).model_input(y, config, whole)
+
+
+def _logmel_input(y: np.ndarray, config: FeatureConfig, whole: bool) -> tuple[np.ndarray, str]:
+    """dB, referenced to the loudest bin of each segment with ``"seed"`` scaling, or of the whole track when ``whole``."""
+    seconds = max(len(y) / config.audio.sample_rate, 0.1)
+    one = replace(config, audio=replace(config.audio, segment_seconds=seconds, hop_seconds=seconds))
+    reference = "the track's loudest bin" if whole else "the segment's loudest bin"
+    return logmel(np.asarray(y)[None, :], one)[0], ("dB below " + reference if config.scaling == "seed" else "dB (fixed reference)")
+
+
+register_feature_kind(
+    FeatureKind(
+        name="logmel",
+        default_config=lambda **overrides: FeatureConfig(**{"kind": "logmel", **overrides}),
+        shape=lambda config: (config.n_mels, n_frames(config.audio.segment_samples, config.hop_length)),
+        extract=logmel,
+        model_input=_logmel_input,
+    )
+)

@@ -3,36 +3,33 @@
 ``load_model()`` returns the model shipped inside the package; ``load_model("runs/x")`` a trained run.
 Every prediction decodes the whole file, cuts it into the model's segments, classifies each segment
 and averages the segment probabilities (soft voting, the original pipeline's rule). Files stream through
-decoding, features and the model a batch of segments at a time, so memory does not grow with their length.
+decoding, features (:mod:`genrekit.featurize`) and the model a batch of segments at a time, so memory does
+not grow with their length. The result types are in :mod:`genrekit.results`, re-exported here.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import warnings
 from collections import deque
-from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Generator, Iterable
+from concurrent.futures import Future
 from importlib import resources
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import soxr
 import torch
-from torch import nn
-from torch.nn import functional as F
 
-from ._workers import stop_pool, watch_parent
-from .audio import AUDIO_EXTENSIONS, Segmenter, is_audio_file, path_problem, segment_audio, stream_audio
+from ._workers import default_jobs, open_pool, stop_pool
+from .audio import AUDIO_EXTENSIONS, is_audio_file, path_problem
 from .checkpoint import Checkpoint, load_checkpoint
 from .config import FeatureConfig
-from .exceptions import AudioDecodeError, GenrekitError, ModelNotFoundError, ParameterError
-from .features import extract_features
-from .models.cnn import CNN1, CNN2, KerasMaxPool2d
+from .exceptions import AudioDecodeError, ModelNotFoundError, ParameterError
+from .featurize import BATCH_SEGMENTS, SILENCE_RMS, SILENT_NOTE, FileFeatures, FileResult, featurize_file, featurize_signal, silent_segments
+from .models.folding import fold_conv_net
+from .results import Prediction, PredictionError, SegmentPrediction
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -43,305 +40,31 @@ __all__ = [
     "load_model",
     "available_models",
     "find_audio_files",
+    "SILENCE_RMS",
+    "SILENT_NOTE",
+    "silent_segments",
 ]
 
 DEFAULT_MODEL = "default"
 # The default: a calibrated linear model over musicnn's penultimate layers and tag scores, chosen by
 # scripts/select_default_model.py; zero-shot: the untrained tag mapping, the baseline it must beat.
 _SHIPPED = {"default": "default.pt", "zero-shot": "zero-shot.pt"}
-# Segments per feature batch and model call: a 30 s clip's worth, so a long file streams in the memory of
-# one clip (cnn2 activations: ~22 MB for 10 segments, ~70 MB for 32, which added 67 MB to the peak on a
-# 10-minute file), and cnn2 runs ~2x faster per segment than at 32 (426 vs 853 ms for 200 segments on
-# one thread; 4 to 16 are alike).
-_BATCH_SEGMENTS = 10
 
 
-# A segment quieter than this RMS (-60 dBFS) holds no music to classify: digital silence, a fade, a gap
-# between movements. Its probabilities would be the model's answer to nothing ("classical 75.7 %" for 30 s
-# of silence), so it takes no part in the vote, and a track with nothing louder gets no genre at all.
-SILENCE_RMS = 1e-3
-SILENT_NOTE = "silent or near-silent input (below -60 dBFS): no genre"
-
-
-def silent_segments(segments: np.ndarray) -> np.ndarray:
-    """Which segments of shape (n, n_samples) are below :data:`SILENCE_RMS`; shape (n,), bool."""
-    segments = np.asarray(segments, dtype=np.float32)
-    return np.sqrt(np.einsum("ij,ij->i", segments, segments) / max(segments.shape[1], 1)) < SILENCE_RMS
-
-
-@dataclass(frozen=True)
-class SegmentPrediction:
-    """One segment of the timeline: where it is, and what the model says about it.
-
-    ``genre`` is ``None`` and every probability 0 for a silent segment (see :data:`SILENCE_RMS`).
-    """
-
-    start_s: float
-    end_s: float
-    genre: str | None
-    probabilities: dict[str, float]
-
-    @property
-    def confidence(self) -> float:
-        return 0.0 if self.genre is None else self.probabilities[self.genre]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "start_s": round(self.start_s, 3),
-            "end_s": round(self.end_s, 3),
-            "genre": self.genre,
-            "confidence": round(self.confidence, 6),
-            "probabilities": {g: round(p, 6) for g, p in self.probabilities.items()},
-        }
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """Genres of one track.
-
-    Attributes
-    ----------
-    genre : str or None
-        The most probable genre; ``None`` when the input is silent (then every probability is 0, and
-        ``warnings`` says so).
-    probabilities : dict of str to float
-        Every genre of the model with its probability (sums to 1), in the model's label order. Silent
-        segments take no part in the average.
-    segments : tuple of SegmentPrediction
-        The per-segment timeline.
-    uncertain : bool
-        The top probability is below the model's calibrated threshold: treat ``genre`` as a guess.
-    """
-
-    path: str | None
-    genre: str | None
-    probabilities: dict[str, float]
-    segments: tuple[SegmentPrediction, ...]
-    duration_s: float
-    warnings: tuple[str, ...] = ()
-    uncertain: bool = False
-
-    @property
-    def confidence(self) -> float:
-        return 0.0 if self.genre is None else self.probabilities[self.genre]
-
-    @property
-    def silent(self) -> bool:
-        return self.genre is None
-
-    def top(self, k: int = 3) -> list[tuple[str, float]]:
-        """The ``k`` most probable genres, most probable first (none for silent input)."""
-        return [] if self.genre is None else sorted(self.probabilities.items(), key=lambda kv: -kv[1])[:k]
-
-    def to_dict(self, *, top_k: int = 3, segments: bool = False) -> dict[str, Any]:
-        """The documented JSON schema of ``genrekit predict --format json`` and ``POST /v1/predict``."""
-        out: dict[str, Any] = {
-            "path": self.path,
-            "genre": self.genre,
-            "confidence": round(self.confidence, 6),
-            "top_k": [{"genre": g, "probability": round(p, 6)} for g, p in self.top(top_k)],
-            "probabilities": {g: round(p, 6) for g, p in self.probabilities.items()},
-            "uncertain": self.uncertain,
-            "duration_s": round(self.duration_s, 3),
-            "n_segments": len(self.segments),
-        }
-        if segments:
-            out["segments"] = [s.to_dict() for s in self.segments]
-        if self.warnings:
-            out["warnings"] = list(self.warnings)
-        return out
-
-
-@dataclass(frozen=True)
-class PredictionError:
-    """A file that could not be classified, and why."""
-
-    path: str
-    error: str
-
-    def to_dict(self, **_: Any) -> dict[str, Any]:
-        return {"path": self.path, "error": self.error}
-
-
-@dataclass(frozen=True)
-class _Featurized:
-    path: str
-    features: np.ndarray | None = None
-    duration_s: float = 0.0
-    error: str | None = None
-    warnings: tuple[str, ...] = field(default=())
-    silent: np.ndarray | None = None
-
-
-def _check_duration(n_samples: int, config: FeatureConfig) -> float:
-    duration = n_samples / config.audio.sample_rate
-    if duration < config.audio.min_duration:
-        raise AudioDecodeError(f"too short ({duration:.3f} s); at least {config.audio.min_duration:g} s of audio is needed")
-    return duration
-
-
-def _featurize_signal(y: np.ndarray, config: FeatureConfig) -> tuple[np.ndarray, float, np.ndarray]:
-    duration = _check_duration(len(y), config)
-    segments, _ = segment_audio(y, config.audio)
-    return extract_features(segments, config), duration, silent_segments(segments)
-
-
-class _FileFeatures:
-    """The features of a file's segments, yielded in batches of ``_BATCH_SEGMENTS`` as decoding proceeds.
-
-    Decoding runs block by block (:func:`~genrekit.audio.stream_audio`) into a :class:`~genrekit.audio.Segmenter`,
-    so at any time only one block, one batch of segments and its features are held: a 10-minute file
-    needs the memory of a 30 s one. Segments and features equal those of the whole decoded signal.
-    Any failure raises :class:`AudioDecodeError` naming the file; ``duration_s`` and ``silent`` (which
-    segments are below :data:`SILENCE_RMS`) are complete once iteration ends.
-    """
-
-    def __init__(self, path: str, config: FeatureConfig, max_duration: float | None = None) -> None:
-        self.path = path
-        self.config = config
-        self.max_duration = max_duration
-        self.duration_s = 0.0
-        self._silent: list[np.ndarray] = []
-
-    @property
-    def silent(self) -> np.ndarray:
-        return np.concatenate(self._silent) if self._silent else np.zeros(0, dtype=bool)
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        try:
-            yield from self._batches()
-        except GenrekitError as e:
-            message = str(e)
-            raise AudioDecodeError(message if message.startswith(self.path) else f"{self.path}: {message}") from e
-        except Exception as e:  # one undecodable file must not stop a batch
-            raise AudioDecodeError(f"{self.path}: {type(e).__name__}: {e}") from e
-
-    def _batches(self) -> Iterator[np.ndarray]:
-        segmenter = Segmenter(self.config.audio)
-
-        def windows() -> Iterator[np.ndarray]:
-            for block in stream_audio(self.path, sample_rate=self.config.audio.sample_rate, max_duration=self.max_duration):
-                yield from segmenter.push(block)
-            self.duration_s = _check_duration(segmenter.n_samples, self.config)
-            yield from segmenter.finish()
-
-        batch = np.empty((_BATCH_SEGMENTS, self.config.audio.segment_samples), dtype=np.float32)  # refilled in place
-        n = 0
-        for window in windows():
-            batch[n] = window
-            n += 1
-            if n == _BATCH_SEGMENTS:
-                self._silent.append(silent_segments(batch))
-                yield extract_features(batch, self.config)
-                n = 0
-        if n:
-            self._silent.append(silent_segments(batch[:n]))
-            yield extract_features(batch[:n], self.config)
-
-
-def _featurize_file(path: str, config: FeatureConfig, max_duration: float | None = None) -> _Featurized:
-    """Decode and featurize one file (a worker's job); a pure function of (file, config) that never raises for bad audio."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        stream = _FileFeatures(path, config, max_duration)
-        try:
-            features = list(stream)
-        except AudioDecodeError as e:
-            return _Featurized(path, error=str(e))
-    return _Featurized(path, np.concatenate(features), stream.duration_s, warnings=tuple(str(w.message) for w in caught), silent=stream.silent)
-
-
-def _init_worker(parent: int) -> None:
-    torch.set_num_threads(1)
-    watch_parent(parent)
-
-
-class _FoldedConvNet:
-    """cnn1/cnn2 rewritten for inference: the same probabilities within float rounding, in 0.8x the time
-    on an idle core and under half of it on a busy machine (benchmarks/bench_inference.py).
-
-    - An eval-mode BatchNorm is a per-channel map ``a * x + b``. cnn2 applies it after the ReLU, so it
-      cannot go into the conv before it; with ``a > 0`` it commutes with max-pooling and is folded into
-      the next conv or linear layer instead (valid convolutions: no zero padding that ``b`` would miss).
-    - ReLU runs after max-pooling (they commute): on 4x fewer values.
-    - Convolutions and pooling run on oneDNN's blocked tensors: no layout conversion between layers,
-      and pooling skips the argmax indices that eager ``max_pool2d`` computes for a backward pass.
-
-    Built by :func:`_fold_conv_net`; call it on a batch of shape (n, n_mels, n_frames).
-    """
-
-    def __init__(
-        self,
-        convs: list[tuple[torch.Tensor, torch.Tensor, tuple[int, int]]],
-        pools: list[KerasMaxPool2d],
-        linears: list[tuple[torch.Tensor, torch.Tensor]],
-    ) -> None:
-        self.convs = [(w.contiguous().to_mkldnn(), b.contiguous().to_mkldnn(), stride) for w, b, stride in convs]
-        self.pools = pools
-        self.linears = linears
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.unsqueeze(1).contiguous().to_mkldnn()
-        for (weight, bias, stride), pool in zip(self.convs, self.pools):
-            x = torch.relu(pool(torch.mkldnn_convolution(x, weight, bias, (0, 0), stride, (1, 1), 1)))
-        x = x.to_dense().flatten(1)
-        for weight, bias in self.linears[:-1]:
-            x = F.relu_(F.linear(x, weight, bias))
-        return F.linear(x, *self.linears[-1])
-
-
-_FOLDABLE = re.compile(r"(CRB?PD?)+F(LRD?)*L")  # conv, relu, batchnorm, pool, dropout, flatten, linear
-
-
-def _fold_conv_net(model: nn.Module) -> _FoldedConvNet | None:
-    """``model`` (eval mode) as a :class:`_FoldedConvNet`, or ``None`` when it is not a cnn1/cnn2 layer
-    stack that folds exactly (e.g. a BatchNorm with a non-positive scale, which max-pooling would not
-    commute with) or oneDNN is missing."""
-    if type(model) not in (CNN1, CNN2) or not torch.backends.mkldnn.is_available():
-        return None
-    layers = [*model.features, *model.classifier]
-    kinds = {nn.Conv2d: "C", nn.ReLU: "R", nn.BatchNorm2d: "B", KerasMaxPool2d: "P", nn.Dropout: "D", nn.Flatten: "F", nn.Linear: "L"}
-    if not _FOLDABLE.fullmatch("".join(kinds.get(type(layer), "?") for layer in layers)):
-        return None
-    convs: list[tuple[torch.Tensor, torch.Tensor, tuple[int, int]]] = []
-    pools: list[KerasMaxPool2d] = []
-    linears: list[tuple[torch.Tensor, torch.Tensor]] = []
-    scale: torch.Tensor | None = None  # pending per-channel map: the true activation is scale * computed + shift
-    shift: torch.Tensor | None = None
-    with torch.no_grad():
-        for layer in layers:
-            if isinstance(layer, nn.Conv2d):
-                if layer.bias is None or layer.padding != (0, 0) or layer.dilation != (1, 1) or layer.groups != 1:
-                    return None
-                weight, bias = layer.weight.clone(), layer.bias.clone()
-                if scale is not None and shift is not None:
-                    bias += (weight * shift[None, :, None, None]).sum(dim=(1, 2, 3))
-                    weight *= scale[None, :, None, None]
-                    scale = shift = None
-                convs.append((weight, bias, (int(layer.stride[0]), int(layer.stride[1]))))
-            elif isinstance(layer, nn.BatchNorm2d):
-                if layer.running_mean is None or layer.running_var is None or layer.weight is None or layer.bias is None:
-                    return None
-                a = layer.weight / torch.sqrt(layer.running_var + layer.eps)
-                if not bool((a > 0).all()):
-                    return None
-                b = layer.bias - layer.running_mean * a
-                scale, shift = (a, b) if scale is None or shift is None else (scale * a, shift * a + b)
-            elif isinstance(layer, KerasMaxPool2d):
-                if not layer.kernel >= layer.stride >= 2:  # the other case pads explicitly, which oneDNN tensors do not support
-                    return None
-                pools.append(layer)
-            elif isinstance(layer, nn.Linear):
-                if layer.bias is None:
-                    return None
-                weight, bias = layer.weight.clone(), layer.bias.clone()
-                if scale is not None and shift is not None:  # flattened (channels, h, w): each channel's value repeats h * w times
-                    repeat = layer.in_features // len(scale)
-                    bias += weight @ shift.repeat_interleave(repeat)
-                    weight *= scale.repeat_interleave(repeat)
-                    scale = shift = None
-                linears.append((weight, bias))
-    return _FoldedConvNet(convs, pools, linears)
+def _mono(audio: np.ndarray | torch.Tensor) -> np.ndarray:
+    """A signal of shape (n_samples,) or (n_channels, n_samples) as one mono float32 channel."""
+    y = audio.detach().cpu().numpy() if isinstance(audio, torch.Tensor) else np.asarray(audio)
+    y = y.astype(np.float32, copy=False)
+    if y.ndim == 2 and y.shape[0] < y.shape[1]:
+        return y.mean(axis=0)
+    if y.ndim == 1:
+        return y
+    if y.ndim == 2:
+        raise ParameterError(
+            f"The 'audio' parameter must have shape (n_samples,) or (n_channels, n_samples), fewer channels than samples. "
+            f"Got {y.shape}: if that is (n_samples, n_channels), as soundfile.read gives, pass audio.T."
+        )
+    raise ParameterError(f"The 'audio' parameter must have shape (n_samples,) or (n_channels, n_samples). Got {y.shape} instead.")
 
 
 class GenreClassifier:
@@ -367,7 +90,7 @@ class GenreClassifier:
         self.name = name
         model = checkpoint.build()
         # Other models run channels_last, which lets oneDNN use its fast CPU convolutions: ~1.9x on cnn2 over NCHW.
-        self._forward = _fold_conv_net(model) or model.to(memory_format=torch.channels_last)
+        self._forward = fold_conv_net(model) or model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch stubs omit memory_format
 
     @property
     def classes_(self) -> list[str]:
@@ -385,8 +108,8 @@ class GenreClassifier:
         """Class probabilities of a batch of segment features, shape (n_segments, n_classes)."""
         out = []
         with torch.inference_mode():
-            for lo in range(0, len(features), _BATCH_SEGMENTS):
-                x = torch.as_tensor(np.asarray(features[lo : lo + _BATCH_SEGMENTS], dtype=np.float32))
+            for lo in range(0, len(features), BATCH_SEGMENTS):
+                x = torch.as_tensor(np.asarray(features[lo : lo + BATCH_SEGMENTS], dtype=np.float32))
                 out.append(torch.softmax(self._forward(self.checkpoint.normalize(x)), dim=-1).numpy())
         return np.concatenate(out) if out else np.empty((0, len(self.classes_)), dtype=np.float32)
 
@@ -420,78 +143,105 @@ class GenreClassifier:
         )
 
     def _predict_file(self, path: str, max_duration: float | None = None) -> Prediction | PredictionError:
+        """:meth:`_stream_file`, with bad audio as a :class:`PredictionError` (what batch work reports and goes on)."""
+        try:
+            return self._stream_file(path, max_duration)
+        except AudioDecodeError as e:
+            return PredictionError(path, str(e))
+
+    def _stream_file(self, path: str, max_duration: float | None = None) -> Prediction:
         """Stream ``path`` through decoding, features and the model a batch at a time, keeping only probabilities.
 
         Warnings raised while decoding become the Prediction's notes; the model's own are re-issued as usual.
         """
-        stream = _FileFeatures(path, self.feature_config, max_duration)
+        stream = FileFeatures(path, self.feature_config, max_duration)
         probs: list[np.ndarray] = []
         model_warnings: list[warnings.WarningMessage] = []
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            try:
-                for features in stream:
-                    mark = len(caught)
-                    probs.append(self.predict_proba_features(features))
-                    model_warnings += caught[mark:]
-                    del caught[mark:]
-            except AudioDecodeError as e:
-                return PredictionError(path, str(e))
+            for features in stream:
+                mark = len(caught)
+                probs.append(self.predict_proba_features(features))
+                model_warnings += caught[mark:]
+                del caught[mark:]
         for w in model_warnings:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         return self._prediction(path, np.concatenate(probs), stream.duration_s, tuple(str(w.message) for w in caught), stream.silent)
 
-    def predict(self, path: str | Path, *, max_duration: float | None = None) -> Prediction:
-        """Classify one audio file over its whole length, streamed: memory does not grow with the file's length.
+    def predict(
+        self, audio: str | os.PathLike[str] | np.ndarray | torch.Tensor, *, sample_rate: int | None = None, max_duration: float | None = None
+    ) -> Prediction:
+        """Classify one recording over its whole length: a file, or a signal already in memory.
+
+        Parameters
+        ----------
+        audio : path, ndarray or Tensor
+            A file (decoded streamed: memory does not grow with its length), or a signal of shape
+            ``(n_samples,)`` or ``(n_channels, n_samples)`` as librosa and torchaudio lay it out; channels
+            are averaged.
+        sample_rate : int > 0, optional
+            The signal's rate (required for arrays, resampled as needed); files carry their own.
+        max_duration : float > 0, optional
+            Refuse files longer than this many seconds (from the header, before decoding).
 
         Raises
         ------
         AudioDecodeError
-            The file cannot be decoded, or is longer than ``max_duration`` seconds (the message names it and says why).
+            The file cannot be decoded, or is longer than ``max_duration`` seconds (the message names it
+            and says why), or the signal holds non-finite samples or is too short.
+        ParameterError
+            An array without ``sample_rate``, or of a shape that is not ``(n_samples,)`` or
+            ``(n_channels, n_samples)``: a ``(n_samples, n_channels)`` array (more channels than samples)
+            is refused rather than guessed; pass its transpose.
         """
-        result = self._predict_file(str(path), max_duration)
-        if isinstance(result, PredictionError):
-            raise AudioDecodeError(result.error)
-        return result
+        if isinstance(audio, (str, os.PathLike)):
+            return self._stream_file(os.fspath(audio), max_duration)
+        if sample_rate is None or not sample_rate > 0:
+            raise ParameterError(f"The 'sample_rate' parameter must be the signal's rate in Hz (> 0) when audio is an array. Got {sample_rate!r} instead.")
+        return self._predict_signal(_mono(audio), int(sample_rate))
 
     def predict_array(self, y: np.ndarray, sample_rate: int) -> Prediction:
-        """Classify a signal: shape (n_samples,) or (n_samples, n_channels), any rate."""
+        """Classify a signal of shape (n_samples,) or (n_samples, n_channels): the layout of ``soundfile.read``.
+
+        Kept for one release as a thin alias: prefer ``predict(y.T, sample_rate=rate)``, whose arrays are
+        ``(n_channels, n_samples)`` like librosa's and torchaudio's.
+        """
         y = np.asarray(y, dtype=np.float32)
-        if y.ndim == 2:
-            y = y.mean(axis=1)
-        if y.ndim != 1:
-            raise ParameterError(f"y must have shape (n_samples,) or (n_samples, n_channels). Got {y.shape} instead.")
+        return self.predict(y.T if y.ndim == 2 else y, sample_rate=sample_rate)
+
+    def _predict_signal(self, y: np.ndarray, sample_rate: int) -> Prediction:
         if not np.isfinite(y).all():
-            raise AudioDecodeError("signal contains NaN or infinite samples")
+            raise AudioDecodeError(None, "signal contains NaN or infinite samples")
         target = self.feature_config.audio.sample_rate
         if sample_rate != target:
             y = soxr.resample(y, sample_rate, target, quality="HQ").astype(np.float32)
-        features, duration, silent = _featurize_signal(y, self.feature_config)
+        features, duration, silent = featurize_signal(y, self.feature_config)
         return self._prediction(None, self.predict_proba_features(features), duration, silent=silent)
 
     def predict_many(
-        self, paths: Iterable[str | Path], *, jobs: int | None = None, max_duration: float | None = None
-    ) -> Iterator[Prediction | PredictionError]:
-        """Classify many files, in input order: decoding runs in ``jobs`` worker processes while
-        this process runs the model. Unreadable files, and files longer than ``max_duration`` seconds,
-        yield a :class:`PredictionError`.
+        self, paths: Iterable[str | os.PathLike[str]], *, jobs: int | None = None, max_duration: float | None = None
+    ) -> Generator[Prediction | PredictionError, None, None]:
+        """Classify many files, in input order: decoding runs in ``jobs`` workers while this process
+        runs the model. Unreadable files, and files longer than ``max_duration`` seconds, yield a
+        :class:`PredictionError`.
 
-        With one job (or one file) each file streams as in :meth:`predict`; workers stream decoding and
-        features, and send back a file's features (~66 kB a segment for log-mels), not its signal."""
-        jobs = jobs or os.cpu_count() or 1
+        ``jobs`` defaults to the cores this process may use. Workers are processes, or threads when
+        called from a plain script without an ``if __name__ == "__main__":`` guard (which worker
+        processes would run again). With one job (or one file) each file streams as in :meth:`predict`;
+        workers stream decoding and features, and send back a file's features (~66 kB a segment for
+        log-mels), not its signal."""
+        jobs = jobs or default_jobs()
         config = self.feature_config
-        paths = [str(p) for p in paths]
-        if jobs <= 1 or len(paths) <= 1:
-            for p in paths:
+        files = [os.fspath(p) for p in paths]
+        if jobs <= 1 or len(files) <= 1:
+            for p in files:
                 yield self._predict_file(p, max_duration)
             return
-        with ProcessPoolExecutor(
-            max_workers=jobs, mp_context=get_context("forkserver"), initializer=_init_worker, initargs=(os.getpid(),)
-        ) as pool:
+        with open_pool(min(jobs, len(files))) as pool:
             try:
-                pending: deque[Future[_Featurized]] = deque()
-                for p in paths:
-                    pending.append(pool.submit(_featurize_file, p, config, max_duration))
+                pending: deque[Future[FileResult]] = deque()
+                for p in files:
+                    pending.append(pool.submit(featurize_file, p, config, max_duration=max_duration))
                     if len(pending) >= 4 * jobs:
                         yield self._from_featurized(pending.popleft().result())
                 while pending:
@@ -500,7 +250,7 @@ class GenreClassifier:
                 stop_pool(pool)
                 raise
 
-    def _from_featurized(self, item: _Featurized) -> Prediction | PredictionError:
+    def _from_featurized(self, item: FileResult) -> Prediction | PredictionError:
         if item.error is not None or item.features is None:
             return PredictionError(item.path, item.error or f"{item.path}: no features")
         return self._prediction(item.path, self.predict_proba_features(item.features), item.duration_s, item.warnings, item.silent)
@@ -526,7 +276,7 @@ def available_models() -> list[str]:
     return sorted(name for name, file in _SHIPPED.items() if (root / file).is_file())
 
 
-def load_model(name_or_path: str | Path = DEFAULT_MODEL) -> GenreClassifier:
+def load_model(name_or_path: str | os.PathLike[str] = DEFAULT_MODEL) -> GenreClassifier:
     """Load a shipped model by name, a run folder (its ``model.pt``), or a model file.
 
     Raises

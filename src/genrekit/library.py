@@ -492,8 +492,8 @@ def classify_library(
     if on_progress is not None:
         on_progress(0, report.n_files, "")
     try:
-        for error in missing:
-            record(result_row(error, None, labels))
+        for failure in missing:
+            record(result_row(failure, None, labels))
         if engine is not None:  # files are hashed where they are decoded, not all read here by the driver
             latest = dict(zip(results.table["path"].to_pylist(), hashes))
             for row in engine.classify(model, [(p, latest.get(p)) for p in paths], max_duration=max_duration):

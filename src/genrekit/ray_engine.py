@@ -1,7 +1,7 @@
 """The Ray engine: genrekit's per-file pipeline on a Ray cluster, for libraries one machine cannot finish.
 
-The work is the local engine's, function for function: :func:`genrekit.store.process_file` for
-``prepare``; ``inference._featurize_file`` and the classifier's soft vote for ``predict``. Ray Data runs
+The work is the local engine's, function for function: :func:`genrekit.featurize.featurize_file` (through
+:func:`genrekit.store.process_file` for ``prepare``) and the classifier's soft vote for ``predict``. Ray Data runs
 it the way its docs recommend for batch inference:
 
 - decoding and features are stateless tasks (``map_batches`` with a function), a few files a task;
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from .checkpoint import Checkpoint
     from .config import FeatureConfig
     from .inference import GenreClassifier
-    from .store import FileResult
+    from .featurize import FileResult
 
 __all__ = ["RayEngine", "RayUnavailableError"]
 
@@ -62,7 +62,7 @@ def _import_ray() -> Any:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # never phone home
     try:
         import ray
-        import ray.data  # noqa: F401  # the ray[data] extra
+        import ray.data  # the ray[data] extra
     except ImportError as e:
         raise RayUnavailableError(f"--engine ray needs Ray Data: pip install 'genrekit[ray]' ({e})") from e
     return ray
@@ -160,18 +160,18 @@ class RayEngine:
 
 
 def _featurize_batch(batch: dict[str, np.ndarray], config: FeatureConfig, max_duration: float | None = None) -> dict[str, np.ndarray]:
-    """Hash, decode and featurize a few files (a Ray task): the local engine's ``_featurize_file``, pickled
-    for the trip; a file still in the results file (same hash) is not decoded (an empty item)."""
-    from .inference import _featurize_file, _Featurized
+    """Hash, decode and featurize a few files (a Ray task): the local engine's :func:`~genrekit.featurize.featurize_file`,
+    pickled for the trip; a file still in the results file (same hash) is not decoded (an empty item)."""
+    from .featurize import FileResult, featurize_file
     from .library import hash_file
 
     digests, items = [], []
     for path, known in zip(map(str, batch["path"]), batch["known_hash"]):
         digest, error = hash_file(path)
         if error is not None:
-            item = pickle.dumps(_Featurized(path, error=error), protocol=5)
+            item = pickle.dumps(FileResult(path, error=error), protocol=5)
         else:
-            item = b"" if digest == known else pickle.dumps(_featurize_file(path, config, max_duration), protocol=5)
+            item = b"" if digest == known else pickle.dumps(featurize_file(path, config, max_duration=max_duration), protocol=5)
         digests.append(digest or "")
         items.append(item)
     return {"path": batch["path"], "content_hash": np.array(digests, dtype=object), "featurized": np.array(items, dtype=object)}

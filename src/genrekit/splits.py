@@ -19,12 +19,13 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from importlib import resources
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
 from .datasets import Track
-from .exceptions import ParameterError, words
+from ._params import Constraint, Interval, OneOf, check_params
+from .exceptions import ParameterError
 
 __all__ = [
     "STRATEGIES",
@@ -56,17 +57,23 @@ class SplitConfig:
     n_folds: int = 10
     fold: int = 0
 
+    _constraints: ClassVar[dict[str, Constraint]] = {
+        "strategy": OneOf(STRATEGIES),
+        "seed": Interval(integer=True),
+        "val_fraction": Interval(0, 1),
+        "test_fraction": Interval(0, 1),
+        "n_folds": Interval(3, None, integer=True),
+        "fold": Interval(0, None, integer=True),
+    }
+
     def __post_init__(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise ParameterError(f"The 'strategy' parameter must be one of {words(STRATEGIES)}. Got {self.strategy!r} instead.")
+        check_params(self, self._constraints)
         if not (0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1 and self.val_fraction + self.test_fraction < 1):
             raise ParameterError(
                 "val_fraction and test_fraction must be in [0, 1) with a sum below 1. "
                 f"Got {self.val_fraction!r} and {self.test_fraction!r} instead."
             )
-        if self.n_folds < 3:
-            raise ParameterError(f"The 'n_folds' parameter must be >= 3. Got {self.n_folds!r} instead.")
-        if not 0 <= self.fold < self.n_folds:
+        if not self.fold < self.n_folds:
             raise ParameterError(f"The 'fold' parameter must be in [0, {self.n_folds}). Got {self.fold!r} instead.")
 
     @property
@@ -121,9 +128,10 @@ def _units(tracks: list[Track]) -> list[list[Track]]:
 
     first: dict[tuple[str, str], int] = {}
     for i, t in enumerate(tracks):
-        for key in (("hash", t.content_hash), ("group", t.group)):
-            if key[1] is None:
+        for kind, value in (("hash", t.content_hash), ("group", t.group)):
+            if value is None:
                 continue
+            key = (kind, value)
             if key in first:
                 parent[find(i)] = find(first[key])
             else:

@@ -10,8 +10,8 @@ Layout of a store folder::
     cache/<config hash>/<content hash>.npy   per-track features; what makes re-runs and updates cheap
     cache/<config hash>/<content hash>.error.json   why a file could not be used, so reruns skip it
 
-Per-file work (:func:`process_file`) is a pure function of (file, config); only the calling process
-writes, so the same functions can run on a cluster.
+Per-file work (:func:`process_file`, the one per-file pipeline of :mod:`genrekit.featurize`) is a pure
+function of (file, config); only the calling process writes, so the same functions can run on a cluster.
 """
 
 from __future__ import annotations
@@ -23,25 +23,25 @@ import os
 import re
 import shutil
 import time
-import warnings
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import __version__
-from ._workers import stop_pool, watch_parent
-from .audio import load_segments, path_problem
+from ._workers import default_jobs, open_pool, stop_pool
+from .audio import path_problem
 from .config import FeatureConfig, config_hash
 from .datasets import Track, discover, hash_track, warn_duplicates
-from .exceptions import AudioTooLongError, GenrekitError, ParameterError, StoreError
+from .exceptions import ParameterError, StoreError
+from .featurize import FileResult, featurize_file
+from .splits import Split, segment_partitions
 
 if TYPE_CHECKING:
     from .ray_engine import RayEngine
@@ -51,45 +51,19 @@ __all__ = ["FORMAT_VERSION", "FileResult", "PrepareReport", "FeatureStore", "pro
 FORMAT_VERSION = 1
 _STORE_JSON = "store.json"
 _STORE_FILES = (_STORE_JSON, "features.npy", "segments.csv", "tracks.csv", "errors.csv")
+_PARTITIONS = ("train", "val", "test")
 _ERROR_SUFFIX = ".error.json"  # cache entry of a file that could not be used: its reason, so reruns skip it
 ProgressCallback = Callable[[int, int, str], None]
 
 
-@dataclass(frozen=True)
-class FileResult:
-    """What processing one file gave: features and segment start times, or the reason it failed."""
-
-    path: str
-    features: np.ndarray | None = None
-    starts: np.ndarray | None = None
-    error: str | None = None
-    warnings: tuple[str, ...] = ()
-    lasting: bool = True  # the error is a property of the file, cached so reruns skip it (not a limit or a lack of memory)
-
-
 def process_file(path: str | Path, config: FeatureConfig, *, max_duration: float | None = None) -> FileResult:
-    """Decode, segment and featurize one file. Never raises for bad audio: the reason is returned.
+    """Decode, segment and featurize one file for the store: :func:`genrekit.featurize.featurize_file` with
+    float16 features. Never raises for bad audio: the reason is returned; any other exception is a bug and
+    propagates, so ``prepare`` fails instead of skipping every file.
 
     Files longer than ``max_duration`` seconds are refused before they are decoded.
     """
-    import torch  # loaded only where features are computed
-
-    from .features import extract_features
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            segments, starts = load_segments(path, config.audio, max_duration=max_duration)
-            features = torch.from_numpy(extract_features(segments, config)).half().numpy()  # 10x numpy's astype
-        except AudioTooLongError as e:
-            return FileResult(str(path), error=str(e), warnings=tuple(str(w.message) for w in caught), lasting=False)
-        except GenrekitError as e:
-            return FileResult(str(path), error=str(e), warnings=tuple(str(w.message) for w in caught))
-        except MemoryError:
-            return FileResult(str(path), error=f"{path}: out of memory while decoding; try again with fewer --jobs", lasting=False)
-        except Exception as e:  # a decoder or feature failure on one file must not stop a batch
-            return FileResult(str(path), error=f"{path}: {type(e).__name__}: {e}", warnings=tuple(str(w.message) for w in caught))
-    return FileResult(str(path), features, starts, warnings=tuple(str(w.message) for w in caught))
+    return featurize_file(path, config, max_duration=max_duration, half=True)
 
 
 @dataclass
@@ -107,13 +81,6 @@ class PrepareReport:
     seconds: float = 0.0
 
 
-def _init_worker(parent: int) -> None:
-    import torch
-
-    torch.set_num_threads(1)
-    watch_parent(parent)
-
-
 class _Workers:
     """Runs :func:`process_file` on files as they are submitted and hands each result to ``on_result``.
 
@@ -129,7 +96,7 @@ class _Workers:
         self.max_duration = max_duration
         self.jobs = jobs
         self.on_result = on_result
-        self.pool: ProcessPoolExecutor | None = None
+        self.pool: Executor | None = None
         self.pending: set[Future[FileResult]] = set()
         self._stack = ExitStack()
 
@@ -146,14 +113,7 @@ class _Workers:
             self.on_result(process_file(path, self.config, max_duration=self.max_duration))
             return
         if self.pool is None:
-            context = get_context("forkserver")
-            # The fork server imports torch once and forks workers that have it, instead of every worker
-            # importing it (~2 CPU s each); forking after a bare import is safe, torch starts its thread
-            # pools on first use.
-            context.set_forkserver_preload(["__main__", "genrekit.features"])  # __main__: the default preload
-            self.pool = self._stack.enter_context(
-                ProcessPoolExecutor(max_workers=self.jobs, mp_context=context, initializer=_init_worker, initargs=(os.getpid(),))
-            )
+            self.pool = self._stack.enter_context(open_pool(self.jobs, preload=["torch", "genrekit.featurize"]))
         self.pending.add(self.pool.submit(process_file, path, self.config, max_duration=self.max_duration))
         if len(self.pending) >= 4 * self.jobs:
             self._collect(FIRST_COMPLETED)
@@ -245,7 +205,7 @@ def prepare_store(
     config : FeatureConfig, optional
         Defaults to the original pipeline's log-mel.
     jobs : int, optional
-        Worker processes; defaults to all cores.
+        Worker processes (threads in a script without a ``__main__`` guard); defaults to the cores this process may use.
     max_duration : float > 0, optional
         Skip files longer than this many seconds (from the header, before decoding); not remembered in
         the cache, so a rerun with a higher limit processes them.
@@ -265,17 +225,44 @@ def prepare_store(
     """
     start = time.perf_counter()
     config = config or FeatureConfig()
-    if jobs is not None and jobs < 1:
-        raise ParameterError(f"The 'jobs' parameter must be >= 1 (or None for all cores). Got {jobs!r} instead.")
-    if max_duration is not None and not max_duration > 0:
-        raise ParameterError(f"The 'max_duration' parameter must be > 0 seconds (or None for no limit). Got {max_duration!r} instead.")
-    jobs = jobs or os.cpu_count() or 1
+    _check_arguments(jobs, max_duration)
     out = Path(out)
     _check_store_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     listed = discover(source, hashes=False) if not isinstance(source, list) else source
     key = config_hash(config)
     existing = _read_json(out / _STORE_JSON)
+    cache_dir = _open_cache(out, key)
+    run = _PrepareRun(out, cache_dir, PrepareReport(store=out, n_tracks=len(listed)), len(listed), on_progress)
+    run.advance("", 0)
+    # Files are hashed in a thread (hashlib and file reads release the GIL) while this thread sends the
+    # ones not cached to the workers: hashing, worker start-up and feature computation overlap.
+    workers_of_run = (
+        engine.file_workers(config, run.on_result, max_duration)
+        if engine is not None
+        else _Workers(config, (jobs or default_jobs()) if len(listed) > 1 else 1, run.on_result, max_duration)
+    )
+    with ThreadPoolExecutor(max_workers=1) as hasher, workers_of_run as workers:
+        for track in _hashed(listed, hasher):
+            run.route(track, workers.submit)
+        workers.finish()
+    if not isinstance(source, list):
+        warn_duplicates(run.tracks)  # as discover() would have
+    _write_store(run, existing, config, key)
+    run.report.seconds = time.perf_counter() - start
+    return run.report
+
+
+def _check_arguments(jobs: int | None, max_duration: float | None) -> None:
+    if jobs is not None and jobs < 1:
+        raise ParameterError(f"The 'jobs' parameter must be >= 1 (or None for all cores). Got {jobs!r} instead.")
+    if max_duration is not None and not max_duration > 0:
+        raise ParameterError(f"The 'max_duration' parameter must be > 0 seconds (or None for no limit). Got {max_duration!r} instead.")
+
+
+def _open_cache(out: Path, key: str) -> Path:
+    """The cache folder of config ``key`` in store ``out``, created; caches of other configs and files a
+    killed run left half-written are removed."""
     cache_dir = out / "cache" / key
     cache_dir.mkdir(parents=True, exist_ok=True)
     for stale in (out / "cache").iterdir():
@@ -284,87 +271,93 @@ def prepare_store(
             shutil.rmtree(stale, ignore_errors=True)
     for partial in [*cache_dir.glob("*.tmp.npy"), *cache_dir.glob("*.tmp")]:  # left by a killed run
         partial.unlink(missing_ok=True)
+    return cache_dir
 
-    report = PrepareReport(store=out, n_tracks=len(listed))
-    tracks: list[Track] = []
-    errors: dict[str, str] = {}
-    in_flight: dict[str, list[Track]] = {}  # content hash -> tracks waiting for it: copies are computed once
-    by_path: dict[str, Track] = {}
-    done = submitted = 0
 
-    def advance(path: str, n: int = 1) -> None:
-        nonlocal done
-        done += n
-        if on_progress is not None:
-            on_progress(done, len(listed), path)
+@dataclass
+class _PrepareRun:
+    """What one :func:`prepare_store` run has seen so far: shared by the loop over tracks and the
+    handler of worker results, which run in the same thread."""
 
-    def on_result(result: FileResult) -> None:
-        track = by_path.pop(result.path)
-        same = in_flight.pop(str(track.content_hash))
-        report.warnings.extend(result.warnings)
-        target = _cache_file(cache_dir, track)
+    out: Path
+    cache_dir: Path
+    report: PrepareReport
+    total: int
+    on_progress: ProgressCallback | None
+    tracks: list[Track] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+    in_flight: dict[str, list[Track]] = field(default_factory=dict)  # content hash -> tracks waiting for it
+    by_path: dict[str, Track] = field(default_factory=dict)
+    done: int = 0
+    submitted: int = 0
+
+    def advance(self, path: str, n: int = 1) -> None:
+        """Count ``n`` more tracks done (0: announce the run) and tell the progress callback."""
+        self.done += n
+        if self.on_progress is not None:
+            self.on_progress(self.done, self.total, path)
+
+    def route(self, track: Track, submit: Callable[[str], None]) -> None:
+        """Settle a hashed track from what is known (cached features or error, a copy already in flight),
+        or ``submit`` its file to the workers."""
+        self.tracks.append(track)
+        path = str(track.path)
+        if track.content_hash is None:
+            self.errors[path] = f"{track.path}: {path_problem(track.path) or 'cannot be read'}"
+        elif _cache_file(self.cache_dir, track).exists():
+            self.report.n_cached += 1
+        elif (known := _cached_error(self.cache_dir, track)) is not None:
+            self.errors[path] = known
+        elif track.content_hash in self.in_flight:
+            self.in_flight[track.content_hash].append(track)
+            return  # counted when its copy is done: copies are computed once
+        else:
+            (self.out / _STORE_JSON).unlink(missing_ok=True)  # from here until the end, the store reads as incomplete
+            self.in_flight[track.content_hash] = [track]
+            self.by_path[path] = track
+            self.submitted += 1
+            submit(path)
+            return
+        self.advance(path)
+
+    def on_result(self, result: FileResult) -> None:
+        """Cache a worker's result (features, or a lasting error) for the track and its copies."""
+        track = self.by_path.pop(result.path)
+        same = self.in_flight.pop(str(track.content_hash))
+        self.report.warnings.extend(result.warnings)
+        target = _cache_file(self.cache_dir, track)
         if result.error is not None:
             if result.lasting:
                 _atomic_write_text(target.with_suffix(_ERROR_SUFFIX), json.dumps({"path": result.path, "error": result.error}))
-            errors.update((str(t.path), result.error.replace(result.path, str(t.path))) for t in same)
+            self.errors.update((str(t.path), result.error.replace(result.path, str(t.path))) for t in same)
         else:
             tmp = target.with_name(target.stem + ".tmp.npy")
-            np.save(tmp, result.features)  # a plain .npy: no zip and CRC to pay on write and on every read
+            np.save(tmp, np.asarray(result.features))  # a plain .npy: no zip and CRC to pay on write and on every read
             os.replace(tmp, target)
-            report.n_computed += 1
-            report.n_cached += len(same) - 1
-        advance(result.path, len(same))
+            self.report.n_computed += 1
+            self.report.n_cached += len(same) - 1
+        self.advance(result.path, len(same))
 
-    if on_progress is not None:
-        on_progress(0, len(listed), "")
-    # Files are hashed in a thread (hashlib and file reads release the GIL) while this thread sends the
-    # ones not cached to the workers: hashing, worker start-up and feature computation overlap.
-    workers_of_run = (
-        engine.file_workers(config, on_result, max_duration) if engine is not None else _Workers(config, jobs if len(listed) > 1 else 1, on_result, max_duration)
-    )
-    with ThreadPoolExecutor(max_workers=1) as hasher, workers_of_run as workers:
-        for t in _hashed(listed, hasher):
-            tracks.append(t)
-            path = str(t.path)
-            if t.content_hash is None:
-                errors[path] = f"{t.path}: {path_problem(t.path) or 'cannot be read'}"
-            elif _cache_file(cache_dir, t).exists():
-                report.n_cached += 1
-            elif (known := _cached_error(cache_dir, t)) is not None:
-                errors[path] = known
-            elif t.content_hash in in_flight:
-                in_flight[t.content_hash].append(t)
-                continue  # counted when its copy is done
-            else:
-                (out / _STORE_JSON).unlink(missing_ok=True)  # from here until the end, the store reads as incomplete
-                in_flight[t.content_hash] = [t]
-                by_path[path] = t
-                submitted += 1
-                workers.submit(path)
-                continue
-            advance(path)
-        workers.finish()
 
-    if not isinstance(source, list):
-        warn_duplicates(tracks)  # as discover() would have
-    digest = _tracks_digest(tracks, key)
-    report.errors = sorted(errors.items())
+def _write_store(run: _PrepareRun, existing: dict[str, Any] | None, config: FeatureConfig, key: str) -> None:
+    """Consolidate the cache into the store's files, unless nothing changed since the store was written."""
+    out, report = run.out, run.report
+    digest = _tracks_digest(run.tracks, key)
+    report.errors = sorted(run.errors.items())
     if (
         existing
-        and submitted == 0
+        and run.submitted == 0
         and existing.get("format_version") == FORMAT_VERSION
         and existing.get("tracks_digest") == digest
         and all((out / name).is_file() for name in _STORE_FILES)
     ):
         report.up_to_date = True
         report.n_segments = existing["n_segments"]
-    else:
-        (out / _STORE_JSON).unlink(missing_ok=True)
-        stored = [t for t in tracks if str(t.path) not in errors]
-        failed = [t for t in tracks if str(t.path) in errors and t.content_hash is not None]
-        report.n_segments = _consolidate(out, cache_dir, stored, failed, config, report.errors, digest, key)
-    report.seconds = time.perf_counter() - start
-    return report
+        return
+    (out / _STORE_JSON).unlink(missing_ok=True)
+    stored = [t for t in run.tracks if str(t.path) not in run.errors]
+    failed = [t for t in run.tracks if str(t.path) in run.errors and t.content_hash is not None]
+    report.n_segments = _consolidate(out, run.cache_dir, stored, failed, config, report.errors, digest, key)
 
 
 def _hashed(tracks: list[Track], hasher: ThreadPoolExecutor, ahead: int = 1024) -> Iterator[Track]:
@@ -413,7 +406,8 @@ def _consolidate(
         shape = feature_shape(config)
     hop, rate = config.audio.hop_samples, config.audio.sample_rate
     tmp = out / "features.tmp.npy"
-    segment_rows, track_rows = [], []
+    segment_rows: list[list[Any]] = []
+    track_rows: list[list[Any]] = []
     offset = 0
     # Appended track by track with plain writes: a memory map of the new file would keep every written
     # page resident in this process, so its memory would grow with the dataset (~330 kB a 30 s clip).
@@ -494,6 +488,17 @@ class FeatureStore:
         tracks = Counter(t.label for t in self.tracks)
         segments = Counter(self.labels.tolist())
         return {label: {"tracks": tracks[label], "segments": segments[label]} for label in self.label_names}
+
+    def partition_counts(self, split: Split) -> dict[str, dict[str, int]]:
+        """Per label, how many tracks each partition (train, val, test) holds; segments for a leaky split,
+        whose partitions are per segment. What ``genrekit info --split`` prints."""
+        if split.leaky:
+            parts = segment_partitions(split, self.track_ids)
+            return {
+                label: {p: int(((self.labels == label) & (parts == p)).sum()) for p in _PARTITIONS} for label in self.label_names
+            }
+        counts = Counter((t.label, split.partition.get(t.track_id, "")) for t in self.tracks)
+        return {label: {p: counts[label, p] for p in _PARTITIONS} for label in self.label_names}
 
 
 def open_store(path: str | Path) -> FeatureStore:

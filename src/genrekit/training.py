@@ -19,15 +19,13 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import ctypes
 import json
 import os
-import platform
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -36,14 +34,15 @@ from torch.nn import functional as F
 
 from . import __version__
 from .augment import AugmentConfig, Augmenter, mixup
-from .config import check_known_keys
+from ._params import Constraint, Interval, OneOf, check_params, from_dict
 from .checkpoint import Checkpoint, save_checkpoint
 from .evaluation import evaluate_predictions, predict_logits, softmax
-from .exceptions import ModelNotFoundError, ParameterError, words
+from .exceptions import ParameterError, ResumeError
 from .features import feature_shape
 from .models import build_model
 from .models.musicnn_linear import FITTED_BY_SCRIPT
 from .splits import LEAKY_LABEL, SplitConfig, make_split, segment_partitions
+from .speedups import keep_freed_memory
 from .store import FeatureStore, open_store
 
 __all__ = ["TrainConfig", "EpochMetrics", "TrainResult", "new_run_dir", "train", "resume"]
@@ -57,10 +56,6 @@ METRIC_COLUMNS = (
 )
 _LAST = "last.pt"
 _UNSTARTED = {"config.json", "log.txt"}  # all a run killed before its first epoch ended has written
-# glibc mallopt parameters and the values _keep_freed_memory restores (mmap at most 65,536 blocks, at or
-# above the 32 MiB that glibc's dynamic threshold reaches, and trim at twice that, as glibc then does).
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4
-_MMAP_MAX, _MMAP_THRESHOLD = 65536, 32 * 2**20
 
 BatchCallback = Callable[[int, int, int], None]
 
@@ -125,27 +120,28 @@ class TrainConfig:
     precision: Literal["fp32", "bf16"] = "fp32"
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
+    _constraints: ClassVar[dict[str, Constraint]] = {
+        "epochs": Interval(0, None, closed="neither", integer=True),
+        "batch_size": Interval(0, None, closed="neither", integer=True),
+        "lr": Interval(0, None, closed="neither"),
+        "weight_decay": Interval(0, None),
+        "label_smoothing": Interval(0, 1),
+        "class_weighting": OneOf(("none", "balanced")),
+        "lr_schedule": OneOf(("none", "cosine", "plateau")),
+        "patience": Interval(1, None, integer=True, optional=True),
+        "keep": OneOf(("best", "last")),
+        "seed": Interval(integer=True),
+        "num_threads": Interval(1, None, integer=True, optional=True),
+        "precision": OneOf(("fp32", "bf16")),
+    }
+
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "lr"):
-            if not getattr(self, name) > 0:
-                raise ParameterError(f"The {name!r} parameter must be > 0. Got {getattr(self, name)!r} instead.")
-        if self.weight_decay < 0:
-            raise ParameterError(f"The 'weight_decay' parameter must be >= 0. Got {self.weight_decay!r} instead.")
-        if not 0 <= self.label_smoothing < 1:
-            raise ParameterError(f"The 'label_smoothing' parameter must be in [0, 1). Got {self.label_smoothing!r} instead.")
+        check_params(self, self._constraints)
         if self.model in FITTED_BY_SCRIPT:
             raise ParameterError(
                 f"--model {self.model} is not trained by 'genrekit train': it reads the raw musicnn embedding, which "
                 "training standardizes. scripts/train_default_model.py fits it; use musicnn-head to train on a musicnn store."
             )
-        choices = {"class_weighting": ("none", "balanced"), "lr_schedule": ("none", "cosine", "plateau"), "keep": ("best", "last"), "precision": ("fp32", "bf16")}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ParameterError(f"The {name!r} parameter must be one of {words(allowed)}. Got {getattr(self, name)!r} instead.")
-        for name in ("patience", "num_threads"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ParameterError(f"The {name!r} parameter must be >= 1 or None. Got {value!r} instead.")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -155,13 +151,11 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        check_known_keys(cls, data, "training config")
-        values = dict(data)
-        if isinstance(values.get("split"), dict):
-            values["split"] = SplitConfig(**values["split"])
-        if isinstance(values.get("augment"), dict):
+        """Rebuild a saved config; unknown keys (nested ones too) are one-line errors naming them."""
+        values = dict(data) if isinstance(data, dict) else data
+        if isinstance(values, dict) and isinstance(values.get("augment"), dict):
             values["augment"] = AugmentConfig.from_dict(values["augment"])
-        return cls(**values)
+        return from_dict(cls, values, what="training config", nested={"split": SplitConfig})
 
 
 @dataclass(frozen=True)
@@ -334,30 +328,6 @@ def _standardization(data: _Data) -> tuple[torch.Tensor | None, torch.Tensor | N
     return torch.tensor(mean, dtype=torch.float32).reshape(view), torch.tensor(std, dtype=torch.float32).reshape(view)
 
 
-@contextlib.contextmanager
-def _keep_freed_memory() -> Iterator[None]:
-    """Let glibc reuse freed activations instead of returning them to the kernel (no-op without glibc).
-
-    glibc serves every block over 32 MiB with its own mmap and unmaps it on free, so each cnn2 step at
-    batch 64 page-faults its ~1.2 GB of activations and gradients in again: ~310,000 faults, ~0.6 s of
-    kernel time a step (measured on 2 cores; the step takes ~1.4 s without them). With mmap off and a 2 GiB trim threshold, freed blocks stay in the
-    heap for the next step (no faults after the first). On exit mmap is turned back on and the heap trimmed.
-    """
-    if platform.libc_ver()[0] != "glibc":
-        yield
-        return
-    libc = ctypes.CDLL(None)
-    libc.mallopt(_M_MMAP_MAX, 0)
-    libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
-    try:
-        yield
-    finally:
-        libc.mallopt(_M_MMAP_MAX, _MMAP_MAX)
-        libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
-        libc.mallopt(_M_TRIM_THRESHOLD, 2 * _MMAP_THRESHOLD)
-        libc.malloc_trim(0)
-
-
 def _epoch_rng(seed: int, epoch: int) -> np.random.Generator:
     return np.random.default_rng([seed, epoch])
 
@@ -406,7 +376,7 @@ def train(
     low_memory : bool, default=False
         Return each step's freed activations to the system instead of keeping them for the next step:
         the same weights, about 0.6x the peak memory (cnn2 at batch 64: 1.8 instead of 3.0 GB) for
-        slower steps (see :func:`_keep_freed_memory`).
+        slower steps (see :func:`genrekit.speedups.keep_freed_memory`).
 
     Returns
     -------
@@ -434,7 +404,7 @@ def train(
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     (run / "config.json").write_text(json.dumps(run_config, indent=2))
-    with contextlib.nullcontext() if low_memory else _keep_freed_memory():
+    with contextlib.nullcontext() if low_memory else keep_freed_memory():
         return _fit(run, config, data, None, on_batch, on_epoch)
 
 
@@ -464,17 +434,17 @@ def resume(
 
     Raises
     ------
-    ModelNotFoundError
+    ResumeError
         The folder holds no run made by :func:`train`, or its ``last.pt`` or ``config.json`` cannot be read.
     """
     run = Path(run_dir)
     if not (run / "config.json").is_file():
-        raise ModelNotFoundError(f"{run}: not a resumable run folder (no config.json: not made by genrekit train)")
+        raise ResumeError(f"{run}: not a resumable run folder (no config.json: not made by genrekit train)")
     try:
         saved = json.loads((run / "config.json").read_text())
         config = TrainConfig.from_dict(saved["train_config"])
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ModelNotFoundError(f"{run}/config.json: unreadable ({type(e).__name__}: {e}); start a new run instead") from e
+        raise ResumeError(f"{run}/config.json: unreadable ({type(e).__name__}: {e}); start a new run instead") from e
     if epochs is not None and epochs != config.epochs:
         config = TrainConfig.from_dict({**config.to_dict(), "epochs": epochs})
         saved["train_config"] = config.to_dict()
@@ -483,7 +453,7 @@ def resume(
     if data.store.config.to_dict() != saved["feature_config"]:
         raise ParameterError(f"The store's feature config differs from the one {run} was trained with; pass the original store.")
     state = _load_state(run) if (run / _LAST).is_file() else None
-    with contextlib.nullcontext() if low_memory else _keep_freed_memory():
+    with contextlib.nullcontext() if low_memory else keep_freed_memory():
         return _fit(run, config, data, state, on_batch, on_epoch)
 
 
@@ -493,13 +463,107 @@ def _load_state(run: Path) -> dict[str, Any]:
         state = torch.load(run / _LAST, map_location="cpu", weights_only=True)
         missing = {"model", "optimizer", "history", "best_loss", "best_epoch", "bad_epochs", "seconds", "stopped_early", "validation"} - set(state)
     except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError, ... for a damaged file
-        raise ModelNotFoundError(
+        raise ResumeError(
             f"{run / _LAST}: damaged, the run cannot continue from it ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'no detail'}). "
             f"Delete it to train {run} again from epoch 1 with --resume, or start a new run."
         ) from e
     if missing:
-        raise ModelNotFoundError(f"{run / _LAST}: not a genrekit training state (missing {', '.join(sorted(missing))})")
+        raise ResumeError(f"{run / _LAST}: not a genrekit training state (missing {', '.join(sorted(missing))})")
     return state
+
+
+@dataclass
+class _RunState:
+    """What a run carries from epoch to epoch, and what ``last.pt`` saves of it besides the weights."""
+
+    history: list[EpochMetrics] = field(default_factory=list)
+    best_loss: float = float("inf")
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    seconds: float = 0.0  # training time before this session
+    stopped_early: bool = False
+    validation: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_saved(cls, state: dict[str, Any]) -> _RunState:
+        return cls(
+            [EpochMetrics(**row) for row in state["history"]], state["best_loss"], state["best_epoch"], state["bad_epochs"],
+            state["seconds"], state["stopped_early"], state["validation"],
+        )
+
+    def saved(self, seconds: float) -> dict[str, Any]:
+        return {
+            "history": [h.to_dict() for h in self.history], "best_loss": self.best_loss, "best_epoch": self.best_epoch,
+            "bad_epochs": self.bad_epochs, "seconds": seconds, "stopped_early": self.stopped_early, "validation": self.validation,
+        }
+
+
+def _class_weight(config: TrainConfig, data: _Data, n_classes: int) -> torch.Tensor | None:
+    """Inverse-frequency weights of the training segments' classes (``class_weighting="balanced"``), else None."""
+    if config.class_weighting != "balanced":
+        return None
+    counts = np.bincount(data.y[data.train_idx], minlength=n_classes).astype(np.float64)
+    present = counts > 0
+    weights = np.zeros(n_classes)
+    weights[present] = counts.sum() / (present.sum() * counts[present])
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def _log_start(log: _Log, config: TrainConfig, data: _Data) -> None:
+    log(
+        f"train {config.model} on {data.description['store']} ({data.description['dataset']}), split {config.split.strategy}: "
+        f"{data.description['n_train_tracks']} train / {data.description['n_val_tracks']} val tracks, "
+        f"{len(data.train_idx)} / {len(data.val_idx)} segments" + (f" — {LEAKY_LABEL}" if data.split_meta["leaky"] else "")
+    )
+    for note in data.split_meta.get("notes", []):
+        log(f"split note: {note}")
+
+
+@dataclass
+class _Trainer:
+    """The model, its optimizer and what every step needs; :meth:`train_epoch` runs one epoch's steps."""
+
+    config: TrainConfig
+    data: _Data
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    mean: torch.Tensor | None
+    std: torch.Tensor | None
+    augmenter: Augmenter | None
+    class_weight: torch.Tensor | None
+    on_batch: BatchCallback | None
+
+    def train_epoch(self, epoch: int, train_probs: np.ndarray) -> float:
+        """One epoch of steps in the epoch's seeded order; fills ``train_probs`` and returns the mean loss."""
+        config, data = self.config, self.data
+        features, y_all = data.store.features, torch.from_numpy(data.y)
+        n_batches = max(1, -(-len(data.train_idx) // config.batch_size))
+        rng = _epoch_rng(config.seed, epoch)
+        torch.manual_seed(int(rng.integers(2**62)))
+        self.model.train()
+        loss_sum = torch.zeros((), dtype=torch.float64)
+        for b, chunk in enumerate(np.array_split(rng.permutation(data.train_idx), n_batches)):
+            idx = np.sort(chunk)
+            x = torch.from_numpy(np.asarray(features[idx], dtype=np.float32))
+            y = y_all[idx]
+            if self.augmenter is not None:
+                x = self.augmenter(x, rng)
+            if self.mean is not None and self.std is not None:
+                x = (x - self.mean) / self.std
+            x, y_a, y_b, lam = mixup(x, y, rng, alpha=config.augment.mixup_alpha, prob=config.augment.mixup_prob)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.precision == "bf16"):
+                logits = self.model(x).float()
+            loss = F.cross_entropy(logits, y_a, weight=self.class_weight, label_smoothing=config.label_smoothing)
+            if lam < 1.0:
+                loss = lam * loss + (1 - lam) * F.cross_entropy(logits, y_b, weight=self.class_weight, label_smoothing=config.label_smoothing)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            loss_sum += loss.detach() * len(idx)
+            train_probs[idx] = torch.softmax(logits.detach(), dim=1).numpy()
+            if self.on_batch is not None:
+                self.on_batch(epoch, b + 1, n_batches)
+        return float(loss_sum) / len(data.train_idx)
 
 
 def _fit(
@@ -518,78 +582,35 @@ def _fit(
     torch.manual_seed(config.seed)
     model = build_model(config.model, shape, n_classes, **config.model_options)
     # channels_last lets oneDNN pick its fast convolution kernels on CPU (about 1.8x for cnn2); a no-op for models without 4-D weights.
-    model = model.to(memory_format=torch.channels_last)
+    model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch stubs omit memory_format
     # fused: one kernel over all parameters instead of ~10 passes each (the 1.8 M-weight dense layer dominates).
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True)
     scheduler = _scheduler(config, optimizer)
     mean, std = _standardization(data)
     augmenter = Augmenter(config.augment, data.store.config) if config.augment.spectral else None
+    trainer = _Trainer(config, data, model, optimizer, mean, std, augmenter, _class_weight(config, data, n_classes), on_batch)
 
-    class_weight = None
-    if config.class_weighting == "balanced":
-        counts = np.bincount(data.y[data.train_idx], minlength=n_classes).astype(np.float64)
-        present = counts > 0
-        weights = np.zeros(n_classes)
-        weights[present] = counts.sum() / (present.sum() * counts[present])
-        class_weight = torch.tensor(weights, dtype=torch.float32)
-
-    history: list[EpochMetrics] = []
-    best_loss, best_epoch, bad_epochs, seconds_before, stopped = float("inf"), 0, 0, 0.0, False
-    validation: dict[str, Any] = {}
+    progress = _RunState()
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None:
             scheduler.load_state_dict(state["scheduler"])
-        history = [EpochMetrics(**row) for row in state["history"]]
-        best_loss, best_epoch, bad_epochs = state["best_loss"], state["best_epoch"], state["bad_epochs"]
-        seconds_before, stopped, validation = state["seconds"], state["stopped_early"], state["validation"]
-        log(f"resume after epoch {len(history)} of {config.epochs}")
+        progress = _RunState.from_saved(state)
+        log(f"resume after epoch {len(progress.history)} of {config.epochs}")
     else:
-        log(
-            f"train {config.model} on {data.description['store']} ({data.description['dataset']}), split {config.split.strategy}: "
-            f"{data.description['n_train_tracks']} train / {data.description['n_val_tracks']} val tracks, "
-            f"{len(data.train_idx)} / {len(data.val_idx)} segments" + (f" — {LEAKY_LABEL}" if data.split_meta["leaky"] else "")
-        )
-        for note in data.split_meta.get("notes", []):
-            log(f"split note: {note}")
+        _log_start(log, config, data)
 
-    features = data.store.features
     y_all = torch.from_numpy(data.y)
-    n_batches = max(1, -(-len(data.train_idx) // config.batch_size))
     train_probs = np.zeros((len(data.y), n_classes), dtype=np.float32)
     session_start = time.perf_counter()
-    for epoch in range(len(history) + 1, config.epochs + 1):
-        if stopped:
+    for epoch in range(len(progress.history) + 1, config.epochs + 1):
+        if progress.stopped_early:
             break
         t0 = time.perf_counter()
-        rng = _epoch_rng(config.seed, epoch)
-        torch.manual_seed(int(rng.integers(2**62)))
-        model.train()
-        loss_sum = torch.zeros((), dtype=torch.float64)
-        for b, chunk in enumerate(np.array_split(rng.permutation(data.train_idx), n_batches)):
-            idx = np.sort(chunk)
-            x = torch.from_numpy(np.asarray(features[idx], dtype=np.float32))
-            y = y_all[idx]
-            if augmenter is not None:
-                x = augmenter(x, rng)
-            if mean is not None and std is not None:
-                x = (x - mean) / std
-            x, y_a, y_b, lam = mixup(x, y, rng, alpha=config.augment.mixup_alpha, prob=config.augment.mixup_prob)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.precision == "bf16"):
-                logits = model(x).float()
-            loss = F.cross_entropy(logits, y_a, weight=class_weight, label_smoothing=config.label_smoothing)
-            if lam < 1.0:
-                loss = lam * loss + (1 - lam) * F.cross_entropy(logits, y_b, weight=class_weight, label_smoothing=config.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.detach() * len(idx)
-            train_probs[idx] = torch.softmax(logits.detach(), dim=1).numpy()
-            if on_batch is not None:
-                on_batch(epoch, b + 1, n_batches)
+        train_loss = trainer.train_epoch(epoch, train_probs)
 
-        val_logits = predict_logits(model, features, data.val_idx, mean=mean, std=std)
+        val_logits = predict_logits(model, data.store.features, data.val_idx, mean=mean, std=std)
         val_loss = float(F.cross_entropy(torch.from_numpy(val_logits), y_all[data.val_idx]))
         val_eval = evaluate_predictions(softmax(val_logits), data.y[data.val_idx], data.store.track_ids[data.val_idx], data.labels)
         train_eval = _train_accuracy(train_probs, data)
@@ -599,46 +620,50 @@ def _fit(
         elif scheduler is not None:
             scheduler.step()
         metrics = EpochMetrics(
-            epoch=epoch, train_loss=float(loss_sum) / len(data.train_idx), train_accuracy=train_eval[0],
+            epoch=epoch, train_loss=train_loss, train_accuracy=train_eval[0],
             train_track_accuracy=train_eval[1], val_loss=val_loss, val_accuracy=val_eval.segment_accuracy,
             val_track_accuracy=val_eval.track_accuracy, lr=lr, seconds=time.perf_counter() - t0,
         )
-        history.append(metrics)
-        improved = val_loss < best_loss
+        progress.history.append(metrics)
+        improved = val_loss < progress.best_loss
         if improved:
-            best_loss, bad_epochs = val_loss, 0
+            progress.best_loss, progress.bad_epochs = val_loss, 0
         else:
-            bad_epochs += 1
-        seconds = seconds_before + time.perf_counter() - session_start
+            progress.bad_epochs += 1
+        seconds = progress.seconds + time.perf_counter() - session_start
         if config.keep == "last" or improved:
-            best_epoch, validation = epoch, val_eval.headline()
-            _save_model(run / "model.pt", model, config, data, mean, std, validation, epoch, best_epoch, seconds)
-        stopped = config.patience is not None and bad_epochs >= config.patience and epoch < config.epochs
-        torch.save(
-            {
-                "model": _state_dict(model), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict() if scheduler is not None else {},
-                "history": [h.to_dict() for h in history], "best_loss": best_loss, "best_epoch": best_epoch,
-                "bad_epochs": bad_epochs, "seconds": seconds, "stopped_early": stopped, "validation": validation,
-            },
-            run / (_LAST + ".tmp"),
-        )
-        os.replace(run / (_LAST + ".tmp"), run / _LAST)
-        _write_metrics(run / "metrics.csv", history)
-        _plot(run, history, config, data)
+            progress.best_epoch, progress.validation = epoch, val_eval.headline()
+            _save_model(run / "model.pt", model, config, data, mean, std, progress.validation, epoch, progress.best_epoch, seconds)
+        progress.stopped_early = config.patience is not None and progress.bad_epochs >= config.patience and epoch < config.epochs
+        _save_state(run, model, optimizer, scheduler, progress, seconds)
+        _write_metrics(run / "metrics.csv", progress.history)
+        _plot(run, progress.history, config, data)
         log(
             f"epoch {epoch}/{config.epochs}: train loss {metrics.train_loss:.4f} acc {metrics.train_accuracy:.3f}, "
             f"val loss {val_loss:.4f} acc {metrics.val_accuracy:.3f} track {metrics.val_track_accuracy:.3f}, "
-            f"lr {lr:.3g}, {metrics.seconds:.1f} s{' (kept)' if best_epoch == epoch else ''}"
+            f"lr {lr:.3g}, {metrics.seconds:.1f} s{' (kept)' if progress.best_epoch == epoch else ''}"
         )
-        if stopped:
-            log(f"early stop: validation loss has not improved for {config.patience} epochs (best epoch {best_epoch})")
+        if progress.stopped_early:
+            log(f"early stop: validation loss has not improved for {config.patience} epochs (best epoch {progress.best_epoch})")
         if on_epoch is not None:
             on_epoch(metrics)
 
-    total = seconds_before + time.perf_counter() - session_start
-    log(f"done: {len(history)} epochs, model.pt holds epoch {best_epoch}, {total:.0f} s of training")
-    return TrainResult(run, tuple(history), best_epoch, validation, stopped, total)
+    total = progress.seconds + time.perf_counter() - session_start
+    log(f"done: {len(progress.history)} epochs, model.pt holds epoch {progress.best_epoch}, {total:.0f} s of training")
+    return TrainResult(run, tuple(progress.history), progress.best_epoch, progress.validation, progress.stopped_early, total)
+
+
+def _save_state(run: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, progress: _RunState, seconds: float) -> None:
+    """``last.pt``, written whole or not at all: what ``--resume`` continues from."""
+    torch.save(
+        {
+            "model": _state_dict(model), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else {},
+            **progress.saved(seconds),
+        },
+        run / (_LAST + ".tmp"),
+    )
+    os.replace(run / (_LAST + ".tmp"), run / _LAST)
 
 
 def _train_accuracy(train_probs: np.ndarray, data: _Data) -> tuple[float, float]:

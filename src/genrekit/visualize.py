@@ -9,17 +9,19 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .config import FeatureConfig
 from .palette import genre_color, genre_colors
 
-if TYPE_CHECKING:
-    from .inference import Prediction, PredictionError
+from .results import PredictionError
 
-__all__ = ["percent", "plot_timeline", "plot_spectrogram", "write_html_summary", "safe_stem"]
+if TYPE_CHECKING:
+    from .results import Prediction
+
+__all__ = ["percent", "write_spectrograms", "plot_timeline", "plot_spectrogram", "write_html_summary", "safe_stem"]
 
 
 def percent(p: float) -> str:
@@ -28,7 +30,7 @@ def percent(p: float) -> str:
 
 
 
-def _pyplot():  # type: ignore[no-untyped-def]
+def _pyplot() -> Any:  # matplotlib.pyplot, imported on first use (Agg backend)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -70,24 +72,41 @@ def plot_timeline(prediction: Prediction, out: str | Path) -> Path:
 
 
 def model_input(y: np.ndarray, config: FeatureConfig, *, whole: bool) -> tuple[np.ndarray, str]:
-    """What a model with ``config`` looks at for signal ``y`` (at ``config.audio.sample_rate``): an image of
-    shape (n_mels, frames) and the colorbar label saying what its values are.
+    """What a model with ``config`` looks at for signal ``y``; see :func:`genrekit.features.model_input`."""
+    from .features import model_input as _model_input
 
-    logmel models see dB (referenced to the loudest bin of each segment with ``"seed"`` scaling, or of the
-    whole track when ``whole``); musicnn sees ``log10(10000 * mel + 1)`` of 96 bands at 16 kHz.
+    return _model_input(y, config, whole=whole)
+
+
+def write_spectrograms(files: Sequence[Path], out: Path, config: FeatureConfig, *, per_segment: bool = False) -> tuple[int, list[str]]:
+    """Images of what a model with ``config`` sees, one per file (or per segment) in ``out``.
+
+    Returns the number of images written and, for each file that could not be decoded, its one-line error.
     """
-    if config.kind == "musicnn":
-        from .musicnn import log_mel
+    from .audio import load_audio, segment_audio
+    from .exceptions import GenrekitError
 
-        return log_mel(y)[0].T, "log10(10000 · mel + 1), musicnn's input"
-    from dataclasses import replace
-
-    from .features import logmel
-
-    seconds = max(len(y) / config.audio.sample_rate, 0.1)
-    one = replace(config, audio=replace(config.audio, segment_seconds=seconds, hop_seconds=seconds))
-    reference = "the track's loudest bin" if whole else "the segment's loudest bin"
-    return logmel(np.asarray(y)[None, :], one)[0], ("dB below " + reference if config.scaling == "seed" else "dB (fixed reference)")
+    out.mkdir(parents=True, exist_ok=True)
+    failed: list[str] = []
+    written = 0
+    for path in files:
+        try:
+            y = load_audio(path, sample_rate=config.audio.sample_rate)
+            if per_segment:
+                segs, starts = segment_audio(y, config.audio)
+                for i, (seg, start) in enumerate(zip(segs, starts)):
+                    image, label = model_input(seg, config, whole=False)
+                    end = start + config.audio.segment_seconds
+                    plot_spectrogram(image, config, out / f"{safe_stem(path)}_seg{i:03d}.png", title=f"{path.name} {start:.0f}-{end:.0f} s",
+                                     start_s=float(start), label=label)
+                    written += 1
+            else:
+                image, label = model_input(y, config, whole=True)
+                plot_spectrogram(image, config, out / f"{safe_stem(path)}.png", title=path.name, label=label)
+                written += 1
+        except GenrekitError as e:
+            failed.append(str(e))
+    return written, failed
 
 
 def plot_spectrogram(
@@ -137,18 +156,18 @@ def write_html_summary(
     rows = []
     for r in results:
         name = html.escape(Path(r.path or "").name)
-        if not hasattr(r, "genre"):
-            rows.append(f"<tr><td>{name}</td><td colspan='3' class='err'>{html.escape(r.error)}</td></tr>")  # type: ignore[union-attr]
+        if isinstance(r, PredictionError):
+            rows.append(f"<tr><td>{name}</td><td colspan='3' class='err'>{html.escape(r.error)}</td></tr>")
             continue
-        labels = list(r.probabilities)  # type: ignore[union-attr]
+        labels = list(r.probabilities)
         bars = "".join(
             f"<div class='bar'><span class='lbl'>{html.escape(g)}</span><span class='track'><span class='fill' "
             f"style='width:{p * 100:.1f}%;background:{genre_color(g, labels)}'></span></span><span class='pct'>{percent(p)}</span></div>"
-            for g, p in r.top(top_k)  # type: ignore[union-attr]
+            for g, p in r.top(top_k)
         )
         img = plots.get(r.path or "")
         rows.append(
-            f"<tr><td>{name}</td><td class='genre'>{_genre_html(r)}</td><td>{bars}</td>"  # type: ignore[arg-type]
+            f"<tr><td>{name}</td><td class='genre'>{_genre_html(r)}</td><td>{bars}</td>"
             f"<td>{f'<img src={html.escape(img)!r} alt={name!r}>' if img else ''}</td></tr>"
         )
     page = f"""<!doctype html>

@@ -7,16 +7,15 @@ import inspect
 import re
 import signal
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar, get_type_hints
+from typing import Annotated, Any, TypeVar, get_type_hints
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from typer.models import OptionInfo
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..exceptions import GenrekitError
 
@@ -30,6 +29,21 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console()
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        console.print(f"genrekit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print genrekit's version and exit.")] = False,
+) -> None:
+    """Music genre classification: prepare features, train and evaluate leak-free, classify your music."""
 # Messages on stderr are never wrapped: each stays one line (whole paths) in pipes and logs, where rich assumes 80 columns.
 err_console = Console(stderr=True, soft_wrap=True)
 # Library parameters whose CLI option has another name.
@@ -55,9 +69,7 @@ def add_commands(app: typer.Typer, *commands: Callable[..., Any]) -> None:
 def handle_errors(command: Callable[..., Any] | None = None) -> Iterator[None]:
     """Turn genrekit errors into a one-line message and exit code 2; parameter names become ``command``'s options."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", category=FutureWarning)
-            yield
+        yield
     except GenrekitError as e:
         err_console.print(f"[bold red]error:[/] {escape(option_words(str(e), command))}")  # [brackets] stay literal
         raise typer.Exit(2) from None
@@ -124,16 +136,16 @@ class PlainProgress:
     def __exit__(self, *exc: object) -> None:
         return None
 
-    def add_task(self, description: str, total: float | None = None) -> int:
+    def add_task(self, description: str, total: float | None = None) -> TaskID:
         self.tasks[len(self.tasks)] = {"description": description, "total": total, "completed": 0, "start": time.monotonic()}
-        return len(self.tasks) - 1
+        return TaskID(len(self.tasks) - 1)
 
-    def reset(self, task: int, *, total: float | None = None, description: str | None = None) -> None:
+    def reset(self, task: TaskID, *, total: float | None = None, description: str | None = None) -> None:
         self.tasks[task].update(total=total, completed=0, start=time.monotonic())
         if description is not None:
             self.tasks[task]["description"] = description
 
-    def update(self, task: int, *, completed: float | None = None, total: float | None = None, description: str | None = None) -> None:
+    def update(self, task: TaskID, *, completed: float | None = None, total: float | None = None, description: str | None = None) -> None:
         state = self.tasks[task]
         for key, value in (("completed", completed), ("total", total), ("description", description)):
             if value is not None:

@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..config import FeatureConfig
+from ..features import default_config
 from ..exceptions import ParameterError
 from ._app import add_commands, console, err_console, handle_errors, progress_bar
 
@@ -89,9 +90,9 @@ def _feature_config(
             raise ParameterError(f"--config {config}: expected a JSON object of FeatureConfig fields")
         base = FeatureConfig.from_dict(values.get("feature_config", values))
     else:
-        base = FeatureConfig.for_kind(kind)  # type: ignore[arg-type]
+        base = default_config(kind)
     if scaling is not None:
-        base = replace(base, scaling=scaling)  # type: ignore[arg-type]
+        base = replace(base, scaling=scaling)  # type: ignore[arg-type]  # a str option; FeatureConfig checks it (one-line error)
     if segment_seconds is not None or hop_seconds is not None:
         seg = segment_seconds if segment_seconds is not None else base.audio.segment_seconds
         hop = hop_seconds if hop_seconds is not None else seg
@@ -108,22 +109,19 @@ def info(store: Annotated[Path, typer.Argument(metavar="STORE", help="A store fo
 
       genrekit info stores/gtzan --split filtered
     """
-    from ..splits import SplitConfig, make_split, segment_partitions
+    from ..splits import SplitConfig, make_split
     from ..store import open_store
 
     with handle_errors(info):
         st = open_store(store)
-        split_obj = make_split(st.tracks, SplitConfig(strategy=split, seed=seed))  # type: ignore[arg-type]
-    parts = segment_partitions(split_obj, st.track_ids)
-    track_part = {t.track_id: split_obj.partition.get(t.track_id, "") for t in st.tracks}
+        split_obj = make_split(st.tracks, SplitConfig(strategy=split, seed=seed))  # type: ignore[arg-type]  # a str option; SplitConfig checks it
+    per_partition = st.partition_counts(split_obj)
+    unit = " seg" if split_obj.leaky else ""
     table = Table(title=escape(f"{store} ({st.meta['n_tracks']} tracks, {st.meta['n_segments']} segments, split {split})"))
     for col in ("label", "tracks", "segments", "train", "val", "test"):
         table.add_column(col, justify="left" if col == "label" else "right")
     for label, counts in st.summary().items():
-        if split_obj.leaky:
-            per = [str(int(((st.labels == label) & (parts == p)).sum())) + " seg" for p in ("train", "val", "test")]
-        else:
-            per = [str(sum(1 for t in st.tracks if t.label == label and track_part[t.track_id] == p)) for p in ("train", "val", "test")]
+        per = [f"{per_partition[label][p]}{unit}" for p in ("train", "val", "test")]
         table.add_row(escape(label), str(counts["tracks"]), str(counts["segments"]), *per)
     console.print(table)
     for note in split_obj.notes:

@@ -12,10 +12,6 @@ Output schemas (stable; documented in the README):
 
 from __future__ import annotations
 
-import csv
-import gc
-import io
-import json
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
@@ -28,10 +24,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..visualize import percent
+from ..speedups import frozen_collector
+from ..writers import get_writer, notes
 from ._app import add_commands, console, err_console, handle_errors, progress_bar
 
+from ..results import Prediction, PredictionError
+
 if TYPE_CHECKING:
-    from ..inference import GenreClassifier, Prediction, PredictionError
+    from ..inference import GenreClassifier
 
 __all__ = ["register"]
 
@@ -44,17 +44,14 @@ def _loaded(model: str) -> Iterator[GenreClassifier]:
     """``load_model(model)`` set up for one command; threads and collector restored after (for in-process callers).
 
     - torch is imported and the model loaded with the garbage collector off, and what is then alive
-      (torch's ~170,000 objects) is frozen out of it while the command runs: its full collections walk
-      all of it, ~60-200 ms each, for the little cyclic garbage imports leave.
+      is frozen out of it while the command runs (:func:`genrekit.speedups.frozen_collector`).
     - The model runs on one thread in this process. Decoding runs in ``--jobs`` worker processes that use
       the cores, and one clip is too little work to split: on a busy 2-core machine each op's second
       thread waits for a core, and a fresh ``genrekit predict one.wav`` took ~0.45 s longer with 2 threads.
 
     See benchmarks/bench_coldstart.py.
     """
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
+    with frozen_collector() as loaded:
         import torch
 
         from ..inference import load_model
@@ -63,16 +60,10 @@ def _loaded(model: str) -> Iterator[GenreClassifier]:
         torch.set_num_threads(1)
         try:
             classifier = load_model(model)
-            gc.freeze()
-            if collecting:
-                gc.enable()
+            loaded()
             yield classifier
         finally:
             torch.set_num_threads(threads)
-    finally:
-        gc.unfreeze()
-        if collecting:
-            gc.enable()
 
 
 def _classify(
@@ -89,11 +80,6 @@ def _classify(
     return results
 
 
-def _notes(r: Prediction | PredictionError) -> str:
-    """A result's warnings without the path the row already names."""
-    return "; ".join(w.removeprefix(f"{r.path}: ") for w in getattr(r, "warnings", ()))
-
-
 def _table(results: Sequence[Prediction | PredictionError], top_k: int, title: str) -> Table:
     table = Table(title=escape(title))
     table.add_column("file")
@@ -101,18 +87,18 @@ def _table(results: Sequence[Prediction | PredictionError], top_k: int, title: s
     table.add_column("probability", justify="right")
     table.add_column(f"top {top_k}")
     table.add_column("segments", justify="right")
-    notes = any(_notes(r) for r in results)
-    if notes:
+    with_notes = any(notes(r) for r in results)
+    if with_notes:
         table.add_column("notes", style="yellow")
     for r in results:
         name = escape(Path(r.path or "").name)
-        extra = [escape(_notes(r))] if notes else []
-        if not hasattr(r, "genre"):
-            reason = r.error.removeprefix(f"{r.path}: ")  # type: ignore[union-attr]
+        extra = [escape(notes(r))] if with_notes else []
+        if isinstance(r, PredictionError):
+            reason = r.error.removeprefix(f"{r.path}: ")
             table.add_row(name, "[red]error[/]", "", f"[red]{escape(reason)}[/]", "", *extra)
             continue
-        top = "  ".join(f"{g} {percent(p)}" for g, p in r.top(top_k))  # type: ignore[union-attr]
-        table.add_row(name, _genre_cell(r), "" if r.genre is None else percent(r.confidence), top, str(len(r.segments)), *extra)  # type: ignore[arg-type,union-attr]
+        top = "  ".join(f"{g} {percent(p)}" for g, p in r.top(top_k))
+        table.add_row(name, _genre_cell(r), "" if r.genre is None else percent(r.confidence), top, str(len(r.segments)), *extra)
     return table
 
 
@@ -123,28 +109,6 @@ def _genre_cell(r: Prediction) -> str:
     return f"{r.genre} [yellow](uncertain)[/]" if r.uncertain else r.genre
 
 
-def _csv(results: Sequence[Prediction | PredictionError], labels: list[str], top_k: int, segments: bool) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    prob_cols = [f"p_{g}" for g in labels]
-    if segments:
-        writer.writerow(["path", "segment_index", "start_s", "end_s", "genre", "confidence", *prob_cols])
-        for r in results:
-            for i, s in enumerate(getattr(r, "segments", ())):
-                writer.writerow([r.path, i, f"{s.start_s:.3f}", f"{s.end_s:.3f}", s.genre or "", f"{s.confidence:.6f}",
-                                 *(f"{s.probabilities[g]:.6f}" for g in labels)])
-        return buf.getvalue()
-    writer.writerow(["path", "genre", "confidence", "uncertain", "top_k", "error", "warnings", *prob_cols])
-    for r in results:
-        if not hasattr(r, "genre"):
-            writer.writerow([r.path, "", "", "", "", r.error, "", *([""] * len(labels))])  # type: ignore[union-attr]
-            continue
-        top = ";".join(f"{g}:{p:.4f}" for g, p in r.top(top_k))  # type: ignore[union-attr]
-        writer.writerow([r.path, r.genre or "", f"{r.confidence:.6f}", str(r.uncertain).lower(), top, "", _notes(r),  # type: ignore[union-attr,arg-type]
-                         *(f"{r.probabilities[g]:.6f}" for g in labels)])  # type: ignore[union-attr]
-    return buf.getvalue()
-
-
 def _write_plots(results: Sequence[Prediction | PredictionError], plot_dir: Path) -> dict[str, str]:
     from ..visualize import plot_timeline, safe_stem
 
@@ -152,7 +116,7 @@ def _write_plots(results: Sequence[Prediction | PredictionError], plot_dir: Path
     written: dict[str, str] = {}
     used: set[str] = set()
     for r in results:
-        if hasattr(r, "genre") and r.path:
+        if isinstance(r, Prediction) and r.path:
             stem = safe_stem(r.path)
             name = stem
             n = 1
@@ -160,7 +124,7 @@ def _write_plots(results: Sequence[Prediction | PredictionError], plot_dir: Path
                 n += 1
                 name = f"{stem}_{n}"
             used.add(name)
-            written[r.path] = str(plot_timeline(r, plot_dir / f"{name}.png"))  # type: ignore[arg-type]
+            written[r.path] = str(plot_timeline(r, plot_dir / f"{name}.png"))
     return written
 
 
@@ -221,14 +185,12 @@ def predict(
         console.print(_table(results, top_k, f"genrekit {clf.name}"))
         if segments:
             for r in results:
-                if hasattr(r, "segments"):
-                    line = "  ".join(f"{s.start_s:.0f}s {s.genre or 'silence'}" for s in r.segments)  # type: ignore[union-attr]
+                if isinstance(r, Prediction):
+                    line = "  ".join(f"{s.start_s:.0f}s {s.genre or 'silence'}" for s in r.segments)
                     console.print(f"[bold]{Path(r.path or '').name}[/]: {line}")
         text = None
-    elif fmt == "json":
-        text = json.dumps({"model": clf.describe(), "results": [r.to_dict(top_k=top_k, segments=segments) for r in results]}, indent=2)
     else:
-        text = _csv(results, clf.classes_, top_k, segments)
+        text = get_writer(fmt)(results, model=clf.describe(), labels=clf.classes_, top_k=top_k, segments=segments)
     if text is not None:
         if out:
             out.write_text(text)
@@ -236,11 +198,11 @@ def predict(
         else:
             sys.stdout.write(text if text.endswith("\n") else text + "\n")
     for r in results:
-        if hasattr(r, "error"):
-            err_console.print(f"[red]failed[/] {escape(r.error)}")  # type: ignore[union-attr]
+        if isinstance(r, PredictionError):
+            err_console.print(f"[red]failed[/] {escape(r.error)}")
     if plots:
         err_console.print(f"timeline plots in {plot}/")
-    if any(hasattr(r, "error") for r in results):
+    if any(isinstance(r, PredictionError) for r in results):
         raise typer.Exit(1)
 
 
@@ -357,35 +319,15 @@ def spectrogram(
 
       genrekit spectrogram song.ogg --out spectrograms/ --per-segment --model default
     """
-    from ..audio import load_audio, segment_audio
     from ..config import FeatureConfig
-    from ..exceptions import GenrekitError
     from ..inference import find_audio_files, load_model
-    from ..visualize import model_input, plot_spectrogram, safe_stem
+    from ..visualize import write_spectrograms
 
     with handle_errors(spectrogram):
         config = load_model(model).feature_config if model else FeatureConfig()
         files, missing = find_audio_files(paths)
-    out.mkdir(parents=True, exist_ok=True)
-    failed = [m.error for m in missing]
-    written = 0
-    for path in files:
-        try:
-            y = load_audio(path, sample_rate=config.audio.sample_rate)
-            if per_segment:
-                segs, starts = segment_audio(y, config.audio)
-                for i, (seg, start) in enumerate(zip(segs, starts)):
-                    image, label = model_input(seg, config, whole=False)
-                    end = start + config.audio.segment_seconds
-                    plot_spectrogram(image, config, out / f"{safe_stem(path)}_seg{i:03d}.png", title=f"{path.name} {start:.0f}-{end:.0f} s",
-                                     start_s=float(start), label=label)
-                    written += 1
-            else:
-                image, label = model_input(y, config, whole=True)
-                plot_spectrogram(image, config, out / f"{safe_stem(path)}.png", title=path.name, label=label)
-                written += 1
-        except GenrekitError as e:
-            failed.append(str(e))
+    written, failed = write_spectrograms(files, out, config, per_segment=per_segment)
+    failed = [m.error for m in missing] + failed
     console.print(f"wrote {written} spectrogram {'image' if written == 1 else 'images'} to {out}/")
     for f in failed:
         err_console.print(f"[red]failed[/] {escape(f)}")

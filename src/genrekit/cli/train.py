@@ -123,11 +123,11 @@ def train(
                 raise ParameterError("Give a STORE to train on, or --resume RUN to continue a run.")
             config = training.TrainConfig(
                 model=model,
-                split=SplitConfig(strategy=split, seed=split_seed, val_fraction=val_fraction, test_fraction=test_fraction,  # type: ignore[arg-type]
+                split=SplitConfig(strategy=split, seed=split_seed, val_fraction=val_fraction, test_fraction=test_fraction,  # type: ignore[arg-type]  # str options; the configs check them
                                   n_folds=n_folds, fold=fold),
                 epochs=epochs or training.EPOCHS, batch_size=batch_size, lr=lr, weight_decay=weight_decay, label_smoothing=label_smoothing,
-                class_weighting=class_weighting, lr_schedule=lr_schedule, patience=patience, keep=keep,  # type: ignore[arg-type]
-                seed=seed, num_threads=threads, precision=precision, augment=_augment_config(augment, augment_prob, mixup),  # type: ignore[arg-type]
+                class_weighting=class_weighting, lr_schedule=lr_schedule, patience=patience, keep=keep,  # type: ignore[arg-type]  # str options; the configs check them
+                seed=seed, num_threads=threads, precision=precision, augment=_augment_config(augment, augment_prob, mixup),  # type: ignore[arg-type]  # str options; the configs check them
             )
             from ..models import available_models
 

@@ -4,8 +4,8 @@ Conv layers use "valid" padding; max-pooling uses Keras "same" padding (output =
 implemented as a right/bottom -inf pad followed by an ordinary pool, so shapes and parameter counts
 match the Keras originals exactly (cnn1: 957,578 parameters; cnn2: 1,880,202 trainable).
 
-In training, cnn2's dropout layers draw their masks with :func:`bit_dropout` instead of ``nn.Dropout``'s
-own: the same Bernoulli dropout, ~10x cheaper on CPU. The modules stay ``nn.Dropout``, so state dicts,
+In training, cnn2's dropout layers draw their masks with :func:`genrekit.speedups.bit_dropout` instead of
+``nn.Dropout``'s own: the same Bernoulli dropout, ~10x cheaper on CPU. The modules stay ``nn.Dropout``, so state dicts,
 evaluation, ONNX export and inference's layer folding see the layer stack they always saw.
 """
 
@@ -17,6 +17,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .. import speedups
+from ..speedups import bit_dropout
 from . import register_model
 
 __all__ = ["KerasMaxPool2d", "CNN1", "CNN2", "bit_dropout"]
@@ -49,23 +51,10 @@ class KerasMaxPool2d(nn.Module):
         return F.max_pool2d(x, self.kernel, self.stride)
 
 
-def bit_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
-    """Training-mode dropout whose mask compares 16 random bits per element with ``p``.
-
-    torch's CPU dropout draws one Bernoulli variate per element (``bernoulli_``), ~90 ms of a ~1 s cnn2
-    step for the first block's 8 M elements; four 16-bit lanes of each 64-bit random integer cost ~8 ms.
-    The drop probability is ``p`` rounded to a multiple of 1/65536 (0.2 -> 0.199997); the mask is laid
-    out like ``x`` (channels_last included) and comes from torch's default generator, so seeding is as
-    reproducible as with ``nn.Dropout``.
-    """
-    n = x.numel()
-    bits = torch.randint(-(2**63), 2**63 - 1, (-(-n // 4),), dtype=torch.int64).view(torch.int16)[:n]
-    keep = bits.as_strided(x.shape, x.stride()) >= round(p * 65536) - 32768
-    return x * keep.to(x.dtype).mul_(1 / (1 - p))
-
-
 def _run(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
     """``layers(x)``, with :func:`bit_dropout` for training-mode dropout (eval and export run the plain stack)."""
+    if not speedups.enabled():
+        return layers(x)
     for layer in layers:
         x = bit_dropout(x, layer.p) if isinstance(layer, nn.Dropout) and layer.training and 0 < layer.p < 1 else layer(x)
     return x

@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from ..exceptions import ParameterError
+from .._params import Constraint, Interval, check_values
 from . import register_model
 
 __all__ = ["MusicnnHead"]
@@ -48,12 +48,12 @@ class MusicnnHead(nn.Module):
         return self.classifier(x)
 
 
+_OPTIONS: dict[str, Constraint] = {"hidden": Interval(0, None, integer=True), "dropout": Interval(0, 1)}
+
+
 @register_model("musicnn-head")
 def _build_musicnn_head(
     input_shape: tuple[int, ...], n_classes: int, *, hidden: int = HIDDEN, dropout: float = DROPOUT
 ) -> nn.Module:
-    if hidden < 0:
-        raise ParameterError(f"The 'hidden' option of musicnn-head must be >= 0. Got {hidden!r} instead.")
-    if not 0 <= dropout < 1:
-        raise ParameterError(f"The 'dropout' option of musicnn-head must be in [0, 1). Got {dropout!r} instead.")
+    check_values({"hidden": hidden, "dropout": dropout}, _OPTIONS, owner="musicnn-head")
     return MusicnnHead(math.prod(input_shape), n_classes, hidden=hidden, dropout=dropout)

@@ -2,7 +2,7 @@
 scores (``musicnn-linear``, the shipped default) and the zero-shot tag mapping (``musicnn-zero-shot``).
 
 Both take the raw ``--features musicnn`` embedding (3412 values per segment, see
-:data:`genrekit.musicnn.EMBEDDING_LAYOUT`), keep the two 200-unit penultimate layers and recompute the
+:data:`genrekit.models.musicnn.EMBEDDING_LAYOUT`), keep the two 200-unit penultimate layers and recompute the
 100 tag logits of ``MSD_musicnn`` and ``MTT_musicnn`` from them with the networks' own output layers
 (copied into the state dict, so a checkpoint is self-contained and exports to ONNX as one graph).
 Tags were learned from hundreds of thousands of songs; a model that reads them, rather than the 3412
@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ..exceptions import ParameterError
-from ..musicnn import EMBEDDING_DIM, EMBEDDING_LAYOUT, MODELS, load_musicnn
+from .musicnn import EMBEDDING_DIM, EMBEDDING_LAYOUT, MODELS, load_musicnn
 from . import register_model
 
 __all__ = ["MusicnnLinear", "MusicnnZeroShot", "ZERO_SHOT_TAGS", "FITTED_BY_SCRIPT", "penultimate_columns", "tag_names"]
@@ -68,6 +68,10 @@ def tag_names() -> list[str]:
 class _TagLayer(nn.Module):
     """Penultimate columns of the embedding -> (penultimate, tag logits), with musicnn's output layers."""
 
+    columns: torch.Tensor  # buffers, declared for the type checker (nn.Module.__getattr__ is untyped)
+    weight: torch.Tensor
+    bias: torch.Tensor
+
     def __init__(self) -> None:
         super().__init__()
         nets = [load_musicnn(m) for m in MODELS]
@@ -109,6 +113,12 @@ class MusicnnLinear(nn.Module):
         Output labels, to find each one's tag for the prior.
     """
 
+    mean: torch.Tensor  # buffers, declared for the type checker (nn.Module.__getattr__ is untyped)
+    scale: torch.Tensor
+    select: torch.Tensor
+    untagged: torch.Tensor
+    beta: torch.Tensor
+
     def __init__(self, n_classes: int, *, inputs: Inputs = "penultimate+tags", prior: bool = False, labels: tuple[str, ...] = tuple(ZERO_SHOT_TAGS)) -> None:
         super().__init__()
         self.inputs = inputs
@@ -138,6 +148,9 @@ class MusicnnZeroShot(nn.Module):
     Softmax turns the mapped tag scores into probabilities proportional to them; genres without a tag
     get a fixed score of 0.001. Nothing is trained. Labels must be the ten GTZAN genres.
     """
+
+    select: torch.Tensor  # buffers, declared for the type checker
+    floor: torch.Tensor
 
     def __init__(self, labels: tuple[str, ...]) -> None:
         super().__init__()

@@ -194,7 +194,7 @@ async def receive_upload(
     if declared.isdigit() and int(declared) > body_limit:
         raise _too_large(max_bytes)
     writer = _FilePartWriter(field, dest_dir, max_bytes)
-    parser = MultipartParser(boundary, writer.callbacks())  # type: ignore[arg-type]
+    parser = MultipartParser(boundary, writer.callbacks())  # type: ignore[arg-type]  # its callbacks TypedDict is stricter than the plain dict it reads
     received = 0
     try:
         async for chunk in _chunks(request, grace_s, min_rate):

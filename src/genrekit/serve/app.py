@@ -32,6 +32,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
 from .. import __version__
+from .._params import Constraint, Interval, check_values
 from ..exceptions import AudioDecodeError, AudioTooLongError, ParameterError
 from ..palette import genre_colors
 from ._defaults import (
@@ -204,10 +205,7 @@ def _duration_words(seconds: float) -> str:
 
 def _decode_message(error: AudioDecodeError, upload: Upload) -> str:
     """Why the file failed, told about the name the user knows instead of the server's temp path."""
-    path = str(upload.path)
-    reason = str(error).removeprefix(f"{path}: ").replace(path, upload.filename)
-    if reason.startswith("not decodable audio (") and reason.endswith(")"):
-        reason = reason.removeprefix("not decodable audio (").removesuffix(")")
+    reason = (error.detail or error.reason).replace(str(upload.path), upload.filename)
     reason = reason[:1].lower() + reason[1:].rstrip(".")
     return f"“{upload.filename}” could not be read as audio: {reason}. Please upload a {_FORMATS} file."
 
@@ -216,6 +214,17 @@ def _error_response(error: RequestError) -> JSONResponse:
     return JSONResponse(
         ErrorOut(error=error.error, detail=error.detail).model_dump(), status_code=error.status_code, headers=error.headers
     )
+
+
+_CREATE_APP_CONSTRAINTS: dict[str, Constraint] = {
+    "max_upload_mb": Interval(0, None, closed="neither"),
+    "max_duration_s": Interval(0, None, closed="neither"),
+    "upload_grace_s": Interval(0, None, closed="neither"),
+    "min_upload_kbps": Interval(0, None, closed="neither"),
+    "workers": Interval(1, None, integer=True),
+    "max_uploads": Interval(1, None, integer=True),
+    "max_queue": Interval(0, None, integer=True),
+}
 
 
 def create_app(
@@ -267,20 +276,9 @@ def create_app(
     >>> from genrekit import load_model                               # doctest: +SKIP
     >>> uvicorn.run(create_app(load_model(), workers=2), port=8000)   # doctest: +SKIP
     """
-    for name, value, low in (
-        ("max_upload_mb", max_upload_mb, 0), ("max_duration_s", max_duration_s, 0),
-        ("upload_grace_s", upload_grace_s, 0), ("min_upload_kbps", min_upload_kbps, 0),
-    ):
-        if not value > low:
-            raise ParameterError(f"The {name!r} parameter of create_app must be > {low}. Got {value!r} instead.")
-    if workers < 1:
-        raise ParameterError(f"The 'workers' parameter of create_app must be an integer >= 1. Got {workers!r} instead.")
-    if max_uploads < 1:
-        raise ParameterError(f"The 'max_uploads' parameter of create_app must be an integer >= 1. Got {max_uploads!r} instead.")
+    check_values(locals(), _CREATE_APP_CONSTRAINTS, owner="create_app")
     if token is not None and not token.strip():
         raise ParameterError("The 'token' parameter of create_app must be a non-empty string (or None for no token).")
-    if max_queue < 0:
-        raise ParameterError(f"The 'max_queue' parameter of create_app must be an integer >= 0. Got {max_queue!r} instead.")
     service = _Service(
         model, max_bytes=int(max_upload_mb * 1e6), max_duration_s=max_duration_s, workers=workers, max_queue=max_queue,
         max_uploads=max_uploads, upload_grace_s=upload_grace_s, min_upload_rate=min_upload_kbps * 1000,
