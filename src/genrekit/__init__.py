@@ -17,14 +17,14 @@ if TYPE_CHECKING:
     from .inference import GenreClassifier
 
 
-def load_model(name_or_path: Any = "default") -> GenreClassifier:
-    """Load a shipped model by name (``"default"``), a run folder or a ``model.pt`` file.
+def load_model(name_or_path: Any = "default", *, backend: str = "auto") -> GenreClassifier:
+    """Load a shipped model by name (``"default"``), a run folder, a ``model.pt`` or an exported ``.onnx`` file.
 
-    See :func:`genrekit.inference.load_model`.
+    ``backend``: "auto", "torch" or "onnxruntime"; see :func:`genrekit.inference.load_model`.
     """
     from .inference import load_model as _load
 
-    return _load(name_or_path)
+    return _load(name_or_path, backend=backend)
 
 
 def available_models() -> list[str]:

@@ -32,9 +32,9 @@ HOP_LENGTH = 512
 N_MELS = 128
 SEGMENT_SECONDS = 3.0
 
-FeatureKind = Literal["logmel", "musicnn"]
+FeatureKind = Literal["logmel", "musicnn", "musicnn-patches"]
 Scaling = Literal["seed", "standard"]
-_FEATURE_KINDS = ("logmel", "musicnn")
+_FEATURE_KINDS = ("logmel", "musicnn", "musicnn-patches")
 _SCALINGS = ("seed", "standard")
 
 
@@ -110,6 +110,8 @@ class FeatureConfig:
     kind : {"logmel", "musicnn"}, default="logmel"
         ``logmel``: the original log-mel spectrogram, shape (n_mels, frames).
         ``musicnn``: pretrained musicnn embeddings (see :mod:`genrekit.musicnn`).
+        ``musicnn-patches``: musicnn's log-mel input, shape (frames, 96): what an exported musicnn
+        model reads, the networks being part of its graph (see :mod:`genrekit.export`).
     n_fft, hop_length, n_mels : int
         STFT and mel parameters (Hann window, centered frames, Slaney mel scale, power 2).
     f_min, f_max : float

@@ -129,6 +129,10 @@ def feature_shape(config: FeatureConfig) -> tuple[int, ...]:
         from .musicnn import embedding_shape
 
         return embedding_shape(config)
+    if config.kind == "musicnn-patches":
+        from .export import network_input_shape
+
+        return network_input_shape(config)
     return (config.n_mels, n_frames(config.audio.segment_samples, config.hop_length))
 
 
@@ -138,4 +142,8 @@ def extract_features(segments: np.ndarray, config: FeatureConfig) -> np.ndarray:
         from .musicnn import extract_embeddings
 
         return extract_embeddings(segments, config)
+    if config.kind == "musicnn-patches":
+        from .export import musicnn_patches
+
+        return musicnn_patches(segments, config)
     return logmel(segments, config)

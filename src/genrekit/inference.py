@@ -251,9 +251,22 @@ def _featurize_file(path: str, config: FeatureConfig, max_duration: float | None
     return _Featurized(path, np.concatenate(features), stream.duration_s, warnings=tuple(str(w.message) for w in caught), silent=stream.silent)
 
 
-def _init_worker(parent: int) -> None:
+_worker_model: GenreClassifier | None = None  # the model a predict_many worker process runs
+
+
+def _init_worker(parent: int, rebuild: tuple[Any, tuple[Any, ...], dict[str, Any]]) -> None:
+    """Set a worker up: one thread, exit with the parent, and its own copy of the model (``rebuild``: factory, args, kwargs)."""
+    global _worker_model
     torch.set_num_threads(1)
     watch_parent(parent)
+    factory, args, kwargs = rebuild
+    _worker_model = factory(*args, **kwargs)
+
+
+def _predict_in_worker(path: str, max_duration: float | None) -> Prediction | PredictionError:
+    """One file through decoding, features and the model in a worker: only its Prediction travels back."""
+    assert _worker_model is not None, "predict_many's worker initializer did not run"
+    return _worker_model._predict_file(path, max_duration)
 
 
 class _FoldedConvNet:
@@ -370,12 +383,23 @@ class GenreClassifier:
         self._forward = _fold_conv_net(model) or model.to(memory_format=torch.channels_last)
 
     @property
+    def backend(self) -> str:
+        """What runs the network: "torch" here, "onnxruntime" for :class:`~genrekit.onnx_backend.OnnxClassifier`."""
+        return "torch"
+
+    @property
     def classes_(self) -> list[str]:
         return list(self.checkpoint.labels)
 
     @property
     def feature_config(self) -> FeatureConfig:
         return self.checkpoint.feature_config
+
+    @property
+    def input_config(self) -> FeatureConfig:
+        """The features the network reads per segment: :attr:`feature_config`, except for an exported musicnn
+        model, whose graph holds the musicnn networks and reads their log-mel patches."""
+        return self.feature_config
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -424,7 +448,7 @@ class GenreClassifier:
 
         Warnings raised while decoding become the Prediction's notes; the model's own are re-issued as usual.
         """
-        stream = _FileFeatures(path, self.feature_config, max_duration)
+        stream = _FileFeatures(path, self.input_config, max_duration)
         probs: list[np.ndarray] = []
         model_warnings: list[warnings.WarningMessage] = []
         with warnings.catch_warnings(record=True) as caught:
@@ -466,36 +490,41 @@ class GenreClassifier:
         target = self.feature_config.audio.sample_rate
         if sample_rate != target:
             y = soxr.resample(y, sample_rate, target, quality="HQ").astype(np.float32)
-        features, duration, silent = _featurize_signal(y, self.feature_config)
+        features, duration, silent = _featurize_signal(y, self.input_config)
         return self._prediction(None, self.predict_proba_features(features), duration, silent=silent)
+
+    def _rebuild(self, threads: int = 1) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
+        """How a worker process builds its own copy of this model: (factory, args, kwargs), picklable.
+
+        ``threads`` is for backends that own their thread pool; torch's is set by the worker."""
+        return GenreClassifier, (self.checkpoint,), {"name": self.name}
 
     def predict_many(
         self, paths: Iterable[str | Path], *, jobs: int | None = None, max_duration: float | None = None
     ) -> Iterator[Prediction | PredictionError]:
-        """Classify many files, in input order: decoding runs in ``jobs`` worker processes while
-        this process runs the model. Unreadable files, and files longer than ``max_duration`` seconds,
-        yield a :class:`PredictionError`.
+        """Classify many files, in input order, in ``jobs`` worker processes that each run decoding, features
+        and the model on one thread, so throughput grows with the cores. Unreadable files, and files longer
+        than ``max_duration`` seconds, yield a :class:`PredictionError`.
 
-        With one job (or one file) each file streams as in :meth:`predict`; workers stream decoding and
-        features, and send back a file's features (~66 kB a segment for log-mels), not its signal."""
+        With one job (or one file) each file streams as in :meth:`predict` in this process; each worker
+        streams its files the same way and sends back only their predictions."""
         jobs = jobs or os.cpu_count() or 1
-        config = self.feature_config
         paths = [str(p) for p in paths]
         if jobs <= 1 or len(paths) <= 1:
             for p in paths:
                 yield self._predict_file(p, max_duration)
             return
         with ProcessPoolExecutor(
-            max_workers=jobs, mp_context=get_context("forkserver"), initializer=_init_worker, initargs=(os.getpid(),)
+            max_workers=jobs, mp_context=get_context("forkserver"), initializer=_init_worker, initargs=(os.getpid(), self._rebuild())
         ) as pool:
             try:
-                pending: deque[Future[_Featurized]] = deque()
+                pending: deque[Future[Prediction | PredictionError]] = deque()
                 for p in paths:
-                    pending.append(pool.submit(_featurize_file, p, config, max_duration))
+                    pending.append(pool.submit(_predict_in_worker, p, max_duration))
                     if len(pending) >= 4 * jobs:
-                        yield self._from_featurized(pending.popleft().result())
+                        yield pending.popleft().result()
                 while pending:
-                    yield self._from_featurized(pending.popleft().result())
+                    yield pending.popleft().result()
             except BaseException:  # interrupted, or the caller stopped early (GeneratorExit): do not finish the queue
                 stop_pool(pool)
                 raise
@@ -526,28 +555,43 @@ def available_models() -> list[str]:
     return sorted(name for name, file in _SHIPPED.items() if (root / file).is_file())
 
 
-def load_model(name_or_path: str | Path = DEFAULT_MODEL) -> GenreClassifier:
-    """Load a shipped model by name, a run folder (its ``model.pt``), or a model file.
+def load_model(name_or_path: str | Path = DEFAULT_MODEL, *, backend: str = "auto") -> GenreClassifier:
+    """Load a shipped model by name, a run folder (its ``model.pt``), or a model file (``.pt``, or ``.onnx``
+    from ``genrekit export``).
+
+    Parameters
+    ----------
+    backend : {"auto", "torch", "onnxruntime"}, default="auto"
+        What runs the network: "auto" takes onnxruntime when it is installed and the model is one it runs
+        faster (see :func:`genrekit.onnx_backend.with_backend`), else PyTorch. An ``.onnx`` file always runs
+        with onnxruntime.
 
     Raises
     ------
     ModelNotFoundError
         Nothing of that name or path exists; the message lists the shipped models.
+    ParameterError
+        An unknown backend, or one that cannot run this model here.
     """
+    from .onnx_backend import check_backend, load_onnx, with_backend
+
+    check_backend(backend)
     key = str(name_or_path)
     if key in _SHIPPED:
         with resources.as_file(resources.files("genrekit") / "weights" / _SHIPPED[key]) as path:
             if not path.is_file():
                 raise ModelNotFoundError(f"Model {key!r} is not shipped in this installation; available models: {', '.join(available_models()) or 'none'}")
-            return GenreClassifier(load_checkpoint(path), name=key)
+            return with_backend(GenreClassifier(load_checkpoint(path), name=key), backend)
     path = Path(name_or_path)
+    if path.suffix == ".onnx":
+        return load_onnx(path, name=key, backend=backend)
     if path.is_dir():
         path = path / "model.pt"
     if not path.exists():
         raise ModelNotFoundError(
             f"Model {key!r} not found: not a shipped model name, run folder or model file; available models: {', '.join(available_models()) or 'none'}"
         )
-    return GenreClassifier(load_checkpoint(path), name=key)
+    return with_backend(GenreClassifier(load_checkpoint(path), name=key), backend)
 
 
 def find_audio_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[PredictionError]]:

@@ -1,0 +1,170 @@
+"""Run genrekit models with onnxruntime: exported ``.onnx`` files, or checkpoints exported on loading.
+
+:class:`OnnxClassifier` is a :class:`~genrekit.inference.GenreClassifier` whose network is an
+onnxruntime session: decoding, segmenting, the silence rule, soft voting and the worker pool are the
+same code. Its :attr:`feature_config` is what the graph reads: the checkpoint's features, or for a model
+over musicnn embeddings ``kind="musicnn-patches"`` (the log-mel patches), since the exported graph holds
+both musicnn networks (:mod:`genrekit.export`).
+
+Why: on one thread the shipped musicnn model runs ~3x faster in onnxruntime than in eager PyTorch
+(benchmarks/bench_onnx.py): onnxruntime folds the batch norms into the convolutions and runs them on
+blocked layouts, where eager PyTorch spends its time in layout changes and elementwise ops.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import FeatureConfig
+from .exceptions import ModelNotFoundError, ParameterError
+from .export import INPUT_MUSICNN_LOGMEL, read_metadata
+from .inference import GenreClassifier
+
+__all__ = ["BACKENDS", "OnnxModel", "OnnxClassifier", "onnxruntime_available", "check_backend", "load_onnx", "with_backend"]
+
+BACKENDS = ("auto", "torch", "onnxruntime")
+# Architectures "auto" runs with onnxruntime: those it measured faster on one thread (benchmarks/bench_onnx.py).
+AUTO_ONNX = frozenset({"musicnn-linear", "musicnn-zero-shot", "musicnn-head"})
+
+
+def onnxruntime_available() -> bool:
+    """Whether the ``onnxruntime`` package can be imported here."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class OnnxModel:
+    """What :class:`GenreClassifier` reads from a checkpoint, taken from an ONNX file's metadata.
+
+    The graph applies the standardization itself, so :meth:`normalize` is the identity.
+    """
+
+    model_name: str
+    labels: list[str]
+    feature_config: FeatureConfig
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def normalize(self, features: Any) -> Any:
+        return features
+
+
+def _session(model: bytes | str, threads: int) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    # One thread per session by default: predict runs one session per worker process, the server one per request thread.
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+class OnnxClassifier(GenreClassifier):
+    """A genre model run by onnxruntime.
+
+    Parameters
+    ----------
+    model : bytes or str
+        A serialized ONNX model written by :func:`genrekit.export.onnx_bytes`, or its path.
+    name : str
+        How the model was asked for.
+    threads : int, default=1
+        onnxruntime intra-op threads.
+
+    Raises
+    ------
+    ModelNotFoundError
+        The file is not an ONNX model, or one without genrekit's metadata.
+    """
+
+    def __init__(self, model: bytes | str, *, name: str = "", threads: int = 1) -> None:
+        self._source = model
+        self._threads = threads
+        try:
+            self._session = _session(model, threads)
+        except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf types
+            source = model if isinstance(model, str) else name
+            raise ModelNotFoundError(f"{source}: not an ONNX model onnxruntime can load ({str(e).splitlines()[0]})") from e
+        meta = read_metadata(self._session.get_modelmeta().custom_metadata_map)
+        missing = {"labels", "feature_config", "input"} - set(meta)
+        if missing:
+            raise ModelNotFoundError(f"{model if isinstance(model, str) else name}: an ONNX model without genrekit metadata (missing {', '.join(sorted(missing))}); export it with genrekit export")
+        config = FeatureConfig.from_dict(meta["feature_config"])
+        self._input_config = replace(config, kind="musicnn-patches") if meta["input"] == INPUT_MUSICNN_LOGMEL else config
+        self.checkpoint = OnnxModel(str(meta.get("model", "")), list(meta["labels"]), config, dict(meta.get("metadata", {})))  # type: ignore[assignment]
+        self.name = name
+        self._input = self._session.get_inputs()[0].name
+
+    @property
+    def backend(self) -> str:
+        return "onnxruntime"
+
+    @property
+    def input_config(self) -> FeatureConfig:
+        return self._input_config
+
+    def _rebuild(self, threads: int = 1) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
+        return OnnxClassifier, (self._source,), {"name": self.name, "threads": threads}
+
+    def predict_proba_features(self, features: np.ndarray) -> np.ndarray:
+        """Class probabilities of a batch of graph inputs, shape (n_segments, n_classes)."""
+        x = np.ascontiguousarray(features, dtype=np.float32)
+        if not len(x):
+            return np.empty((0, len(self.classes_)), dtype=np.float32)
+        return self._session.run(None, {self._input: x})[0]
+
+
+def check_backend(backend: str) -> None:
+    """Raise :class:`ParameterError` for a backend name not in :data:`BACKENDS`."""
+    if backend not in BACKENDS:
+        raise ParameterError(f"The 'backend' parameter must be one of {', '.join(BACKENDS)}. Got {backend!r} instead.")
+
+
+def load_onnx(path: str | Path, *, name: str | None = None, backend: str = "auto", threads: int = 1) -> OnnxClassifier:
+    """An exported model file (``genrekit export``) as a classifier; no run folder or PyTorch model needed.
+
+    Raises
+    ------
+    ModelNotFoundError
+        No such file, or not a genrekit ONNX model.
+    ParameterError
+        ``backend="torch"`` (an ONNX file runs with onnxruntime only), or onnxruntime is not installed.
+    """
+    path = Path(path)
+    check_backend(backend)
+    if backend == "torch":
+        raise ParameterError(f"{path}: an ONNX model runs with onnxruntime; use --backend onnxruntime or auto, or the model.pt it was exported from")
+    if not path.is_file():
+        raise ModelNotFoundError(f"{path}: no such model file")
+    if not onnxruntime_available():
+        raise ParameterError(f"{path}: running an ONNX model needs onnxruntime (pip install onnxruntime)")
+    return OnnxClassifier(os.fspath(path), name=str(path) if name is None else name, threads=threads)
+
+
+def with_backend(classifier: GenreClassifier, backend: str, *, threads: int = 1) -> GenreClassifier:
+    """``classifier`` itself (PyTorch) or its checkpoint exported in memory and run by onnxruntime.
+
+    "auto" takes onnxruntime for the architectures in :data:`AUTO_ONNX` when it is installed.
+
+    Raises
+    ------
+    ParameterError
+        ``backend="onnxruntime"`` and onnxruntime is not installed.
+    """
+    check_backend(backend)
+    use_onnx = backend == "onnxruntime" or (backend == "auto" and classifier.checkpoint.model_name in AUTO_ONNX and onnxruntime_available())
+    if not use_onnx:
+        return classifier
+    if not onnxruntime_available():
+        raise ParameterError("backend 'onnxruntime' needs the onnxruntime package (pip install onnxruntime)")
+    from .export import onnx_bytes
+
+    return OnnxClassifier(onnx_bytes(classifier.checkpoint), name=classifier.name, threads=threads)
