@@ -135,3 +135,62 @@ def test_cli_export_then_predict_with_the_file(tmp_path: Path) -> None:
     np.testing.assert_allclose(list(a["probabilities"].values()), list(b["probabilities"].values()), atol=1e-4)
     bad = runner.invoke(app, ["export", str(run), "--out", str(tmp_path / "x.onnx"), "--format", "tflite"])
     assert bad.exit_code == 2 and "--format must be one of onnx" in bad.output
+
+
+def test_int8_front_end_quantizes_the_four_timbral_convolutions_and_pools_on_uint8() -> None:
+    import onnx
+
+    from genrekit.export import onnx_bytes
+    from genrekit.quantize import quantize_timbral, timbral_convs
+
+    model = load_model("default", backend="torch")
+    fp32 = onnx_bytes(model.checkpoint)
+    assert len(timbral_convs(onnx.load_from_string(fp32))) == 4
+    config = model.feature_config
+    calibration = [musicnn_patches(_segments(config, 5), config)]
+    int8 = onnx.load_from_string(quantize_timbral(fp32, calibration, source="abc"))
+    ops = [n.op_type for n in int8.graph.node]
+    assert ops.count("QuantizeLinear") >= 4
+    for node in int8.graph.node:  # every max over frequency after a quantized conv reads its uint8 output
+        if node.op_type == "ReduceMax" and node.output[0].endswith("_quantized"):
+            assert any(n.op_type == "QuantizeLinear" and n.output[0] == node.input[0] for n in int8.graph.node)
+    assert sum(n.op_type == "ReduceMax" and n.output[0].endswith("_quantized") for n in int8.graph.node) == 4
+    quantized = OnnxClassifier(int8.SerializeToString())
+    assert quantized.metadata_props["source"] == "abc" and quantized.classes_ == model.classes_
+    x = musicnn_patches(_segments(config, 6), config)
+    p8, p32 = quantized.predict_proba_features(x), OnnxClassifier(fp32).predict_proba_features(x)
+    np.testing.assert_allclose(p8.sum(axis=1), 1.0, atol=1e-5)
+    assert np.abs(p8 - p32).max() < 0.1  # calibrated on these very tones: close, not equal
+
+
+def test_shipped_int8_graph_is_current_and_what_auto_loads() -> None:
+    from importlib import resources
+
+    from genrekit.onnx_backend import shipped_quantized, source_digest
+
+    if not (resources.files("genrekit") / "weights" / "default-int8.onnx").is_file():
+        pytest.skip("no int8 graph shipped (scripts/quantize_default_model.py writes it)")
+    quantized = shipped_quantized("default")
+    assert quantized is not None, "weights/default-int8.onnx was made from another default.pt: rerun scripts/quantize_default_model.py"
+    assert quantized.metadata_props["source"] == source_digest("default")
+    assert load_model().metadata_props["source"] == source_digest("default")  # auto takes it
+    assert load_model(backend="onnxruntime").metadata_props.get("source") is None  # the float32 export
+
+
+def test_exported_graph_is_cached_and_an_unwritable_cache_only_costs_the_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from genrekit.onnx_backend import cache_dir
+
+    monkeypatch.setenv("GENREKIT_CACHE_DIR", str(tmp_path / "cache"))
+    first = load_model("zero-shot", backend="onnxruntime")
+    files = list((cache_dir() / "onnx").glob("musicnn-zero-shot-*.onnx"))
+    assert len(files) == 1
+    from genrekit.export import onnx_bytes
+
+    default = load_model("default", backend="torch")
+    files[0].write_bytes(onnx_bytes(default.checkpoint))  # planted: a second load must read the file, not export again
+    x = musicnn_patches(_segments(first.feature_config, 2), first.feature_config)
+    np.testing.assert_allclose(load_model("zero-shot", backend="onnxruntime").predict_proba_features(x), default.predict_proba_features(extract_features(_segments(first.feature_config, 2), default.feature_config)), atol=1e-4)
+    files[0].unlink()
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("GENREKIT_CACHE_DIR", str(tmp_path / "file"))  # not a folder: nothing can be written there
+    np.testing.assert_allclose(load_model("zero-shot", backend="onnxruntime").predict_proba_features(x), first.predict_proba_features(x), atol=1e-6)

@@ -13,8 +13,11 @@ blocked layouts, where eager PyTorch spends its time in layout changes and eleme
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from dataclasses import dataclass, field, replace
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +97,7 @@ class OnnxClassifier(GenreClassifier):
             source = model if isinstance(model, str) else name
             raise ModelNotFoundError(f"{source}: not an ONNX model onnxruntime can load ({str(e).splitlines()[0]})") from e
         meta = read_metadata(self._session.get_modelmeta().custom_metadata_map)
+        self.metadata_props = meta
         missing = {"labels", "feature_config", "input"} - set(meta)
         if missing:
             raise ModelNotFoundError(f"{model if isinstance(model, str) else name}: an ONNX model without genrekit metadata (missing {', '.join(sorted(missing))}); export it with genrekit export")
@@ -165,6 +169,72 @@ def with_backend(classifier: GenreClassifier, backend: str, *, threads: int = 1)
         return classifier
     if not onnxruntime_available():
         raise ParameterError("backend 'onnxruntime' needs the onnxruntime package (pip install onnxruntime)")
+    return OnnxClassifier(_exported(classifier.checkpoint), name=classifier.name, threads=threads)
+
+
+def source_digest(name: str) -> str:
+    """SHA-256 of the shipped model file ``name`` (``default``): what a shipped quantized graph was made from."""
+    from .inference import _SHIPPED
+
+    return hashlib.sha256((resources.files("genrekit") / "weights" / _SHIPPED[name]).read_bytes()).hexdigest()
+
+
+def shipped_quantized(name: str, *, threads: int = 1) -> OnnxClassifier | None:
+    """The shipped int8 graph of model ``name`` (``weights/<name>-int8.onnx``, written by
+    scripts/quantize_default_model.py), or ``None`` when there is none, onnxruntime is missing, or it was
+    made from another version of the model file (then the float32 export runs instead)."""
+    resource = resources.files("genrekit") / "weights" / f"{name}-int8.onnx"
+    if not resource.is_file() or not onnxruntime_available():
+        return None
+    with resources.as_file(resource) as path:
+        model = OnnxClassifier(os.fspath(path), name=name, threads=threads)
+    return model if model.metadata_props.get("source") == source_digest(name) else None
+
+
+def cache_dir() -> Path:
+    """Where exported graphs are kept between runs: ``$GENREKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/genrekit`` or ``~/.cache/genrekit``."""
+    if "GENREKIT_CACHE_DIR" in os.environ:
+        return Path(os.environ["GENREKIT_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "genrekit"
+
+
+def _digest(checkpoint: Any) -> str:
+    """What the exported graph depends on: genrekit, torch, the checkpoint's contents and, for musicnn models, the networks' weights."""
+    import torch
+
+    from . import __version__
+
+    h = hashlib.blake2b(digest_size=16)
+    h.update(json.dumps([__version__, torch.__version__, checkpoint.model_name, checkpoint.model_options, list(checkpoint.labels),
+                         checkpoint.feature_config.to_dict(), checkpoint.metadata], sort_keys=True, default=str).encode())
+    tensors = {**checkpoint.state_dict, "__mean": checkpoint.mean, "__std": checkpoint.std}
+    for key in sorted(tensors):
+        if tensors[key] is not None:
+            h.update(key.encode())
+            h.update(tensors[key].detach().cpu().contiguous().numpy().tobytes())
+    if checkpoint.feature_config.kind == "musicnn":
+        root = resources.files("genrekit") / "weights"
+        for name in sorted(p.name for p in root.iterdir() if p.name.startswith("musicnn_")):
+            h.update((root / name).read_bytes())
+    return h.hexdigest()
+
+
+def _exported(checkpoint: Any) -> bytes:
+    """:func:`genrekit.export.onnx_bytes` of ``checkpoint``, kept in :func:`cache_dir`: tracing the shipped model
+    costs ~0.7 s, reading the file ~5 ms. The cache is best effort: an unwritable folder only costs the export."""
     from .export import onnx_bytes
 
-    return OnnxClassifier(onnx_bytes(classifier.checkpoint), name=classifier.name, threads=threads)
+    path = cache_dir() / "onnx" / f"{checkpoint.model_name}-{_digest(checkpoint)}.onnx"
+    try:
+        return path.read_bytes()
+    except OSError:
+        pass
+    model = onnx_bytes(checkpoint)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(model)
+        tmp.replace(path)
+    except OSError:
+        pass
+    return model
