@@ -163,20 +163,6 @@ def test_int8_front_end_quantizes_the_four_timbral_convolutions_and_pools_on_uin
     assert np.abs(p8 - p32).max() < 0.1  # calibrated on these very tones: close, not equal
 
 
-def test_shipped_int8_graph_is_current_and_what_auto_loads() -> None:
-    from importlib import resources
-
-    from genrekit.onnx_backend import shipped_quantized, source_digest
-
-    if not (resources.files("genrekit") / "weights" / "default-int8.onnx").is_file():
-        pytest.skip("no int8 graph shipped (scripts/quantize_default_model.py writes it)")
-    quantized = shipped_quantized("default")
-    assert quantized is not None, "weights/default-int8.onnx was made from another default.pt: rerun scripts/quantize_default_model.py"
-    assert quantized.metadata_props["source"] == source_digest("default")
-    assert load_model().metadata_props["source"] == source_digest("default")  # auto takes it
-    assert load_model(backend="onnxruntime").metadata_props.get("source") is None  # the float32 export
-
-
 def test_exported_graph_is_cached_and_an_unwritable_cache_only_costs_the_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from genrekit.onnx_backend import cache_dir
 

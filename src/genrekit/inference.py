@@ -563,8 +563,8 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL, *, backend: str = "auto
     ----------
     backend : {"auto", "torch", "onnxruntime"}, default="auto"
         What runs the network: "auto" takes onnxruntime when it is installed and the model is one it runs
-        faster (see :func:`genrekit.onnx_backend.with_backend`), else PyTorch. An ``.onnx`` file always runs
-        with onnxruntime.
+        faster (see :func:`genrekit.onnx_backend.with_backend`), else PyTorch. An ``.onnx`` file always
+        runs with onnxruntime.
 
     Raises
     ------

@@ -172,25 +172,6 @@ def with_backend(classifier: GenreClassifier, backend: str, *, threads: int = 1)
     return OnnxClassifier(_exported(classifier.checkpoint), name=classifier.name, threads=threads)
 
 
-def source_digest(name: str) -> str:
-    """SHA-256 of the shipped model file ``name`` (``default``): what a shipped quantized graph was made from."""
-    from .inference import _SHIPPED
-
-    return hashlib.sha256((resources.files("genrekit") / "weights" / _SHIPPED[name]).read_bytes()).hexdigest()
-
-
-def shipped_quantized(name: str, *, threads: int = 1) -> OnnxClassifier | None:
-    """The shipped int8 graph of model ``name`` (``weights/<name>-int8.onnx``, written by
-    scripts/quantize_default_model.py), or ``None`` when there is none, onnxruntime is missing, or it was
-    made from another version of the model file (then the float32 export runs instead)."""
-    resource = resources.files("genrekit") / "weights" / f"{name}-int8.onnx"
-    if not resource.is_file() or not onnxruntime_available():
-        return None
-    with resources.as_file(resource) as path:
-        model = OnnxClassifier(os.fspath(path), name=name, threads=threads)
-    return model if model.metadata_props.get("source") == source_digest(name) else None
-
-
 def cache_dir() -> Path:
     """Where exported graphs are kept between runs: ``$GENREKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/genrekit`` or ``~/.cache/genrekit``."""
     if "GENREKIT_CACHE_DIR" in os.environ:
