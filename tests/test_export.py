@@ -79,6 +79,8 @@ def test_onnx_file_carries_labels_config_and_calibration(tmp_path: Path) -> None
     assert onnx_model.uncertain_below == torch_model.uncertain_below > 0
     assert onnx_model.describe()["architecture"] == "musicnn-linear"
     assert onnx_model.input_config.kind == "musicnn-patches" and onnx_model.feature_config.kind == "musicnn"
+    converted = load_model("default", backend="onnxruntime")  # a checkpoint run by onnxruntime keeps its Checkpoint
+    assert converted.checkpoint is not None and converted.checkpoint.state_dict.keys() == torch_model.checkpoint.state_dict.keys()
 
 
 def test_backend_choice() -> None:

@@ -55,6 +55,8 @@ class OnnxModel:
     labels: list[str]
     feature_config: FeatureConfig
     metadata: dict[str, Any] = field(default_factory=dict)
+    mean: None = None  # standardization is in the graph
+    std: None = None
 
     def normalize(self, features: Any) -> Any:
         return features
@@ -81,6 +83,10 @@ class OnnxClassifier(GenreClassifier):
         How the model was asked for.
     threads : int, default=1
         onnxruntime intra-op threads.
+    checkpoint : Checkpoint, optional
+        The checkpoint ``model`` was exported from: kept as :attr:`checkpoint` (weights, standardization),
+        as a PyTorch-backed classifier has it. Without it, :attr:`checkpoint` is an :class:`OnnxModel`
+        read from the file's metadata.
 
     Raises
     ------
@@ -88,7 +94,7 @@ class OnnxClassifier(GenreClassifier):
         The file is not an ONNX model, or one without genrekit's metadata.
     """
 
-    def __init__(self, model: bytes | str, *, name: str = "", threads: int = 1) -> None:
+    def __init__(self, model: bytes | str, *, name: str = "", threads: int = 1, checkpoint: Any = None) -> None:
         self._source = model
         self._threads = threads
         try:
@@ -103,7 +109,7 @@ class OnnxClassifier(GenreClassifier):
             raise ModelNotFoundError(f"{model if isinstance(model, str) else name}: an ONNX model without genrekit metadata (missing {', '.join(sorted(missing))}); export it with genrekit export")
         config = FeatureConfig.from_dict(meta["feature_config"])
         self._input_config = replace(config, kind="musicnn-patches") if meta["input"] == INPUT_MUSICNN_LOGMEL else config
-        self.checkpoint = OnnxModel(str(meta.get("model", "")), list(meta["labels"]), config, dict(meta.get("metadata", {})))  # type: ignore[assignment]
+        self.checkpoint = checkpoint if checkpoint is not None else OnnxModel(str(meta.get("model", "")), list(meta["labels"]), config, dict(meta.get("metadata", {})))  # type: ignore[assignment]
         self.name = name
         self._input = self._session.get_inputs()[0].name
 
@@ -116,7 +122,8 @@ class OnnxClassifier(GenreClassifier):
         return self._input_config
 
     def _rebuild(self, threads: int = 1) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
-        return OnnxClassifier, (self._source,), {"name": self.name, "threads": threads}
+        checkpoint = None if isinstance(self.checkpoint, OnnxModel) else self.checkpoint
+        return OnnxClassifier, (self._source,), {"name": self.name, "threads": threads, "checkpoint": checkpoint}
 
     def predict_proba_features(self, features: np.ndarray) -> np.ndarray:
         """Class probabilities of a batch of graph inputs, shape (n_segments, n_classes)."""
@@ -169,7 +176,7 @@ def with_backend(classifier: GenreClassifier, backend: str, *, threads: int = 1)
         return classifier
     if not onnxruntime_available():
         raise ParameterError("backend 'onnxruntime' needs the onnxruntime package (pip install onnxruntime)")
-    return OnnxClassifier(_exported(classifier.checkpoint), name=classifier.name, threads=threads)
+    return OnnxClassifier(_exported(classifier.checkpoint), name=classifier.name, threads=threads, checkpoint=classifier.checkpoint)
 
 
 def cache_dir() -> Path:
