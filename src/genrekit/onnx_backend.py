@@ -31,7 +31,11 @@ from .inference import GenreClassifier
 __all__ = ["BACKENDS", "OnnxModel", "OnnxClassifier", "onnxruntime_available", "check_backend", "load_onnx", "with_backend"]
 
 BACKENDS = ("auto", "torch", "onnxruntime")
-# Architectures "auto" runs with onnxruntime: those it measured faster on one thread (benchmarks/bench_onnx.py).
+# Architectures "auto" runs with onnxruntime. musicnn models: 0.31-0.32 s vs 0.85-0.90 s a 30 s track on one
+# thread (benchmarks/bench_onnx.py). cnn1/cnn2 stay on their folded oneDNN path: onnxruntime's network time is
+# 9.2 vs 12.1 ms (cnn1) and 10.9 vs 12.6 ms (cnn2) CPU per 30 s track, 2-3 ms saved of a 33-41 ms predict,
+# while a fresh process pays more (importing onnxruntime ~30 ms, hashing the checkpoint for the export cache,
+# a session ~5 ms; the first load traces the export) than a one-file predict saves.
 AUTO_ONNX = frozenset({"musicnn-linear", "musicnn-zero-shot", "musicnn-head"})
 
 
