@@ -46,8 +46,8 @@ def _loaded(model: str, backend: str = "auto") -> Iterator[GenreClassifier]:
     - torch is imported and the model loaded with the garbage collector off, and what is then alive
       (torch's ~170,000 objects) is frozen out of it while the command runs: its full collections walk
       all of it, ~60-200 ms each, for the little cyclic garbage imports leave.
-    - The model runs on one thread in this process. Decoding runs in ``--jobs`` worker processes that use
-      the cores, and one clip is too little work to split: on a busy 2-core machine each op's second
+    - The model runs on one thread, in this process for one file and in each of the ``--jobs`` worker
+      processes for several, which use the cores; one clip is too little work to split: on a busy 2-core machine each op's second
       thread waits for a core, and a fresh ``genrekit predict one.wav`` took ~0.45 s longer with 2 threads.
 
     See benchmarks/bench_coldstart.py.
@@ -172,7 +172,7 @@ def predict(
     segments: Annotated[bool, typer.Option("--segments", metavar="", help="Include the per-segment timeline.")] = False,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="With --format json/csv: write it here instead of stdout. Without --format, a .parquet, .csv or .jsonl results file written as files finish, and continued when run again.")] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Write one timeline PNG per track into this folder.")] = None,
-    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", help="Decoding worker processes (default: all cores); the model runs on one thread in this process. With --engine ray and no --address: the CPUs of the Ray instance started.")] = None,
+    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", help="Worker processes (default: all cores), each decoding files and running the model on one thread. With --engine ray and no --address: the CPUs of the Ray instance started.")] = None,
     max_duration: Annotated[Optional[float], typer.Option(min=0.001, help="Skip files longer than this many seconds (default: no limit).")] = None,
     engine: Annotated[str, typer.Option(help="local (processes on this machine) or ray (a Ray cluster; needs the ray extra and a --out results file).")] = "local",
     address: Annotated[Optional[str], typer.Option(help="With --engine ray: 'auto' or HOST:PORT of a running cluster (default: start one here).")] = None,
