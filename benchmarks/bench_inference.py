@@ -26,7 +26,7 @@ Prediction vs outcome, per change:
   segmenting 0.3 ms, soft vote + Prediction objects 0.03 ms. conv2 (32 -> 64, 3x3: 1.4 GFLOP a clip)
   runs at ~85 GFLOP/s in oneDNN, most of this core's fp32 peak; the rest are passes over the 20 MB
   first-block activations.
-- Folding for inference (genrekit.inference._FoldedConvNet): each BatchNorm folded into the next conv or
+- Folding for inference (genrekit.models.folding.FoldedConvNet): each BatchNorm folded into the next conv or
   linear layer, ReLU after max-pooling (4x fewer values), oneDNN blocked tensors so pooling skips the
   argmax indices. Predicted: BatchNorm's 13% gone, ~3/4 of ReLU's 16%, a little of pooling: ~1.3x on
   the model. Outcome: 29.0 -> 23.0 ms CPU at load ~1 (1.26x; folding alone 24.2 ms); under load the

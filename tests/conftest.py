@@ -13,6 +13,12 @@ import soundfile as sf
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Exported graphs (genrekit.onnx_backend.cache_dir) go to a temporary folder, not the user's cache."""
+    os.environ.setdefault("GENREKIT_CACHE_DIR", str(tmp_path_factory.mktemp("genrekit-cache")))
+
+
 def shared_data_dir() -> Path:
     """``../shared/data`` beside the repository, or ``$GENREKIT_SHARED_DATA``."""
     return Path(os.environ.get("GENREKIT_SHARED_DATA", REPO.parent / "shared" / "data"))

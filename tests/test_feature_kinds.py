@@ -44,7 +44,7 @@ def test_a_new_kind_is_one_registration(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_unknown_kind_names_the_option_and_lists_kinds() -> None:
-    with pytest.raises(ParameterError, match=r"--features\) must be logmel or musicnn\. Got 'mfcc'"):
+    with pytest.raises(ParameterError, match=r"--features\) must be logmel, musicnn or musicnn-patches\. Got 'mfcc'"):
         features.feature_shape(FeatureConfig(kind="mfcc"))
 
 

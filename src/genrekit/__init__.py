@@ -67,8 +67,9 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'genrekit' has no attribute {name!r}")
 
 
-def load_model(name_or_path: str | os.PathLike[str] = "default") -> GenreClassifier:
-    """Load a shipped model by name (``"default"``, ``"zero-shot"``), a run folder or a ``model.pt`` file.
+def load_model(name_or_path: str | os.PathLike[str] = "default", *, backend: str = "auto") -> GenreClassifier:
+    """Load a shipped model by name (``"default"``, ``"zero-shot"``), a run folder, a ``model.pt`` or an
+    exported ``.onnx`` file, run by ``backend``: "auto" (the fastest available), "torch" or "onnxruntime".
 
     Raises
     ------
@@ -83,7 +84,7 @@ def load_model(name_or_path: str | os.PathLike[str] = "default") -> GenreClassif
     """
     from .inference import load_model as _load
 
-    return _load(name_or_path)
+    return _load(name_or_path, backend=backend)
 
 
 def available_models() -> list[str]:

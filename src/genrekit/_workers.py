@@ -20,9 +20,10 @@ import select
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from multiprocessing import get_context
+from typing import Any
 
 __all__ = ["default_jobs", "main_is_safe_to_import", "open_pool", "watch_parent", "stop_pool"]
 
@@ -97,25 +98,29 @@ def _is_main_guard(test: ast.expr) -> bool:
     )
 
 
-def _init_worker(parent: int) -> None:
+def _init_worker(parent: int, setup: tuple[Callable[..., None], tuple[Any, ...]] | None = None) -> None:
     import torch
 
     torch.set_num_threads(1)  # one worker per core: intra-op threads would only contend
     watch_parent(parent)
+    if setup is not None:
+        function, args = setup
+        function(*args)
 
 
-def open_pool(jobs: int, *, preload: Sequence[str] = ()) -> Executor:
+def open_pool(jobs: int, *, preload: Sequence[str] = (), setup: tuple[Callable[..., None], tuple[Any, ...]] | None = None) -> Executor:
     """A pool of ``jobs`` workers for per-file work: processes from a fork server, or threads (see the module's note).
 
     The fork server imports ``preload`` once and forks workers that have it, instead of every worker
     importing it (torch: ~2 CPU s each); forking after a bare import is safe, torch starts its thread
-    pools on first use. Each worker runs one torch thread and exits when this process ends.
+    pools on first use. Each worker runs one torch thread, exits when this process ends, and then calls
+    ``setup`` ``(function, args)`` once (e.g. to load a model); threads share this process's state and skip it.
     """
     if not main_is_safe_to_import():
         return ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="genrekit-worker")
     context = get_context("forkserver")
     context.set_forkserver_preload(["__main__", *preload])  # __main__: the default preload
-    return ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_worker, initargs=(os.getpid(),))
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_worker, initargs=(os.getpid(), setup))
 
 
 def stop_pool(pool: Executor) -> None:

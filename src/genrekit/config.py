@@ -101,6 +101,8 @@ class FeatureConfig:
         A registered feature kind (:func:`genrekit.features.available_feature_kinds`), checked where
         features are computed. ``logmel``: the original log-mel spectrogram, shape (n_mels, frames).
         ``musicnn``: pretrained musicnn embeddings (see :mod:`genrekit.musicnn`).
+        ``musicnn-patches``: musicnn's log-mel input, shape (frames, 96): what an exported musicnn
+        model reads, the networks being part of its graph (see :mod:`genrekit.export`).
     n_fft, hop_length, n_mels : int
         STFT and mel parameters (Hann window, centered frames, Slaney mel scale, power 2).
     f_min, f_max : float

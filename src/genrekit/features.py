@@ -180,7 +180,7 @@ class FeatureKind:
 
 _KINDS: dict[str, FeatureKind] = {}
 # Kinds defined outside this module: the module that registers each, imported on first use.
-_PROVIDERS = {"musicnn": "genrekit.musicnn"}
+_PROVIDERS = {"musicnn": "genrekit.musicnn", "musicnn-patches": "genrekit.export"}
 
 
 def register_feature_kind(kind: FeatureKind) -> FeatureKind:

@@ -13,7 +13,7 @@ import os
 import warnings
 from collections import deque
 from collections.abc import Generator, Iterable
-from concurrent.futures import Future
+from concurrent.futures import Future, ProcessPoolExecutor
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from .audio import AUDIO_EXTENSIONS, is_audio_file, path_problem
 from .checkpoint import Checkpoint, load_checkpoint
 from .config import FeatureConfig
 from .exceptions import AudioDecodeError, ModelNotFoundError, ParameterError
-from .featurize import BATCH_SEGMENTS, SILENCE_RMS, SILENT_NOTE, FileFeatures, FileResult, featurize_file, featurize_signal, silent_segments
+from .featurize import BATCH_SEGMENTS, SILENCE_RMS, SILENT_NOTE, FileFeatures, FileResult, featurize_signal, silent_segments
 from .models.folding import fold_conv_net
 from .results import Prediction, PredictionError, SegmentPrediction
 
@@ -67,6 +67,23 @@ def _mono(audio: np.ndarray | torch.Tensor) -> np.ndarray:
     raise ParameterError(f"The 'audio' parameter must have shape (n_samples,) or (n_channels, n_samples). Got {y.shape} instead.")
 
 
+_worker_model: GenreClassifier | None = None  # the model a predict_many worker process runs (set once per process)
+
+
+def _load_worker_model(rebuild: tuple[Any, tuple[Any, ...], dict[str, Any]]) -> None:
+    """A predict_many worker's own copy of the model (``rebuild``: factory, args, kwargs)."""
+    global _worker_model
+    factory, args, kwargs = rebuild
+    _worker_model = factory(*args, **kwargs)
+
+
+def _predict_in_worker(path: str, max_duration: float | None) -> Prediction | PredictionError:
+    """One file through decoding, features and the model in a worker: only its Prediction travels back."""
+    if _worker_model is None:
+        raise RuntimeError("predict_many's worker initializer did not run")
+    return _worker_model._predict_file(path, max_duration)
+
+
 class GenreClassifier:
     """A trained genre model with its preprocessing.
 
@@ -97,8 +114,19 @@ class GenreClassifier:
         return list(self.checkpoint.labels)
 
     @property
+    def backend(self) -> str:
+        """What runs the network: "torch" here, "onnxruntime" for :class:`~genrekit.onnx_backend.OnnxClassifier`."""
+        return "torch"
+
+    @property
     def feature_config(self) -> FeatureConfig:
         return self.checkpoint.feature_config
+
+    @property
+    def input_config(self) -> FeatureConfig:
+        """The features the network reads per segment: :attr:`feature_config`, except for an exported musicnn
+        model, whose graph holds the musicnn networks and reads their log-mel patches."""
+        return self.feature_config
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -154,7 +182,7 @@ class GenreClassifier:
 
         Warnings raised while decoding become the Prediction's notes; the model's own are re-issued as usual.
         """
-        stream = FileFeatures(path, self.feature_config, max_duration)
+        stream = FileFeatures(path, self.input_config, max_duration)
         probs: list[np.ndarray] = []
         model_warnings: list[warnings.WarningMessage] = []
         with warnings.catch_warnings(record=True) as caught:
@@ -215,37 +243,42 @@ class GenreClassifier:
         target = self.feature_config.audio.sample_rate
         if sample_rate != target:
             y = soxr.resample(y, sample_rate, target, quality="HQ").astype(np.float32)
-        features, duration, silent = featurize_signal(y, self.feature_config)
+        features, duration, silent = featurize_signal(y, self.input_config)
         return self._prediction(None, self.predict_proba_features(features), duration, silent=silent)
+
+    def _rebuild(self, threads: int = 1) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
+        """How a worker process builds its own copy of this model: (factory, args, kwargs), picklable.
+
+        ``threads`` is for backends that own their thread pool; torch's is set by the worker."""
+        return GenreClassifier, (self.checkpoint,), {"name": self.name}
 
     def predict_many(
         self, paths: Iterable[str | os.PathLike[str]], *, jobs: int | None = None, max_duration: float | None = None
     ) -> Generator[Prediction | PredictionError, None, None]:
-        """Classify many files, in input order: decoding runs in ``jobs`` workers while this process
-        runs the model. Unreadable files, and files longer than ``max_duration`` seconds, yield a
-        :class:`PredictionError`.
+        """Classify many files, in input order, in ``jobs`` workers that each run decoding, features and the
+        model on one thread, so throughput grows with the cores. Unreadable files, and files longer than
+        ``max_duration`` seconds, yield a :class:`PredictionError`.
 
-        ``jobs`` defaults to the cores this process may use. Workers are processes, or threads when
-        called from a plain script without an ``if __name__ == "__main__":`` guard (which worker
-        processes would run again). With one job (or one file) each file streams as in :meth:`predict`;
-        workers stream decoding and features, and send back a file's features (~66 kB a segment for
-        log-mels), not its signal."""
+        ``jobs`` defaults to the cores this process may use. Workers are processes that each load the
+        model once and send back only predictions, or threads sharing this model when called from a
+        plain script without an ``if __name__ == "__main__":`` guard (which worker processes would run
+        again). With one job (or one file) each file streams as in :meth:`predict` in this process."""
         jobs = jobs or default_jobs()
-        config = self.feature_config
         files = [os.fspath(p) for p in paths]
         if jobs <= 1 or len(files) <= 1:
             for p in files:
                 yield self._predict_file(p, max_duration)
             return
-        with open_pool(min(jobs, len(files))) as pool:
+        with open_pool(min(jobs, len(files)), setup=(_load_worker_model, (self._rebuild(),))) as pool:
+            task = _predict_in_worker if isinstance(pool, ProcessPoolExecutor) else self._predict_file
             try:
-                pending: deque[Future[FileResult]] = deque()
+                pending: deque[Future[Prediction | PredictionError]] = deque()
                 for p in files:
-                    pending.append(pool.submit(featurize_file, p, config, max_duration=max_duration))
+                    pending.append(pool.submit(task, p, max_duration))
                     if len(pending) >= 4 * jobs:
-                        yield self._from_featurized(pending.popleft().result())
+                        yield pending.popleft().result()
                 while pending:
-                    yield self._from_featurized(pending.popleft().result())
+                    yield pending.popleft().result()
             except BaseException:  # interrupted, or the caller stopped early (GeneratorExit): do not finish the queue
                 stop_pool(pool)
                 raise
@@ -276,28 +309,43 @@ def available_models() -> list[str]:
     return sorted(name for name, file in _SHIPPED.items() if (root / file).is_file())
 
 
-def load_model(name_or_path: str | os.PathLike[str] = DEFAULT_MODEL) -> GenreClassifier:
-    """Load a shipped model by name, a run folder (its ``model.pt``), or a model file.
+def load_model(name_or_path: str | os.PathLike[str] = DEFAULT_MODEL, *, backend: str = "auto") -> GenreClassifier:
+    """Load a shipped model by name, a run folder (its ``model.pt``), or a model file (``.pt``, or ``.onnx``
+    from ``genrekit export``).
+
+    Parameters
+    ----------
+    backend : {"auto", "torch", "onnxruntime"}, default="auto"
+        What runs the network: "auto" takes onnxruntime when it is installed and the model is one it runs
+        faster (see :func:`genrekit.onnx_backend.with_backend`), else PyTorch. An ``.onnx`` file always
+        runs with onnxruntime.
 
     Raises
     ------
     ModelNotFoundError
         Nothing of that name or path exists; the message lists the shipped models.
+    ParameterError
+        An unknown backend, or one that cannot run this model here.
     """
+    from .onnx_backend import check_backend, load_onnx, with_backend
+
+    check_backend(backend)
     key = str(name_or_path)
     if key in _SHIPPED:
         with resources.as_file(resources.files("genrekit") / "weights" / _SHIPPED[key]) as path:
             if not path.is_file():
                 raise ModelNotFoundError(f"Model {key!r} is not shipped in this installation; available models: {', '.join(available_models()) or 'none'}")
-            return GenreClassifier(load_checkpoint(path), name=key)
+            return with_backend(GenreClassifier(load_checkpoint(path), name=key), backend)
     path = Path(name_or_path)
+    if path.suffix == ".onnx":
+        return load_onnx(path, name=key, backend=backend)
     if path.is_dir():
         path = path / "model.pt"
     if not path.exists():
         raise ModelNotFoundError(
             f"Model {key!r} not found: not a shipped model name, run folder or model file; available models: {', '.join(available_models()) or 'none'}"
         )
-    return GenreClassifier(load_checkpoint(path), name=key)
+    return with_backend(GenreClassifier(load_checkpoint(path), name=key), backend)
 
 
 def find_audio_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[PredictionError]]:

@@ -535,7 +535,7 @@ def classify_library(
 
 
 def _classify_here(model: GenreClassifier, todo: list[tuple[str, str]], jobs: int | None, max_duration: float | None) -> Iterator[Row]:
-    """The local engine: :meth:`GenreClassifier.predict_many` (decoding in worker processes, the model here)."""
+    """The local engine: :meth:`GenreClassifier.predict_many` (worker processes that decode and run the model)."""
     digests = dict(todo)
     for result in model.predict_many([p for p, _ in todo], jobs=jobs, max_duration=max_duration):
         yield result_row(result, digests[str(result.path)], model.classes_)

@@ -34,7 +34,6 @@ import numpy as np
 from .exceptions import GenrekitError, ParameterError
 
 if TYPE_CHECKING:
-    from .checkpoint import Checkpoint
     from .config import FeatureConfig
     from .inference import GenreClassifier
     from .featurize import FileResult
@@ -140,11 +139,11 @@ class RayEngine:
             max_actors = max(1, int(float(ray.cluster_resources().get("CPU", 1.0)) // (actor_cpus + task_cpus)))
             ds = self._dataset(ray, [{"path": p, "known_hash": h or ""} for p, h in items])
             ds = ds.map_batches(
-                _featurize_batch, fn_kwargs={"config": model.feature_config, "max_duration": max_duration}, batch_size=None, num_cpus=task_cpus, memory=_TASK_MEMORY
+                _featurize_batch, fn_kwargs={"config": model.input_config, "max_duration": max_duration}, batch_size=None, num_cpus=task_cpus, memory=_TASK_MEMORY
             )
             ds = ds.map_batches(
                 _Classifier,
-                fn_constructor_kwargs={"checkpoint": model.checkpoint, "name": model.name, "threads": max(1, int(actor_cpus))},
+                fn_constructor_kwargs={"rebuild": model._rebuild(threads=max(1, int(actor_cpus))), "threads": max(1, int(actor_cpus))},
                 compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max_actors),
                 batch_size=_FILES_PER_TASK,
                 num_cpus=actor_cpus,
@@ -184,13 +183,12 @@ class _Classifier:
     batch holds predictions, errors or both.
     """
 
-    def __init__(self, checkpoint: Checkpoint, name: str, threads: int) -> None:
+    def __init__(self, rebuild: tuple[Any, tuple[Any, ...], dict[str, Any]], threads: int) -> None:
         import torch
 
-        from .inference import GenreClassifier
-
         torch.set_num_threads(threads)
-        self.model = GenreClassifier(checkpoint, name=name)
+        factory, args, kwargs = rebuild  # GenreClassifier._rebuild(): the model, whichever backend runs it
+        self.model = factory(*args, **kwargs)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from .library import result_row

@@ -6,7 +6,7 @@ into output and an exit code. Library errors become one red line, never a traceb
 
 from __future__ import annotations
 
-from . import data, predict
+from . import data, export, predict
 from . import serve
 from . import train
 from ._app import app, main
@@ -17,3 +17,4 @@ data.register(app)
 train.register(app)
 serve.register(app)
 predict.register(app)
+export.register(app)

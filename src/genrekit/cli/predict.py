@@ -40,13 +40,13 @@ ENGINES = ("local", "ray")
 
 
 @contextmanager
-def _loaded(model: str) -> Iterator[GenreClassifier]:
+def _loaded(model: str, backend: str = "auto") -> Iterator[GenreClassifier]:
     """``load_model(model)`` set up for one command; threads and collector restored after (for in-process callers).
 
     - torch is imported and the model loaded with the garbage collector off, and what is then alive
       is frozen out of it while the command runs (:func:`genrekit.speedups.frozen_collector`).
-    - The model runs on one thread in this process. Decoding runs in ``--jobs`` worker processes that use
-      the cores, and one clip is too little work to split: on a busy 2-core machine each op's second
+    - The model runs on one thread, in this process for one file and in each of the ``--jobs`` worker
+      processes for several, which use the cores; one clip is too little work to split: on a busy 2-core machine each op's second
       thread waits for a core, and a fresh ``genrekit predict one.wav`` took ~0.45 s longer with 2 threads.
 
     See benchmarks/bench_coldstart.py.
@@ -59,7 +59,7 @@ def _loaded(model: str) -> Iterator[GenreClassifier]:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            classifier = load_model(model)
+            classifier = load_model(model, backend=backend)
             loaded()
             yield classifier
         finally:
@@ -136,10 +136,11 @@ def predict(
     segments: Annotated[bool, typer.Option("--segments", metavar="", help="Include the per-segment timeline.")] = False,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="With --format json/csv: write it here instead of stdout. Without --format, a .parquet, .csv or .jsonl results file written as files finish, and continued when run again.")] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Write one timeline PNG per track into this folder.")] = None,
-    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", help="Decoding worker processes (default: all cores); the model runs on one thread in this process. With --engine ray and no --address: the CPUs of the Ray instance started.")] = None,
+    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", help="Worker processes (default: all cores), each decoding files and running the model on one thread. With --engine ray and no --address: the CPUs of the Ray instance started.")] = None,
     max_duration: Annotated[Optional[float], typer.Option(min=0.001, help="Skip files longer than this many seconds (default: no limit).")] = None,
     engine: Annotated[str, typer.Option(help="local (processes on this machine) or ray (a Ray cluster; needs the ray extra and a --out results file).")] = "local",
     address: Annotated[Optional[str], typer.Option(help="With --engine ray: 'auto' or HOST:PORT of a running cluster (default: start one here).")] = None,
+    backend: Annotated[str, typer.Option(help="What runs the network: auto (onnxruntime where it is faster and installed), torch or onnxruntime.")] = "auto",
 ) -> None:
     """Classify audio files: genres with probabilities, and optionally the per-segment timeline.
 
@@ -169,13 +170,13 @@ def predict(
         err_console.print("[bold red]error:[/] --address is where a Ray cluster runs: use it with --engine ray")
         raise typer.Exit(2)
     if fmt is None and (engine == "ray" or (out is not None and out.suffix.lower() in (".parquet", ".csv", ".jsonl"))):
-        _library_run(paths, out, model, jobs, engine, address, segments=segments, plot=plot, max_duration=max_duration)
+        _library_run(paths, out, model, jobs, engine, address, segments=segments, plot=plot, max_duration=max_duration, backend=backend)
         return
     if engine != "local":
         err_console.print("[bold red]error:[/] --engine ray writes a results file: give --out results.parquet (or .csv, .jsonl) and no --format")
         raise typer.Exit(2)
     fmt = fmt or "table"
-    with handle_errors(predict), _loaded(model) as clf:
+    with handle_errors(predict), _loaded(model, backend) as clf:
         results = _classify(clf, paths, jobs, "predict", max_duration)
     if not results:
         err_console.print("[bold red]error:[/] no audio files found (extensions: wav, au, flac, ogg, mp3)")
@@ -217,6 +218,7 @@ def _library_run(
     segments: bool,
     plot: Path | None,
     max_duration: float | None,
+    backend: str = "auto",
 ) -> None:
     """``predict LIBRARY --out results.parquet``: a resumable results file (see :mod:`genrekit.library`)."""
     from ..library import RESULT_FORMATS, classify_library
@@ -227,7 +229,7 @@ def _library_run(
     if segments or plot:
         err_console.print("[bold red]error:[/] a results file holds one row per track: --segments and --plot need --format json or csv")
         raise typer.Exit(2)
-    with handle_errors(predict), _loaded(model) as clf:
+    with handle_errors(predict), _loaded(model, backend) as clf:
         ray = None
         if engine == "ray":
             from ..ray_engine import RayEngine

@@ -48,6 +48,7 @@ def serve(
     header_timeout_s: Annotated[float, typer.Option(min=0.1, help="Seconds a connection has to send its request headers before it is closed.")] = DEFAULT_HEADER_TIMEOUT_S,
     token: Annotated[Optional[str], typer.Option(envvar=TOKEN_ENV, show_envvar=True, help="Require 'Authorization: Bearer TOKEN' on /v1/ requests (prefer the environment variable: a command line is visible to other users).")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level: critical, error, warning, info, debug.")] = "info",
+    backend: Annotated[str, typer.Option(help="What runs the network: auto (onnxruntime where it is faster and installed), torch or onnxruntime.")] = "auto",
 ) -> None:
     """Serve a model: POST /v1/predict, GET /v1/models, GET /healthz, API docs at /docs and a web page at /.
 
@@ -65,7 +66,7 @@ def serve(
     from ..serve import create_app, run_server
 
     with handle_errors(serve):
-        classifier = load_model(model)
+        classifier = load_model(model, backend=backend)
         app = create_app(
             classifier, max_upload_mb=max_upload_mb, max_duration_s=max_duration_s, max_queue=queue, workers=workers,
             max_uploads=max_uploads, upload_grace_s=upload_grace_s, min_upload_kbps=min_upload_kbps, token=token,

@@ -1,0 +1,177 @@
+"""Export a genrekit model to ONNX: one file that runs without PyTorch and without a run folder.
+
+The graph maps a batch of network inputs to class probabilities (softmax included, standardization
+included); what the graph cannot hold travels in the file's ``metadata_props``, as JSON strings:
+
+- ``genrekit.labels``: class names in output order;
+- ``genrekit.feature_config``: the :class:`~genrekit.config.FeatureConfig` of the segments;
+- ``genrekit.input``: what the graph reads. ``"features"``: the features of that config (log-mels of
+  shape (n_mels, frames) for cnn1/cnn2); ``"musicnn-logmel"``: musicnn's log-mel patches of shape
+  (187, 96), because for a model over musicnn embeddings the graph holds both musicnn networks too
+  (:func:`genrekit.musicnn.log_mel` computes the patches, see :func:`musicnn_patches`);
+- ``genrekit.normalization``: ``"in-graph"``: the checkpoint's mean/std are constants of the graph;
+- ``genrekit.model``, ``genrekit.metadata``, ``genrekit.version``: architecture, the checkpoint's facts
+  (calibration, description, training data), the genrekit that wrote it.
+
+Only the log-mel front end stays outside: an STFT is cheap next to the networks and keeps the file
+free of a signal-processing opset. ``tests/test_export.py`` checks probabilities against PyTorch.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import replace
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import __version__
+from .checkpoint import Checkpoint
+from .config import FeatureConfig
+from .features import FeatureKind, feature_kind, register_feature_kind
+
+__all__ = ["INPUT_FEATURES", "INPUT_MUSICNN_LOGMEL", "OPSET", "export_onnx", "onnx_bytes", "export_metadata", "read_metadata", "musicnn_patches", "network_input_shape"]
+
+INPUT_FEATURES = "features"
+INPUT_MUSICNN_LOGMEL = "musicnn-logmel"
+OPSET = 17
+_PREFIX = "genrekit."
+
+
+class _MusicnnEmbedding(nn.Module):
+    """Log-mel patches (batch, frames, 96) -> the 3412-wide embedding of :func:`genrekit.musicnn.extract_embeddings`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from .musicnn import MODELS, load_musicnn
+
+        self.nets = nn.ModuleList(load_musicnn(name) for name in MODELS)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        parts = []
+        for net in self.nets:
+            out = net(x)
+            parts += [out.penultimate, out.mean_pool, out.max_pool]  # EMBEDDING_LAYOUT's order
+        return torch.cat(parts, dim=1)
+
+
+class _Exported(nn.Module):
+    """Network input -> probabilities: [musicnn networks], the checkpoint's standardization, the model, softmax."""
+
+    def __init__(self, checkpoint: Checkpoint) -> None:
+        super().__init__()
+        self.embed = _MusicnnEmbedding() if checkpoint.feature_config.kind == "musicnn" else None
+        self.model = checkpoint.build()
+        self.mean: torch.Tensor | None
+        self.std: torch.Tensor | None
+        self.register_buffer("mean", None if checkpoint.mean is None else checkpoint.mean.float())
+        self.register_buffer("std", None if checkpoint.std is None else checkpoint.std.float())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.embed is not None:
+            x = self.embed(x)
+        if self.mean is not None and self.std is not None:  # fixed when the module is built: not data-dependent
+            x = (x - self.mean) / self.std
+        return torch.softmax(self.model(x), dim=-1)
+
+
+def network_input_shape(config: FeatureConfig) -> tuple[int, ...]:
+    """Shape of one segment's graph input: the features, or musicnn's log-mel patch for musicnn models."""
+    from .features import feature_shape
+
+    if config.kind in ("musicnn", "musicnn-patches"):
+        from .musicnn import N_MELS, patch_frames
+
+        return (patch_frames(config.audio.segment_samples), N_MELS)
+    return feature_shape(config)
+
+
+def musicnn_patches(segments: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """musicnn's input for equal-length segments: each segment's own log-mel cut to its patch length.
+
+    The same patches :func:`genrekit.musicnn.extract_embeddings` feeds its networks, shape
+    (n_segments, frames, 96), float32.
+    """
+    from .musicnn import log_mel
+
+    segments = np.atleast_2d(np.asarray(segments, dtype=np.float32))
+    frames = network_input_shape(config)[0]
+    return np.ascontiguousarray(log_mel(segments)[:, :frames]) if len(segments) else np.zeros((0, frames, 96), np.float32)
+
+
+def onnx_bytes(checkpoint: Checkpoint, *, opset: int = OPSET) -> bytes:
+    """The checkpoint's network as a serialized ONNX model with its metadata (see the module docstring).
+
+    The TorchScript exporter (``dynamo=False``) needs only the ``onnx`` package; the batch axis is
+    dynamic. Batch norms are in eval mode (``build()`` returns the model in eval mode).
+    """
+    import onnx
+
+    module = _Exported(checkpoint).eval()
+    example = torch.zeros((2, *network_input_shape(checkpoint.feature_config)))
+    buffer = io.BytesIO()
+    with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's notes on constant folding and its deprecation: not the user's concern
+        torch.onnx.export(
+            module, (example,), buffer,  # type: ignore[arg-type]  # the exporter writes to file objects too; its stub says paths
+            dynamo=False, opset_version=opset, input_names=["input"], output_names=["probabilities"],
+            dynamic_axes={"input": {0: "batch"}, "probabilities": {0: "batch"}},
+        )
+    graph = onnx.load_from_string(buffer.getvalue())
+    onnx.helper.set_model_props(graph, {_PREFIX + key: value for key, value in export_metadata(checkpoint).items()})
+    graph.producer_name = "genrekit"
+    graph.producer_version = __version__
+    return graph.SerializeToString()
+
+
+def export_metadata(checkpoint: Checkpoint) -> dict[str, str]:
+    """The ``genrekit.*`` metadata_props of an exported checkpoint (without the prefix), JSON strings."""
+    kind = INPUT_MUSICNN_LOGMEL if checkpoint.feature_config.kind == "musicnn" else INPUT_FEATURES
+    values: dict[str, Any] = {
+        "labels": list(checkpoint.labels),
+        "feature_config": checkpoint.feature_config.to_dict(),
+        "input": kind,
+        "normalization": "in-graph",
+        "model": checkpoint.model_name,
+        "metadata": checkpoint.metadata,
+        "version": __version__,
+    }
+    return {key: json.dumps(value) for key, value in values.items()}
+
+
+def read_metadata(props: dict[str, str]) -> dict[str, Any]:
+    """The ``genrekit.*`` entries of an ONNX file's metadata_props, decoded; empty when it has none."""
+    return {key[len(_PREFIX) :]: json.loads(value) for key, value in props.items() if key.startswith(_PREFIX)}
+
+
+def export_onnx(checkpoint: Checkpoint, out: str | Path, *, opset: int = OPSET) -> Path:
+    """Write :func:`onnx_bytes` of ``checkpoint`` to ``out`` atomically; returns the path."""
+    out = Path(out)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_bytes(onnx_bytes(checkpoint, opset=opset))
+    tmp.replace(out)
+    return out
+
+
+def _patches_config(**overrides: Any) -> FeatureConfig:
+    from .musicnn import default_feature_config
+
+    return replace(default_feature_config(), **{"kind": "musicnn-patches", **overrides})
+
+
+def _patches_model_input(y: np.ndarray, config: FeatureConfig, whole: bool) -> tuple[np.ndarray, str]:
+    """The image of musicnn's own input: the patches are exactly it."""
+    return feature_kind("musicnn").model_input(y, replace(config, kind="musicnn"), whole)
+
+
+# What an exported musicnn model reads: the networks are in its graph, so the features are their log-mel input.
+register_feature_kind(
+    FeatureKind(
+        name="musicnn-patches", default_config=_patches_config, shape=network_input_shape, extract=musicnn_patches, model_input=_patches_model_input
+    )
+)
