@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from genrekit.config import AudioConfig, FeatureConfig
 from genrekit.exceptions import ResumeError
 from genrekit.splits import SplitConfig
 from genrekit.store import prepare_store
-from genrekit.training import TrainConfig, new_run_dir, resume, train
+from genrekit.training import TrainConfig, new_run_dir, resume, run_config, train
 
 runner = CliRunner()
 
@@ -77,3 +78,16 @@ def test_train_on_a_missing_store_creates_no_run_folder(tmp_path: Path) -> None:
     result = runner.invoke(app, ["train", str(tmp_path / "nonexistent"), "--runs-dir", str(runs)])
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert not runs.exists() or not any(runs.iterdir())
+
+
+def test_run_config_reads_a_run_folder_and_refuses_others(tmp_path: Path) -> None:
+    """What the CLI needs from a run folder (its epochs, whether it is leaky) comes from the library."""
+    config = TrainConfig(epochs=7)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text(json.dumps({"train_config": config.to_dict()}))
+    assert run_config(tmp_path / "run") == config
+    with pytest.raises(ResumeError, match="not a resumable run folder"):
+        run_config(tmp_path)
+    (tmp_path / "run" / "config.json").write_text("{not json")
+    with pytest.raises(ResumeError, match="unreadable"):
+        run_config(tmp_path / "run")

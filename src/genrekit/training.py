@@ -45,7 +45,7 @@ from .splits import LEAKY_LABEL, SplitConfig, make_split, segment_partitions
 from .speedups import keep_freed_memory
 from .store import FeatureStore, open_store
 
-__all__ = ["TrainConfig", "EpochMetrics", "TrainResult", "new_run_dir", "train", "resume"]
+__all__ = ["TrainConfig", "EpochMetrics", "TrainResult", "new_run_dir", "train", "resume", "run_config"]
 
 EPOCHS = 40
 BATCH_SIZE = 64
@@ -438,13 +438,7 @@ def resume(
         The folder holds no run made by :func:`train`, or its ``last.pt`` or ``config.json`` cannot be read.
     """
     run = Path(run_dir)
-    if not (run / "config.json").is_file():
-        raise ResumeError(f"{run}: not a resumable run folder (no config.json: not made by genrekit train)")
-    try:
-        saved = json.loads((run / "config.json").read_text())
-        config = TrainConfig.from_dict(saved["train_config"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ResumeError(f"{run}/config.json: unreadable ({type(e).__name__}: {e}); start a new run instead") from e
+    saved, config = _read_run(run)
     if epochs is not None and epochs != config.epochs:
         config = TrainConfig.from_dict({**config.to_dict(), "epochs": epochs})
         saved["train_config"] = config.to_dict()
@@ -455,6 +449,28 @@ def resume(
     state = _load_state(run) if (run / _LAST).is_file() else None
     with contextlib.nullcontext() if low_memory else keep_freed_memory():
         return _fit(run, config, data, state, on_batch, on_epoch)
+
+
+def run_config(run_dir: str | Path) -> TrainConfig:
+    """The training configuration a run folder was made with (its ``config.json``).
+
+    Raises
+    ------
+    ResumeError
+        The folder holds no run made by :func:`train`, or its ``config.json`` cannot be read.
+    """
+    return _read_run(Path(run_dir))[1]
+
+
+def _read_run(run: Path) -> tuple[dict[str, Any], TrainConfig]:
+    """A run folder's saved ``config.json`` and the TrainConfig in it."""
+    if not (run / "config.json").is_file():
+        raise ResumeError(f"{run}: not a resumable run folder (no config.json: not made by genrekit train)")
+    try:
+        saved = json.loads((run / "config.json").read_text())
+        return saved, TrainConfig.from_dict(saved["train_config"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ResumeError(f"{run}/config.json: unreadable ({type(e).__name__}: {e}); start a new run instead") from e
 
 
 def _load_state(run: Path) -> dict[str, Any]:

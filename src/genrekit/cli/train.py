@@ -12,6 +12,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
+from ..exceptions import GenrekitError
 from ._app import add_commands, console, err_console, handle_errors, new_progress, progress_bar
 
 if TYPE_CHECKING:
@@ -158,20 +159,21 @@ def train(
 
 
 def _saved_epochs(run: Path) -> int:
-    import json
+    """Epochs the run was configured for (0 when its folder cannot tell: resume then reports why)."""
+    from ..training import run_config
 
     try:
-        return int(json.loads((run / "config.json").read_text())["train_config"]["epochs"])
-    except (OSError, ValueError, KeyError):
+        return run_config(run).epochs
+    except GenrekitError:
         return 0
 
 
 def _is_leaky(run: Path) -> bool:
-    import json
+    from ..training import run_config
 
     try:
-        return json.loads((run / "config.json").read_text())["train_config"]["split"]["strategy"] == "leaky-segments"
-    except (OSError, ValueError, KeyError):
+        return run_config(run).split.strategy == "leaky-segments"
+    except GenrekitError:
         return False
 
 
