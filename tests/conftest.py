@@ -37,6 +37,29 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(0)
 
 
+def assert_onnx_matches_torch(model: "torch.nn.Module", x: "torch.Tensor") -> None:
+    """Export ``model`` (eval mode) with a dynamic batch, check the graph, and compare onnx's reference
+    evaluator with PyTorch on ``x`` (the TorchScript exporter: it needs only the `onnx` package)."""
+    import io
+    import warnings
+
+    import torch
+
+    onnx = pytest.importorskip("onnx")
+    from onnx.reference import ReferenceEvaluator
+
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (x,), buffer, dynamo=False, input_names=["features"], output_names=["logits"],
+                          dynamic_axes={"features": {0: "batch"}, "logits": {0: "batch"}})
+    graph = onnx.load_from_string(buffer.getvalue())
+    onnx.checker.check_model(graph)
+    (logits,) = ReferenceEvaluator(graph).run(None, {"features": x.numpy()})
+    with torch.inference_mode():
+        torch.testing.assert_close(torch.from_numpy(logits), model(x), rtol=1e-3, atol=1e-4)
+
+
 def synth_tone(label_index: int, seconds: float, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
     """A label-dependent signal (harmonic tone at a label-specific pitch plus noise) that a small model can learn."""
     t = np.arange(int(seconds * sample_rate)) / sample_rate

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import io
-import warnings
-
 import pytest
 import torch
 
 from genrekit.exceptions import ModelNotFoundError
 from genrekit.models import available_models, build_model, count_parameters
 from genrekit.models.cnn import KerasMaxPool2d, _same_pad, bit_dropout  # bit_dropout: re-exported from genrekit.speedups
+
+from conftest import assert_onnx_matches_torch
 
 EXPECTED_PARAMETERS = {"cnn1": 957_578, "cnn2": 1_880_202}
 
@@ -41,23 +40,8 @@ def test_unknown_model_lists_the_available_ones() -> None:
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_PARAMETERS))
 def test_onnx_export_matches_torch(name: str) -> None:
-    onnx = pytest.importorskip("onnx")
-    from onnx.reference import ReferenceEvaluator
-
     torch.manual_seed(0)
-    model = build_model(name, (128, 44), 10).eval()
-    x = torch.randn(2, 128, 44)
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        # dynamo=False: the TorchScript exporter needs only the `onnx` package (the dynamo one needs onnxscript).
-        torch.onnx.export(model, (x,), buffer, dynamo=False, input_names=["features"], output_names=["logits"],
-                          dynamic_axes={"features": {0: "batch"}, "logits": {0: "batch"}})
-    graph = onnx.load_from_string(buffer.getvalue())
-    onnx.checker.check_model(graph)
-    (logits,) = ReferenceEvaluator(graph).run(None, {"features": x.numpy()})
-    with torch.inference_mode():
-        torch.testing.assert_close(torch.from_numpy(logits), model(x), rtol=1e-3, atol=1e-4)
+    assert_onnx_matches_torch(build_model(name, (128, 44), 10).eval(), torch.randn(2, 128, 44))
 
 
 @pytest.mark.parametrize(("kernel", "stride"), [(3, 2), (2, 2), (3, 3), (2, 1), (1, 2), (2, 3)])

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import warnings
-
 import numpy as np
 import pytest
 import torch
@@ -14,6 +11,8 @@ from genrekit.exceptions import ParameterError
 from genrekit.models import build_model
 from genrekit.models.musicnn_linear import ZERO_SHOT_TAGS, penultimate_columns, tag_names
 from genrekit.training import TrainConfig
+
+from conftest import assert_onnx_matches_torch
 
 GENRES = tuple(ZERO_SHOT_TAGS)
 
@@ -63,24 +62,11 @@ def test_linear_model_reads_tag_logits_recomputed_from_the_penultimates(segments
     ("name", "options"), [("musicnn-linear", {}), ("musicnn-linear", {"inputs": "tags", "prior": True}), ("musicnn-zero-shot", {})]
 )
 def test_onnx_export_matches_torch(name: str, options: dict[str, str]) -> None:
-    onnx = pytest.importorskip("onnx")
-    from onnx.reference import ReferenceEvaluator
-
     torch.manual_seed(0)
     model = build_model(name, (musicnn.EMBEDDING_DIM,), 10, **options).eval()
     if hasattr(model, "beta"):
         model.beta.fill_(0.7)
-    x = torch.randn(3, musicnn.EMBEDDING_DIM)
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (x,), buffer, dynamo=False, input_names=["features"], output_names=["logits"],
-                          dynamic_axes={"features": {0: "batch"}, "logits": {0: "batch"}})
-    graph = onnx.load_from_string(buffer.getvalue())
-    onnx.checker.check_model(graph)
-    (logits,) = ReferenceEvaluator(graph).run(None, {"features": x.numpy()})
-    with torch.inference_mode():
-        torch.testing.assert_close(torch.from_numpy(logits), model(x), rtol=1e-3, atol=1e-4)
+    assert_onnx_matches_torch(model, torch.randn(3, musicnn.EMBEDDING_DIM))
 
 
 def test_wrong_input_and_training_are_refused_with_a_reason() -> None:
