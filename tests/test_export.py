@@ -139,7 +139,7 @@ def test_cli_export_then_predict_with_the_file(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "--format must be one of onnx" in bad.output
 
 
-def test_int8_front_end_quantizes_the_four_timbral_convolutions_and_pools_on_uint8() -> None:
+def test_int8_front_end_replaces_the_timbral_convolutions_and_takes_the_maximum_on_uint8() -> None:
     import onnx
 
     from genrekit.export import onnx_bytes
@@ -147,22 +147,66 @@ def test_int8_front_end_quantizes_the_four_timbral_convolutions_and_pools_on_uin
 
     model = load_model("default", backend="torch")
     fp32 = onnx_bytes(model.checkpoint)
-    assert len(timbral_convs(onnx.load_from_string(fp32))) == 4
+    convs = timbral_convs(onnx.load_from_string(fp32))
+    assert sorted(c.weight.shape[3] for c in convs) == [38, 38, 67, 67]
+    for conv in convs:  # the input range holds the padding's zero and the batch norm of silence
+        assert conv.input_range[0] <= 0.0 <= conv.input_range[1]
     config = model.feature_config
     calibration = [musicnn_patches(_segments(config, 5), config)]
     int8 = onnx.load_from_string(quantize_timbral(fp32, calibration, source="abc"))
     ops = [n.op_type for n in int8.graph.node]
-    assert ops.count("QuantizeLinear") >= 4
-    for node in int8.graph.node:  # every max over frequency after a quantized conv reads its uint8 output
-        if node.op_type == "ReduceMax" and node.output[0].endswith("_quantized"):
-            assert any(n.op_type == "QuantizeLinear" and n.output[0] == node.input[0] for n in int8.graph.node)
-    assert sum(n.op_type == "ReduceMax" and n.output[0].endswith("_quantized") for n in int8.graph.node) == 4
+    assert ops.count("QLinearConv") == 4 and ops.count("QuantizeLinear") == 2  # one quantized input per network
+    convs_out = {n.output[0] for n in int8.graph.node if n.op_type == "QLinearConv"}
+    pools = [n for n in int8.graph.node if n.op_type == "ReduceMax" and n.input[0] in convs_out]
+    assert len(pools) == 4  # each maximum over frequency reads the uint8 map
     quantized = OnnxClassifier(int8.SerializeToString())
     assert quantized.metadata_props["source"] == "abc" and quantized.classes_ == model.classes_
+    assert "8-bit per-channel weights, 7-bit activations" in quantized.metadata_props["quantization"]
     x = musicnn_patches(_segments(config, 6), config)
     p8, p32 = quantized.predict_proba_features(x), OnnxClassifier(fp32).predict_proba_features(x)
     np.testing.assert_allclose(p8.sum(axis=1), 1.0, atol=1e-5)
-    assert np.abs(p8 - p32).max() < 0.1  # calibrated on these very tones: close, not equal
+    assert np.abs(p8 - p32).max() < 0.05
+    only_wide = onnx.load_from_string(quantize_timbral(fp32, calibration, widths=(67,)))
+    assert [n.op_type for n in only_wide.graph.node].count("QLinearConv") == 2
+
+
+def test_log_mel_bound_holds_for_the_loudest_signals() -> None:
+    from genrekit.musicnn import log_mel
+    from genrekit.quantize import log_mel_bound
+
+    t = np.arange(16000 * 3) / 16000
+    loudest = [np.sign(np.sin(2 * np.pi * 440 * t)), np.sin(2 * np.pi * 2000 * t), np.ones_like(t), np.random.default_rng(0).choice([-1.0, 1.0], t.size)]
+    peak = max(float(log_mel(y.astype(np.float32)).max()) for y in loudest)
+    assert 6.0 < peak <= log_mel_bound() < 7.5
+
+
+def test_shipped_int8_graph_was_made_from_the_shipped_default_and_auto_runs_it() -> None:
+    from importlib import resources
+
+    from genrekit.onnx_backend import checkpoint_digest
+
+    path = resources.files("genrekit") / "weights" / "default-int8.onnx"
+    assert path.is_file(), "rerun scripts/quantize_default_model.py"
+    auto, fp32 = load_model("default"), load_model("default", backend="onnxruntime")
+    assert isinstance(auto, OnnxClassifier) and "int8" in auto.metadata_props["quantization"]
+    assert auto.metadata_props["source"] == checkpoint_digest(load_model("default", backend="torch").checkpoint)
+    assert "quantization" not in fp32.metadata_props
+    config = auto.feature_config
+    x = musicnn_patches(_segments(config, 4), config)
+    assert np.abs(auto.predict_proba_features(x) - fp32.predict_proba_features(x)).max() < 0.05
+
+
+def test_a_stale_int8_graph_is_not_run(tmp_path: Path) -> None:
+    from importlib import resources
+
+    from genrekit.onnx_backend import with_backend
+
+    stale = tmp_path / "default-int8.onnx"
+    stale.write_bytes((resources.files("genrekit") / "weights" / "default-int8.onnx").read_bytes())
+    other = load_model("zero-shot", backend="torch")  # not the checkpoint the file was made from
+    with pytest.warns(UserWarning, match="made from another checkpoint"):
+        model = with_backend(other, "auto", quantized=stale)
+    assert isinstance(model, OnnxClassifier) and "quantization" not in model.metadata_props
 
 
 def test_exported_graph_is_cached_and_an_unwritable_cache_only_costs_the_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
