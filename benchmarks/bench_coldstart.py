@@ -1,5 +1,5 @@
 """Cold start: wall time of ``genrekit predict one.wav`` in a fresh process (interpreter, imports, model load,
-one 30 s prediction), for a cnn2 model and for the shipped default model (musicnn-head), median of
+one 30 s prediction), for a cnn2 model and for the shipped default model (musicnn-linear, run by --backend auto), median of
 ``--repeats``, against the floor measured in the same run: a fresh interpreter that only imports torch, numpy
 and soundfile (what any torch-based predictor must load).
 
@@ -130,7 +130,7 @@ def main() -> None:
         broken.write_bytes(b"not audio")
         models = {"cnn2 (random weights)": str(random_model(Path(tmp) / "cnn2.pt"))}
         if not args.no_default and "default" in available_models():
-            models["default (musicnn-head)"] = "default"
+            models["default (musicnn-linear, auto)"] = "default"
         commands = {"floor": [sys.executable, "-c", FLOOR], "floor frozen": [sys.executable, "-c", FLOOR_FROZEN]}
         for name, model in models.items():
             commands[f"cli {name}"] = [sys.executable, "-m", "genrekit", "predict", str(clip), "--model", model]

@@ -28,6 +28,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -55,33 +56,33 @@ def _patches(path: Path, *, peak_normalize: bool = False) -> np.ndarray:
     return musicnn_patches(segments, config)
 
 
-def _network_seconds(models: dict[str, object], batch: np.ndarray, repeats: int = 7) -> dict[str, float]:
+def _network_seconds(models: dict[str, Any], batch: np.ndarray, repeats: int = 7) -> dict[str, float]:
     """Median time of one forward pass over ``batch`` (a 30 s track's patches) per model, interleaved."""
     times: dict[str, list[float]] = {k: [] for k in models}
     for _ in range(repeats):
         for k, m in models.items():
             start = time.perf_counter()
-            m.predict_proba_features(batch)  # type: ignore[attr-defined]
+            m.predict_proba_features(batch)
             times[k].append(time.perf_counter() - start)
     return {k: float(np.median(v)) for k, v in times.items()}
 
 
-def _compare(models: dict[str, object], sets: dict[str, list[tuple[Path, str]]], jobs: int) -> dict[str, dict[str, object]]:
-    rows: dict[str, dict[str, object]] = {}
-    cache: dict[tuple[str, str], list[object]] = {}
+def _compare(models: dict[str, Any], sets: dict[str, list[tuple[Path, str]]], jobs: int) -> dict[str, dict[str, Any]]:
+    rows: dict[str, dict[str, Any]] = {}
+    cache: dict[tuple[str, str], list[Any]] = {}
     for name, files in sets.items():
         paths = [p for p, _ in files]
         results = {}
         for k, m in models.items():
             key = (k, name)
             if key not in cache:
-                cache[key] = list(m.predict_many(paths, jobs=jobs))  # type: ignore[attr-defined]
+                cache[key] = list(m.predict_many(paths, jobs=jobs))
             results[k] = cache[key]
         a, b = results["fp32"], results["int8"]
-        same = sum(x.genre == y.genre for x, y in zip(a, b))  # type: ignore[attr-defined]
-        worst = max(float(np.max(np.abs(np.subtract(list(x.probabilities.values()), list(y.probabilities.values()))))) for x, y in zip(a, b))  # type: ignore[attr-defined]
-        accuracy = {k: float(np.mean([r.genre == g for r, (_, g) in zip(v, files)])) for k, v in results.items()}  # type: ignore[attr-defined]
-        flipped = [f"{p.parent.name}/{p.name}" for (p, _), x, y in zip(files, a, b) if x.genre != y.genre]  # type: ignore[attr-defined]
+        same = sum(x.genre == y.genre for x, y in zip(a, b))
+        worst = max(float(np.max(np.abs(np.subtract(list(x.probabilities.values()), list(y.probabilities.values()))))) for x, y in zip(a, b))
+        accuracy = {k: float(np.mean([r.genre == g for r, (_, g) in zip(v, files)])) for k, v in results.items()}
+        flipped = [f"{p.parent.name}/{p.name}" for (p, _), x, y in zip(files, a, b) if x.genre != y.genre]
         rows[name] = {"n": len(files), "agree": same, "agreement": same / len(files), "max_abs_dp": worst, "accuracy": accuracy, "flipped": flipped}
         print(name, json.dumps(rows[name]), flush=True)
     return rows
@@ -134,7 +135,7 @@ def main() -> int:
         seconds = _network_seconds(models, timing_batch)
         print(label, seconds, flush=True)
         rows = _compare(models, sets, args.jobs)
-        ok = all(r["agreement"] >= args.min_agreement for r in rows.values())  # type: ignore[operator]
+        ok = all(r["agreement"] >= args.min_agreement for r in rows.values())
         lines += [
             f"## {label}",
             "",
@@ -146,7 +147,7 @@ def main() -> int:
         ]
         for name, r in rows.items():
             acc = r["accuracy"]
-            lines.append(f"| {name} | {r['n']} | {r['agree']}/{r['n']} ({r['agreement']:.1%}) | {r['max_abs_dp']:.3f} | {acc['fp32']:.3f} | {acc['int8']:.3f} | {', '.join(r['flipped']) or 'none'} |")  # type: ignore[index]
+            lines.append(f"| {name} | {r['n']} | {r['agree']}/{r['n']} ({r['agreement']:.1%}) | {r['max_abs_dp']:.3f} | {acc['fp32']:.3f} | {acc['int8']:.3f} | {', '.join(r['flipped']) or 'none'} |")
         lines += ["", f"Meets the bar: {'yes' if ok else 'no'}.", ""]
         if ok:
             shipped = (label, int8)

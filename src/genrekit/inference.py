@@ -119,6 +119,11 @@ class GenreClassifier:
         return "torch"
 
     @property
+    def runtime(self) -> str:
+        """What runs the network, in words, with its precision: shown by ``genrekit models``, JSON output and ``/v1/models``."""
+        return "PyTorch, float32"
+
+    @property
     def feature_config(self) -> FeatureConfig:
         return self.checkpoint.feature_config
 
@@ -296,6 +301,7 @@ class GenreClassifier:
             "architecture": self.checkpoint.model_name,
             "labels": self.classes_,
             "features": {"kind": cfg.kind, "sample_rate": cfg.audio.sample_rate, "segment_seconds": cfg.audio.segment_seconds},
+            "runtime": self.runtime,
             **{k: v for k, v in self.checkpoint.metadata.items() if k in _DESCRIBED},
         }
 

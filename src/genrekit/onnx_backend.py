@@ -123,6 +123,11 @@ class OnnxClassifier(GenreClassifier):
         return "onnxruntime"
 
     @property
+    def runtime(self) -> str:
+        quantization = self.metadata_props.get("quantization")
+        return f"onnxruntime, {quantization}" if quantization else "onnxruntime, float32"
+
+    @property
     def input_config(self) -> FeatureConfig:
         return self._input_config
 
