@@ -313,7 +313,7 @@ def evaluate_run(
     from .store import open_store
 
     if partition not in ("test", "val"):
-        raise ParameterError(f"The 'split' parameter must be 'test' or 'val'. Got {partition!r} instead.")
+        raise ParameterError(f"The partition to evaluate (--split, partition=...) must be one of test or val. Got {partition!r} instead.")
     run = Path(run)
     checkpoint = load_checkpoint(run / "model.pt")
     meta = checkpoint.metadata

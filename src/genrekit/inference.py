@@ -262,6 +262,8 @@ class GenreClassifier:
         model once and send back only predictions, or threads sharing this model when called from a
         plain script without an ``if __name__ == "__main__":`` guard (which worker processes would run
         again). With one job (or one file) each file streams as in :meth:`predict` in this process."""
+        if jobs is not None and jobs < 1:
+            raise ParameterError(f"The 'jobs' parameter must be >= 1 (or None for all cores). Got {jobs!r} instead.")
         jobs = jobs or default_jobs()
         files = [os.fspath(p) for p in paths]
         start = partial(open_pool, setup=(_load_worker_model, (self._rebuild(),)))
