@@ -167,3 +167,24 @@ def test_prepare_names_broken_links_and_loops(tmp_path: Path, make_dataset) -> N
     reasons = {Path(p).name: r for p, r in report.errors}
     assert "broken symbolic link" in reasons["gone.wav"] and "symbolic link loop" in reasons["loop.wav"]
     assert report.n_tracks - len(report.errors) == 2
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (["--model", "cnn2"], "cnn2 reads log-mel spectrograms of shape (n_mels, n_frames) (--features logmel). Got features of shape"),
+        (["--model", "musicnn-head", "--augment", "noise"], "augmentations (--augment) work on log-mel features; this store holds musicnn features: use only mixup (--mixup)"),
+    ],
+)
+def test_training_on_a_store_of_other_features_is_one_line(make_dataset, tmp_path: Path, options: list[str], expected: str) -> None:
+    """cnn2 (the default model) on a musicnn store used to end in an IndexError traceback from the model build."""
+    from genrekit.store import prepare_store
+    from genrekit.features import default_config
+
+    store = tmp_path / "store"
+    prepare_store(make_dataset(labels=("a", "b"), per_label=5, seconds=3.0), store, default_config("musicnn"), jobs=1)
+    result = runner.invoke(app, ["train", str(store), *options, "--epochs", "1", "--runs-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    errors = [line for line in result.output.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and errors[0].startswith("error: ") and expected in errors[0], result.output
