@@ -89,6 +89,63 @@ def test_errors_name_the_options_typed_not_library_parameters(tmp_path: Path) ->
     assert result.exit_code == 2 and "available models: default" in result.output and "['" not in result.output
 
 
+_PLACEHOLDERS = ("DATA", "STORE", "RUN", "CLIP", "OUT", "CONFIG")
+# (arguments, the option the message must name, choices it must list as words or None); DATA, STORE, RUN,
+# CLIP, OUT and CONFIG stand for paths made by the test. Each is refused before any work starts.
+_BAD_OPTIONS = [
+    (["prepare", "DATA", "--out", "OUT", "--features", "bogus"], "--features", "logmel, musicnn or musicnn-patches"),
+    (["prepare", "DATA", "--out", "OUT", "--scaling", "bogus"], "'--scaling' option", "seed or standard"),
+    (["prepare", "DATA", "--out", "OUT", "--jobs", "0"], "'--jobs' option", None),
+    (["prepare", "DATA", "--out", "OUT", "--engine", "bogus"], "'--engine' option", "local or ray"),
+    (["info", "STORE", "--split", "bogus"], "'--split' option", "filtered, random, kfold or leaky-segments"),
+    (["train", "STORE", "--model", "bogus"], "'--model' option", "cnn1, cnn2 or musicnn-head"),
+    (["train", "STORE", "--split", "kfold", "--n-folds", "1"], "'--n-folds' option", None),
+    (["train", "STORE", "--epochs", "0"], "'--epochs' option", None),
+    (["train", "STORE", "--threads", "0"], "'--threads' option", None),
+    (["train", "STORE", "--augment-prob", "2"], "'--augment-prob' option", None),
+    (["train", "STORE", "--mixup", "-1"], "'--mixup' option", None),
+    (["train", "STORE", "--lr-schedule", "bogus"], "'--lr-schedule' option", "none, cosine or plateau"),
+    (["evaluate", "RUN", "--split", "train"], "--split", "test or val"),
+    (["compare", "RUN", "--format", "bogus"], "'--format' option", "table, csv or json"),
+    (["predict", "CLIP", "--format", "bogus"], "'--format' option", "table, json or csv"),
+    (["predict", "CLIP", "--jobs", "0"], "'--jobs' option", None),
+    (["predict", "CLIP", "--model", "nope"], "--model 'nope' not found", "available models: default"),
+    (["predict", "CLIP", "--out", "OUT.txt"], "--out", "--format json or csv"),
+    (["serve", "--log-level", "loud"], "'--log-level' option", "critical, error, warning, info, debug or trace"),
+    (["prepare", "DATA", "--out", "OUT", "--config", "CONFIG"], "--config", "sample_rte"),
+]
+
+
+@pytest.mark.parametrize(("args", "option", "choices"), _BAD_OPTIONS, ids=[" ".join(a for a in args if a.split(".")[0] not in _PLACEHOLDERS) for args, _, _ in _BAD_OPTIONS])
+def test_bad_option_values_get_one_line_naming_the_option(
+    tmp_path: Path, rng: np.random.Generator, args: list[str], option: str, choices: str | None
+) -> None:
+    """A bad value is one line that names the option as typed and lists the choices as words: no
+    library parameter names (strategy, kind, num_threads), no Python reprs or None, no traceback."""
+    config = tmp_path / "config.json"
+    config.write_text('{"audio": {"sample_rte": 22050}}')
+    paths = {"DATA": tmp_path / "data", "STORE": tmp_path / "store", "RUN": tmp_path / "run", "CLIP": tmp_path / "clip.wav", "OUT": tmp_path / "out", "CONFIG": config}
+    _clip(tmp_path / "data" / "a" / "a.00000.wav", rng)
+    _clip(tmp_path / "clip.wav", rng)
+    if args[0] == "info":  # info reads the store before the split
+        from genrekit.store import prepare_store
+
+        prepare_store(tmp_path / "data", tmp_path / "store", jobs=1)
+    argv = [str(paths[a.split(".")[0]]) + a[len(a.split(".")[0]):] if a.split(".")[0] in paths else a for a in args]
+    result = runner.invoke(app, argv)
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    message = lines[0]
+    assert message.startswith("error: ") and option in message and "Traceback" not in message
+    if choices is not None:
+        assert choices in message
+    for python_word in ("['", "('", "None", "strategy", "'kind'", "num_threads", "'fmt'", "augment_prob"):
+        assert python_word not in message
+    if "--config" in args:
+        assert "--hop-seconds" not in message  # the file's keys are named as keys, not as options
+
+
 def test_decoding_warnings_show_in_table_and_csv(tmp_path: Path, rng: np.random.Generator) -> None:
     path = _clip(tmp_path / "cut.wav", rng, seconds=6.0)
     path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])  # the header still promises 6 s
@@ -110,3 +167,24 @@ def test_prepare_names_broken_links_and_loops(tmp_path: Path, make_dataset) -> N
     reasons = {Path(p).name: r for p, r in report.errors}
     assert "broken symbolic link" in reasons["gone.wav"] and "symbolic link loop" in reasons["loop.wav"]
     assert report.n_tracks - len(report.errors) == 2
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (["--model", "cnn2"], "cnn2 reads log-mel spectrograms of shape (n_mels, n_frames) (--features logmel). Got features of shape"),
+        (["--model", "musicnn-head", "--augment", "noise"], "augmentations (--augment) work on log-mel features; this store holds musicnn features: use only mixup (--mixup)"),
+    ],
+)
+def test_training_on_a_store_of_other_features_is_one_line(make_dataset, tmp_path: Path, options: list[str], expected: str) -> None:
+    """cnn2 (the default model) on a musicnn store used to end in an IndexError traceback from the model build."""
+    from genrekit.store import prepare_store
+    from genrekit.features import default_config
+
+    store = tmp_path / "store"
+    prepare_store(make_dataset(labels=("a", "b"), per_label=5, seconds=3.0), store, default_config("musicnn"), jobs=1)
+    result = runner.invoke(app, ["train", str(store), *options, "--epochs", "1", "--runs-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    errors = [line for line in result.output.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and errors[0].startswith("error: ") and expected in errors[0], result.output

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -111,12 +112,25 @@ def test_evaluate_run_writes_every_report_file(trained_run: tuple[Path, Path], t
 def test_evaluate_refuses_empty_partitions_and_foreign_stores(trained_run: tuple[Path, Path], make_dataset: Callable[..., Path], tmp_path: Path) -> None:
     run, store = trained_run
     evaluate_run(run, partition="val")
-    with pytest.raises(ParameterError, match="'test' or 'val'"):
+    with pytest.raises(ParameterError, match=r"\(--split, partition=\.\.\.\) must be one of test or val\. Got 'train'"):
         evaluate_run(run, partition="train")
     other = tmp_path / "other"
     prepare_store(make_dataset(per_label=1, seconds=3.0, root=tmp_path / "d2"), other, jobs=1)
     with pytest.raises(StoreError, match="another config"):
         evaluate_run(run, store=other)
+
+
+def test_a_model_without_its_split_is_named_in_the_error(trained_run: tuple[Path, Path]) -> None:
+    from dataclasses import replace
+
+    from genrekit.checkpoint import load_checkpoint, save_checkpoint
+    from genrekit.exceptions import CheckpointError
+
+    run, _ = trained_run
+    checkpoint = load_checkpoint(run / "model.pt")
+    save_checkpoint(replace(checkpoint, metadata={k: v for k, v in checkpoint.metadata.items() if k != "split"}), run / "model.pt")
+    with pytest.raises(CheckpointError, match=rf"^{re.escape(str(run / 'model.pt'))}: carries no split config"):
+        evaluate_run(run)
 
 
 def test_genres_without_tracks_are_na_not_zero(tmp_path) -> None:

@@ -136,7 +136,7 @@ def test_cli_export_then_predict_with_the_file(tmp_path: Path) -> None:
     assert a["genre"] == b["genre"]
     np.testing.assert_allclose(list(a["probabilities"].values()), list(b["probabilities"].values()), atol=1e-4)
     bad = runner.invoke(app, ["export", str(run), "--out", str(tmp_path / "x.onnx"), "--format", "tflite"])
-    assert bad.exit_code == 2 and "--format must be one of onnx" in bad.output
+    assert bad.exit_code == 2 and "The '--format' option must be one of onnx. Got 'tflite' instead." in bad.output
 
 
 def test_int8_front_end_replaces_the_timbral_convolutions_and_takes_the_maximum_on_uint8() -> None:

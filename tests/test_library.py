@@ -183,7 +183,7 @@ def test_cli_library_run_and_old_formats_side_by_side(model_file: Path, tmp_path
     result = runner.invoke(app, ["predict", str(library), "-m", str(model_file), "--out", str(out), "--segments"])
     assert result.exit_code == 2 and "--segments" in result.output
     result = runner.invoke(app, ["predict", str(library), "-m", str(model_file), "--engine", "spark", "--out", str(out)])
-    assert result.exit_code == 2 and "local, ray" in result.output
+    assert result.exit_code == 2 and "The '--engine' option must be one of local or ray. Got 'spark' instead." in result.output
 
 
 def _run(cmd: list[str]) -> subprocess.Popen[bytes]:

@@ -10,6 +10,10 @@ A ``kill -9`` of ``genrekit prepare`` or a folder ``predict`` used to leave the 
 and the resource tracker running (~600 MB for over 80 s): a worker blocked on its task queue never
 learns that the parent is gone. Each worker therefore watches the process that created the pool and
 exits the moment it ends, and an interrupted pool is stopped at once instead of finishing its queue.
+
+:class:`BoundedPool` is the one loop that feeds such a pool: ``prepare`` (results in completion order)
+and ``predict_many`` (results in input order) both submit through it, so the window of work in flight,
+the lazy start, the in-process path for one job and the stop on interruption exist once.
 """
 
 from __future__ import annotations
@@ -20,14 +24,19 @@ import select
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from multiprocessing import get_context
-from typing import Any
+from types import TracebackType
+from typing import Any, Generic, ParamSpec, TypeVar
 
-__all__ = ["default_jobs", "main_is_safe_to_import", "open_pool", "watch_parent", "stop_pool"]
+__all__ = ["BoundedPool", "default_jobs", "main_is_safe_to_import", "open_pool", "watch_parent", "stop_pool"]
 
 _POLL_SECONDS = 1.0
+IN_FLIGHT_PER_JOB = 4  # enough queued work that no worker waits for the caller, little enough that memory stays flat
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def _wait_for_exit(pid: int) -> None:
@@ -128,3 +137,82 @@ def stop_pool(pool: Executor) -> None:
     pool.shutdown(wait=False, cancel_futures=True)
     for process in list((getattr(pool, "_processes", None) or {}).values()):  # no public API before Python 3.14
         process.terminate()
+
+
+class BoundedPool(Generic[R]):
+    """Runs tasks in a pool of ``jobs`` workers with at most ``IN_FLIGHT_PER_JOB * jobs`` of them in flight.
+
+    The window keeps every worker busy while the caller goes on producing work (hashing files, reading
+    paths), without queueing a whole dataset's futures or results in memory. ``submit`` hands back the
+    results that became ready (blocking only while the window is full), ``drain`` the rest: in submission
+    order when ``ordered`` (``predict_many`` yields results in input order), else as they complete
+    (``prepare`` caches each file as soon as it is done, so a slow file holds up no other).
+
+    The pool is opened by ``start(jobs)`` on the first submission, so work that turns out to need no
+    worker (every file cached) starts none. With one job, tasks run in this process as they are
+    submitted. Leaving the ``with`` block on any exception, ``GeneratorExit`` of a caller's generator
+    included, stops the pool at once (:func:`stop_pool`) instead of finishing its queue; otherwise it
+    waits for the workers to exit.
+
+    Parameters
+    ----------
+    jobs : int >= 1
+        Workers; 1 runs every task in this process.
+    ordered : bool
+        Hand back results in submission order (True) or in completion order (False).
+    start : callable(jobs) -> Executor, default=open_pool
+        Opens the pool: :func:`open_pool` with the caller's ``preload`` or ``setup``, or any executor.
+    """
+
+    def __init__(self, jobs: int, *, ordered: bool, start: Callable[[int], Executor] = open_pool) -> None:
+        self.jobs = max(1, jobs)
+        self.ordered = ordered
+        self.limit = IN_FLIGHT_PER_JOB * self.jobs
+        self._start = start
+        self._pool: Executor | None = None
+        self._pending: deque[Future[R]] = deque()
+
+    def __enter__(self) -> BoundedPool[R]:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None) -> None:
+        if self._pool is None:
+            return
+        if kind is not None:
+            stop_pool(self._pool)  # interrupted (Ctrl-C, SIGTERM), failed, or the caller stopped early
+        self._pending.clear()
+        self._pool.shutdown(wait=True)
+
+    @property
+    def in_processes(self) -> bool:
+        """Whether tasks run in worker processes (opening the pool if needed): a caller whose task differs
+        between processes and threads (a per-process model) asks before submitting."""
+        return self.jobs > 1 and isinstance(self._open(), ProcessPoolExecutor)
+
+    def _open(self) -> Executor:
+        if self._pool is None:
+            self._pool = self._start(self.jobs)
+        return self._pool
+
+    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> list[R]:
+        """Run ``fn(*args, **kwargs)`` in a worker; the results ready once the window has room again.
+
+        Blocks only while ``limit`` tasks are in flight. A task's exception is raised here or in :meth:`drain`.
+        """
+        if self.jobs == 1:
+            return [fn(*args, **kwargs)]
+        self._pending.append(self._open().submit(fn, *args, **kwargs))
+        return self._collect() if len(self._pending) >= self.limit else []
+
+    def drain(self) -> Iterator[R]:
+        """The results of every task still in flight, as each is ready."""
+        while self._pending:
+            yield from self._collect()
+
+    def _collect(self) -> list[R]:
+        """Wait for the next result: the oldest task's when ordered, else those of every task done by then."""
+        if self.ordered:
+            return [self._pending.popleft().result()]
+        done, rest = wait(self._pending, return_when=FIRST_COMPLETED)
+        self._pending = deque(f for f in self._pending if f in rest)
+        return [f.result() for f in done]

@@ -131,8 +131,8 @@ class Augmenter:
     def __init__(self, config: AugmentConfig, feature_config: FeatureConfig) -> None:
         if config.spectral and feature_config.kind != "logmel":
             raise ParameterError(
-                f"Noise, gain, pitch shift and masking work on log-mel features; this store holds {feature_config.kind!r} "
-                "features. Use only mixup with them."
+                f"The noise, gain, pitch and specaugment augmentations (--augment) work on log-mel features; this store holds "
+                f"{feature_config.kind} features: use only mixup (--mixup) with them."
             )
         self.config = config
         self.feature_config = feature_config

@@ -271,11 +271,12 @@ class EvaluationReport:
     out_dir: Path
 
 
-def _split_from_metadata(metadata: dict[str, Any]) -> SplitConfig:
+def _split_from_metadata(metadata: dict[str, Any], path: Path) -> SplitConfig:
+    """The split a run was trained on, from its checkpoint ``path`` (named in the error, as every bad-file message does)."""
     try:
         return SplitConfig(**metadata["split"]["config"])
     except (KeyError, TypeError) as e:
-        raise CheckpointError("model.pt carries no split config in its metadata; was it trained by `genrekit train`?") from e
+        raise CheckpointError(f"{path}: carries no split config in its metadata; was it trained by `genrekit train`?") from e
 
 
 def evaluate_run(
@@ -313,7 +314,7 @@ def evaluate_run(
     from .store import open_store
 
     if partition not in ("test", "val"):
-        raise ParameterError(f"The 'split' parameter must be 'test' or 'val'. Got {partition!r} instead.")
+        raise ParameterError(f"The partition to evaluate (--split, partition=...) must be one of test or val. Got {partition!r} instead.")
     run = Path(run)
     checkpoint = load_checkpoint(run / "model.pt")
     meta = checkpoint.metadata
@@ -324,7 +325,7 @@ def evaluate_run(
             f"{store_path}: its features ({st.config.kind}, {st.meta['feature_shape']}) were computed with another "
             "config than the model's; prepare a store with the model's feature config."
         )
-    split_config = _split_from_metadata(meta)
+    split_config = _split_from_metadata(meta, run / "model.pt")
     split = make_split(st.tracks, split_config)
     parts = segment_partitions(split, st.track_ids)
     indices = np.flatnonzero(parts == partition)

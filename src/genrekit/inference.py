@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections import deque
 from collections.abc import Generator, Iterable
-from concurrent.futures import Future, ProcessPoolExecutor
+from functools import partial
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ import numpy as np
 import soxr
 import torch
 
-from ._workers import default_jobs, open_pool, stop_pool
+from ._workers import BoundedPool, default_jobs, open_pool
 from .audio import AUDIO_EXTENSIONS, is_audio_file, path_problem
 from .checkpoint import Checkpoint, load_checkpoint
 from .config import FeatureConfig
@@ -268,25 +267,16 @@ class GenreClassifier:
         model once and send back only predictions, or threads sharing this model when called from a
         plain script without an ``if __name__ == "__main__":`` guard (which worker processes would run
         again). With one job (or one file) each file streams as in :meth:`predict` in this process."""
+        if jobs is not None and jobs < 1:
+            raise ParameterError(f"The 'jobs' parameter must be >= 1 (or None for all cores). Got {jobs!r} instead.")
         jobs = jobs or default_jobs()
         files = [os.fspath(p) for p in paths]
-        if jobs <= 1 or len(files) <= 1:
+        start = partial(open_pool, setup=(_load_worker_model, (self._rebuild(),)))
+        with BoundedPool[Prediction | PredictionError](min(jobs, len(files)), ordered=True, start=start) as pool:
+            task = _predict_in_worker if pool.in_processes else self._predict_file
             for p in files:
-                yield self._predict_file(p, max_duration)
-            return
-        with open_pool(min(jobs, len(files)), setup=(_load_worker_model, (self._rebuild(),))) as pool:
-            task = _predict_in_worker if isinstance(pool, ProcessPoolExecutor) else self._predict_file
-            try:
-                pending: deque[Future[Prediction | PredictionError]] = deque()
-                for p in files:
-                    pending.append(pool.submit(task, p, max_duration))
-                    if len(pending) >= 4 * jobs:
-                        yield pending.popleft().result()
-                while pending:
-                    yield pending.popleft().result()
-            except BaseException:  # interrupted, or the caller stopped early (GeneratorExit): do not finish the queue
-                stop_pool(pool)
-                raise
+                yield from pool.submit(task, p, max_duration)
+            yield from pool.drain()
 
     def _from_featurized(self, item: FileResult) -> Prediction | PredictionError:
         if item.error is not None or item.features is None:

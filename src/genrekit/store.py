@@ -24,18 +24,18 @@ import re
 import shutil
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import ExitStack
 from dataclasses import dataclass, field
+import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import __version__
-from ._workers import default_jobs, open_pool, stop_pool
+from ._workers import BoundedPool, default_jobs, open_pool
 from .audio import path_problem
 from .config import FeatureConfig, config_hash
 from .datasets import Track, discover, hash_track, warn_duplicates
@@ -82,11 +82,13 @@ class PrepareReport:
 
 
 class _Workers:
-    """Runs :func:`process_file` on files as they are submitted and hands each result to ``on_result``.
+    """Runs :func:`process_file` on files as they are submitted and hands each result to ``on_result``,
+    in completion order, so each file is cached as soon as it is done (the interface the Ray engine's
+    ``file_workers`` shares).
 
-    With one job, files are processed in this process. Otherwise worker processes start on the first
-    submission, so a run where every file is cached starts none, and the fork server's torch import
-    overlaps with the hashing of the files that follow. At most ``4 * jobs`` files are in flight.
+    A :class:`~genrekit._workers.BoundedPool`: with one job, files are processed in this process;
+    otherwise worker processes start on the first submission, so a run where every file is cached starts
+    none, and the fork server's torch import overlaps with the hashing of the files that follow.
     """
 
     def __init__(
@@ -94,40 +96,27 @@ class _Workers:
     ) -> None:
         self.config = config
         self.max_duration = max_duration
-        self.jobs = jobs
         self.on_result = on_result
-        self.pool: Executor | None = None
-        self.pending: set[Future[FileResult]] = set()
-        self._stack = ExitStack()
+        self._pool = BoundedPool[FileResult](jobs, ordered=False, start=functools.partial(open_pool, preload=["torch", "genrekit.featurize"]))
 
     def __enter__(self) -> _Workers:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if exc[0] is not None and self.pool is not None:
-            stop_pool(self.pool)  # interrupted (Ctrl-C, SIGTERM) or failed: do not finish the queue first
-        self._stack.__exit__(*exc)
+        self._pool.__exit__(*exc)
 
     def submit(self, path: str) -> None:
-        if self.jobs <= 1:
-            self.on_result(process_file(path, self.config, max_duration=self.max_duration))
-            return
-        if self.pool is None:
-            self.pool = self._stack.enter_context(open_pool(self.jobs, preload=["torch", "genrekit.featurize"]))
-        self.pending.add(self.pool.submit(process_file, path, self.config, max_duration=self.max_duration))
-        if len(self.pending) >= 4 * self.jobs:
-            self._collect(FIRST_COMPLETED)
+        self._hand_over(lambda: self._pool.submit(process_file, path, self.config, max_duration=self.max_duration))
 
     def finish(self) -> None:
         """Wait for every submitted file."""
-        while self.pending:
-            self._collect(FIRST_COMPLETED)
+        self._hand_over(self._pool.drain)
 
-    def _collect(self, return_when: str) -> None:
-        done, self.pending = wait(self.pending, return_when=return_when)
+    def _hand_over(self, results: Callable[[], Iterable[FileResult]]) -> None:
+        """Pass ``results`` to ``on_result``; a dead worker (the pool broken) becomes a StoreError that says what to do."""
         try:
-            for fut in done:
-                self.on_result(fut.result())
+            for result in results():
+                self.on_result(result)
         except BrokenProcessPool as e:
             raise StoreError(
                 "a worker process died (out of memory, or a decoder crashed on a corrupt file). Files finished so far "

@@ -47,7 +47,7 @@ def _options(
 # Messages on stderr are never wrapped: each stays one line (whole paths) in pipes and logs, where rich assumes 80 columns.
 err_console = Console(stderr=True, soft_wrap=True)
 # Library parameters whose CLI option has another name.
-_OPTION_OF = {"strategy": "split", "num_threads": "threads", "kind": "features"}
+_OPTION_OF = {"strategy": "split", "num_threads": "threads", "kind": "features", "num_cpus": "jobs"}
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -95,24 +95,30 @@ def _options_of(command: Callable[..., Any]) -> dict[str, str]:
 def option_words(message: str, command: Callable[..., Any] | None) -> str:
     """``message`` with the library's parameter names replaced by ``command``'s options.
 
-    The library says "The 'strategy' parameter must be ..." or "kfold with n_folds=10 ..."; a user of
-    ``genrekit train`` typed ``--split`` and ``--n-folds``, so that is what the error names.
+    The library says "The 'strategy' parameter must be ... (or None)" or "kfold with n_folds=10 ..."; a
+    user of ``genrekit train`` typed ``--split`` and ``--n-folds``, and leaves an option out rather than
+    typing None, so that is what the error names. "Model 'x' not found" becomes "--model 'x' not found".
+    A message about a ``--config FILE`` names that file's keys, which are not options: it stays as it is.
     """
-    if command is None:
+    if command is None or message.startswith("--config "):
         return message
     options = _options_of(command)
+    if message.startswith("Model '") and "model" in options:
+        message = f"{options['model']} {message.removeprefix('Model ')}"
 
     def option(name: str) -> str | None:
         return options.get(_OPTION_OF.get(name, name))
 
     def quoted(match: re.Match[str]) -> str:
         flag = option(match.group(1))
-        return f"The '{flag}' option" if flag else match.group(0)
+        if not flag:
+            return match.group(0)
+        return f"The '{flag}' option{re.sub(r' [(]or None[^)]*[)]', '', match.group(2))}"
 
     def bare(match: re.Match[str]) -> str:
         return option(match.group(0)) or match.group(0)
 
-    message = re.sub(r"The '(\w+)' parameter(?: of \w+)?", quoted, message)
+    message = re.sub(r"The '(\w+)' parameter(?: of \w+)?([^.]*)", quoted, message)
     return re.sub(r"(?<![\w/.-])[a-z]+_[a-z_]+(?![\w/.-])", bare, message)
 
 

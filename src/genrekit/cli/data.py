@@ -48,7 +48,7 @@ def prepare(
     from ..store import prepare_store
 
     if engine not in ("local", "ray"):
-        err_console.print(f"[bold red]error:[/] --engine must be one of local, ray; got {engine!r}")
+        err_console.print(f"[bold red]error:[/] The '--engine' option must be one of local or ray. Got {engine!r} instead.")
         raise typer.Exit(2)
     if address is not None and engine != "ray":
         err_console.print("[bold red]error:[/] --address is where a Ray cluster runs: use it with --engine ray")
@@ -88,7 +88,10 @@ def _feature_config(
             raise ParameterError(f"--config {config}: not a readable JSON file ({e})") from e
         if not isinstance(values, dict):
             raise ParameterError(f"--config {config}: expected a JSON object of FeatureConfig fields")
-        base = FeatureConfig.from_dict(values.get("feature_config", values))
+        try:
+            base = FeatureConfig.from_dict(values.get("feature_config", values))
+        except ParameterError as e:  # about the file's keys, not the options typed
+            raise ParameterError(f"--config {config}: {e}") from e
     else:
         base = default_config(kind)
     if scaling is not None:

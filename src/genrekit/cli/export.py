@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from ..exceptions import words
 from ._app import add_commands, console, err_console, handle_errors
 
 __all__ = ["register"]
@@ -31,7 +32,7 @@ def export(
       genrekit export runs/cnn2 --out cnn2.onnx
     """
     if fmt not in FORMATS:
-        err_console.print(f"[bold red]error:[/] --format must be one of {', '.join(FORMATS)}; got {fmt!r}")
+        err_console.print(f"[bold red]error:[/] The '--format' option must be one of {words(FORMATS)}. Got {fmt!r} instead.")
         raise typer.Exit(2)
     if out.suffix.lower() != ".onnx":
         err_console.print(f"[bold red]error:[/] {out}: the output file must end in .onnx")

@@ -25,6 +25,7 @@ from rich.table import Table
 
 from ..visualize import percent
 from ..speedups import frozen_collector
+from ..exceptions import words
 from ..writers import get_writer, notes
 from ._app import add_commands, console, err_console, handle_errors, progress_bar
 
@@ -161,10 +162,10 @@ def predict(
       genrekit predict /shared/music --engine ray --address auto --out /shared/results.parquet
     """
     if fmt is not None and fmt not in FORMATS:
-        err_console.print(f"[bold red]error:[/] --format must be one of {', '.join(FORMATS)}; got {fmt!r}")
+        err_console.print(f"[bold red]error:[/] The '--format' option must be one of {words(FORMATS)}. Got {fmt!r} instead.")
         raise typer.Exit(2)
     if engine not in ENGINES:
-        err_console.print(f"[bold red]error:[/] --engine must be one of {', '.join(ENGINES)}; got {engine!r}")
+        err_console.print(f"[bold red]error:[/] The '--engine' option must be one of {words(ENGINES)}. Got {engine!r} instead.")
         raise typer.Exit(2)
     if address is not None and engine != "ray":
         err_console.print("[bold red]error:[/] --address is where a Ray cluster runs: use it with --engine ray")
@@ -174,6 +175,9 @@ def predict(
         return
     if engine != "local":
         err_console.print("[bold red]error:[/] --engine ray writes a results file: give --out results.parquet (or .csv, .jsonl) and no --format")
+        raise typer.Exit(2)
+    if out is not None and fmt in (None, "table"):  # a table goes to the terminal: the file would silently not be written
+        err_console.print(f"[bold red]error:[/] --out {escape(str(out))}: give --format json or csv, or a results file ending in .parquet, .csv or .jsonl")
         raise typer.Exit(2)
     fmt = fmt or "table"
     with handle_errors(predict), _loaded(model, backend) as clf:

@@ -19,9 +19,12 @@ from ..serve import (
     DEFAULT_WORKERS,
     TOKEN_ENV,
 )
+from ..exceptions import words
 from ._app import add_commands, console, err_console, handle_errors
 
 __all__ = ["register", "serve", "is_loopback"]
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")  # uvicorn's; another fails only once the server runs
 
 
 def is_loopback(host: str) -> bool:
@@ -65,6 +68,9 @@ def serve(
     from ..inference import load_model
     from ..serve import create_app, run_server
 
+    if log_level not in LOG_LEVELS:
+        err_console.print(f"[bold red]error:[/] The '--log-level' option must be one of {words(LOG_LEVELS)}. Got {log_level!r} instead.")
+        raise typer.Exit(2)
     with handle_errors(serve):
         classifier = load_model(model, backend=backend)
         app = create_app(

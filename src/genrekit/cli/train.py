@@ -12,7 +12,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from ..exceptions import GenrekitError
+from ..exceptions import GenrekitError, words
 from ._app import add_commands, console, err_console, handle_errors, new_progress, progress_bar
 
 if TYPE_CHECKING:
@@ -46,9 +46,12 @@ def _epoch_progress(epochs: int, force: bool) -> Iterator[Callable[[int, int, in
 
 def _augment_config(augment: str, prob: float, mixup: float) -> AugmentConfig:
     """The AugmentConfig of the --augment/--augment-prob/--mixup options."""
+    from .._params import Interval, check_values
     from ..augment import AugmentConfig
     from ..exceptions import ParameterError
 
+    # Checked here: a probability that no enabled augmentation uses would otherwise pass unseen.
+    check_values({"augment_prob": prob, "mixup": mixup}, {"augment_prob": Interval(0, 1, closed="both"), "mixup": Interval(0, None)})
     chosen = {a.strip() for a in augment.split(",") if a.strip()}
     unknown = chosen - set(_AUGMENTATIONS)
     if unknown:
@@ -117,7 +120,7 @@ def train(
 
     with handle_errors(train):
         if resume is not None:
-            with _epoch_progress(epochs or _saved_epochs(resume), progress) as update:
+            with _epoch_progress(_saved_epochs(resume) if epochs is None else epochs, progress) as update:
                 result = training.resume(resume, store=store, epochs=epochs, on_batch=update, on_epoch=show, low_memory=low_memory)
         else:
             if store is None:
@@ -126,16 +129,18 @@ def train(
                 model=model,
                 split=SplitConfig(strategy=split, seed=split_seed, val_fraction=val_fraction, test_fraction=test_fraction,  # type: ignore[arg-type]  # str options; the configs check them
                                   n_folds=n_folds, fold=fold),
-                epochs=epochs or training.EPOCHS, batch_size=batch_size, lr=lr, weight_decay=weight_decay, label_smoothing=label_smoothing,
+                epochs=training.EPOCHS if epochs is None else epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, label_smoothing=label_smoothing,
                 class_weighting=class_weighting, lr_schedule=lr_schedule, patience=patience, keep=keep,  # type: ignore[arg-type]  # str options; the configs check them
                 seed=seed, num_threads=threads, precision=precision, augment=_augment_config(augment, augment_prob, mixup),  # type: ignore[arg-type]  # str options; the configs check them
             )
             from ..models import available_models
+            from ..models.musicnn_linear import FITTED_BY_SCRIPT
 
-            if model not in available_models():
+            trainable = [m for m in available_models() if m not in FITTED_BY_SCRIPT]
+            if model not in trainable:
                 from ..exceptions import ModelNotFoundError
 
-                raise ModelNotFoundError(f"Model {model!r} not found; available models: {', '.join(available_models())}")
+                raise ModelNotFoundError(f"The '--model' option must be one of {words(trainable)}. Got {model!r} instead.")
             from ..store import open_store
 
             open_store(store)  # a missing or unfinished store fails here, before a run folder is created

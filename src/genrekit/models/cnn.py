@@ -18,6 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .. import speedups
+from ..exceptions import ParameterError
 from ..speedups import bit_dropout
 from . import register_model
 
@@ -107,11 +108,22 @@ class CNN2(nn.Module):
         return _run(self.classifier, _run(self.features, x.unsqueeze(1)))
 
 
+def _spectrogram_shape(input_shape: tuple[int, ...], name: str) -> tuple[int, int]:
+    """``input_shape`` as (n_mels, n_frames): a store of other features (musicnn embeddings) is a one-line
+    error naming the way out, not an IndexError deep in the build."""
+    if len(input_shape) != 2:
+        raise ParameterError(
+            f"{name} reads log-mel spectrograms of shape (n_mels, n_frames) (--features logmel). Got features of shape "
+            f"{tuple(input_shape)} instead: for a --features musicnn store, use --model musicnn-head."
+        )
+    return input_shape[0], input_shape[1]
+
+
 @register_model("cnn1")
 def _build_cnn1(input_shape: tuple[int, ...], n_classes: int) -> nn.Module:
-    return CNN1((input_shape[0], input_shape[1]), n_classes)
+    return CNN1(_spectrogram_shape(input_shape, "cnn1"), n_classes)
 
 
 @register_model("cnn2")
 def _build_cnn2(input_shape: tuple[int, ...], n_classes: int) -> nn.Module:
-    return CNN2((input_shape[0], input_shape[1]), n_classes)
+    return CNN2(_spectrogram_shape(input_shape, "cnn2"), n_classes)

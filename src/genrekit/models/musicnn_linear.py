@@ -21,7 +21,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from ..exceptions import ParameterError
+from ..exceptions import ParameterError, words
 from .musicnn import EMBEDDING_DIM, EMBEDDING_LAYOUT, MODELS, load_musicnn
 from . import register_model
 
@@ -175,7 +175,7 @@ def _build_musicnn_linear(
 ) -> nn.Module:
     _check_input(input_shape, "musicnn-linear")
     if inputs not in _INPUTS:
-        raise ParameterError(f"The 'inputs' option of musicnn-linear must be one of {', '.join(_INPUTS)}. Got {inputs!r} instead.")
+        raise ParameterError(f"The 'inputs' option of musicnn-linear must be one of {words(_INPUTS)}. Got {inputs!r} instead.")
     if len(labels) != n_classes:
         raise ParameterError(f"musicnn-linear has {len(labels)} labels but was asked for {n_classes} classes.")
     return MusicnnLinear(n_classes, inputs=inputs, prior=prior, labels=tuple(labels))  # type: ignore[arg-type]  # inputs checked above
