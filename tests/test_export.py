@@ -16,7 +16,7 @@ from genrekit.checkpoint import Checkpoint, save_checkpoint
 from genrekit.cli import app
 from genrekit.config import FeatureConfig
 from genrekit.datasets import GTZAN_GENRES
-from genrekit.exceptions import ModelNotFoundError, ParameterError
+from genrekit.exceptions import CheckpointError, ModelNotFoundError, ParameterError
 from genrekit.export import export_onnx, musicnn_patches
 from genrekit.features import default_config, extract_features
 from genrekit.inference import GenreClassifier
@@ -95,7 +95,7 @@ def test_onnx_file_errors_are_one_line(tmp_path: Path) -> None:
     with pytest.raises(ModelNotFoundError, match="no such model file"):
         load_model(tmp_path / "missing.onnx")
     (tmp_path / "junk.onnx").write_bytes(b"not a model")
-    with pytest.raises(ModelNotFoundError, match="junk.onnx: not an ONNX model"):
+    with pytest.raises(CheckpointError, match="junk.onnx: not an ONNX model"):
         load_model(tmp_path / "junk.onnx")
     path = export_onnx(load_model("zero-shot", backend="torch").checkpoint, tmp_path / "z.onnx")
     with pytest.raises(ParameterError, match="runs with onnxruntime"):

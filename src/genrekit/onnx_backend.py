@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from .config import FeatureConfig
-from .exceptions import ModelNotFoundError, ParameterError
+from .exceptions import CheckpointError, ModelNotFoundError, ParameterError, words
 from .export import INPUT_MUSICNN_LOGMEL, read_metadata
 from .inference import GenreClassifier
 
@@ -95,7 +95,7 @@ class OnnxClassifier(GenreClassifier):
 
     Raises
     ------
-    ModelNotFoundError
+    CheckpointError
         The file is not an ONNX model, or one without genrekit's metadata.
     """
 
@@ -106,12 +106,12 @@ class OnnxClassifier(GenreClassifier):
             self._session = _session(model, threads)
         except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf types
             source = model if isinstance(model, str) else name
-            raise ModelNotFoundError(f"{source}: not an ONNX model onnxruntime can load ({str(e).splitlines()[0]})") from e
+            raise CheckpointError(f"{source}: not an ONNX model onnxruntime can load ({str(e).splitlines()[0]})") from e
         meta = read_metadata(self._session.get_modelmeta().custom_metadata_map)
         self.metadata_props = meta
         missing = {"labels", "feature_config", "input"} - set(meta)
         if missing:
-            raise ModelNotFoundError(f"{model if isinstance(model, str) else name}: an ONNX model without genrekit metadata (missing {', '.join(sorted(missing))}); export it with genrekit export")
+            raise CheckpointError(f"{model if isinstance(model, str) else name}: an ONNX model without genrekit metadata (missing {', '.join(sorted(missing))}); export it with genrekit export")
         config = FeatureConfig.from_dict(meta["feature_config"])
         self._input_config = replace(config, kind="musicnn-patches") if meta["input"] == INPUT_MUSICNN_LOGMEL else config
         self.checkpoint = checkpoint if checkpoint is not None else OnnxModel(str(meta.get("model", "")), list(meta["labels"]), config, dict(meta.get("metadata", {})))  # type: ignore[assignment]
@@ -146,7 +146,7 @@ class OnnxClassifier(GenreClassifier):
 def check_backend(backend: str) -> None:
     """Raise :class:`ParameterError` for a backend name not in :data:`BACKENDS`."""
     if backend not in BACKENDS:
-        raise ParameterError(f"The 'backend' parameter must be one of {', '.join(BACKENDS)}. Got {backend!r} instead.")
+        raise ParameterError(f"The 'backend' parameter must be one of {words(BACKENDS)}. Got {backend!r} instead.")
 
 
 def load_onnx(path: str | Path, *, name: str | None = None, backend: str = "auto", threads: int = 1) -> OnnxClassifier:
@@ -155,7 +155,9 @@ def load_onnx(path: str | Path, *, name: str | None = None, backend: str = "auto
     Raises
     ------
     ModelNotFoundError
-        No such file, or not a genrekit ONNX model.
+        No such file.
+    CheckpointError
+        Not an ONNX model, or one without genrekit's metadata.
     ParameterError
         ``backend="torch"`` (an ONNX file runs with onnxruntime only), or onnxruntime is not installed.
     """
@@ -189,7 +191,7 @@ def with_backend(classifier: GenreClassifier, backend: str, *, threads: int = 1,
     if not use_onnx:
         return classifier
     if not onnxruntime_available():
-        raise ParameterError("backend 'onnxruntime' needs the onnxruntime package (pip install onnxruntime)")
+        raise ParameterError("--backend onnxruntime (backend='onnxruntime') needs the onnxruntime package (pip install onnxruntime)")
     if backend == "auto" and quantized is not None and quantized.is_file():
         int8 = OnnxClassifier(quantized.read_bytes(), name=classifier.name, threads=threads, checkpoint=classifier.checkpoint)
         if int8.metadata_props.get("source") == checkpoint_digest(classifier.checkpoint):
