@@ -41,6 +41,7 @@ import torch
 
 from _common import append_row, machine, now, shared_data
 from genrekit import musicnn
+from genrekit.models.musicnn import _ConvBlock
 from genrekit.audio import load_segments
 
 SECTION = "## musicnn embeddings (`benchmarks/bench_musicnn.py`)"
@@ -62,13 +63,13 @@ def _straightforward_front_end(block: torch.nn.Module, x: torch.Tensor) -> torch
 
 
 def _extract(segments: np.ndarray, straightforward: bool) -> None:
-    fused = musicnn._ConvBlock.frequency_max
+    fused = _ConvBlock.frequency_max
     if straightforward:
-        musicnn._ConvBlock.frequency_max = _straightforward_front_end  # type: ignore[method-assign]
+        _ConvBlock.frequency_max = _straightforward_front_end  # type: ignore[method-assign]
     try:
         musicnn.extract_embeddings(segments, musicnn.default_feature_config())
     finally:
-        musicnn._ConvBlock.frequency_max = fused  # type: ignore[method-assign]
+        _ConvBlock.frequency_max = fused  # type: ignore[method-assign]
 
 
 def _time(segments: np.ndarray, repeats: int) -> dict[str, tuple[float, float]]:

@@ -4,7 +4,7 @@ The naive step is the obvious PyTorch port of the original: eager fp32, NCHW, Ke
 explicit -inf pad followed by a pool, ``nn.Dropout``, for-loop AdamW, glibc's default allocation. genrekit's
 step is what :mod:`genrekit.training` runs: channels_last weights, the pool's own padding + ceil_mode
 (:class:`genrekit.models.cnn.KerasMaxPool2d`), dropout masks from random bits
-(:func:`genrekit.models.cnn.bit_dropout`), fused AdamW, inside ``_keep_freed_memory`` (freed activations
+(:func:`genrekit.speedups.bit_dropout`), fused AdamW, inside ``genrekit.speedups.keep_freed_memory`` (freed activations
 stay in glibc's heap instead of being page-faulted back in every step). Every variant trains on batches
 read from a memory-mapped float16 store of 8,000 segments (as training reads its store), in a fresh
 process per block of ``--steps`` steps (a run is one process, and the allocator's state outlives a
@@ -88,7 +88,7 @@ from torch.nn import functional as F
 from _common import append_row, machine, median, now
 from genrekit.models import build_model
 from genrekit.models.cnn import CNN2, KerasMaxPool2d, _same_pad
-from genrekit.training import _keep_freed_memory
+from genrekit.speedups import keep_freed_memory
 
 SECTION = "## Training (`benchmarks/bench_training.py`)"
 COLUMNS = (
@@ -142,7 +142,7 @@ class Step:
     """One training step of a model/optimizer pair.
 
     ``naive`` is the obvious loop's optimizer (for-loop AdamW) and glibc's default allocation; otherwise
-    the step is genrekit's: fused AdamW, run inside :func:`genrekit.training._keep_freed_memory`.
+    the step is genrekit's: fused AdamW, run inside :func:`genrekit.speedups.keep_freed_memory`.
     """
 
     def __init__(self, model: nn.Module, *, naive: bool = False, fused: bool | None = None, keep_memory: bool | None = None,
@@ -156,7 +156,7 @@ class Step:
 
     def memory(self) -> contextlib.AbstractContextManager[None]:
         """What the step runs in; training enters it once per run, so benchmarks enter it once per block of steps."""
-        return _keep_freed_memory() if self.keep_memory else contextlib.nullcontext()
+        return keep_freed_memory() if self.keep_memory else contextlib.nullcontext()
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> float:
         default = torch.get_num_threads()
@@ -215,7 +215,7 @@ def make_variants(seed: int, *, ablate: bool = False, compiled: bool = False) ->
 def worker(args: argparse.Namespace) -> None:
     """One variant's block of steps in this fresh process: prints its setup, read and step seconds as JSON.
 
-    A training run is one process, and glibc's allocation state (which :func:`_keep_freed_memory` changes)
+    A training run is one process, and glibc's allocation state (which :func:`genrekit.speedups.keep_freed_memory` changes)
     outlives a step, so every block runs in a process of its own: no variant inherits another's heap.
     """
     step = make_variants(args.seed, ablate=True, compiled=True)[args.worker]()
