@@ -152,6 +152,16 @@ def main() -> int:
         if ok:
             shipped = (label, int8)
             break
+    if shipped:
+        validation = reference.checkpoint.metadata["validation"]
+        accuracy, ci = validation["track_accuracy"], validation["track_accuracy_ci95"]
+        moved = sum(len(r["flipped"]) for name, r in rows.items() if name in ("excerpts", "all clips"))
+        total = sum(r["n"] for name, r in rows.items() if name in ("excerpts", "all clips"))
+        lines += [
+            f"Model-selection accuracy: the shipped int8 graph moves the answer on {moved} of the {total} dev tracks ({moved / total:.1%}), so the",
+            f"held-out accuracy of reports/model_selection.md ({accuracy:.3f}, 95 % CI [{ci[0]:.3f}, {ci[1]:.3f}]) can move by at most that much: inside its interval.",
+            "",
+        ]
     lines += [f"Shipped: {shipped[0] if shipped else 'nothing'}" + (f" (`{args.out.relative_to(REPO)}`, run by `--backend auto`)." if shipped else "; `auto` runs float32."), ""]
     args.report.write_text("\n".join(lines))
     print(f"wrote {args.report}")
