@@ -188,3 +188,4 @@ def test_training_on_a_store_of_other_features_is_one_line(make_dataset, tmp_pat
     assert result.exception is None or isinstance(result.exception, SystemExit)
     errors = [line for line in result.output.splitlines() if "error" in line.lower()]
     assert len(errors) == 1 and errors[0].startswith("error: ") and expected in errors[0], result.output
+    assert not any((tmp_path / "runs").iterdir()), "a refused run leaves no run folder behind"

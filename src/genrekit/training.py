@@ -37,7 +37,7 @@ from .augment import AugmentConfig, Augmenter, mixup
 from ._params import Constraint, Interval, OneOf, check_params, from_dict
 from .checkpoint import Checkpoint, save_checkpoint
 from .evaluation import evaluate_predictions, predict_logits, softmax
-from .exceptions import ParameterError, ResumeError
+from .exceptions import GenrekitError, ParameterError, ResumeError
 from .features import feature_shape
 from .models import build_model
 from .models.musicnn_linear import FITTED_BY_SCRIPT
@@ -394,7 +394,28 @@ def train(
     run.mkdir(parents=True, exist_ok=True)
     if (run / _LAST).exists() or (run / "model.pt").exists():
         raise ParameterError(f"Run folder {run} already holds a run; continue it with --resume {run} or pick another folder.")
-    data = _load_data(Path(store), config.split)
+    try:
+        return _start(run, Path(store), config, on_batch, on_epoch, low_memory)
+    except GenrekitError:
+        _discard_unstarted(run)
+        raise
+
+
+def _discard_unstarted(run: Path) -> None:
+    """Remove the folder of a run refused before its first epoch ended (a split with too few tracks, a model
+    that cannot read the store's features): it holds nothing to lose, and left behind it would only look
+    like a run that failed."""
+    if run.is_dir() and {p.name for p in run.iterdir()} <= _UNSTARTED:
+        for leftover in run.iterdir():
+            leftover.unlink()
+        run.rmdir()
+
+
+def _start(
+    run: Path, store: Path, config: TrainConfig, on_batch: BatchCallback | None, on_epoch: Callable[[EpochMetrics], None] | None, low_memory: bool
+) -> TrainResult:
+    """Read the store and split, record the run's config, and fit: :func:`train` after its folder checks."""
+    data = _load_data(store, config.split)
     run_config = {
         "store": data.description["store"],
         "train_config": config.to_dict(),
