@@ -93,7 +93,7 @@ _PLACEHOLDERS = ("DATA", "STORE", "RUN", "CLIP", "OUT", "CONFIG")
 # (arguments, the option the message must name, choices it must list as words or None); DATA, STORE, RUN,
 # CLIP, OUT and CONFIG stand for paths made by the test. Each is refused before any work starts.
 _BAD_OPTIONS = [
-    (["prepare", "DATA", "--out", "OUT", "--features", "bogus"], "--features", "logmel, musicnn or musicnn-patches"),
+    (["prepare", "DATA", "--out", "OUT", "--features", "bogus"], "--features", "logmel or musicnn"),
     (["prepare", "DATA", "--out", "OUT", "--scaling", "bogus"], "'--scaling' option", "seed or standard"),
     (["prepare", "DATA", "--out", "OUT", "--jobs", "0"], "'--jobs' option", None),
     (["prepare", "DATA", "--out", "OUT", "--engine", "bogus"], "'--engine' option", "local or ray"),

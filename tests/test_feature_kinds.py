@@ -17,7 +17,7 @@ from genrekit.exceptions import ParameterError
 SRC = Path(features.__file__).parent
 
 
-@pytest.mark.parametrize("kind", features.available_feature_kinds())
+@pytest.mark.parametrize("kind", features.available_feature_kinds(internal=True))
 def test_every_kind_computes_features_of_its_declared_shape(kind: str, rng: np.random.Generator) -> None:
     config = features.default_config(kind)
     segments = 0.1 * rng.standard_normal((2, config.audio.segment_samples)).astype(np.float32)
@@ -44,7 +44,7 @@ def test_a_new_kind_is_one_registration(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_unknown_kind_names_the_option_and_lists_kinds() -> None:
-    with pytest.raises(ParameterError, match=r"--features\) must be logmel, musicnn or musicnn-patches\. Got 'mfcc'"):
+    with pytest.raises(ParameterError, match=r"--features\) must be logmel or musicnn\. Got 'mfcc'"):
         features.feature_shape(FeatureConfig(kind="mfcc"))
 
 
@@ -89,3 +89,9 @@ def test_training_and_split_configs_use_the_same_checker() -> None:
         TrainConfig(epochs=2.5)  # type: ignore[arg-type]
     with pytest.raises(ParameterError, match=r"Unknown training config 'split' keys n_fold; known keys are fold, n_folds"):
         TrainConfig.from_dict({"split": {"n_fold": 5}})
+
+
+def test_internal_kinds_are_not_offered_to_users() -> None:
+    assert "musicnn-patches" not in features.available_feature_kinds()
+    assert {"logmel", "musicnn"} <= set(features.available_feature_kinds())
+    assert "musicnn-patches" in features.available_feature_kinds(internal=True)

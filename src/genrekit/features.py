@@ -181,6 +181,7 @@ class FeatureKind:
 _KINDS: dict[str, FeatureKind] = {}
 # Kinds defined outside this module: the module that registers each, imported on first use.
 _PROVIDERS = {"musicnn": "genrekit.musicnn", "musicnn-patches": "genrekit.export"}
+_INTERNAL = frozenset({"musicnn-patches"})  # what exported musicnn graphs read (genrekit.export), not features to store
 
 
 def register_feature_kind(kind: FeatureKind) -> FeatureKind:
@@ -189,8 +190,9 @@ def register_feature_kind(kind: FeatureKind) -> FeatureKind:
     return kind
 
 
-def available_feature_kinds() -> list[str]:
-    return sorted({*_KINDS, *_PROVIDERS})
+def available_feature_kinds(*, internal: bool = False) -> list[str]:
+    """The kinds a user can choose (``--features``); with ``internal``, also those genrekit uses itself."""
+    return sorted(k for k in {*_KINDS, *_PROVIDERS} if internal or k not in _INTERNAL)
 
 
 def feature_kind(name: str) -> FeatureKind:
