@@ -89,7 +89,7 @@ def test_errors_name_the_options_typed_not_library_parameters(tmp_path: Path) ->
     assert result.exit_code == 2 and "available models: default" in result.output and "['" not in result.output
 
 
-_PLACEHOLDERS = ("DATA", "STORE", "RUN", "CLIP", "OUT", "CONFIG")
+_PLACEHOLDERS = ("DATA", "STORE", "RUN", "CLIP", "OUT", "CONFIG", "KINDCONFIG")
 # (arguments, the option the message must name, choices it must list as words or None); DATA, STORE, RUN,
 # CLIP, OUT and CONFIG stand for paths made by the test. Each is refused before any work starts.
 _BAD_OPTIONS = [
@@ -113,6 +113,7 @@ _BAD_OPTIONS = [
     (["predict", "CLIP", "--out", "OUT.txt"], "--out", "--format json or csv"),
     (["serve", "--log-level", "loud"], "'--log-level' option", "critical, error, warning, info, debug or trace"),
     (["prepare", "DATA", "--out", "OUT", "--config", "CONFIG"], "--config", "sample_rte"),
+    (["prepare", "DATA", "--out", "OUT", "--config", "KINDCONFIG"], "--config", "logmel or musicnn. Got 'mfcc'"),
 ]
 
 
@@ -124,7 +125,10 @@ def test_bad_option_values_get_one_line_naming_the_option(
     library parameter names (strategy, kind, num_threads), no Python reprs or None, no traceback."""
     config = tmp_path / "config.json"
     config.write_text('{"audio": {"sample_rte": 22050}}')
-    paths = {"DATA": tmp_path / "data", "STORE": tmp_path / "store", "RUN": tmp_path / "run", "CLIP": tmp_path / "clip.wav", "OUT": tmp_path / "out", "CONFIG": config}
+    kind_config = tmp_path / "kind.json"
+    kind_config.write_text('{"kind": "mfcc"}')
+    paths = {"DATA": tmp_path / "data", "STORE": tmp_path / "store", "RUN": tmp_path / "run", "CLIP": tmp_path / "clip.wav", "OUT": tmp_path / "out",
+             "CONFIG": config, "KINDCONFIG": kind_config}
     _clip(tmp_path / "data" / "a" / "a.00000.wav", rng)
     _clip(tmp_path / "clip.wav", rng)
     if args[0] == "info":  # info reads the store before the split
@@ -143,7 +147,7 @@ def test_bad_option_values_get_one_line_naming_the_option(
     for python_word in ("['", "('", "None", "strategy", "'kind'", "num_threads", "'fmt'", "augment_prob"):
         assert python_word not in message
     if "--config" in args:
-        assert "--hop-seconds" not in message  # the file's keys are named as keys, not as options
+        assert "--hop-seconds" not in message and "(--features)" not in message  # the file's keys are named as keys, not as options
 
 
 def test_decoding_warnings_show_in_table_and_csv(tmp_path: Path, rng: np.random.Generator) -> None:

@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..config import FeatureConfig
-from ..features import default_config
+from ..features import default_config, feature_kind
 from ..exceptions import ParameterError
 from ._app import add_commands, console, err_console, handle_errors, progress_bar
 
@@ -90,8 +90,9 @@ def _feature_config(
             raise ParameterError(f"--config {config}: expected a JSON object of FeatureConfig fields")
         try:
             base = FeatureConfig.from_dict(values.get("feature_config", values))
+            feature_kind(base.kind)  # an unknown kind is the file's too
         except ParameterError as e:  # about the file's keys, not the options typed
-            raise ParameterError(f"--config {config}: {e}") from e
+            raise ParameterError(f"--config {config}: {str(e).replace(' (--features)', '')}") from e
     else:
         base = default_config(kind)
     if scaling is not None:
