@@ -60,6 +60,24 @@ def assert_onnx_matches_torch(model: "torch.nn.Module", x: "torch.Tensor") -> No
         torch.testing.assert_close(torch.from_numpy(logits), model(x), rtol=1e-3, atol=1e-4)
 
 
+def write_random_model(path: Path, architecture: str = "cnn1", labels: list[str] | None = None, *, seed: int = 0, metadata: dict | None = None) -> Path:
+    """Save a log-mel model with random (seeded) weights to ``path``: inference costs and behaves as a trained one's."""
+    import torch
+
+    from genrekit.checkpoint import Checkpoint, save_checkpoint
+    from genrekit.config import FeatureConfig
+    from genrekit.datasets import GTZAN_GENRES
+    from genrekit.features import feature_shape
+    from genrekit.models import build_model
+
+    labels = list(GTZAN_GENRES) if labels is None else labels
+    config = FeatureConfig()
+    torch.manual_seed(seed)
+    net = build_model(architecture, feature_shape(config), len(labels))
+    save_checkpoint(Checkpoint(architecture, {}, net.state_dict(), labels, config, metadata=metadata or {}), path)
+    return path
+
+
 def synth_tone(label_index: int, seconds: float, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
     """A label-dependent signal (harmonic tone at a label-specific pitch plus noise) that a small model can learn."""
     t = np.arange(int(seconds * sample_rate)) / sample_rate

@@ -16,10 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from genrekit.checkpoint import Checkpoint, save_checkpoint
-from genrekit.config import FeatureConfig
 from genrekit.datasets import GTZAN_GENRES
-from genrekit.models import build_model
+
+from conftest import write_random_model
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -49,12 +48,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Base URL of ``genrekit serve`` on a free loopback port, with a random-weights cnn1 model."""
-    import torch
-
-    torch.manual_seed(0)
-    model_path = tmp_path_factory.mktemp("model") / "model.pt"
-    net = build_model("cnn1", (128, 130), 10)
-    save_checkpoint(Checkpoint("cnn1", {}, net.state_dict(), list(GTZAN_GENRES), FeatureConfig()), model_path)
+    model_path = write_random_model(tmp_path_factory.mktemp("model") / "model.pt")
     port = _free_port()
     log = tmp_path_factory.mktemp("server") / "server.log"
     with open(log, "wb") as out:

@@ -19,14 +19,14 @@ from typer.testing import CliRunner
 import genrekit.audio
 import genrekit.featurize
 
-from genrekit.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from genrekit.checkpoint import load_checkpoint
 from genrekit.cli import app
 from genrekit.config import FeatureConfig
-from genrekit.datasets import GTZAN_GENRES
 from genrekit.exceptions import AudioDecodeError, AudioTooLongError, CheckpointError, ModelNotFoundError
 from genrekit.inference import GenreClassifier
-from genrekit.models import build_model
 from genrekit.store import prepare_store, process_file
+
+from conftest import write_random_model
 
 runner = CliRunner()
 
@@ -37,11 +37,7 @@ def _broken_features(*_: object, **__: object) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def classifier(tmp_path_factory: pytest.TempPathFactory) -> GenreClassifier:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "model.pt"
-    model = build_model("cnn1", (128, 130), 10)
-    save_checkpoint(Checkpoint("cnn1", {}, model.state_dict(), list(GTZAN_GENRES), FeatureConfig()), path)
-    return GenreClassifier(load_checkpoint(path))
+    return GenreClassifier(load_checkpoint(write_random_model(tmp_path_factory.mktemp("model") / "model.pt")))
 
 
 def test_decode_error_carries_path_and_reason_and_survives_pickling(tmp_path: Path) -> None:

@@ -24,19 +24,15 @@ from genrekit.inference import GenreClassifier, Prediction, PredictionError
 from genrekit.models.folding import FoldedConvNet
 from genrekit.models import build_model
 
-from conftest import synth_tone
+from conftest import synth_tone, write_random_model
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "model.pt"
-    model = build_model("cnn1", (128, 130), 10)
     meta = {"validation": {"track_accuracy": 0.5, "track_accuracy_ci95": [0.4, 0.6]}, "training_data": "synthetic"}
-    save_checkpoint(Checkpoint("cnn1", {}, model.state_dict(), list(GTZAN_GENRES), FeatureConfig(), metadata=meta), path)
-    return path
+    return write_random_model(tmp_path_factory.mktemp("model") / "model.pt", metadata=meta)
 
 
 @pytest.fixture

@@ -13,20 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from conftest import synth_tone
-from genrekit.checkpoint import Checkpoint, save_checkpoint
+from conftest import synth_tone, write_random_model
 from genrekit.cli import app
-from genrekit.config import FeatureConfig
 from genrekit.exceptions import ParameterError, ResumeError
-from genrekit.features import feature_shape
 from genrekit.inference import load_model
 from genrekit.library import ResultsFile, classify_library, read_results, result_columns
-from genrekit.models import build_model
 
 LABELS = ["blues", "classical", "rock"]
 FORMATS = [".csv", ".jsonl", ".parquet"]
@@ -35,12 +30,7 @@ FORMATS = [".csv", ".jsonl", ".parquet"]
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A cnn2 with random weights: inference costs and behaves as a trained one's."""
-    torch.manual_seed(0)
-    config = FeatureConfig()
-    net = build_model("cnn2", feature_shape(config), len(LABELS))
-    path = tmp_path_factory.mktemp("model") / "model.pt"
-    save_checkpoint(Checkpoint("cnn2", {}, net.state_dict(), LABELS, config), path)
-    return path
+    return write_random_model(tmp_path_factory.mktemp("model") / "model.pt", "cnn2", LABELS)
 
 
 def write_library(root: Path, n: int, *, seconds: float = 3.5, bad: bool = True, copy: bool = True) -> Path:

@@ -14,23 +14,17 @@ import torch
 from typer.testing import CliRunner
 
 import genrekit
-from genrekit.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from genrekit.checkpoint import load_checkpoint
 from genrekit.cli import app
-from genrekit.config import FeatureConfig
 from genrekit.datasets import GTZAN_GENRES
 from genrekit.inference import GenreClassifier
-from genrekit.models import build_model
 
-from conftest import synth_tone
+from conftest import synth_tone, write_random_model
 
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "model.pt"
-    model = build_model("cnn1", (128, 130), 10)
-    save_checkpoint(Checkpoint("cnn1", {}, model.state_dict(), list(GTZAN_GENRES), FeatureConfig()), path)
-    return path
+    return write_random_model(tmp_path_factory.mktemp("model") / "model.pt")
 
 
 @pytest.fixture(scope="module")

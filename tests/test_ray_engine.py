@@ -15,15 +15,10 @@ import numpy as np
 import pytest
 import ray  # the ray extra is part of the dev install (make test): missing, this fails rather than skips
 import soundfile as sf
-import torch
 
-from conftest import synth_tone
-from genrekit.checkpoint import Checkpoint, save_checkpoint
-from genrekit.config import FeatureConfig
-from genrekit.features import feature_shape
+from conftest import synth_tone, write_random_model
 from genrekit.inference import load_model
 from genrekit.library import classify_library, read_results, rows_close
-from genrekit.models import build_model
 from genrekit.ray_engine import RayEngine
 from genrekit.store import open_store, prepare_store
 
@@ -42,12 +37,7 @@ def ray_instance() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(1)
-    config = FeatureConfig()
-    net = build_model("cnn2", feature_shape(config), len(LABELS))
-    path = tmp_path_factory.mktemp("model") / "model.pt"
-    save_checkpoint(Checkpoint("cnn2", {}, net.state_dict(), LABELS, config), path)
-    return path
+    return write_random_model(tmp_path_factory.mktemp("model") / "model.pt", "cnn2", LABELS, seed=1)
 
 
 def write_library(root: Path, n: int, *, seconds: float = 4.0) -> Path:

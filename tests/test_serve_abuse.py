@@ -15,16 +15,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 import uvicorn
-from conftest import synth_tone
+from conftest import synth_tone, write_random_model
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from genrekit.checkpoint import Checkpoint, save_checkpoint
 from genrekit.cli import app as cli_app
-from genrekit.config import FeatureConfig
-from genrekit.datasets import GTZAN_GENRES
 from genrekit.inference import GenreClassifier, load_model
-from genrekit.models import build_model
 from genrekit.serve import create_app
 from genrekit.serve._http import server_config
 
@@ -33,12 +29,7 @@ PART_HEAD = b'--b\r\nContent-Disposition: form-data; name="file"; filename="x.wa
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> GenreClassifier:
-    import torch
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "model.pt"
-    save_checkpoint(Checkpoint("cnn1", {}, build_model("cnn1", (128, 130), 10).state_dict(), list(GTZAN_GENRES), FeatureConfig()), path)
-    return load_model(path)
+    return load_model(write_random_model(tmp_path_factory.mktemp("model") / "model.pt"))
 
 
 @pytest.fixture
