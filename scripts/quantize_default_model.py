@@ -41,14 +41,13 @@ def _files(root: Path) -> list[tuple[Path, str]]:
     return [(p, p.parent.name) for p in sorted(root.glob("*/*.*"))]
 
 
-def _patches(path: Path, *, peak_normalize: bool = False) -> np.ndarray:
-    """The clip's 3 s patches as ``predict`` cuts them; peak-normalized (as loud as the signal can be
-    without clipping), they cover the range of loud input such as mastered pop or normalized excerpts."""
-    from genrekit import load_model
+def _patches(path: Path, config: Any, *, peak_normalize: bool = False) -> np.ndarray:
+    """The clip's 3 s patches as ``predict`` cuts them with the model's feature ``config``; peak-normalized (as
+    loud as the signal can be without clipping), they cover the range of loud input such as mastered pop or
+    normalized excerpts."""
     from genrekit.audio import load_audio, segment_audio
     from genrekit.export import musicnn_patches
 
-    config = load_model("default", backend="torch").feature_config
     y = load_audio(path, sample_rate=config.audio.sample_rate)
     if peak_normalize:
         y = y / max(float(np.abs(y).max()), 1e-9)
@@ -112,9 +111,10 @@ def main() -> int:
     fp32 = onnx_bytes(reference.checkpoint)
     clips, excerpts = _files(SETS["clips"]), _files(SETS["excerpts"])
     sets = {"held-out clips (odd)": clips[1::2], "excerpts": excerpts, "all clips": clips}
-    calibration = [_patches(p, peak_normalize=loud) for p, _ in clips[::2] for loud in (False, True)]
+    config = reference.feature_config
+    calibration = [_patches(p, config, peak_normalize=loud) for p, _ in clips[::2] for loud in (False, True)]
     print(f"calibrating on {len(clips[::2])} even-numbered clips, as they are and peak-normalized", flush=True)
-    timing_batch = _patches(clips[0][0])
+    timing_batch = _patches(clips[0][0], config)
 
     lines = [
         "# int8 musicnn front end vs float32 (scripts/quantize_default_model.py)",
