@@ -328,11 +328,11 @@ def load_model(name_or_path: str | os.PathLike[str] = DEFAULT_MODEL, *, backend:
     check_backend(backend)
     key = str(name_or_path)
     if key in _SHIPPED:
-        with resources.as_file(resources.files("genrekit") / "weights") as root:
-            path = root / _SHIPPED[key]
+        weights = resources.files("genrekit") / "weights"
+        with resources.as_file(weights / _SHIPPED[key]) as path:
             if not path.is_file():
                 raise ModelNotFoundError(f"Model {key!r} is not shipped in this installation; available models: {', '.join(available_models()) or 'none'}")
-            return with_backend(GenreClassifier(load_checkpoint(path), name=key), backend, quantized=path.with_name(f"{path.stem}-int8.onnx"))
+            return with_backend(GenreClassifier(load_checkpoint(path), name=key), backend, quantized=weights / f"{path.stem}-int8.onnx")
     path = Path(name_or_path)
     if path.suffix == ".onnx":
         return load_onnx(path, name=key, backend=backend)

@@ -19,6 +19,7 @@ import os
 import warnings
 from dataclasses import dataclass, field, replace
 from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -178,7 +179,7 @@ def load_onnx(path: str | Path, *, name: str | None = None, backend: str = "auto
     return OnnxClassifier(os.fspath(path), name=str(path) if name is None else name, threads=threads)
 
 
-def with_backend(classifier: GenreClassifier, backend: str, *, threads: int = 1, quantized: Path | None = None) -> GenreClassifier:
+def with_backend(classifier: GenreClassifier, backend: str, *, threads: int = 1, quantized: Traversable | None = None) -> GenreClassifier:
     """``classifier`` itself (PyTorch) or its checkpoint exported in memory and run by onnxruntime.
 
     "auto" takes onnxruntime for the architectures in :data:`AUTO_ONNX` when it is installed, and there
