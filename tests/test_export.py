@@ -196,24 +196,31 @@ def test_shipped_int8_graph_was_made_from_the_shipped_default_and_auto_runs_it()
     assert np.abs(auto.predict_proba_features(x) - fp32.predict_proba_features(x)).max() < 0.05
 
 
-def test_a_stale_int8_graph_is_not_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize("graph", ["default-int8.onnx", "zero-shot.onnx"])
+def test_every_shipped_graph_was_made_from_its_shipped_checkpoint(graph: str) -> None:
+    """The shipped models run from these graphs without PyTorch: a checkpoint changed without its graph fails here."""
     from importlib import resources
 
-    from genrekit.onnx_backend import with_backend
+    from genrekit.checkpoint import load_checkpoint
+    from genrekit.onnx_backend import checkpoint_digest
 
-    stale = tmp_path / "default-int8.onnx"
-    stale.write_bytes((resources.files("genrekit") / "weights" / "default-int8.onnx").read_bytes())
-    other = load_model("zero-shot", backend="torch")  # not the checkpoint the file was made from
-    with pytest.warns(UserWarning, match="made from another checkpoint"):
-        model = with_backend(other, "auto", quantized=stale)
-    assert isinstance(model, OnnxClassifier) and "quantization" not in model.metadata_props
+    weights = resources.files("genrekit") / "weights"
+    name = graph.removesuffix(".onnx").removesuffix("-int8")
+    shipped = OnnxClassifier((weights / graph).read_bytes())
+    with resources.as_file(weights / f"{name}.pt") as checkpoint:
+        assert shipped.metadata_props["source"] == checkpoint_digest(load_checkpoint(checkpoint)), "rerun scripts/export_shipped_models.py or quantize_default_model.py"
+    model = load_model(name)
+    assert isinstance(model, OnnxClassifier) and model.metadata_props["source"] == shipped.metadata_props["source"]
 
 
 def test_exported_graph_is_cached_and_an_unwritable_cache_only_costs_the_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from genrekit.onnx_backend import cache_dir
 
+    from importlib import resources
+
+    zero_shot = str(resources.files("genrekit") / "weights" / "zero-shot.pt")  # a checkpoint: the shipped name runs its shipped graph
     monkeypatch.setenv("GENREKIT_CACHE_DIR", str(tmp_path / "cache"))
-    first = load_model("zero-shot", backend="onnxruntime")
+    first = load_model(zero_shot, backend="onnxruntime")
     files = list((cache_dir() / "onnx").glob("musicnn-zero-shot-*.onnx"))
     assert len(files) == 1
     from genrekit.export import onnx_bytes
@@ -221,8 +228,8 @@ def test_exported_graph_is_cached_and_an_unwritable_cache_only_costs_the_export(
     default = load_model("default", backend="torch")
     files[0].write_bytes(onnx_bytes(default.checkpoint))  # planted: a second load must read the file, not export again
     x = musicnn_patches(_segments(first.feature_config, 2), first.feature_config)
-    np.testing.assert_allclose(load_model("zero-shot", backend="onnxruntime").predict_proba_features(x), default.predict_proba_features(extract_features(_segments(first.feature_config, 2), default.feature_config)), atol=1e-4)
+    np.testing.assert_allclose(load_model(zero_shot, backend="onnxruntime").predict_proba_features(x), default.predict_proba_features(extract_features(_segments(first.feature_config, 2), default.feature_config)), atol=1e-4)
     files[0].unlink()
     (tmp_path / "file").write_text("")
     monkeypatch.setenv("GENREKIT_CACHE_DIR", str(tmp_path / "file"))  # not a folder: nothing can be written there
-    np.testing.assert_allclose(load_model("zero-shot", backend="onnxruntime").predict_proba_features(x), first.predict_proba_features(x), atol=1e-6)
+    np.testing.assert_allclose(load_model(zero_shot, backend="onnxruntime").predict_proba_features(x), first.predict_proba_features(x), atol=1e-6)

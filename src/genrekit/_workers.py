@@ -1,7 +1,7 @@
 """Worker pools for per-file work, shared by ``prepare`` and ``predict``, that never outlive their command.
 
 :func:`open_pool` starts worker processes from a fork server that has imported the feature code once
-(~2 CPU s of torch import saved per worker). A worker process started that way re-imports the caller's
+(~2 CPU s of torch import saved per worker, where the work needs torch). A worker process started that way re-imports the caller's
 ``__main__`` script; a plain script without an ``if __name__ == "__main__":`` guard would then run its own
 work again in every worker and break the pool (``BrokenProcessPool``), so for such a script the pool is
 threads instead: decoding (libsndfile), resampling (soxr) and features (torch) release the GIL.
@@ -108,13 +108,23 @@ def _is_main_guard(test: ast.expr) -> bool:
 
 
 def _init_worker(parent: int, setup: tuple[Callable[..., None], tuple[Any, ...]] | None = None) -> None:
-    import torch
-
-    torch.set_num_threads(1)  # one worker per core: intra-op threads would only contend
     watch_parent(parent)
     if setup is not None:
         function, args = setup
         function(*args)
+    one_torch_thread()
+
+
+def one_torch_thread() -> int | None:
+    """Run PyTorch on one thread, if this process has imported it (a preload, a model it runs); returns
+    the thread count it had. One worker per core: intra-op threads would only contend. PyTorch is never
+    imported for this: classifying with onnxruntime does not need it."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return None
+    threads = int(torch.get_num_threads())
+    torch.set_num_threads(1)
+    return threads
 
 
 def open_pool(jobs: int, *, preload: Sequence[str] = (), setup: tuple[Callable[..., None], tuple[Any, ...]] | None = None) -> Executor:

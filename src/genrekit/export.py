@@ -20,7 +20,6 @@ free of a signal-processing opset. ``tests/test_export.py`` checks probabilities
 from __future__ import annotations
 
 import io
-from dataclasses import replace
 import json
 import warnings
 from pathlib import Path
@@ -32,15 +31,12 @@ from torch import nn
 
 from . import __version__
 from .checkpoint import Checkpoint
-from .config import FeatureConfig
-from .features import FeatureKind, feature_kind, register_feature_kind
+from .musicnn_input import musicnn_patches, network_input_shape
+from .onnx_backend import INPUT_FEATURES, INPUT_MUSICNN_LOGMEL, METADATA_PREFIX, read_metadata
 
 __all__ = ["INPUT_FEATURES", "INPUT_MUSICNN_LOGMEL", "OPSET", "export_onnx", "onnx_bytes", "export_metadata", "read_metadata", "musicnn_patches", "network_input_shape"]
 
-INPUT_FEATURES = "features"
-INPUT_MUSICNN_LOGMEL = "musicnn-logmel"
 OPSET = 17
-_PREFIX = "genrekit."
 
 
 class _MusicnnEmbedding(nn.Module):
@@ -80,30 +76,6 @@ class _Exported(nn.Module):
         return torch.softmax(self.model(x), dim=-1)
 
 
-def network_input_shape(config: FeatureConfig) -> tuple[int, ...]:
-    """Shape of one segment's graph input: the features, or musicnn's log-mel patch for musicnn models."""
-    from .features import feature_shape
-
-    if config.kind in ("musicnn", "musicnn-patches"):
-        from .musicnn import N_MELS, patch_frames
-
-        return (patch_frames(config.audio.segment_samples), N_MELS)
-    return feature_shape(config)
-
-
-def musicnn_patches(segments: np.ndarray, config: FeatureConfig) -> np.ndarray:
-    """musicnn's input for equal-length segments: each segment's own log-mel cut to its patch length.
-
-    The same patches :func:`genrekit.musicnn.extract_embeddings` feeds its networks, shape
-    (n_segments, frames, 96), float32.
-    """
-    from .musicnn import log_mel
-
-    segments = np.atleast_2d(np.asarray(segments, dtype=np.float32))
-    frames = network_input_shape(config)[0]
-    return np.ascontiguousarray(log_mel(segments)[:, :frames]) if len(segments) else np.zeros((0, frames, 96), np.float32)
-
-
 def onnx_bytes(checkpoint: Checkpoint, *, opset: int = OPSET) -> bytes:
     """The checkpoint's network as a serialized ONNX model with its metadata (see the module docstring).
 
@@ -123,7 +95,7 @@ def onnx_bytes(checkpoint: Checkpoint, *, opset: int = OPSET) -> bytes:
             dynamic_axes={"input": {0: "batch"}, "probabilities": {0: "batch"}},
         )
     graph = onnx.load_from_string(buffer.getvalue())
-    onnx.helper.set_model_props(graph, {_PREFIX + key: value for key, value in export_metadata(checkpoint).items()})
+    onnx.helper.set_model_props(graph, {METADATA_PREFIX + key: value for key, value in export_metadata(checkpoint).items()})
     graph.producer_name = "genrekit"
     graph.producer_version = __version__
     return graph.SerializeToString()
@@ -144,11 +116,6 @@ def export_metadata(checkpoint: Checkpoint) -> dict[str, str]:
     return {key: json.dumps(value) for key, value in values.items()}
 
 
-def read_metadata(props: dict[str, str]) -> dict[str, Any]:
-    """The ``genrekit.*`` entries of an ONNX file's metadata_props, decoded; empty when it has none."""
-    return {key[len(_PREFIX) :]: json.loads(value) for key, value in props.items() if key.startswith(_PREFIX)}
-
-
 def export_onnx(checkpoint: Checkpoint, out: str | Path, *, opset: int = OPSET) -> Path:
     """Write :func:`onnx_bytes` of ``checkpoint`` to ``out`` atomically; returns the path."""
     out = Path(out)
@@ -156,22 +123,3 @@ def export_onnx(checkpoint: Checkpoint, out: str | Path, *, opset: int = OPSET) 
     tmp.write_bytes(onnx_bytes(checkpoint, opset=opset))
     tmp.replace(out)
     return out
-
-
-def _patches_config(**overrides: Any) -> FeatureConfig:
-    from .musicnn import default_feature_config
-
-    return replace(default_feature_config(), **{"kind": "musicnn-patches", **overrides})
-
-
-def _patches_model_input(y: np.ndarray, config: FeatureConfig, whole: bool) -> tuple[np.ndarray, str]:
-    """The image of musicnn's own input: the patches are exactly it."""
-    return feature_kind("musicnn").model_input(y, replace(config, kind="musicnn"), whole)
-
-
-# What an exported musicnn model reads: the networks are in its graph, so the features are their log-mel input.
-register_feature_kind(
-    FeatureKind(
-        name="musicnn-patches", default_config=_patches_config, shape=network_input_shape, extract=musicnn_patches, model_input=_patches_model_input
-    )
-)

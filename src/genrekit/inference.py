@@ -15,20 +15,22 @@ from collections.abc import Generator, Iterable
 from functools import partial
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import soxr
-import torch
 
 from ._workers import BoundedPool, default_jobs, open_pool
 from .audio import AUDIO_EXTENSIONS, is_audio_file, path_problem
-from .checkpoint import Checkpoint, load_checkpoint
 from .config import FeatureConfig
 from .exceptions import AudioDecodeError, ModelNotFoundError, ParameterError
 from .featurize import BATCH_SEGMENTS, SILENCE_RMS, SILENT_NOTE, FileFeatures, FileResult, featurize_signal, silent_segments
-from .models.folding import fold_conv_net
 from .results import Prediction, PredictionError, SegmentPrediction
+
+if TYPE_CHECKING:  # PyTorch runs checkpoints only: classifying with the shipped models never imports it
+    import torch
+
+    from .checkpoint import Checkpoint
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -47,12 +49,16 @@ __all__ = [
 DEFAULT_MODEL = "default"
 # The default: a calibrated linear model over musicnn's penultimate layers and tag scores, chosen by
 # scripts/select_default_model.py; zero-shot: the untrained tag mapping, the baseline it must beat.
+# Each ships as its PyTorch checkpoint (the reference, what export and --backend torch read) and as the
+# ONNX graphs that run it without PyTorch: "auto" takes the first of its graphs that is shipped,
+# "onnxruntime" the float32 one (tests/test_export.py checks that each graph was made from its checkpoint).
 _SHIPPED = {"default": "default.pt", "zero-shot": "zero-shot.pt"}
+_SHIPPED_GRAPHS = {"auto": ("{name}-int8.onnx", "{name}.onnx"), "onnxruntime": ("{name}.onnx",)}
 
 
 def _mono(audio: np.ndarray | torch.Tensor) -> np.ndarray:
     """A signal of shape (n_samples,) or (n_channels, n_samples) as one mono float32 channel."""
-    y = audio.detach().cpu().numpy() if isinstance(audio, torch.Tensor) else np.asarray(audio)
+    y = audio.detach().cpu().numpy() if hasattr(audio, "detach") else np.asarray(audio)  # a torch.Tensor, without importing torch
     y = y.astype(np.float32, copy=False)
     if y.ndim == 2 and y.shape[0] < y.shape[1]:
         return y.mean(axis=0)
@@ -102,6 +108,10 @@ class GenreClassifier:
     """
 
     def __init__(self, checkpoint: Checkpoint, *, name: str = "") -> None:
+        import torch
+
+        from .models.folding import fold_conv_net
+
         self.checkpoint = checkpoint
         self.name = name
         model = checkpoint.build()
@@ -138,6 +148,8 @@ class GenreClassifier:
 
     def predict_proba_features(self, features: np.ndarray) -> np.ndarray:
         """Class probabilities of a batch of segment features, shape (n_segments, n_classes)."""
+        import torch
+
         out = []
         with torch.inference_mode():
             for lo in range(0, len(features), BATCH_SEGMENTS):
@@ -314,7 +326,8 @@ def load_model(name_or_path: str | os.PathLike[str] = DEFAULT_MODEL, *, backend:
     backend : {"auto", "torch", "onnxruntime"}, default="auto"
         What runs the network: "auto" takes onnxruntime when it is installed and the model is one it runs
         faster (see :func:`genrekit.onnx_backend.with_backend`), else PyTorch. An ``.onnx`` file always
-        runs with onnxruntime.
+        runs with onnxruntime, and so do the shipped models under "auto" and "onnxruntime" (their graphs
+        ship in the package): only "torch", checkpoints and run folders need PyTorch (``genrekit[train]``).
 
     Raises
     ------
@@ -323,19 +336,26 @@ def load_model(name_or_path: str | os.PathLike[str] = DEFAULT_MODEL, *, backend:
     ParameterError
         An unknown backend, or one that cannot run this model here.
     """
-    from .onnx_backend import check_backend, load_onnx, with_backend
+    from .onnx_backend import OnnxClassifier, check_backend, load_onnx, with_backend
 
     check_backend(backend)
     key = str(name_or_path)
     if key in _SHIPPED:
         weights = resources.files("genrekit") / "weights"
+        for graph in _SHIPPED_GRAPHS.get(backend, ()):
+            if (weights / graph.format(name=key)).is_file():
+                return OnnxClassifier((weights / graph.format(name=key)).read_bytes(), name=key)
+        from .checkpoint import load_checkpoint  # PyTorch: checkpoints are torch files
+
         with resources.as_file(weights / _SHIPPED[key]) as path:
             if not path.is_file():
                 raise ModelNotFoundError(f"Model {key!r} is not shipped in this installation; available models: {', '.join(available_models()) or 'none'}")
-            return with_backend(GenreClassifier(load_checkpoint(path), name=key), backend, quantized=weights / f"{path.stem}-int8.onnx")
+            return with_backend(GenreClassifier(load_checkpoint(path), name=key), backend)
     path = Path(name_or_path)
     if path.suffix == ".onnx":
         return load_onnx(path, name=key, backend=backend)
+    from .checkpoint import load_checkpoint
+
     if path.is_dir():
         path = path / "model.pt"
     if not path.exists():

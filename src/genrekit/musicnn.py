@@ -18,9 +18,8 @@ Staying in float32 also drops the original's float16 rounding of the log-mel (ab
 one source of the port's differences from the original: tag scores within 2e-4, and within 1e-6 when
 the port is fed the original's float16 input.
 
-Input representation (the original's ``extractor.batch_data``): 16 kHz mono, centered STFT with
-n_fft 512, hop 256, periodic Hann window and zero padding (librosa >= 0.10), power 2, 96 Slaney mel
-bands from 0 to 8 kHz, then ``log10(10000 * mel + 1)``; patches of 187 frames (3 s).
+The input representation (log-mel patches, the feature configuration) is :mod:`genrekit.musicnn_input`,
+in NumPy, re-exported here: classifying with an exported graph needs it without PyTorch.
 
 Embedding (``kind="musicnn"``): for each 3 s segment, the concatenation over ``MSD_musicnn`` then
 ``MTT_musicnn`` of the penultimate layer (200, the batch-normalized dense layer the tag classifier
@@ -35,18 +34,29 @@ cost 6.8 kB per segment.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from .audio import load_audio
-from .config import AudioConfig, FeatureConfig
+from .config import FeatureConfig
 from .exceptions import ParameterError
-from .features import FeatureKind, mel_filterbank, register_feature_kind
-from .models.musicnn import EMBEDDING_DIM, EMBEDDING_LAYOUT, MODELS, N_MELS, MusiCNN, MusicnnOutput, load_musicnn
+from .features import FeatureKind, register_feature_kind
+from .models.musicnn import EMBEDDING_DIM, EMBEDDING_LAYOUT, MODELS, MusiCNN, MusicnnOutput, load_musicnn
+from .musicnn_input import (
+    HOP_LENGTH,
+    N_FFT,
+    N_MELS,
+    PATCH_FRAMES,
+    SAMPLE_RATE,
+    SEGMENT_SECONDS,
+    check_config,
+    default_feature_config,
+    log_mel,
+    model_input,
+    patch_frames,
+)
 
 __all__ = [
     "SAMPLE_RATE",
@@ -70,48 +80,7 @@ __all__ = [
     "extract_embeddings",
 ]
 
-SAMPLE_RATE = 16000
-N_FFT = 512
-HOP_LENGTH = 256
-SEGMENT_SECONDS = 3.0
-PATCH_FRAMES = 187  # 3 s: librosa.time_to_frames(3, sr=16000, n_fft=512, hop_length=256) + 1
 _BATCH = 32  # patches per forward pass: bounds memory on long tracks
-
-def patch_frames(n_samples: int) -> int:
-    """Frames musicnn feeds per patch of ``n_samples`` (187 for 3 s), as its extractor counts them."""
-    return (n_samples - N_FFT // 2) // HOP_LENGTH + 1
-
-
-def _log_mel(audio: torch.Tensor) -> torch.Tensor:
-    basis = _mel_basis()
-    spec = torch.stft(
-        audio, N_FFT, hop_length=HOP_LENGTH, window=torch.hann_window(N_FFT), center=True, pad_mode="constant", return_complex=True
-    )
-    mel = torch.matmul(basis, spec.real.square() + spec.imag.square())
-    return torch.log10(10000.0 * mel + 1.0).transpose(1, 2)
-
-
-@lru_cache(maxsize=1)
-def _mel_basis() -> torch.Tensor:
-    return torch.tensor(mel_filterbank(default_feature_config()))
-
-
-def log_mel(audio: np.ndarray) -> np.ndarray:
-    """musicnn's input representation of one signal or a batch of equal-length signals at 16 kHz.
-
-    ``log10(10000 * mel + 1)`` computed in float32, so loud audio stays finite (the original casts the
-    mel power to float16 first, which overflows to inf above 6.55, and keeps the result in float16).
-
-    Parameters
-    ----------
-    audio : ndarray of shape (n_samples,) or (n_signals, n_samples)
-
-    Returns
-    -------
-    ndarray of shape (n_signals, 1 + n_samples // 256, 96), float32
-    """
-    with torch.inference_mode():
-        return _log_mel(torch.from_numpy(np.atleast_2d(np.asarray(audio, dtype=np.float32)))).numpy()
 
 
 @dataclass(frozen=True)
@@ -172,74 +141,16 @@ def tag_scores(audio: str | Path | np.ndarray, *, model: str = "MSD_musicnn") ->
     min_samples = (PATCH_FRAMES - 1) * HOP_LENGTH + 1
     signal = np.pad(signal, (0, max(0, min_samples - len(signal))))
     with torch.inference_mode():
-        mel = _log_mel(torch.from_numpy(signal)[None])[0]
+        mel = torch.from_numpy(log_mel(signal)[0])
         n_patches = (len(mel) - PATCH_FRAMES) // PATCH_FRAMES + 1
         patches = mel[: n_patches * PATCH_FRAMES].reshape(n_patches, PATCH_FRAMES, N_MELS)
         scores = [torch.sigmoid(net(patches[lo : lo + _BATCH]).logits) for lo in range(0, n_patches, _BATCH)]
     return TagScores(model, net.tags, torch.cat(scores).numpy())
 
 
-def default_feature_config(**overrides: Any) -> FeatureConfig:
-    """The feature configuration of ``kind="musicnn"``: 16 kHz audio in 3 s segments, musicnn's mel.
-
-    Parameters
-    ----------
-    **overrides
-        :class:`FeatureConfig` fields; ``audio=AudioConfig(sample_rate=16000, hop_seconds=1.5)`` gives
-        overlapping segments, for example. The mel parameters are the network's and cannot change.
-        ``scaling`` is ``"standard"``: training standardizes every embedding dimension with
-        training-split statistics that travel in the model checkpoint (``"seed"`` scaling is a log-mel
-        notion and is rejected); ``top_db`` does not apply.
-
-    Raises
-    ------
-    ParameterError
-        An override contradicts what the network was trained on.
-    """
-    values: dict[str, Any] = {
-        "kind": "musicnn",
-        "n_fft": N_FFT,
-        "hop_length": HOP_LENGTH,
-        "n_mels": N_MELS,
-        "f_min": 0.0,
-        "f_max": None,
-        "scaling": "standard",
-        "audio": AudioConfig(sample_rate=SAMPLE_RATE, segment_seconds=SEGMENT_SECONDS, hop_seconds=SEGMENT_SECONDS),
-    }
-    values.update(overrides)
-    config = FeatureConfig(**values)
-    _check_config(config)
-    return config
-
-
-def _check_config(config: FeatureConfig) -> None:
-    required = {
-        "kind": "musicnn",
-        "n_fft": N_FFT,
-        "hop_length": HOP_LENGTH,
-        "n_mels": N_MELS,
-        "f_min": 0.0,
-        "scaling": "standard",
-        "audio.sample_rate": SAMPLE_RATE,
-    }
-    actual = {**{k: getattr(config, k) for k in required if "." not in k}, "audio.sample_rate": config.audio.sample_rate}
-    for name, value in required.items():
-        if actual[name] != value:
-            raise ParameterError(
-                f"musicnn features need {name}={value!r} (the network's input); got {actual[name]!r}. "
-                "Use genrekit.features.default_config('musicnn')."
-            )
-    if config.f_max not in (None, SAMPLE_RATE / 2):
-        raise ParameterError(f"musicnn features need f_max=None (8000 Hz); got {config.f_max!r}.")
-    if config.audio.segment_samples < N_FFT:
-        raise ParameterError(
-            f"musicnn features need segments of at least {N_FFT / SAMPLE_RATE:g} s; got segment_seconds={config.audio.segment_seconds!r}."
-        )
-
-
 def embedding_shape(config: FeatureConfig) -> tuple[int]:
     """Shape of one segment's musicnn embedding: ``(EMBEDDING_DIM,)`` = (3412,)."""
-    _check_config(config)
+    check_config(config)
     return (EMBEDDING_DIM,)
 
 
@@ -260,26 +171,22 @@ def extract_embeddings(segments: np.ndarray, config: FeatureConfig) -> np.ndarra
     -------
     ndarray of shape (n_segments, EMBEDDING_DIM), float32
     """
-    _check_config(config)
+    check_config(config)
     segments = np.atleast_2d(np.asarray(segments, dtype=np.float32))
     frames = patch_frames(segments.shape[1])
     nets = {name: load_musicnn(name) for name in MODELS}
     out = np.empty((len(segments), EMBEDDING_DIM), dtype=np.float32)
     with torch.inference_mode():
         for lo in range(0, len(segments), _BATCH):
-            mel = _log_mel(torch.from_numpy(segments[lo : lo + _BATCH]))[:, :frames]
+            mel = torch.from_numpy(log_mel(segments[lo : lo + _BATCH])[:, :frames])
             outputs = {name: net(mel) for name, net in nets.items()}
             parts = [getattr(outputs[name], layer) for name, layer, _ in EMBEDDING_LAYOUT]
             out[lo : lo + len(mel)] = torch.cat(parts, dim=1).numpy()
     return out
 
 
-def _model_input(y: np.ndarray, config: FeatureConfig, whole: bool) -> tuple[np.ndarray, str]:
-    return log_mel(y)[0].T, "log10(10000 · mel + 1), musicnn's input"
-
-
 register_feature_kind(
     FeatureKind(
-        name="musicnn", default_config=default_feature_config, shape=embedding_shape, extract=extract_embeddings, model_input=_model_input
+        name="musicnn", default_config=default_feature_config, shape=embedding_shape, extract=extract_embeddings, model_input=model_input
     )
 )

@@ -16,10 +16,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import warnings
 from dataclasses import dataclass, field, replace
 from importlib import resources
-from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +25,21 @@ import numpy as np
 
 from .config import FeatureConfig
 from .exceptions import CheckpointError, ModelNotFoundError, ParameterError, words
-from .export import INPUT_MUSICNN_LOGMEL, read_metadata
 from .inference import GenreClassifier
 
-__all__ = ["BACKENDS", "OnnxModel", "OnnxClassifier", "onnxruntime_available", "check_backend", "checkpoint_digest", "load_onnx", "with_backend"]
+__all__ = ["INPUT_FEATURES", "INPUT_MUSICNN_LOGMEL", "METADATA_PREFIX", "read_metadata", "BACKENDS", "OnnxModel", "OnnxClassifier", "onnxruntime_available", "check_backend", "checkpoint_digest", "load_onnx", "with_backend"]
 
 BACKENDS = ("auto", "torch", "onnxruntime")
+# What an exported graph reads (its ``genrekit.input``): the features of its config, or musicnn's log-mel patches.
+INPUT_FEATURES = "features"
+INPUT_MUSICNN_LOGMEL = "musicnn-logmel"
+METADATA_PREFIX = "genrekit."
+
+
+def read_metadata(props: dict[str, str]) -> dict[str, Any]:
+    """The ``genrekit.*`` entries of an ONNX file's metadata_props, decoded; empty when it has none."""
+    return {key[len(METADATA_PREFIX) :]: json.loads(value) for key, value in props.items() if key.startswith(METADATA_PREFIX)}
+
 # Architectures "auto" runs with onnxruntime. musicnn models: 0.31-0.32 s vs 0.85-0.90 s a 30 s track on one
 # thread (benchmarks/bench_onnx.py). cnn1/cnn2 stay on their folded oneDNN path: onnxruntime's network time is
 # 9.2 vs 12.1 ms (cnn1) and 10.9 vs 12.6 ms (cnn2) CPU per 30 s track, 2-3 ms saved of a 33-41 ms predict,
@@ -179,14 +186,12 @@ def load_onnx(path: str | Path, *, name: str | None = None, backend: str = "auto
     return OnnxClassifier(os.fspath(path), name=str(path) if name is None else name, threads=threads)
 
 
-def with_backend(classifier: GenreClassifier, backend: str, *, threads: int = 1, quantized: Traversable | None = None) -> GenreClassifier:
+def with_backend(classifier: GenreClassifier, backend: str, *, threads: int = 1) -> GenreClassifier:
     """``classifier`` itself (PyTorch) or its checkpoint exported in memory and run by onnxruntime.
 
-    "auto" takes onnxruntime for the architectures in :data:`AUTO_ONNX` when it is installed, and there
-    the ``quantized`` graph (the shipped int8 one, ``scripts/quantize_default_model.py``) when it exists
-    and was made from this very checkpoint (its ``genrekit.source`` is :func:`checkpoint_digest`): the
-    fastest path, within the agreement with float32 that reports/quantization.md measures. "onnxruntime"
-    runs the float32 export, the same probabilities as PyTorch within 1e-5.
+    "auto" takes onnxruntime for the architectures in :data:`AUTO_ONNX` when it is installed;
+    "onnxruntime" runs the float32 export, the same probabilities as PyTorch within 1e-5. (The shipped
+    models' graphs, int8 included, are loaded from the package by :func:`genrekit.load_model`.)
 
     Raises
     ------
@@ -199,11 +204,6 @@ def with_backend(classifier: GenreClassifier, backend: str, *, threads: int = 1,
         return classifier
     if not onnxruntime_available():
         raise ParameterError("--backend onnxruntime (backend='onnxruntime') needs the onnxruntime package (pip install onnxruntime)")
-    if backend == "auto" and quantized is not None and quantized.is_file():
-        int8 = OnnxClassifier(quantized.read_bytes(), name=classifier.name, threads=threads, checkpoint=classifier.checkpoint)
-        if int8.metadata_props.get("source") == checkpoint_digest(classifier.checkpoint):
-            return int8
-        warnings.warn(f"{quantized}: made from another checkpoint than {classifier.name!r}; running float32 (rerun scripts/quantize_default_model.py)", stacklevel=2)
     return OnnxClassifier(_exported(classifier.checkpoint), name=classifier.name, threads=threads, checkpoint=classifier.checkpoint)
 
 

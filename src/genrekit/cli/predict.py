@@ -44,8 +44,9 @@ ENGINES = ("local", "ray")
 def _loaded(model: str, backend: str = "auto") -> Iterator[GenreClassifier]:
     """``load_model(model)`` set up for one command; threads and collector restored after (for in-process callers).
 
-    - torch is imported and the model loaded with the garbage collector off, and what is then alive
-      is frozen out of it while the command runs (:func:`genrekit.speedups.frozen_collector`).
+    - the model is loaded with the garbage collector off, and what is then alive is frozen out of it
+      while the command runs (:func:`genrekit.speedups.frozen_collector`). PyTorch is imported only for
+      a model it runs (``--backend torch``, a cnn1/cnn2 checkpoint).
     - The model runs on one thread, in this process for one file and in each of the ``--jobs`` worker
       processes for several, which use the cores; one clip is too little work to split: on a busy 2-core machine each op's second
       thread waits for a core, and a fresh ``genrekit predict one.wav`` took ~0.45 s longer with 2 threads.
@@ -53,18 +54,17 @@ def _loaded(model: str, backend: str = "auto") -> Iterator[GenreClassifier]:
     See benchmarks/bench_coldstart.py.
     """
     with frozen_collector() as loaded:
-        import torch
-
+        from .._workers import one_torch_thread
         from ..inference import load_model
 
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
+        classifier = load_model(model, backend=backend)
+        threads = one_torch_thread()
         try:
-            classifier = load_model(model, backend=backend)
             loaded()
             yield classifier
         finally:
-            torch.set_num_threads(threads)
+            if threads is not None:
+                sys.modules["torch"].set_num_threads(threads)
 
 
 def _classify(

@@ -19,10 +19,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..exceptions import ModelNotFoundError
+from ..musicnn_input import N_MELS  # mel bands of the input patches: one definition, torch-free
 
 __all__ = ["N_MELS", "MODELS", "EMBEDDING_LAYOUT", "EMBEDDING_DIM", "MusiCNN", "MusicnnOutput", "load_musicnn"]
 
-N_MELS = 96  # mel bands of the input patches
+
 MODELS: tuple[str, ...] = ("MSD_musicnn", "MTT_musicnn")
 _WEIGHT_FILES = {"MSD_musicnn": "musicnn_msd.safetensors", "MTT_musicnn": "musicnn_mtt.safetensors"}
 _BN_EPS = 1e-3  # tf.layers.batch_normalization's default
