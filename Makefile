@@ -3,17 +3,21 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
+# PyTorch (the train extra) is the local CPU build torch==2.13.0: constraints.txt holds it to that.
+CONSTRAINTS := -c constraints.txt
 
 .PHONY: demo test lint bench install install-dev browser clean
 
-$(VENV)/.installed: pyproject.toml
+# make demo: the base install, which classifies without PyTorch.
+$(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e .
+	$(PIP) install -q $(CONSTRAINTS) -e .
 	touch $@
 
+# make test: everything, training (PyTorch) and the Ray engine included.
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(PIP) install -q -e '.[dev,ray]'
+	$(PIP) install -q $(CONSTRAINTS) -e '.[train,dev,ray]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -39,4 +43,4 @@ bench: $(VENV)/.installed-dev
 	$(PY) benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) demo-output build *.egg-info src/*.egg-info
+	rm -rf $(VENV) demo-output build dist *.egg-info src/*.egg-info

@@ -24,6 +24,7 @@ from .exceptions import (
     GenrekitWarning,
     ModelNotFoundError,
     ParameterError,
+    MissingDependencyError,
     ResumeError,
     StoreError,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "StoreError",
     "ModelNotFoundError",
     "CheckpointError",
+    "MissingDependencyError",
     "ResumeError",
     "GenrekitWarning",
     "AudioWarning",

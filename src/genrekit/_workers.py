@@ -71,13 +71,26 @@ def watch_parent(pid: int) -> None:
     threading.Thread(target=watch, name="genrekit-parent-watch", daemon=True).start()
 
 
-def default_jobs() -> int:
-    """Workers when the caller names none: the cores this process may run on (its CPU affinity, as a
-    container or ``taskset`` sets it), not every core of the machine."""
+def usable_cpus() -> int:
+    """The CPUs this process may use: its affinity (``taskset``, a container's cpuset) and its cgroup v2 CPU
+    quota (``docker --cpus``, Kubernetes limits), not the host's core count, which oversubscribes a
+    container and makes every thread wait for a core."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cpus = max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    try:
+        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, -(-int(quota) // int(period))))
+    except (OSError, ValueError):  # no cgroup v2 CPU controller here
+        pass
+    return cpus
+
+
+def default_jobs() -> int:
+    """Workers when the caller names none: :func:`usable_cpus`."""
+    return usable_cpus()
 
 
 def main_is_safe_to_import() -> bool:

@@ -20,6 +20,8 @@ __all__ = [
     "ModelNotFoundError",
     "CheckpointError",
     "ResumeError",
+    "MissingDependencyError",
+    "TRAIN_EXTRA",
     "GenrekitWarning",
     "AudioWarning",
     "DatasetWarning",
@@ -98,6 +100,19 @@ class CheckpointError(GenrekitError, ValueError):
 class ResumeError(GenrekitError, ValueError):
     """A run cannot be continued: a training run folder without a readable config or state, or a results
     file that is not genrekit's or is another model's (other genres)."""
+
+
+# What ``pip install 'genrekit[train]'`` adds: training, evaluation, export and PyTorch checkpoints need it,
+# classifying with the shipped models and exported .onnx files does not.
+TRAIN_EXTRA = frozenset({"torch", "safetensors", "sklearn", "librosa", "onnx"})
+
+
+class MissingDependencyError(GenrekitError, ImportError):
+    """What was asked for needs a package of an extra that is not installed; the message says what to install."""
+
+    def __init__(self, package: str, purpose: str) -> None:
+        super().__init__(f"{purpose} needs {package}, which is not installed: pip install 'genrekit[train]'")
+        self.package = package
 
 
 class GenrekitWarning(UserWarning):

@@ -23,7 +23,7 @@ import soxr
 from ._workers import BoundedPool, default_jobs, open_pool
 from .audio import AUDIO_EXTENSIONS, is_audio_file, path_problem
 from .config import FeatureConfig
-from .exceptions import AudioDecodeError, ModelNotFoundError, ParameterError
+from .exceptions import TRAIN_EXTRA, AudioDecodeError, MissingDependencyError, ModelNotFoundError, ParameterError
 from .featurize import BATCH_SEGMENTS, SILENCE_RMS, SILENT_NOTE, FileFeatures, FileResult, featurize_signal, silent_segments
 from .results import Prediction, PredictionError, SegmentPrediction
 
@@ -317,7 +317,7 @@ def available_models() -> list[str]:
     return sorted(name for name, file in _SHIPPED.items() if (root / file).is_file())
 
 
-def load_model(name_or_path: str | os.PathLike[str] = DEFAULT_MODEL, *, backend: str = "auto") -> GenreClassifier:
+def load_model(name_or_path: str | os.PathLike[str] = DEFAULT_MODEL, *, backend: str = "auto", threads: int = 1) -> GenreClassifier:
     """Load a shipped model by name, a run folder (its ``model.pt``), or a model file (``.pt``, or ``.onnx``
     from ``genrekit export``).
 
@@ -328,14 +328,21 @@ def load_model(name_or_path: str | os.PathLike[str] = DEFAULT_MODEL, *, backend:
         faster (see :func:`genrekit.onnx_backend.with_backend`), else PyTorch. An ``.onnx`` file always
         runs with onnxruntime, and so do the shipped models under "auto" and "onnxruntime" (their graphs
         ship in the package): only "torch", checkpoints and run folders need PyTorch (``genrekit[train]``).
+    threads : int >= 1, default=1
+        onnxruntime's intra-op threads for one prediction: 1 for batch work, whose workers use the cores
+        (``predict_many``); more for a server answering single requests.
 
     Raises
     ------
     ModelNotFoundError
         Nothing of that name or path exists; the message lists the shipped models.
     ParameterError
-        An unknown backend, or one that cannot run this model here.
+        An unknown backend, or one that cannot run this model here, or ``threads`` < 1.
+    MissingDependencyError
+        PyTorch is needed (``backend="torch"``, a checkpoint) and not installed.
     """
+    if threads < 1:
+        raise ParameterError(f"The 'threads' parameter must be >= 1. Got {threads!r} instead.")
     from .onnx_backend import OnnxClassifier, check_backend, load_onnx, with_backend
 
     check_backend(backend)
@@ -344,25 +351,34 @@ def load_model(name_or_path: str | os.PathLike[str] = DEFAULT_MODEL, *, backend:
         weights = resources.files("genrekit") / "weights"
         for graph in _SHIPPED_GRAPHS.get(backend, ()):
             if (weights / graph.format(name=key)).is_file():
-                return OnnxClassifier((weights / graph.format(name=key)).read_bytes(), name=key)
-        from .checkpoint import load_checkpoint  # PyTorch: checkpoints are torch files
-
+                return OnnxClassifier((weights / graph.format(name=key)).read_bytes(), name=key, threads=threads)
+        load_checkpoint = _checkpoint_loader(f"load_model({key!r}, backend={backend!r})")
         with resources.as_file(weights / _SHIPPED[key]) as path:
             if not path.is_file():
                 raise ModelNotFoundError(f"Model {key!r} is not shipped in this installation; available models: {', '.join(available_models()) or 'none'}")
-            return with_backend(GenreClassifier(load_checkpoint(path), name=key), backend)
+            return with_backend(GenreClassifier(load_checkpoint(path), name=key), backend, threads=threads)
     path = Path(name_or_path)
     if path.suffix == ".onnx":
-        return load_onnx(path, name=key, backend=backend)
-    from .checkpoint import load_checkpoint
-
+        return load_onnx(path, name=key, backend=backend, threads=threads)
+    load_checkpoint = _checkpoint_loader(f"a PyTorch checkpoint ({key})")
     if path.is_dir():
         path = path / "model.pt"
     if not path.exists():
         raise ModelNotFoundError(
             f"Model {key!r} not found: not a shipped model name, run folder or model file; available models: {', '.join(available_models()) or 'none'}"
         )
-    return with_backend(GenreClassifier(load_checkpoint(path), name=key), backend)
+    return with_backend(GenreClassifier(load_checkpoint(path), name=key), backend, threads=threads)
+
+
+def _checkpoint_loader(purpose: str) -> Any:
+    """:func:`genrekit.checkpoint.load_checkpoint`, or a one-line error saying to install PyTorch (checkpoints are torch files)."""
+    try:
+        from .checkpoint import load_checkpoint
+    except ModuleNotFoundError as e:
+        if (e.name or "").partition(".")[0] not in TRAIN_EXTRA:
+            raise
+        raise MissingDependencyError(e.name or "torch", purpose) from e
+    return load_checkpoint
 
 
 def find_audio_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[PredictionError]]:

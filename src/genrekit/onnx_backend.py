@@ -79,9 +79,14 @@ def _session(model: bytes | str, threads: int) -> Any:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    # One thread per session by default: predict runs one session per worker process, the server one per request thread.
+    # Threads set explicitly (onnxruntime's default is every core of the host, a container's quota
+    # aside): one per session for predict, which runs one session per worker process; the server's share
+    # of the usable CPUs per request thread. No spinning: its threads would otherwise busy-wait between
+    # requests, which come in bursts, and between a file's segments while the next one is decoded.
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 

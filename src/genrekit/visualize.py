@@ -112,24 +112,19 @@ def write_spectrograms(files: Sequence[Path], out: Path, config: FeatureConfig, 
 def plot_spectrogram(
     features: np.ndarray, config: FeatureConfig, out: str | Path, *, title: str = "", start_s: float = 0.0, label: str = "dB"
 ) -> Path:
-    """Image of a mel spectrogram (n_mels, frames) with time and mel-frequency axes labeled, and a colorbar saying ``label``."""
-    import librosa.display
+    """Image of a mel spectrogram (n_mels, frames) with time and mel-frequency axes labeled, and a colorbar saying ``label``.
 
+    The rows are drawn evenly spaced, as the mel bands are on the mel scale, and the frequency axis is
+    labeled in Hz where those bands lie (librosa's ``specshow(y_axis="mel")`` picture, without librosa).
+    """
     plt = _pyplot()
     width = max(6.0, min(24.0, features.shape[1] / 60))
     fig, ax = plt.subplots(figsize=(width, 4), dpi=100)
-    img = librosa.display.specshow(
-        features,
-        sr=config.audio.sample_rate,
-        hop_length=config.hop_length,
-        x_axis="time",
-        y_axis="mel",
-        fmin=config.f_min,
-        fmax=config.f_max or config.audio.sample_rate / 2,
-        ax=ax,
-        cmap="magma",
-        x_coords=start_s + np.arange(features.shape[1]) * config.hop_length / config.audio.sample_rate,
-    )
+    seconds = config.hop_length / config.audio.sample_rate
+    times = start_s + (np.arange(features.shape[1] + 1) - 0.5) * seconds  # frame k is centered at k * hop
+    img = ax.pcolormesh(times, np.arange(features.shape[0] + 1), features, cmap="magma", shading="flat", rasterized=True)
+    ticks_hz, ticks_band = _mel_ticks(config, features.shape[0])
+    ax.set_yticks(ticks_band, [f"{hz / 1000:g}k" if hz >= 1000 else f"{hz:g}" for hz in ticks_hz])
     ax.set_xlabel("time (s)")
     ax.set_ylabel("frequency (Hz, mel scale)")
     ax.set_title(title)
@@ -140,6 +135,17 @@ def plot_spectrogram(
     fig.savefig(out)
     plt.close(fig)
     return out
+
+
+def _mel_ticks(config: FeatureConfig, n_mels: int) -> tuple[list[float], list[float]]:
+    """Round frequencies (0, 250, 500 Hz, 1, 2, 4 ... kHz) and where they fall on the band axis of ``n_mels`` mel bands."""
+    from .features import _hz_to_mel
+
+    f_max = config.f_max or config.audio.sample_rate / 2
+    low, high = _hz_to_mel(np.array([config.f_min, f_max], dtype=np.float64))
+    hz = [float(config.f_min), *(250.0 * 2**k for k in range(8) if config.f_min < 250.0 * 2**k <= f_max)]
+    bands = (_hz_to_mel(np.array(hz)) - low) / (high - low) * n_mels
+    return hz, bands.tolist()
 
 
 def _genre_html(prediction: Prediction) -> str:

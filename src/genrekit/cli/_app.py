@@ -6,10 +6,11 @@ import gc
 import inspect
 import re
 import signal
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any, TypeVar, get_type_hints
+from typing import Annotated, Any, NoReturn, TypeVar, get_type_hints
 
 import typer
 from rich.console import Console
@@ -17,7 +18,7 @@ from rich.markup import escape
 from typer.models import OptionInfo
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ..exceptions import GenrekitError
+from ..exceptions import TRAIN_EXTRA, GenrekitError, MissingDependencyError
 
 __all__ = ["PlainProgress", "Terminated", "add_commands", "app", "main", "console", "err_console", "handle_errors", "new_progress", "progress_bar"]
 
@@ -73,10 +74,21 @@ def handle_errors(command: Callable[..., Any] | None = None) -> Iterator[None]:
     except GenrekitError as e:
         err_console.print(f"[bold red]error:[/] {escape(option_words(str(e), command))}")  # [brackets] stay literal
         raise typer.Exit(2) from None
+    except ModuleNotFoundError as e:  # a module of genrekit[train], imported where the command needs it
+        _missing_extra(e, f"genrekit {command.__name__}" if command is not None else "this command")
     except KeyboardInterrupt as e:
         terminated = isinstance(e, Terminated)
         err_console.print(f"[yellow]{'terminated' if terminated else 'interrupted'}[/]")
         raise typer.Exit(128 + (signal.SIGTERM if terminated else signal.SIGINT)) from None
+
+
+def _missing_extra(error: ModuleNotFoundError, what: str) -> NoReturn:
+    """Say in one line which extra to install when ``error`` is a missing module of ``genrekit[train]``; re-raise it otherwise."""
+    package = (error.name or "").partition(".")[0]
+    if package not in TRAIN_EXTRA:
+        raise error
+    err_console.print(f"[bold red]error:[/] {escape(str(MissingDependencyError(package, what)))}")
+    raise typer.Exit(2) from None
 
 
 def _options_of(command: Callable[..., Any]) -> dict[str, str]:
@@ -219,5 +231,11 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         app()
+    except ModuleNotFoundError as e:  # imported by a command before its handle_errors block
+        command = next((a for a in sys.argv[1:] if not a.startswith("-")), "")
+        try:
+            _missing_extra(e, f"genrekit {command}".strip())
+        except typer.Exit as done:
+            sys.exit(done.exit_code)
     finally:
         gc.freeze()

@@ -332,7 +332,7 @@ def spectrogram(
     from ..visualize import write_spectrograms
 
     with handle_errors(spectrogram):
-        config = load_model(model).feature_config if model else FeatureConfig()
+        config = load_model(model).input_config if model else FeatureConfig()
         files, missing = find_audio_files(paths)
     written, failed = write_spectrograms(files, out, config, per_segment=per_segment)
     failed = [m.error for m in missing] + failed

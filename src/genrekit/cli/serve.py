@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import os
 from typing import Annotated, Optional
 
 import typer
@@ -63,16 +62,19 @@ def serve(
 
       GENREKIT_TOKEN=s3cret genrekit serve --host 0.0.0.0 --workers 2 --queue 8
     """
-    import torch
+    import sys
 
+    from .._workers import usable_cpus
     from ..inference import load_model
     from ..serve import create_app, run_server
 
     if log_level not in LOG_LEVELS:
         err_console.print(f"[bold red]error:[/] The '--log-level' option must be one of {words(LOG_LEVELS)}. Got {log_level!r} instead.")
         raise typer.Exit(2)
+    # Each request thread runs the network with its share of the usable CPUs (affinity and cgroup quota), not more.
+    threads = max(1, usable_cpus() // workers)
     with handle_errors(serve):
-        classifier = load_model(model, backend=backend)
+        classifier = load_model(model, backend=backend, threads=threads)
         app = create_app(
             classifier, max_upload_mb=max_upload_mb, max_duration_s=max_duration_s, max_queue=queue, workers=workers,
             max_uploads=max_uploads, upload_grace_s=upload_grace_s, min_upload_kbps=min_upload_kbps, token=token,
@@ -83,8 +85,8 @@ def serve(
             f"Set {TOKEN_ENV} (or --token), or serve behind a reverse proxy that authenticates.",
             soft_wrap=True,
         )
-    # Each worker thread runs torch ops with torch's intra-op pool: share the cores instead of oversubscribing them.
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+    if "torch" in sys.modules:  # a model PyTorch runs: its intra-op pool gets the same share
+        sys.modules["torch"].set_num_threads(threads)
     console.print(f"[bold green]serving[/] {classifier.name} on http://{host}:{port}/ (API docs at /docs)" + (", token required" if token else ""))
     run_server(app, host=host, port=port, log_level=log_level, header_timeout_s=header_timeout_s)
 
