@@ -69,9 +69,13 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'genrekit' has no attribute {name!r}")
 
 
-def load_model(name_or_path: str | os.PathLike[str] = "default", *, backend: str = "auto") -> GenreClassifier:
+def load_model(
+    name_or_path: str | os.PathLike[str] = "default", *, backend: str = "auto", device: str = "auto", threads: int = 1
+) -> GenreClassifier:
     """Load a shipped model by name (``"default"``, ``"zero-shot"``), a run folder, a ``model.pt`` or an
-    exported ``.onnx`` file, run by ``backend``: "auto" (the fastest available), "torch" or "onnxruntime".
+    exported ``.onnx`` file, run by ``backend``: "auto" (the fastest available), "torch" or "onnxruntime",
+    on ``device`` ("auto": a GPU where the runtime can use one, else the CPU) with ``threads`` intra-op threads.
+    The shipped models and ``.onnx`` files need no PyTorch.
 
     Raises
     ------
@@ -86,7 +90,7 @@ def load_model(name_or_path: str | os.PathLike[str] = "default", *, backend: str
     """
     from .inference import load_model as _load
 
-    return _load(name_or_path, backend=backend)
+    return _load(name_or_path, backend=backend, device=device, threads=threads)
 
 
 def available_models() -> list[str]:

@@ -58,6 +58,9 @@ def predict_logits(
 ) -> np.ndarray:
     """Logits of the segments ``features[indices]``, read in sorted chunks from a (memory-mapped) float16 array.
 
+    Runs where ``model``'s parameters are (a GPU under autocast, :func:`genrekit.device.autocast`); ``mean``
+    and ``std`` stay on the CPU, where the chunks are standardized.
+
     Returns
     -------
     ndarray of shape (len(indices), n_classes), float32, in the order of ``indices``.
@@ -65,15 +68,19 @@ def predict_logits(
     indices = np.asarray(indices)
     order = np.argsort(indices, kind="stable")
     out: np.ndarray | None = None
+    from .device import autocast
+
     was_training = model.training
     model.eval()
-    with torch.inference_mode():
+    first = next(model.parameters(), None)
+    device = first.device if first is not None else torch.device("cpu")
+    with torch.inference_mode(), autocast(device):
         for lo in range(0, len(indices), batch_size):
             pos = order[lo : lo + batch_size]
             x = torch.from_numpy(np.asarray(features[indices[pos]], dtype=np.float32))
             if mean is not None and std is not None:
                 x = (x - mean) / std
-            logits = model(x).float().numpy()
+            logits = model(x.to(device)).float().cpu().numpy()
             if out is None:
                 out = np.empty((len(indices), logits.shape[1]), dtype=np.float32)
             out[pos] = logits
@@ -286,6 +293,7 @@ def evaluate_run(
     store: str | Path | None = None,
     out_dir: str | Path | None = None,
     on_progress: Callable[[int, int, str], None] | None = None,
+    device: str = "auto",
 ) -> EvaluationReport:
     """Evaluate a run's ``model.pt`` on one partition of its split and write the report files.
 
@@ -302,6 +310,8 @@ def evaluate_run(
         match the model's.
     out_dir : path, optional
         Defaults to ``<run>/eval-<partition>``.
+    device : {"auto", "cpu", "cuda", "mps"}, default="auto"
+        Where the model runs (:func:`genrekit.device.torch_device`).
 
     Raises
     ------
@@ -311,8 +321,10 @@ def evaluate_run(
         The store's features differ from the model's.
     """
     from .checkpoint import load_checkpoint
+    from .device import torch_device
     from .store import open_store
 
+    target = torch_device(device)
     if partition not in ("test", "val"):
         raise ParameterError(f"The partition to evaluate (--split, partition=...) must be one of test or val. Got {partition!r} instead.")
     run = Path(run)
@@ -339,7 +351,7 @@ def evaluate_run(
     unknown = sorted(set(st.labels[indices].tolist()) - set(label_index))
     if unknown:
         raise ParameterError(f"The store has labels the model does not know: {', '.join(unknown)}; the model knows {', '.join(checkpoint.labels)}.")
-    model = checkpoint.build()
+    model = checkpoint.build().to(target)
     logits = predict_logits(model, st.features, indices, mean=checkpoint.mean, std=checkpoint.std, on_progress=on_progress)
     y = np.array([label_index[label] for label in st.labels[indices]])
     evaluation = evaluate_predictions(softmax(logits), y, st.track_ids[indices], checkpoint.labels)

@@ -98,6 +98,8 @@ class GenreClassifier:
         Weights, labels, feature config and normalization (see :mod:`genrekit.checkpoint`).
     name : str
         How the model was asked for (``default``, a run folder, a file).
+    device : {"auto", "cpu", "cuda", "mps"}, default="auto"
+        Where PyTorch runs the network (:func:`genrekit.device.torch_device`); on a GPU under autocast.
 
     Examples
     --------
@@ -107,16 +109,22 @@ class GenreClassifier:
     >>> result.genre, result.probabilities["rock"]             # doctest: +SKIP
     """
 
-    def __init__(self, checkpoint: Checkpoint, *, name: str = "") -> None:
+    def __init__(self, checkpoint: Checkpoint, *, name: str = "", device: str = "auto") -> None:
         import torch
 
+        from .device import torch_device
         from .models.folding import fold_conv_net
 
         self.checkpoint = checkpoint
         self.name = name
+        self._device_name = device
+        self.device = torch_device(device)
         model = checkpoint.build()
-        # Other models run channels_last, which lets oneDNN use its fast CPU convolutions: ~1.9x on cnn2 over NCHW.
-        self._forward = fold_conv_net(model) or model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch stubs omit memory_format
+        if self.device.type == "cpu":
+            # Other models run channels_last, which lets oneDNN use its fast CPU convolutions: ~1.9x on cnn2 over NCHW.
+            self._forward = fold_conv_net(model) or model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch stubs omit memory_format
+        else:
+            self._forward = model.to(self.device)
 
     @property
     def classes_(self) -> list[str]:
@@ -130,7 +138,9 @@ class GenreClassifier:
     @property
     def runtime(self) -> str:
         """What runs the network, in words, with its precision: shown by ``genrekit models``, JSON output and ``/v1/models``."""
-        return "PyTorch, float32"
+        if self.device.type == "cpu":
+            return "PyTorch, float32"
+        return f"PyTorch on {self.device.type}" + (", mixed precision (autocast)" if self.device.type == "cuda" else ", float32")
 
     @property
     def feature_config(self) -> FeatureConfig:
@@ -150,11 +160,13 @@ class GenreClassifier:
         """Class probabilities of a batch of segment features, shape (n_segments, n_classes)."""
         import torch
 
+        from .device import autocast
+
         out = []
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(self.device):
             for lo in range(0, len(features), BATCH_SEGMENTS):
-                x = torch.as_tensor(np.asarray(features[lo : lo + BATCH_SEGMENTS], dtype=np.float32))
-                out.append(torch.softmax(self._forward(self.checkpoint.normalize(x)), dim=-1).numpy())
+                x = self.checkpoint.normalize(torch.as_tensor(np.asarray(features[lo : lo + BATCH_SEGMENTS], dtype=np.float32)))
+                out.append(torch.softmax(self._forward(x.to(self.device)).float(), dim=-1).cpu().numpy())
         return np.concatenate(out) if out else np.empty((0, len(self.classes_)), dtype=np.float32)
 
     @property
@@ -266,7 +278,7 @@ class GenreClassifier:
         """How a worker process builds its own copy of this model: (factory, args, kwargs), picklable.
 
         ``threads`` is for backends that own their thread pool; torch's is set by the worker."""
-        return GenreClassifier, (self.checkpoint,), {"name": self.name}
+        return GenreClassifier, (self.checkpoint,), {"name": self.name, "device": self._device_name}
 
     def predict_many(
         self, paths: Iterable[str | os.PathLike[str]], *, jobs: int | None = None, max_duration: float | None = None
@@ -317,7 +329,9 @@ def available_models() -> list[str]:
     return sorted(name for name, file in _SHIPPED.items() if (root / file).is_file())
 
 
-def load_model(name_or_path: str | os.PathLike[str] = DEFAULT_MODEL, *, backend: str = "auto", threads: int = 1) -> GenreClassifier:
+def load_model(
+    name_or_path: str | os.PathLike[str] = DEFAULT_MODEL, *, backend: str = "auto", device: str = "auto", threads: int = 1
+) -> GenreClassifier:
     """Load a shipped model by name, a run folder (its ``model.pt``), or a model file (``.pt``, or ``.onnx``
     from ``genrekit export``).
 
@@ -328,6 +342,9 @@ def load_model(name_or_path: str | os.PathLike[str] = DEFAULT_MODEL, *, backend:
         faster (see :func:`genrekit.onnx_backend.with_backend`), else PyTorch. An ``.onnx`` file always
         runs with onnxruntime, and so do the shipped models under "auto" and "onnxruntime" (their graphs
         ship in the package): only "torch", checkpoints and run folders need PyTorch (``genrekit[train]``).
+    device : {"auto", "cpu", "cuda", "mps"}, default="auto"
+        Where the network runs: "auto" takes a CUDA GPU, then MPS, then the CPU, as far as the runtime
+        can use them (onnxruntime needs ``onnxruntime-gpu`` for CUDA and has no MPS); see :mod:`genrekit.device`.
     threads : int >= 1, default=1
         onnxruntime's intra-op threads for one prediction: 1 for batch work, whose workers use the cores
         (``predict_many``); more for a server answering single requests.
@@ -343,23 +360,25 @@ def load_model(name_or_path: str | os.PathLike[str] = DEFAULT_MODEL, *, backend:
     """
     if threads < 1:
         raise ParameterError(f"The 'threads' parameter must be >= 1. Got {threads!r} instead.")
+    from .device import check_device
     from .onnx_backend import OnnxClassifier, check_backend, load_onnx, with_backend
 
     check_backend(backend)
+    check_device(device)
     key = str(name_or_path)
     if key in _SHIPPED:
         weights = resources.files("genrekit") / "weights"
         for graph in _SHIPPED_GRAPHS.get(backend, ()):
             if (weights / graph.format(name=key)).is_file():
-                return OnnxClassifier((weights / graph.format(name=key)).read_bytes(), name=key, threads=threads)
+                return OnnxClassifier((weights / graph.format(name=key)).read_bytes(), name=key, threads=threads, device=device)
         load_checkpoint = _checkpoint_loader(f"load_model({key!r}, backend={backend!r})")
         with resources.as_file(weights / _SHIPPED[key]) as path:
             if not path.is_file():
                 raise ModelNotFoundError(f"Model {key!r} is not shipped in this installation; available models: {', '.join(available_models()) or 'none'}")
-            return with_backend(GenreClassifier(load_checkpoint(path), name=key), backend, threads=threads)
+            return with_backend(GenreClassifier(load_checkpoint(path), name=key, device=device), backend, threads=threads, device=device)
     path = Path(name_or_path)
     if path.suffix == ".onnx":
-        return load_onnx(path, name=key, backend=backend, threads=threads)
+        return load_onnx(path, name=key, backend=backend, threads=threads, device=device)
     load_checkpoint = _checkpoint_loader(f"a PyTorch checkpoint ({key})")
     if path.is_dir():
         path = path / "model.pt"
@@ -367,7 +386,7 @@ def load_model(name_or_path: str | os.PathLike[str] = DEFAULT_MODEL, *, backend:
         raise ModelNotFoundError(
             f"Model {key!r} not found: not a shipped model name, run folder or model file; available models: {', '.join(available_models()) or 'none'}"
         )
-    return with_backend(GenreClassifier(load_checkpoint(path), name=key), backend, threads=threads)
+    return with_backend(GenreClassifier(load_checkpoint(path), name=key, device=device), backend, threads=threads, device=device)
 
 
 def _checkpoint_loader(purpose: str) -> Any:

@@ -75,8 +75,10 @@ class OnnxModel:
         return features
 
 
-def _session(model: bytes | str, threads: int) -> Any:
+def _session(model: bytes | str, threads: int, device: str = "auto") -> Any:
     import onnxruntime as ort
+
+    from .device import onnx_providers
 
     options = ort.SessionOptions()
     # Threads set explicitly (onnxruntime's default is every core of the host, a container's quota
@@ -87,7 +89,7 @@ def _session(model: bytes | str, threads: int) -> Any:
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model, options, providers=onnx_providers(device))
 
 
 class OnnxClassifier(GenreClassifier):
@@ -101,6 +103,8 @@ class OnnxClassifier(GenreClassifier):
         How the model was asked for.
     threads : int, default=1
         onnxruntime intra-op threads.
+    device : {"auto", "cpu", "cuda"}, default="auto"
+        "auto" runs on a CUDA GPU when ``onnxruntime-gpu`` is installed, else on the CPU (:mod:`genrekit.device`).
     checkpoint : Checkpoint, optional
         The checkpoint ``model`` was exported from: kept as :attr:`checkpoint` (weights, standardization),
         as a PyTorch-backed classifier has it. Without it, :attr:`checkpoint` is an :class:`OnnxModel`
@@ -112,11 +116,14 @@ class OnnxClassifier(GenreClassifier):
         The file is not an ONNX model, or one without genrekit's metadata.
     """
 
-    def __init__(self, model: bytes | str, *, name: str = "", threads: int = 1, checkpoint: Any = None) -> None:
+    def __init__(self, model: bytes | str, *, name: str = "", threads: int = 1, checkpoint: Any = None, device: str = "auto") -> None:
         self._source = model
         self._threads = threads
+        self._device = device
         try:
-            self._session = _session(model, threads)
+            self._session = _session(model, threads, device)
+        except ParameterError:
+            raise
         except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf types
             source = model if isinstance(model, str) else name
             raise CheckpointError(f"{source}: not an ONNX model onnxruntime can load ({str(e).splitlines()[0]})") from e
@@ -138,7 +145,8 @@ class OnnxClassifier(GenreClassifier):
     @property
     def runtime(self) -> str:
         quantization = self.metadata_props.get("quantization")
-        return f"onnxruntime, {quantization}" if quantization else "onnxruntime, float32"
+        where = " on CUDA" if self._session.get_providers()[0] == "CUDAExecutionProvider" else ""
+        return f"onnxruntime{where}, {quantization}" if quantization else f"onnxruntime{where}, float32"
 
     @property
     def input_config(self) -> FeatureConfig:
@@ -146,7 +154,7 @@ class OnnxClassifier(GenreClassifier):
 
     def _rebuild(self, threads: int = 1) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
         checkpoint = None if isinstance(self.checkpoint, OnnxModel) else self.checkpoint
-        return OnnxClassifier, (self._source,), {"name": self.name, "threads": threads, "checkpoint": checkpoint}
+        return OnnxClassifier, (self._source,), {"name": self.name, "threads": threads, "checkpoint": checkpoint, "device": self._device}
 
     def predict_proba_features(self, features: np.ndarray) -> np.ndarray:
         """Class probabilities of a batch of graph inputs, shape (n_segments, n_classes).
@@ -168,7 +176,7 @@ def check_backend(backend: str) -> None:
         raise ParameterError(f"The 'backend' parameter must be one of {words(BACKENDS)}. Got {backend!r} instead.")
 
 
-def load_onnx(path: str | Path, *, name: str | None = None, backend: str = "auto", threads: int = 1) -> OnnxClassifier:
+def load_onnx(path: str | Path, *, name: str | None = None, backend: str = "auto", threads: int = 1, device: str = "auto") -> OnnxClassifier:
     """An exported model file (``genrekit export``) as a classifier; no run folder or PyTorch model needed.
 
     Raises
@@ -188,10 +196,10 @@ def load_onnx(path: str | Path, *, name: str | None = None, backend: str = "auto
         raise ModelNotFoundError(f"{path}: no such model file")
     if not onnxruntime_available():
         raise ParameterError(f"{path}: running an ONNX model needs onnxruntime (pip install onnxruntime)")
-    return OnnxClassifier(os.fspath(path), name=str(path) if name is None else name, threads=threads)
+    return OnnxClassifier(os.fspath(path), name=str(path) if name is None else name, threads=threads, device=device)
 
 
-def with_backend(classifier: GenreClassifier, backend: str, *, threads: int = 1) -> GenreClassifier:
+def with_backend(classifier: GenreClassifier, backend: str, *, threads: int = 1, device: str = "auto") -> GenreClassifier:
     """``classifier`` itself (PyTorch) or its checkpoint exported in memory and run by onnxruntime.
 
     "auto" takes onnxruntime for the architectures in :data:`AUTO_ONNX` when it is installed;
@@ -209,7 +217,7 @@ def with_backend(classifier: GenreClassifier, backend: str, *, threads: int = 1)
         return classifier
     if not onnxruntime_available():
         raise ParameterError("--backend onnxruntime (backend='onnxruntime') needs the onnxruntime package (pip install onnxruntime)")
-    return OnnxClassifier(_exported(classifier.checkpoint), name=classifier.name, threads=threads, checkpoint=classifier.checkpoint)
+    return OnnxClassifier(_exported(classifier.checkpoint), name=classifier.name, threads=threads, checkpoint=classifier.checkpoint, device=device)
 
 
 def cache_dir() -> Path:

@@ -36,6 +36,7 @@ from . import __version__
 from .augment import AugmentConfig, Augmenter, mixup
 from ._params import Constraint, Interval, OneOf, check_params, from_dict
 from .checkpoint import Checkpoint, save_checkpoint
+from .device import autocast, torch_device
 from .evaluation import evaluate_predictions, predict_logits, softmax
 from .exceptions import GenrekitError, ParameterError, ResumeError
 from .features import feature_shape
@@ -358,6 +359,7 @@ def train(
     on_batch: BatchCallback | None = None,
     on_epoch: Callable[[EpochMetrics], None] | None = None,
     low_memory: bool = False,
+    device: str = "auto",
 ) -> TrainResult:
     """Train a model on a feature store and write a run folder.
 
@@ -377,6 +379,10 @@ def train(
         Return each step's freed activations to the system instead of keeping them for the next step:
         the same weights, about 0.6x the peak memory (cnn2 at batch 64: 1.8 instead of 3.0 GB) for
         slower steps (see :func:`genrekit.speedups.keep_freed_memory`).
+    device : {"auto", "cpu", "cuda", "mps"}, default="auto"
+        Where the model trains: "auto" takes a CUDA GPU, then MPS, then the CPU; on CUDA the forward
+        passes run under bfloat16 (or float16) autocast. Not part of the run's config: a run may resume
+        on another device. On the CPU, training is exactly what it was.
 
     Returns
     -------
@@ -395,7 +401,7 @@ def train(
     if (run / _LAST).exists() or (run / "model.pt").exists():
         raise ParameterError(f"Run folder {run} already holds a run; continue it with --resume {run} or pick another folder.")
     try:
-        return _start(run, Path(store), config, on_batch, on_epoch, low_memory)
+        return _start(run, Path(store), config, on_batch, on_epoch, low_memory, device)
     except GenrekitError:
         _discard_unstarted(run)
         raise
@@ -412,7 +418,8 @@ def _discard_unstarted(run: Path) -> None:
 
 
 def _start(
-    run: Path, store: Path, config: TrainConfig, on_batch: BatchCallback | None, on_epoch: Callable[[EpochMetrics], None] | None, low_memory: bool
+    run: Path, store: Path, config: TrainConfig, on_batch: BatchCallback | None, on_epoch: Callable[[EpochMetrics], None] | None, low_memory: bool,
+    device: str = "auto",
 ) -> TrainResult:
     """Read the store and split, record the run's config, and fit: :func:`train` after its folder checks."""
     data = _load_data(store, config.split)
@@ -426,7 +433,7 @@ def _start(
     }
     (run / "config.json").write_text(json.dumps(run_config, indent=2))
     with contextlib.nullcontext() if low_memory else keep_freed_memory():
-        return _fit(run, config, data, None, on_batch, on_epoch)
+        return _fit(run, config, data, None, on_batch, on_epoch, device)
 
 
 def resume(
@@ -437,6 +444,7 @@ def resume(
     on_batch: BatchCallback | None = None,
     on_epoch: Callable[[EpochMetrics], None] | None = None,
     low_memory: bool = False,
+    device: str = "auto",
 ) -> TrainResult:
     """Continue an interrupted run from its ``last.pt``; ends as an uninterrupted run with the same seed would.
 
@@ -448,7 +456,7 @@ def resume(
         Where the store is now, if it moved; defaults to the path in ``config.json``.
     epochs : int, optional
         Raise the run's total number of epochs (e.g. to train a finished run further).
-    low_memory : bool, default=False
+    low_memory, device
         As in :func:`train`.
 
     A run killed during its first epoch (no ``last.pt`` yet) starts over from epoch 1 with its saved config.
@@ -469,7 +477,7 @@ def resume(
         raise ParameterError(f"The store's feature config differs from the one {run} was trained with; pass the original store.")
     state = _load_state(run) if (run / _LAST).is_file() else None
     with contextlib.nullcontext() if low_memory else keep_freed_memory():
-        return _fit(run, config, data, state, on_batch, on_epoch)
+        return _fit(run, config, data, state, on_batch, on_epoch, device)
 
 
 def run_config(run_dir: str | Path) -> TrainConfig:
@@ -569,6 +577,7 @@ class _Trainer:
     augmenter: Augmenter | None
     class_weight: torch.Tensor | None
     on_batch: BatchCallback | None
+    device: torch.device
 
     def train_epoch(self, epoch: int, train_probs: np.ndarray) -> float:
         """One epoch of steps in the epoch's seeded order; fills ``train_probs`` and returns the mean loss."""
@@ -588,7 +597,8 @@ class _Trainer:
             if self.mean is not None and self.std is not None:
                 x = (x - self.mean) / self.std
             x, y_a, y_b, lam = mixup(x, y, rng, alpha=config.augment.mixup_alpha, prob=config.augment.mixup_prob)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.precision == "bf16"):
+            x, y_a, y_b = x.to(self.device), y_a.to(self.device), y_b.to(self.device)  # no-ops on the CPU
+            with autocast(self.device), torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.precision == "bf16" and self.device.type == "cpu"):
                 logits = self.model(x).float()
             loss = F.cross_entropy(logits, y_a, weight=self.class_weight, label_smoothing=config.label_smoothing)
             if lam < 1.0:
@@ -596,8 +606,8 @@ class _Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
-            loss_sum += loss.detach() * len(idx)
-            train_probs[idx] = torch.softmax(logits.detach(), dim=1).numpy()
+            loss_sum += loss.detach().cpu() * len(idx)
+            train_probs[idx] = torch.softmax(logits.detach(), dim=1).cpu().numpy()
             if self.on_batch is not None:
                 self.on_batch(epoch, b + 1, n_batches)
         return float(loss_sum) / len(data.train_idx)
@@ -610,8 +620,10 @@ def _fit(
     state: dict[str, Any] | None,
     on_batch: BatchCallback | None,
     on_epoch: Callable[[EpochMetrics], None] | None,
+    device: str = "auto",
 ) -> TrainResult:
     log = _Log(run / "log.txt")
+    target = torch_device(device)
     if config.num_threads is not None:
         torch.set_num_threads(config.num_threads)
     shape = feature_shape(data.store.config)
@@ -619,13 +631,14 @@ def _fit(
     torch.manual_seed(config.seed)
     model = build_model(config.model, shape, n_classes, **config.model_options)
     # channels_last lets oneDNN pick its fast convolution kernels on CPU (about 1.8x for cnn2); a no-op for models without 4-D weights.
-    model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch stubs omit memory_format
+    model = model.to(target, memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch stubs omit memory_format
     # fused: one kernel over all parameters instead of ~10 passes each (the 1.8 M-weight dense layer dominates).
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=target.type in ("cpu", "cuda"))
     scheduler = _scheduler(config, optimizer)
     mean, std = _standardization(data)
     augmenter = Augmenter(config.augment, data.store.config) if config.augment.spectral else None
-    trainer = _Trainer(config, data, model, optimizer, mean, std, augmenter, _class_weight(config, data, n_classes), on_batch)
+    class_weight = _class_weight(config, data, n_classes)
+    trainer = _Trainer(config, data, model, optimizer, mean, std, augmenter, None if class_weight is None else class_weight.to(target), on_batch, target)
 
     progress = _RunState()
     if state is not None:
@@ -637,6 +650,8 @@ def _fit(
         log(f"resume after epoch {len(progress.history)} of {config.epochs}")
     else:
         _log_start(log, config, data)
+    if target.type != "cpu":
+        log(f"device: {target.type} (forward passes under autocast)")
 
     y_all = torch.from_numpy(data.y)
     train_probs = np.zeros((len(data.y), n_classes), dtype=np.float32)
@@ -718,7 +733,7 @@ def _train_accuracy(train_probs: np.ndarray, data: _Data) -> tuple[float, float]
 
 
 def _state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
 
 
 def _save_model(

@@ -41,7 +41,7 @@ ENGINES = ("local", "ray")
 
 
 @contextmanager
-def _loaded(model: str, backend: str = "auto") -> Iterator[GenreClassifier]:
+def _loaded(model: str, backend: str = "auto", device: str = "auto") -> Iterator[GenreClassifier]:
     """``load_model(model)`` set up for one command; threads and collector restored after (for in-process callers).
 
     - the model is loaded with the garbage collector off, and what is then alive is frozen out of it
@@ -57,7 +57,7 @@ def _loaded(model: str, backend: str = "auto") -> Iterator[GenreClassifier]:
         from .._workers import one_torch_thread
         from ..inference import load_model
 
-        classifier = load_model(model, backend=backend)
+        classifier = load_model(model, backend=backend, device=device)
         threads = one_torch_thread()
         try:
             loaded()
@@ -142,6 +142,7 @@ def predict(
     engine: Annotated[str, typer.Option(help="local (processes on this machine) or ray (a Ray cluster; needs the ray extra and a --out results file).")] = "local",
     address: Annotated[Optional[str], typer.Option(help="With --engine ray: 'auto' or HOST:PORT of a running cluster (default: start one here).")] = None,
     backend: Annotated[str, typer.Option(help="What runs the network: auto (onnxruntime where it is faster and installed), torch or onnxruntime.")] = "auto",
+    device: Annotated[str, typer.Option(help="Where the network runs: auto (a CUDA GPU, then MPS, then the CPU, as far as the runtime can use them), cpu, cuda or mps.")] = "auto",
 ) -> None:
     """Classify audio files: genres with probabilities, and optionally the per-segment timeline.
 
@@ -171,7 +172,7 @@ def predict(
         err_console.print("[bold red]error:[/] --address is where a Ray cluster runs: use it with --engine ray")
         raise typer.Exit(2)
     if fmt is None and (engine == "ray" or (out is not None and out.suffix.lower() in (".parquet", ".csv", ".jsonl"))):
-        _library_run(paths, out, model, jobs, engine, address, segments=segments, plot=plot, max_duration=max_duration, backend=backend)
+        _library_run(paths, out, model, jobs, engine, address, segments=segments, plot=plot, max_duration=max_duration, backend=backend, device=device)
         return
     if engine != "local":
         err_console.print("[bold red]error:[/] --engine ray writes a results file: give --out results.parquet (or .csv, .jsonl) and no --format")
@@ -180,7 +181,7 @@ def predict(
         err_console.print(f"[bold red]error:[/] --out {escape(str(out))}: give --format json or csv, or a results file ending in .parquet, .csv or .jsonl")
         raise typer.Exit(2)
     fmt = fmt or "table"
-    with handle_errors(predict), _loaded(model, backend) as clf:
+    with handle_errors(predict), _loaded(model, backend, device) as clf:
         results = _classify(clf, paths, jobs, "predict", max_duration)
     if not results:
         err_console.print("[bold red]error:[/] no audio files found (extensions: wav, au, flac, ogg, mp3)")
@@ -223,6 +224,7 @@ def _library_run(
     plot: Path | None,
     max_duration: float | None,
     backend: str = "auto",
+    device: str = "auto",
 ) -> None:
     """``predict LIBRARY --out results.parquet``: a resumable results file (see :mod:`genrekit.library`)."""
     from ..library import RESULT_FORMATS, classify_library
@@ -233,7 +235,7 @@ def _library_run(
     if segments or plot:
         err_console.print("[bold red]error:[/] a results file holds one row per track: --segments and --plot need --format json or csv")
         raise typer.Exit(2)
-    with handle_errors(predict), _loaded(model, backend) as clf:
+    with handle_errors(predict), _loaded(model, backend, device) as clf:
         ray = None
         if engine == "ray":
             from ..ray_engine import RayEngine

@@ -51,6 +51,7 @@ def serve(
     token: Annotated[Optional[str], typer.Option(envvar=TOKEN_ENV, show_envvar=True, help="Require 'Authorization: Bearer TOKEN' on /v1/ requests (prefer the environment variable: a command line is visible to other users).")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level: critical, error, warning, info, debug.")] = "info",
     backend: Annotated[str, typer.Option(help="What runs the network: auto (onnxruntime where it is faster and installed), torch or onnxruntime.")] = "auto",
+    device: Annotated[str, typer.Option(help="Where the network runs: auto (a CUDA GPU, then MPS, then the CPU, as far as the runtime can use them), cpu, cuda or mps.")] = "auto",
 ) -> None:
     """Serve a model: POST /v1/predict, GET /v1/models, GET /healthz, API docs at /docs and a web page at /.
 
@@ -74,7 +75,7 @@ def serve(
     # Each request thread runs the network with its share of the usable CPUs (affinity and cgroup quota), not more.
     threads = max(1, usable_cpus() // workers)
     with handle_errors(serve):
-        classifier = load_model(model, backend=backend, threads=threads)
+        classifier = load_model(model, backend=backend, device=device, threads=threads)
         app = create_app(
             classifier, max_upload_mb=max_upload_mb, max_duration_s=max_duration_s, max_queue=queue, workers=workers,
             max_uploads=max_uploads, upload_grace_s=upload_grace_s, min_upload_kbps=min_upload_kbps, token=token,

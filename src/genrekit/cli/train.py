@@ -92,6 +92,7 @@ def train(
     runs_dir: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("runs"),
     resume: Annotated[Optional[Path], typer.Option(help="Continue this interrupted run folder (same seed, same result).")] = None,
     low_memory: Annotated[bool, typer.Option("--low-memory", metavar="", help="Give memory back to the system after every step: about 0.6x the peak (cnn2, batch 64: 1.8 instead of 3.0 GB) for ~1.25x slower steps, the same weights. For laptops.")] = False,
+    device: Annotated[str, typer.Option(help="Where the model runs: auto (a CUDA GPU, then MPS, then the CPU), cpu, cuda or mps; on CUDA under bf16/fp16 autocast.")] = "auto",
     progress: Annotated[bool, typer.Option("--progress", metavar="", help="Show the progress bar even when stderr is not a terminal.")] = False,
 ) -> None:
     """Train a model on STORE and write a run folder (config.json, metrics.csv, history.png, model.pt, log.txt).
@@ -121,7 +122,7 @@ def train(
     with handle_errors(train):
         if resume is not None:
             with _epoch_progress(_saved_epochs(resume) if epochs is None else epochs, progress) as update:
-                result = training.resume(resume, store=store, epochs=epochs, on_batch=update, on_epoch=show, low_memory=low_memory)
+                result = training.resume(resume, store=store, epochs=epochs, on_batch=update, on_epoch=show, low_memory=low_memory, device=device)
         else:
             if store is None:
                 raise ParameterError("Give a STORE to train on, or --resume RUN to continue a run.")
@@ -149,7 +150,7 @@ def train(
                 err_console.print(f"[bold yellow]{LEAKY_LABEL}[/]")
             console.print(f"run folder: {run_dir}")
             with _epoch_progress(config.epochs, progress) as update:
-                result = training.train(store, config, run_dir=run_dir, on_batch=update, on_epoch=show, low_memory=low_memory)
+                result = training.train(store, config, run_dir=run_dir, on_batch=update, on_epoch=show, low_memory=low_memory, device=device)
     v = result.validation
     leaky = _is_leaky(result.run_dir)
     console.print(
@@ -187,6 +188,7 @@ def evaluate(
     split: Annotated[str, typer.Option(help="Partition of the run's split to evaluate: test or val.")] = "test",
     store: Annotated[Optional[Path], typer.Option(help="Feature store (default: the one the run was trained on).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Report folder (default: RUN/eval-<split>).")] = None,
+    device: Annotated[str, typer.Option(help="Where the model runs: auto (a CUDA GPU, then MPS, then the CPU), cpu, cuda or mps; on CUDA under bf16/fp16 autocast.")] = "auto",
 ) -> None:
     """Evaluate RUN's model.pt: segment and track accuracy (soft and majority vote), 95% CI, per-genre P/R/F1, confusion matrix.
 
@@ -204,7 +206,7 @@ def evaluate(
 
     with handle_errors(evaluate):
         with progress_bar("evaluate") as update:
-            report = evaluate_run(run, partition=split, store=store, out_dir=out, on_progress=update)
+            report = evaluate_run(run, partition=split, store=store, out_dir=out, on_progress=update, device=device)
     ev, s = report.evaluation, report.summary
     leaky = s["split"]["leaky"]
     if leaky:
