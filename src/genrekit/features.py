@@ -123,10 +123,14 @@ def power_spectrogram(signal: np.ndarray, n_fft: int, hop_length: int) -> np.nda
     pad_mode="constant")``: zero-padded by ``n_fft // 2`` on both sides, periodic Hann window. In NumPy,
     so classifying needs no PyTorch; the FFT runs in float64, which NumPy computes ~4x faster than float32.
     """
-    padded = np.pad(np.asarray(signal, dtype=np.float64), n_fft // 2)
+    signal = np.asarray(signal)
+    padded = np.zeros(len(signal) + 2 * (n_fft // 2), dtype=np.float64)  # np.pad takes ~30x longer for the same zeros
+    padded[n_fft // 2 : n_fft // 2 + len(signal)] = signal
     frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop_length] * _hann(n_fft)
     spec = np.fft.rfft(frames, axis=-1)
-    return np.ascontiguousarray((spec.real * spec.real + spec.imag * spec.imag).T, dtype=np.float32)
+    power = np.square(spec.real)
+    power += np.square(spec.imag)
+    return np.ascontiguousarray(power.T, dtype=np.float32)
 
 
 def mel_power(signal: np.ndarray, config: FeatureConfig, out: np.ndarray | None = None) -> np.ndarray:

@@ -87,6 +87,9 @@ def _session(model: bytes | str, threads: int, device: str = "auto") -> Any:
     # requests, which come in bursts, and between a file's segments while the next one is decoded.
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    # No memory pattern: planning one block for a run's every tensor held ~16 MB more at the peak of a
+    # one-segment musicnn run (134 vs 118 MB) and saved no time.
+    options.enable_mem_pattern = False
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     providers = onnx_providers(device)
