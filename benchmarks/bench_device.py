@@ -18,7 +18,7 @@ from pathlib import Path
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import append_row, machine, now, random_model, synth_clip  # noqa: E402
+from _common import append_row, machine, now, random_model, synth_clip
 
 def _devices() -> list[str]:
     import torch

@@ -30,7 +30,7 @@ from pathlib import Path
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, append_row, machine, now, peak_rss, synth_clip  # noqa: E402
+from _common import REPO, append_row, machine, now, peak_rss, synth_clip
 
 PYTHON = sys.executable
 FLOOR = "import onnxruntime, numpy, soundfile, soxr"
