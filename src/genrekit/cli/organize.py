@@ -115,13 +115,13 @@ def tag(
         if action.action == "skip":
             skipped[action.reason.split(":")[0].split(" (")[0]] += 1
             continue
-        console.print(f"[{_STYLE[action.action]}]{action.action:5}[/] {escape(action.path)}: {escape(action.reason)}", highlight=False)
+        console.print(f"[{_STYLE[action.action]}]{action.action:5}[/] {escape(action.path)}: {escape(action.reason)}", highlight=False, soft_wrap=True)
     counts = outcome.counts
     verb = "restored" if undo is not None else "set" if write else "would set"
     line = f"{verb} {counts.get('write', 0):,}, already right {counts.get('same', 0):,}, kept {counts.get('keep', 0):,}, errors {counts.get('error', 0):,}"
     if skipped:
         line += ", skipped " + ", ".join(f"{n:,} {why}" for why, n in sorted(skipped.items()))
-    console.print(line)
+    console.print(line, soft_wrap=True)
     if outcome.dry_run:
         console.print("dry run: nothing was changed; add --write to tag the files")
     elif undo is None and outcome.undo_log is not None:

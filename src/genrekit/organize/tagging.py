@@ -458,6 +458,9 @@ def undo_tags(log: str | os.PathLike[str], *, on_progress: ProgressCallback | No
     """
     start = time.perf_counter()
     entries = list(_read_log(Path(log)))
+    for folder in sorted({Path(e["path"]).parent for e in entries}):  # copies a killed run left, logged file or not: ours by name
+        for tmp in folder.glob(f".*{_TMP_SUFFIX}"):
+            tmp.unlink(missing_ok=True)
     actions: list[TagAction] = []
     for n, entry in enumerate(reversed(entries), 1):
         action = _undo_one(entry)
