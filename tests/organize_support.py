@@ -24,7 +24,7 @@ SAMPLE_RATE = 22050
 
 def result(path: Path | str, genre: str | None, confidence: float = 0.9, *, uncertain: bool = False, error: str | None = None,
            content_hash: str | None = None, duration: float = 2.0, labels: list[str] = LABELS) -> dict[str, Any]:
-    """One results row as ``genrekit predict`` writes it: the runner-up takes what the top genre leaves."""
+    """One results row as ``genrekit predict`` writes it: the other genres share what the top genre leaves."""
     from genrekit.datasets import file_hash
 
     row: dict[str, Any] = dict.fromkeys(result_columns(labels))
@@ -36,9 +36,10 @@ def result(path: Path | str, genre: str | None, confidence: float = 0.9, *, unce
         row["error"] = error or "could not be decoded"
         return row
     rest = [g for g in labels if g != genre]
-    probs = dict.fromkeys(labels, 0.0)
+    probs = dict.fromkeys(rest, (1.0 - confidence) / len(rest))
     probs[genre] = confidence
-    probs[rest[0]] = 1.0 - confidence
+    probs[rest[0]] += 0.01  # a clear runner-up
+    probs[rest[1]] -= 0.01
     row.update(genre=genre, confidence=confidence, uncertain=uncertain, duration_s=duration)
     row.update({f"p_{g}": probs[g] for g in labels})
     return row
