@@ -408,19 +408,20 @@ D.labels.forEach((g) => fg.add(new Option(g, g)));
 let key = "path", dir = 1, page = 0, rows = [];
 const cmp = {
   path: (a, b) => (lower[a] < lower[b] ? -1 : lower[a] > lower[b] ? 1 : 0),
-  genre: (a, b) => (D.labels[D.g[a]] || "\uffff").localeCompare(D.labels[D.g[b]] || "\uffff"),
+  genre: (a, b) => D.labels[D.g[a]].localeCompare(D.labels[D.g[b]]),
   conf: (a, b) => D.c[a] - D.c[b],
   dur: (a, b) => D.t[a] - D.t[b],
   status: (a, b) => D.s[a] - D.s[b],
 };
+const EMPTY = {genre: D.g, conf: D.c, dur: D.t};
 function update() {
   const text = q.value.trim().toLowerCase(), genre = fg.value ? D.labels.indexOf(fg.value) : -2, status = fs.value ? STATUS.indexOf(fs.value) : -1;
   rows = [];
   for (let i = 0; i < N; i++) {
     if ((genre === -2 || D.g[i] === genre) && (status < 0 || D.s[i] === status) && (!text || lower[i].includes(text))) rows.push(i);
   }
-  const c = cmp[key];
-  rows.sort((a, b) => dir * (c(a, b) || a - b));
+  const c = cmp[key], none = EMPTY[key];
+  rows.sort((a, b) => (none && none[a] < 0) - (none && none[b] < 0) || dir * (c(a, b) || a - b));  // failed files last either way
   page = 0;
   draw();
 }
