@@ -95,10 +95,10 @@ def write_playlists(
         if path.exists() and not _is_ours(path):
             raise ParameterError(f"{path}: exists and is not a genrekit playlist; choose another --out (genrekit never overwrites a file it did not write)")
     folder.mkdir(parents=True, exist_ok=True)
-    base = folder.resolve()
     written: dict[Path, int] = {}
+    entry = _Paths(folder.resolve(), absolute)
     for done, (key, path) in enumerate(targets.items()):
-        atomic_write_text(path, _playlist(table, key, lists[key], base, absolute))
+        atomic_write_text(path, _playlist(table, key, lists[key], entry))
         written[path] = len(lists[key])
         if on_progress is not None:
             on_progress(done + 1, len(targets), path.name)
@@ -125,22 +125,34 @@ def _is_ours(path: Path) -> bool:
     return head[0].strip() == "#EXTM3U" and head[1].startswith(_MARK)
 
 
-def _entry_path(path: str, base: Path, absolute: bool) -> str:
-    if absolute:
-        return os.path.abspath(path)
-    try:
-        return os.path.relpath(path, base)
-    except ValueError:  # another drive (Windows): no relative path exists
-        return os.path.abspath(path)
+class _Paths:
+    """Entry paths, relative to the playlists' folder where possible; worked out once per music folder
+    (``os.path.relpath`` per file costs seconds on 100,000 files)."""
+
+    def __init__(self, base: Path, absolute: bool) -> None:
+        self.base, self.absolute = base, absolute
+        self._folders: dict[str, str] = {}
+
+    def __call__(self, path: str) -> str:
+        folder, name = os.path.split(os.path.abspath(path))
+        if folder not in self._folders:
+            if self.absolute:
+                self._folders[folder] = folder
+            else:
+                try:
+                    self._folders[folder] = os.path.relpath(folder, self.base)
+                except ValueError:  # another drive (Windows): no relative path exists
+                    self._folders[folder] = folder
+        return os.path.join(self._folders[folder], name)
 
 
-def _playlist(table: Results, key: str, rows: list[int], base: Path, absolute: bool) -> str:
+def _playlist(table: Results, key: str, rows: list[int], entry: _Paths) -> str:
     title = "uncertain genre (check by ear)" if key == UNCERTAIN else key
     lines = ["#EXTM3U", f"{_MARK}{title}", f"# {len(rows)} files from {table.source.name}"]
     for i in rows:  # the results are sorted by path: the same results give the same playlist
         duration = table.durations[i]
         seconds = round(duration) if duration is not None else -1
-        name = Path(table.paths[i]).stem.replace("\n", " ")
+        name = os.path.splitext(os.path.basename(table.paths[i]))[0].replace("\n", " ")
         lines.append(f"#EXTINF:{seconds},{name}")
-        lines.append(_entry_path(table.paths[i], base, absolute))
+        lines.append(entry(table.paths[i]))
     return "\n".join(lines) + "\n"

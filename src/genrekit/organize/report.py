@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..palette import genre_colors
 from ._io import atomic_write_text
-from ._results import Results, load_results, top_folder
+from ._results import Results, load_results, relative, top_folder
 
 __all__ = ["ReportSummary", "report"]
 
@@ -265,9 +265,6 @@ def _runner_up(r: Results, i: int) -> str:
 
 
 def _problem_lists(r: Results, statuses: list[str], root: str) -> str:
-    def rel(path: str) -> str:
-        return os.path.relpath(path, root) if root else path
-
     uncertain = [i for i, s in enumerate(statuses) if s == "uncertain"]
     failed = [i for i, s in enumerate(statuses) if s == "failed"]
     parts = ['<section id="problems"><h2>Files to check</h2>']
@@ -282,7 +279,7 @@ def _problem_lists(r: Results, statuses: list[str], root: str) -> str:
         items = []
         for i in rows[:MAX_LISTED]:
             reason = (r.errors[i] or "no result") if kind == "failed" else (_runner_up(r, i) or f"confidence {r.confidences[i] or 0:.0%}")
-            items.append(f'<li><code>{_esc(rel(r.paths[i]))}</code><span class="why">{_esc(reason)}</span></li>')
+            items.append(f'<li><code>{_esc(relative(r.paths[i], root))}</code><span class="why">{_esc(reason)}</span></li>')
         more = f'<p class="muted">and {len(rows) - MAX_LISTED:,} more: choose “{kind}” in the table below.</p>' if len(rows) > MAX_LISTED else ""
         parts.append(f'<ul class="problems {kind}">{"".join(items)}</ul>{more}')
     parts.append("</section>")
@@ -307,8 +304,7 @@ def _table_data(r: Results, statuses: list[str], labels: list[str], colors: dict
     status_index = {"confident": 0, "uncertain": 1, "failed": 2}
     d, name, g, c, t, s, e = [], [], [], [], [], [], []
     for i, path in enumerate(r.paths):
-        rel = os.path.relpath(path, root) if root else path
-        folder, base = os.path.split(rel)
+        folder, base = os.path.split(relative(path, root))
         d.append(folder_index.setdefault(folder, len(folder_index)))
         name.append(base)
         genre = r.genres[i]
