@@ -247,3 +247,36 @@ def test_kill_9_during_write_then_undo_restores_every_file(tmp_path: Path) -> No
     assert {p: (genre_field(p), audio_digest(p)) for p in songs} == before
     assert not list(music.glob(".*")), "temporary copies left behind"
     assert json.loads(log.read_text().splitlines()[0])["format"] == "genrekit-tag-undo"
+
+
+@pytest.mark.shared_data
+def test_real_files_are_tagged_or_reported_and_undo_restores_them(tmp_path: Path, shared_data: Path) -> None:
+    """Real encoders' files (Vorbis, MP3, FLAC, AU) and the bad-audio set, as if a run had classified them all."""
+    import shutil
+
+    picks = [
+        *sorted((shared_data / "bad-audio").iterdir()),
+        shared_data / "demo-clips" / "los_rombos_fantasma.mp3",
+        shared_data / "demo-clips" / "hedgewars_rock.ogg",
+        next(iter(sorted((shared_data / "gtzan-dev-excerpts").rglob("*.flac")))),
+        next(iter(sorted((shared_data / "gtzan-dev").rglob("*.au")))),
+    ]
+    music = tmp_path / "music"
+    music.mkdir()
+    copies = [Path(shutil.copyfile(p, music / p.name)) for p in picks]  # copyfile: writable copies of the read-only originals
+    decodable = [p for p in copies if p.suffix in (".mp3", ".ogg", ".flac") and p.name not in ("not_audio.mp3", "random_bytes.ogg")]
+    before = {p: (genre_field(p), audio_digest(p)) for p in decodable}
+    results = write_results(tmp_path / "results.parquet", [result(p, "rock") for p in copies])
+
+    report = tag_files(results, write=True, overwrite=True, undo_log=tmp_path / "undo.jsonl")
+    actions = {Path(a.path).name: a for a in report.actions}
+    assert {name for name, a in actions.items() if a.action == "write"} >= {p.name for p in decodable}
+    assert all(a.action in ("write", "error") for a in actions.values()), actions
+    for p in decodable:
+        assert genre_field(p) == ["rock"]
+        assert audio_digest(p) == before[p][1]
+    assert "no genre field" in actions[picks[-1].name].reason
+    assert actions["not_audio.mp3"].action == actions["random_bytes.ogg"].action == "error"  # no tag added to what is not audio
+
+    undo_tags(tmp_path / "undo.jsonl")
+    assert {p: (genre_field(p), audio_digest(p)) for p in decodable} == before

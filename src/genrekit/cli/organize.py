@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -15,6 +17,17 @@ __all__ = ["register"]
 
 RESULTS_HELP = "A results file of genrekit predict (.parquet, .csv or .jsonl)."
 _STYLE = {"write": "green", "same": "dim", "keep": "yellow", "skip": "dim", "error": "red"}
+
+
+@contextmanager
+def _os_errors() -> Iterator[None]:
+    """A file that cannot be written (permissions, a full disk) as one line and exit code 2, like genrekit's own errors."""
+    try:
+        yield
+    except OSError as e:
+        where = f"{e.filename}: " if e.filename else ""
+        err_console.print(f"[bold red]error:[/] {escape(where + (e.strerror or str(e)))}")
+        raise typer.Exit(2) from None
 
 
 def report(
@@ -32,7 +45,7 @@ def report(
 
       genrekit report results.parquet --out report.html
     """
-    with handle_errors(report):
+    with handle_errors(report), _os_errors():
         from ..organize import report as write_report
 
         with progress_bar("report", total=3) as update:
@@ -57,7 +70,7 @@ def playlists(
 
       genrekit playlists results.parquet --out ~/Music/playlists
     """
-    with handle_errors(playlists):
+    with handle_errors(playlists), _os_errors():
         from ..organize import write_playlists
 
         with progress_bar("playlists") as update:
@@ -93,7 +106,7 @@ def tag(
 
       genrekit tag --undo results.parquet.tag-undo-20260101T120000Z.jsonl
     """
-    with handle_errors(tag):
+    with handle_errors(tag), _os_errors():
         from ..organize import tag_files, undo_tags
 
         if undo is not None:

@@ -127,6 +127,9 @@ def _load_other(path: Path, kind: str) -> Any:
 def read_state(path: Path, kind: str) -> State:
     """The genre field(s) of ``path`` as stored, and whether it has a tag block at all."""
     if kind == "id3":
+        from mutagen.mp3 import MP3
+
+        MP3(path)  # raises unless there are MPEG audio frames: an ID3 tag is never added to a file that is not an MP3
         tags = _load_id3(path)
         if tags is None:
             return {"fields": {"TCON": None}, "tag": False}
@@ -263,8 +266,11 @@ class _UndoLog:
         self.path = path
         if path.exists():
             raise ParameterError(f"--undo-log {path}: exists; give a new file (an undo log is never overwritten)")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(path, "x", encoding="utf-8")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(path, "x", encoding="utf-8")
+        except OSError as e:
+            raise ParameterError(f"--undo-log {path}: cannot be created ({e.strerror or e}); give another --undo-log") from e
         self.add({"format": UNDO_FORMAT, "version": 1, "results": str(results), "created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
         fsync_dir(path.parent)
 
@@ -298,7 +304,7 @@ def _plan(r: Results, i: int, *, min_confidence: float | None, include_uncertain
     if status == "uncertain" and not include_uncertain:
         return "skip", f"uncertain ({r.confidences[i] or 0:.0%} {r.genres[i]}): --include-uncertain to tag it"
     if min_confidence is not None and (r.confidences[i] or 0.0) < min_confidence:
-        return "skip", f"confidence {r.confidences[i] or 0:.0%} is below --min-confidence {min_confidence:.0%}"
+        return "skip", f"below --min-confidence ({r.confidences[i] or 0:.0%} < {min_confidence:.0%})"
     return None
 
 
