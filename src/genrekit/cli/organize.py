@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -128,7 +129,10 @@ def tag(
         if action.action == "skip":
             skipped[action.reason.split(":")[0].split(" (")[0]] += 1
             continue
-        console.print(f"[{_STYLE[action.action]}]{action.action:5}[/] {escape(action.path)}: {escape(action.reason)}", highlight=False, soft_wrap=True)
+        if console.is_terminal:
+            console.print(f"[{_STYLE[action.action]}]{action.action:5}[/] {escape(action.path)}: {escape(action.reason)}", highlight=False, soft_wrap=True)
+        else:  # plain lines in pipes and logs: rich's rendering costs ~0.3 ms a line, half a minute for 100,000 files
+            sys.stdout.write(f"{action.action:5} {action.path}: {action.reason}\n")
     counts = outcome.counts
     verb = "restored" if undo is not None else "set" if write else "would set"
     line = f"{verb} {counts.get('write', 0):,}, already right {counts.get('same', 0):,}, kept {counts.get('keep', 0):,}, errors {counts.get('error', 0):,}"
