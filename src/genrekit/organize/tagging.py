@@ -139,7 +139,7 @@ def read_state(path: Path, kind: str) -> State:
         return {"fields": {"TCON": [t for f in frames for t in f.text] or None}, "tag": True}
     audio = _load_other(path, kind)
     tags = audio.tags
-    if kind == "mp4":
+    if kind == "mp4":  # mutagen reads a numeric gnre atom as ©gen text, so gnre is only ever removed
         if tags is None:
             return {"fields": {"©gen": None, "gnre": None}, "tag": False}
         return {"fields": {"©gen": list(tags["©gen"]) if "©gen" in tags else None, "gnre": list(tags["gnre"]) if "gnre" in tags else None}, "tag": True}
@@ -163,10 +163,12 @@ def _write_state(path: Path, kind: str, state: State) -> None:
             tags[name] = values
         elif name in tags:
             del tags[name]
-    if not state["tag"] and not list(tags.keys()):
-        audio.delete() if kind != "mp4" else audio.delete(path)
-    else:
+    if state["tag"] or list(tags.keys()):
         audio.save()
+    elif kind == "mp4":
+        audio.delete(path)
+    else:
+        audio.delete()  # FLAC: the Vorbis comment block goes, as before the tag was written
 
 
 def _write_id3(path: Path, values: list[str] | None, *, keep_block: bool) -> None:
