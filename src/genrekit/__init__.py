@@ -52,20 +52,31 @@ __all__ = [
     "GenrekitWarning",
     "AudioWarning",
     "DatasetWarning",
+    "report",
+    "write_playlists",
+    "tag_files",
+    "undo_tags",
 ]
 
 if TYPE_CHECKING:
     from .inference import GenreClassifier, Prediction, PredictionError, SegmentPrediction
+    from .organize import report, tag_files, undo_tags, write_playlists
 
 _LAZY = frozenset({"GenreClassifier", "Prediction", "PredictionError", "SegmentPrediction"})
+# From a library run's results file to an organized library (genrekit.organize).
+_ORGANIZE = frozenset({"report", "write_playlists", "tag_files", "undo_tags"})
 
 
 def __getattr__(name: str) -> Any:
-    """The result types, imported from :mod:`genrekit.inference` when first asked for (PEP 562)."""
+    """The result types (:mod:`genrekit.inference`) and the organize functions, imported when first asked for (PEP 562)."""
     if name in _LAZY:
         from . import inference
 
         return getattr(inference, name)
+    if name in _ORGANIZE:
+        from . import organize
+
+        return getattr(organize, name)
     raise AttributeError(f"module 'genrekit' has no attribute {name!r}")
 
 

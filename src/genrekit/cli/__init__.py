@@ -6,7 +6,7 @@ into output and an exit code. Library errors become one red line, never a traceb
 
 from __future__ import annotations
 
-from . import data, export, predict
+from . import data, export, organize, predict
 from . import serve
 from . import train
 from ._app import app, main
@@ -18,3 +18,4 @@ train.register(app)
 serve.register(app)
 predict.register(app)
 export.register(app)
+organize.register(app)
