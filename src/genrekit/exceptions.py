@@ -20,6 +20,8 @@ __all__ = [
     "ModelNotFoundError",
     "CheckpointError",
     "ResumeError",
+    "InUseError",
+    "OutputError",
     "GenrekitWarning",
     "AudioWarning",
     "DatasetWarning",
@@ -98,6 +100,28 @@ class CheckpointError(GenrekitError, ValueError):
 class ResumeError(GenrekitError, ValueError):
     """A run cannot be continued: a training run folder without a readable config or state, or a results
     file that is not genrekit's or is another model's (other genres)."""
+
+
+class InUseError(GenrekitError, OSError):
+    """An output (results file, feature store, run folder) is held by another running genrekit command:
+    two runs writing one output would lose each other's rows."""
+
+
+class OutputError(GenrekitError, OSError):
+    """An output cannot be written: the disk is full, read-only, or the folder is not writable.
+
+    Attributes
+    ----------
+    path : str
+        The file or folder that could not be written.
+    errno : int
+        The operating system's error number (``errno.ENOSPC``, ``errno.EROFS``, ...).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], code: int, message: str) -> None:
+        super().__init__(message)  # one argument: str() is the message, without "[Errno 28]"
+        self.path = os.fspath(path)
+        self.errno = code
 
 
 class GenrekitWarning(UserWarning):
