@@ -131,7 +131,7 @@ def _atomic_write_text(path: Path, text: str) -> None:
 
 # The store's CSV files keep paths as the file system's bytes: a name that is not UTF-8 (Latin-1 from an
 # old disk) reads back as the same path. UTF-8 names are written as before.
-_PATH_TEXT = {"encoding": "utf-8", "errors": "surrogateescape", "newline": ""}
+_PATH_TEXT: dict[str, Any] = {"encoding": "utf-8", "errors": "surrogateescape", "newline": ""}
 
 
 def _write_csv(path: Path, header: list[str], rows: Iterator[list[Any]] | list[list[Any]]) -> None:
@@ -458,7 +458,7 @@ def _consolidate(
 def _read_csv(path: Path) -> list[dict[str, str]]:
     if not path.exists():
         return []
-    with open(path, **_PATH_TEXT) as f:
+    with open(path, encoding="utf-8", errors="surrogateescape", newline="") as f:  # as _write_csv wrote it
         return list(csv.DictReader(f))
 
 
