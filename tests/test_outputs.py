@@ -329,3 +329,22 @@ def test_a_full_disk_during_prepare_keeps_the_cache_for_the_next_run(tmp_path: P
     assert not list(out.rglob("*.tmp"))
     report = prepare_store(data, out, jobs=1)
     assert (report.n_cached, report.n_computed) == (1, 1) and open_store(out).meta["n_tracks"] == 2
+
+
+def test_a_full_disk_during_training_is_one_line_and_the_run_resumes(make_dataset: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from genrekit.config import AudioConfig, FeatureConfig
+    from genrekit.splits import SplitConfig
+
+    prepare_store(make_dataset(per_label=4, seconds=3.0), tmp_path / "store", FeatureConfig(audio=AudioConfig(segment_seconds=1.0, hop_seconds=1.0)), jobs=1)
+    config = TrainConfig(model="cnn1", epochs=2, batch_size=8, split=SplitConfig(val_fraction=0.25), num_threads=1)
+    run = tmp_path / "runs" / "x"
+
+    def full(fd: int) -> None:
+        raise _fail(errno.ENOSPC)
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OutputError, match=f"{run}: cannot write \\(no space left on device\\)"):
+        train(tmp_path / "store", config, run_dir=run)
+    monkeypatch.undo()
+    assert not list(run.glob("*.tmp")) and not (run / ".genrekit.lock").exists()
+    assert [m.epoch for m in resume(run).history] == [1, 2]

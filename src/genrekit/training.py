@@ -211,31 +211,33 @@ def new_run_dir(root: str | Path = "runs", name: str | None = None) -> Path:
     ------
     ParameterError
         ``name`` exists already (continue it with ``resume`` or choose another name).
+    InUseError
+        ``name`` is the folder of a run in its first epoch.
+    OutputError
+        ``root`` cannot be written (read-only, full).
     """
     root = Path(root)
-    with output_errors(root):
+    with output_errors(root):  # a read-only or full disk: one line, not a traceback
         root.mkdir(parents=True, exist_ok=True)
-    if name is not None:
-        path = root / name
-        if path.is_dir() and {p.name for p in path.iterdir()} <= _UNSTARTED:
-            with exclusive(path, path / LOCK_NAME, option="--name"):  # not while its run is in its first epoch
-                for leftover in path.iterdir():
-                    leftover.unlink()
-            return path
-        if path.exists():
-            raise ParameterError(f"Run folder {path} exists; continue it with --resume {path} or pick another --name.")
-        with output_errors(root):
+        if name is not None:
+            path = root / name
+            if path.is_dir() and {p.name for p in path.iterdir()} <= _UNSTARTED:
+                with exclusive(path, path / LOCK_NAME, option="--name"):  # not while its run is in its first epoch
+                    for leftover in path.iterdir():
+                        leftover.unlink()
+                return path
+            if path.exists():
+                raise ParameterError(f"Run folder {path} exists; continue it with --resume {path} or pick another --name.")
             path.mkdir()
-        return path
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    for k in range(1000):
-        path = root / (stamp if k == 0 else f"{stamp}-{k}")
-        try:
-            with output_errors(root):
-                path.mkdir()
             return path
-        except FileExistsError:
-            continue
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+        for k in range(1000):
+            path = root / (stamp if k == 0 else f"{stamp}-{k}")
+            try:
+                path.mkdir()
+                return path
+            except FileExistsError:
+                continue
     raise ParameterError(f"Could not create a run folder under {root}")
 
 
@@ -390,6 +392,10 @@ def train(
         Bad configuration, or a split without training or validation segments.
     StoreError
         The store is missing or incomplete.
+    InUseError
+        Another run holds ``run_dir``.
+    OutputError
+        The run folder cannot be written (read-only, full): epochs saved so far can be resumed.
     """
     config = config or TrainConfig()
     run = Path(run_dir) if run_dir is not None else new_run_dir()
@@ -469,6 +475,8 @@ def resume(
     ------
     ResumeError
         The folder holds no run made by :func:`train`, or its ``last.pt`` or ``config.json`` cannot be read.
+    InUseError
+        Another process is training in ``run_dir``.
     """
     run = Path(run_dir)
     saved, config = _read_run(run)
