@@ -348,3 +348,11 @@ def test_a_full_disk_during_training_is_one_line_and_the_run_resumes(make_datase
     monkeypatch.undo()
     assert not list(run.glob("*.tmp")) and not (run / ".genrekit.lock").exists()
     assert [m.epoch for m in resume(run).history] == [1, 2]
+
+
+def test_a_file_named_like_the_lock_that_is_not_genrekits_is_left_alone(tmp_path: Path) -> None:
+    lock = tmp_path / "r.csv.lock"
+    lock.write_text("my notes")
+    with pytest.raises(OutputError, match="not a genrekit lock file"), exclusive(tmp_path / "r.csv", lock, option="--out"):
+        pass
+    assert lock.read_text() == "my notes"

@@ -128,15 +128,33 @@ def output_errors(path: Path) -> Iterator[None]:
         raise OutputError(e.filename if isinstance(e.filename, str) else path, e.errno or 0, _describe(e, path)) from e
 
 
+def _holder_info(fd: int) -> dict[str, Any] | None:
+    """What the holder of lock file ``fd`` wrote when it took it (pid, host, started), or None."""
+    try:
+        info = json.loads(os.pread(fd, 4096, 0))
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) and {"pid", "host", "started"} <= info.keys() else None
+
+
 def _holder(fd: int) -> str:
-    """Who holds the lock of ``fd``, in words, from the file the holder wrote when it took it."""
+    """Who holds the lock of ``fd``, in words."""
     for _ in range(20):  # a holder that has just taken the lock may not have written its name yet
-        try:
-            info = json.loads(os.pread(fd, 4096, 0))
+        info = _holder_info(fd)
+        if info is not None:
             return f"pid {info['pid']} on {info['host']}, since {info['started']}"
-        except (OSError, ValueError, KeyError, TypeError):
-            time.sleep(0.01)
+        time.sleep(0.01)
     return "holder unknown"
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether ``path`` still names the file open as ``fd`` (a lock's holder removes it when done)."""
+    try:
+        now = os.stat(path)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino)
 
 
 def _lock(lock_file: Path) -> int:
@@ -145,16 +163,11 @@ def _lock(lock_file: Path) -> int:
         fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            mine = os.fstat(fd)
-            try:
-                now = os.stat(lock_file)
-            except FileNotFoundError:
-                now = None
+            if _same_file(fd, lock_file):
+                return fd
         except BaseException:
             os.close(fd)
             raise
-        if now is not None and (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino):
-            return fd
         os.close(fd)  # its holder removed the file between our open and lock: lock the new one
 
 
@@ -176,6 +189,10 @@ def exclusive(target: Path, lock_file: Path, *, option: str) -> Iterator[None]:
         raise InUseError(
             f"{printable(str(target))}: in use by another genrekit run ({holder}); wait for it to end or choose another {option}"
         ) from None
+    if os.fstat(fd).st_size and _holder_info(fd) is None:  # someone's own file of that name: not ours to rewrite
+        os.close(fd)
+        raise OutputError(lock_file, errno.EEXIST, f"{printable(str(lock_file))}: exists and is not a genrekit lock file; "
+                          f"it was left as it is: move it away or choose another {option}")
     try:
         info = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
         os.ftruncate(fd, 0)
@@ -183,9 +200,7 @@ def exclusive(target: Path, lock_file: Path, *, option: str) -> Iterator[None]:
         yield
     finally:
         try:
-            if (os.stat(lock_file).st_ino, os.stat(lock_file).st_dev) == (os.fstat(fd).st_ino, os.fstat(fd).st_dev):
-                os.unlink(lock_file)  # while still locked: a waiting opener sees another inode and retries
-        except FileNotFoundError:
-            pass  # removed with its folder (a run refused before its first epoch)
+            if _same_file(fd, lock_file):  # gone when removed with its folder (a run refused before its first epoch)
+                os.unlink(lock_file)  # while still locked: an opener that locks it next sees it gone and retries
         finally:
             os.close(fd)
