@@ -242,7 +242,7 @@ def load_audio(path: str | Path, *, sample_rate: int, max_duration: float | None
     path = Path(path)
     _check_file(path)
     try:
-        with _quiet_if_mp3(path), sf.SoundFile(path) as f:
+        with _quiet_if_mp3(path), sf.SoundFile(os.fsencode(path)) as f:  # bytes: soundfile cannot encode a name that is not UTF-8
             declared = f.frames
             native_rate = f.samplerate
             integer = f.subtype == "PCM_16"
@@ -291,7 +291,7 @@ def stream_audio(
     _check_file(path)
     try:
         with _quiet_if_mp3(path):
-            f = _ForwardSoundFile(path)
+            f = _ForwardSoundFile(os.fsencode(path))  # bytes, as in load_audio
     except _READ_ERRORS as e:
         raise AudioDecodeError(path, "not decodable audio", detail=_decode_reason(e)) from e
     with f:

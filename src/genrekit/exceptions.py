@@ -22,6 +22,8 @@ __all__ = [
     "ResumeError",
     "MissingDependencyError",
     "TRAIN_EXTRA",
+    "InUseError",
+    "OutputError",
     "GenrekitWarning",
     "AudioWarning",
     "DatasetWarning",
@@ -113,6 +115,28 @@ class MissingDependencyError(GenrekitError, ImportError):
     def __init__(self, package: str, purpose: str) -> None:
         super().__init__(f"{purpose} needs {package}, which is not installed: pip install 'genrekit[train]'")
         self.package = package
+
+
+class InUseError(GenrekitError, OSError):
+    """An output (results file, feature store, run folder) is held by another running genrekit command:
+    two runs writing one output would lose each other's rows."""
+
+
+class OutputError(GenrekitError, OSError):
+    """An output cannot be written: the disk is full, read-only, or the folder is not writable.
+
+    Attributes
+    ----------
+    path : str
+        The file or folder that could not be written.
+    errno : int
+        The operating system's error number (``errno.ENOSPC``, ``errno.EROFS``, ...).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], code: int, message: str) -> None:
+        super().__init__(message)  # one argument: str() is the message, without "[Errno 28]"
+        self.path = os.fspath(path)
+        self.errno = code
 
 
 class GenrekitWarning(UserWarning):

@@ -14,7 +14,9 @@ How each format survives ``kill -9``:
 
 - CSV and JSONL are appended a row at a time and each row goes to the operating system at once, so a
   killed process loses only the files in flight; they are fsync'ed every ``_SYNC_ROWS`` rows or
-  ``_SYNC_SECONDS`` s against power loss. A row torn by a kill is cut off when the file is opened again.
+  ``_SYNC_SECONDS`` s against power loss. A row torn by a kill is cut off when the file is opened again,
+  once its first line has shown it is a genrekit results file of this model (a header of these columns,
+  or a first row with them): a file that is not genrekit's is refused and left as it was.
 - Parquet cannot be appended to: its footer is written on close, and a killed writer leaves a file that
   nothing can read. Rows go instead to small Parquet files in ``<out>.parts/``, each written under a
   temporary name, fsync'ed and renamed when complete (every ``_PART_ROWS`` rows or ``_PART_SECONDS`` s;
@@ -22,6 +24,13 @@ How each format survives ``kill -9``:
   ends. A kill loses the files in flight and the rows of the part being filled (at most
   ``_PART_SECONDS`` s of results). Row groups of one open file would save the consolidation, but not
   the rows of a killed run.
+
+A run holds the lock of its results file (``<out>.lock``, see :func:`genrekit._io.exclusive`) from
+start to end: a second run on the same file is refused, naming the first. A full or read-only disk
+stops the run with an :class:`~genrekit.exceptions.OutputError`, every row written so far kept.
+
+Paths are written as :func:`genrekit._io.readable` text: a name that is not UTF-8 keeps its odd bytes
+as ``\\xNN``, in every format.
 
 When a run ends, the file is rewritten once (to a temporary name, then renamed): one row per path, the
 latest, sorted by path, so a resumed run and an uninterrupted one leave the same file.
@@ -36,14 +45,17 @@ import csv
 import json
 import math
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._io import atomic_write, exclusive, output_errors, readable, write_all
 from .datasets import file_hash
 from .exceptions import ParameterError, ResumeError
 
@@ -60,6 +72,8 @@ _SYNC_ROWS, _SYNC_SECONDS = 64, 2.0
 _PART_ROWS, _PART_SECONDS = 256, 1.0
 _MAX_PARTS = 64  # then they are merged into one: a long run reads back and consolidates few files
 _FLOAT_COLUMNS = ("confidence", "duration_s")
+_PART_NAME = re.compile(r"part-\d{6}\.parquet(\.tmp)?")  # all a parts folder of genrekit's holds
+_HEADER_BYTES = 1 << 20  # a first line longer than this is no genrekit header or row
 ProgressCallback = Callable[[int, int, str], None]
 Row = dict[str, Any]
 
@@ -100,20 +114,13 @@ def _check_columns(path: Path, found: Sequence[str], columns: Sequence[str]) -> 
     if list(found) != list(columns):
         raise ResumeError(
             f"{path}: its columns ({', '.join(found)}) are not this model's ({', '.join(columns)}); "
-            "results of another model (other genres) or not a genrekit results file: choose another --out"
+            "results of another model (other genres) or not a genrekit results file; it was left as it is: choose another --out"
         )
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _cut_torn_tail(path: Path) -> None:
-    """Drop a last line without its newline: what a killed writer leaves."""
+    """Drop a last line without its newline: what a killed writer leaves. Only for a file proven
+    genrekit's (:func:`_check_header`): in any other file that line is someone's data."""
     with open(path, "rb+") as f:
         f.seek(0, os.SEEK_END)
         size = f.tell()
@@ -133,13 +140,13 @@ class _TextFormat:
     def __init__(self, path: Path, columns: list[str], kind: str) -> None:
         self.path, self.columns, self.kind = path, columns, kind
         self.schema = _schema(columns)
-        self._file: Any = None
+        self._fd: int | None = None
 
     def read(self) -> pa.Table:
         if not self.path.exists() or self.path.stat().st_size == 0:
             return self.schema.empty_table()
+        _check_header(self.path, self.kind, self.columns)  # before anything is changed
         _cut_torn_tail(self.path)
-        _check_columns(self.path, _header(self.path), self.columns)
         try:
             if self.kind == "jsonl":
                 import pyarrow.json as pajson
@@ -165,34 +172,36 @@ class _TextFormat:
                 yield _csv_line([_to_text(row[c]) for c in self.columns])
 
     def append(self, rows: list[Row]) -> None:
-        if self._file is None:
-            new = not self.path.exists() or self.path.stat().st_size == 0
-            self._file = open(self.path, "a", newline="", encoding="utf-8")
-            if new and self.kind == "csv":
-                self._file.write(_csv_line(self.columns))
-        self._file.writelines(self._lines(rows))
-        self._file.flush()  # in the OS from here: a killed process loses none of it
+        """Write ``rows`` with plain writes: in the OS at once, so a killed process loses none of them.
+        A failed write (a full disk) is taken back whole: no torn row is left for the next run."""
+        text = "".join(self._lines(rows))
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        size = os.lseek(self._fd, 0, os.SEEK_END)
+        if size == 0 and self.kind == "csv":
+            text = _csv_line(self.columns) + text
+        try:
+            write_all(self._fd, text.encode("utf-8"))
+        except OSError:
+            os.ftruncate(self._fd, size)
+            raise
 
     def sync(self) -> None:
-        if self._file is not None:
-            os.fsync(self._file.fileno())
+        if self._fd is not None:
+            os.fsync(self._fd)
 
     def rewrite(self, table: pa.Table) -> None:
         self.close()
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
+        with atomic_write(self.path, "w", newline="", encoding="utf-8") as f:
             if self.kind == "csv":
                 f.write(_csv_line(self.columns))
             for batch in table.to_batches(max_chunksize=10_000):
                 f.writelines(self._lines(batch.to_pylist()))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def _csv_line(values: Sequence[str]) -> str:
@@ -228,7 +237,10 @@ class _ParquetFormat:
         import pyarrow.parquet as pq
 
         files = [self.path] if self.path.exists() else []
-        if self.parts.is_dir():
+        if self.parts.exists():
+            strangers = [p.name for p in self.parts.iterdir()] if self.parts.is_dir() else [self.parts.name]
+            if any(not _PART_NAME.fullmatch(name) for name in strangers):  # it is emptied and removed at the end
+                raise ResumeError(f"{self.parts}: not the parts folder of a genrekit results file (it holds other files); choose another --out")
             for tmp in self.parts.glob("*.tmp"):  # a part a killed run did not finish
                 tmp.unlink()
             parts = sorted(self.parts.glob("part-*.parquet"))
@@ -247,13 +259,8 @@ class _ParquetFormat:
     def _write(self, table: pa.Table, path: Path) -> None:
         import pyarrow.parquet as pq
 
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
+        with atomic_write(path) as f:
             pq.write_table(table, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
 
     def append(self, rows: list[Row]) -> None:
         import pyarrow as pa
@@ -324,9 +331,7 @@ class ResultsFile:
     def __init__(self, path: str | Path, labels: Sequence[str]) -> None:
         self.path = Path(path)
         self.columns = result_columns(labels)
-        suffix = self.path.suffix.lower()
-        if suffix not in RESULT_FORMATS:
-            raise ParameterError(f"--out {self.path}: a results file ends in {', '.join(RESULT_FORMATS)}; got {suffix or 'no extension'!r}")
+        suffix = _check_suffix(self.path)
         self._format: _TextFormat | _ParquetFormat = (
             _ParquetFormat(self.path, self.columns) if suffix == ".parquet" else _TextFormat(self.path, self.columns, suffix[1:])
         )
@@ -369,6 +374,14 @@ class ResultsFile:
         return self.table
 
 
+def _check_suffix(path: Path) -> str:
+    """The format of results file ``path`` (its lowercase extension); ParameterError for another one."""
+    suffix = path.suffix.lower()
+    if suffix not in RESULT_FORMATS:
+        raise ParameterError(f"--out {path}: a results file ends in {', '.join(RESULT_FORMATS)}; got {suffix or 'no extension'!r}")
+    return suffix
+
+
 def read_results(path: str | Path) -> list[Row]:
     """The rows of a results file, whatever its genres (for tests, benchmarks and scripts)."""
     path = Path(path)
@@ -380,15 +393,30 @@ def read_results(path: str | Path) -> list[Row]:
     return _TextFormat(path, result_columns(labels), path.suffix.lower()[1:]).read().to_pylist()
 
 
+def _first_line(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        return f.readline(_HEADER_BYTES)
+
+
 def _header(path: Path) -> list[str]:
-    with open(path, newline="", encoding="utf-8") as f:
-        first = f.readline()
+    """The column names of a results file: its CSV header, or the keys of its first JSON Lines row."""
+    first = _first_line(path).decode("utf-8", "replace")
     if path.suffix.lower() == ".jsonl":
         try:
-            return list(json.loads(first)) if first.strip() else []
+            row = json.loads(first) if first.strip() else {}
         except ValueError:
             return []
+        return list(row) if isinstance(row, dict) else []
     return next(csv.reader([first]), [])
+
+
+def _check_header(path: Path, kind: str, columns: Sequence[str]) -> None:
+    """Refuse a file that is not a genrekit results file of these columns: a whole first line (CSV header,
+    or JSON Lines row) that names them. Nothing is changed in a refused file."""
+    if not _first_line(path).endswith(b"\n"):
+        raise ResumeError(f"{path}: not a genrekit results file (no {'header' if kind == 'csv' else 'complete first row'}); "
+                          "it was left as it is: choose another --out")
+    _check_columns(path, _header(path), columns)
 
 
 @dataclass
@@ -470,68 +498,88 @@ def classify_library(
     files, missing = find_audio_files(sources)
     paths = [str(p.absolute()) for p in files]  # absolute: the same rows from any folder, and on any cluster node
     labels = model.classes_
-    results = ResultsFile(out, labels)
-    report = LibraryReport(results.path, n_files=len(paths) + len(missing))
-    hashes = results.table["content_hash"].to_pylist()
-    done = set(zip(results.table["path"].to_pylist(), hashes))
-    known = {digest: i for i, digest in enumerate(hashes) if digest}  # content hash -> its row in the file
-    todo: list[tuple[str, str]] = []
-    copies: dict[str, list[str]] = {}  # content hash -> other paths with those bytes in this run
-    seen: set[str] = set()  # the paths of this library
-    n_done = 0
+    out = Path(out)
+    with _held(out):
+        results = ResultsFile(out, labels)
+        report = LibraryReport(results.path, n_files=len(paths) + len(missing))
+        hashes = results.table["content_hash"].to_pylist()
+        done = set(zip(results.table["path"].to_pylist(), hashes))
+        known = {digest: i for i, digest in enumerate(hashes) if digest}  # content hash -> its row in the file
+        todo: list[tuple[str, str]] = []
+        copies: dict[str, list[str]] = {}  # content hash -> other paths with those bytes in this run
+        seen: set[str] = set()  # the paths of this library, as written in the file
+        n_done = 0
 
-    def record(row: Row, *, computed: bool = False) -> None:
-        nonlocal n_done
-        results.add(row)
-        seen.add(row["path"])
-        n_done += 1
-        report.n_computed += computed
-        if on_progress is not None:
-            on_progress(n_done, report.n_files, row["path"])
-
-    if on_progress is not None:
-        on_progress(0, report.n_files, "")
-    try:
-        for failure in missing:
-            record(result_row(failure, None, labels))
-        if engine is not None:  # files are hashed where they are decoded, not all read here by the driver
-            latest = dict(zip(results.table["path"].to_pylist(), hashes))
-            for row in engine.classify(model, [(p, latest.get(p)) for p in paths], max_duration=max_duration):
-                if row.pop("skipped", False):
-                    seen.add(row["path"])
-                    report.n_skipped += 1
-                    n_done += 1
-                else:
-                    record(row, computed=row["content_hash"] is not None)
-        else:  # hashed here, ahead of the decoding processes: a file's copies are decoded once
-            for path, digest, error in _hashes(paths):
-                if digest is None:
-                    record(dict(dict.fromkeys(results.columns), path=path, error=error))
-                elif (path, digest) in done:
-                    seen.add(path)
-                    report.n_skipped += 1
-                    n_done += 1
-                elif digest in known:
-                    record(_copy_row(results.row(known[digest]), path))
-                    report.n_copied += 1
-                elif digest in copies:
-                    copies[digest].append(path)
-                else:
-                    copies[digest] = []
-                    todo.append((path, digest))
+        def record(row: Row, *, computed: bool = False) -> None:
+            nonlocal n_done
+            row = _readable_row(row)
+            results.add(row)
+            seen.add(row["path"])
+            n_done += 1
+            report.n_computed += computed
             if on_progress is not None:
-                on_progress(n_done, report.n_files, "")
-            for row in _classify_here(model, todo, jobs, max_duration):
-                record(row, computed=True)
-                for other in copies.get(row["content_hash"], ()):
-                    record(_copy_row(row, other))
-                    report.n_copied += 1
-    finally:
-        results.close()
-    final = results.finish()
+                on_progress(n_done, report.n_files, row["path"])
+
+        def skip(path: str) -> None:
+            nonlocal n_done
+            seen.add(readable(path))
+            report.n_skipped += 1
+            n_done += 1
+
+        if on_progress is not None:
+            on_progress(0, report.n_files, "")
+        try:
+            for failure in missing:
+                record(result_row(failure, None, labels))
+            if engine is not None:  # files are hashed where they are decoded, not all read here by the driver
+                latest = dict(zip(results.table["path"].to_pylist(), hashes))
+                for row in engine.classify(model, [(p, latest.get(readable(p))) for p in paths], max_duration=max_duration):
+                    if row.pop("skipped", False):
+                        skip(row["path"])
+                    else:
+                        record(row, computed=row["content_hash"] is not None)
+            else:  # hashed here, ahead of the decoding processes: a file's copies are decoded once
+                for path, digest, error in _hashes(paths):
+                    if digest is None:
+                        record(dict(dict.fromkeys(results.columns), path=path, error=error))
+                    elif (readable(path), digest) in done:
+                        skip(path)
+                    elif digest in known:
+                        record(_copy_row(results.row(known[digest]), path))
+                        report.n_copied += 1
+                    elif digest in copies:
+                        copies[digest].append(path)
+                    else:
+                        copies[digest] = []
+                        todo.append((path, digest))
+                if on_progress is not None:
+                    on_progress(n_done, report.n_files, "")
+                for row in _classify_here(model, todo, jobs, max_duration):
+                    record(row, computed=True)
+                    for other in copies.get(row["content_hash"], ()):
+                        record(_copy_row(row, other))
+                        report.n_copied += 1
+        finally:
+            results.close()
+        final = results.finish()
     report.errors = [(p, e) for p, e in zip(final["path"].to_pylist(), final["error"].to_pylist()) if e and p in seen]
     report.seconds = time.perf_counter() - start
     return report
+
+
+@contextmanager
+def _held(out: Path) -> Iterator[None]:
+    """The run's hold on ``out``: its lock, and disk errors (full, read-only) as one-line OutputErrors."""
+    _check_suffix(out)  # before anything is created beside it
+    with output_errors(out):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with exclusive(out, out.with_name(out.name + ".lock"), option="--out"):
+            yield
+
+
+def _readable_row(row: Row) -> Row:
+    """``row`` as written: its path, and the path in its error, as :func:`readable` text (valid UTF-8)."""
+    return dict(row, path=readable(row["path"]), error=None if row.get("error") is None else readable(str(row["error"])))
 
 
 def _classify_here(model: GenreClassifier, todo: list[tuple[str, str]], jobs: int | None, max_duration: float | None) -> Iterator[Row]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
 import re
 import shutil
 import time
@@ -35,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import __version__
+from ._io import LOCK_NAME, atomic_write, exclusive, output_errors
 from ._workers import BoundedPool, default_jobs, open_pool
 from .audio import path_problem
 from .config import FeatureConfig, config_hash
@@ -125,24 +125,26 @@ class _Workers:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    with atomic_write(path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+# The store's CSV files keep paths as the file system's bytes: a name that is not UTF-8 (Latin-1 from an
+# old disk) reads back as the same path. UTF-8 names are written as before.
+_PATH_TEXT: dict[str, Any] = {"encoding": "utf-8", "errors": "surrogateescape", "newline": ""}
 
 
 def _write_csv(path: Path, header: list[str], rows: Iterator[list[Any]] | list[list[Any]]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_write(path, "w", **_PATH_TEXT) as f:
         writer = csv.writer(f)
         writer.writerow(header)
         writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 def _tracks_digest(tracks: list[Track], config_key: str) -> str:
     digest = hashlib.blake2b(config_key.encode(), digest_size=16)
     for t in tracks:
-        digest.update(f"{t.track_id}\0{t.label}\0{t.path}\0{t.content_hash}\0{t.group}\n".encode())
+        digest.update(f"{t.track_id}\0{t.label}\0{t.path}\0{t.content_hash}\0{t.group}\n".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()
 
 
@@ -161,7 +163,7 @@ def _check_store_folder(out: Path) -> None:
     """Refuse to write (and prune caches) in a folder that holds something other than a store."""
     if out.exists() and not out.is_dir():
         raise StoreError(f"{out}: exists and is not a folder; choose a new or empty folder for the store")
-    if not out.exists() or not any(out.iterdir()) or (out / _STORE_JSON).exists():
+    if not out.exists() or not any(p.name != LOCK_NAME for p in out.iterdir()) or (out / _STORE_JSON).exists():
         return
     cache = out / "cache"
     if cache.is_dir() and all(re.fullmatch(r"[0-9a-f]{16}", p.name) for p in cache.iterdir()):
@@ -203,10 +205,16 @@ def prepare_store(
     engine : RayEngine, optional
         Run :func:`process_file` on a Ray cluster instead of ``jobs`` local processes; the store is the same.
 
+    The store is locked for the whole run (``out/.genrekit.lock``, see :func:`genrekit._io.exclusive`).
+
     Raises
     ------
     StoreError
         ``out`` exists and holds something other than a store (nothing in it is touched).
+    InUseError
+        Another ``prepare`` is writing ``out``.
+    OutputError
+        The disk is full or read-only: what was computed so far stays cached for the next run.
     ParameterError
         ``jobs`` is below 1 or ``max_duration`` is not positive.
     DatasetError
@@ -217,7 +225,23 @@ def prepare_store(
     _check_arguments(jobs, max_duration)
     out = Path(out)
     _check_store_folder(out)
-    out.mkdir(parents=True, exist_ok=True)
+    with output_errors(out):
+        out.mkdir(parents=True, exist_ok=True)
+        with exclusive(out, out / LOCK_NAME, option="--out"):
+            return _prepare(source, out, config, jobs, max_duration, on_progress, engine, start)
+
+
+def _prepare(
+    source: str | Path | list[Track],
+    out: Path,
+    config: FeatureConfig,
+    jobs: int | None,
+    max_duration: float | None,
+    on_progress: ProgressCallback | None,
+    engine: RayEngine | None,
+    start: float,
+) -> PrepareReport:
+    """:func:`prepare_store` once it holds ``out``."""
     listed = discover(source, hashes=False) if not isinstance(source, list) else source
     key = config_hash(config)
     existing = _read_json(out / _STORE_JSON)
@@ -320,9 +344,8 @@ class _PrepareRun:
                 _atomic_write_text(target.with_suffix(_ERROR_SUFFIX), json.dumps({"path": result.path, "error": result.error}))
             self.errors.update((str(t.path), result.error.replace(result.path, str(t.path))) for t in same)
         else:
-            tmp = target.with_name(target.stem + ".tmp.npy")
-            np.save(tmp, np.asarray(result.features))  # a plain .npy: no zip and CRC to pay on write and on every read
-            os.replace(tmp, target)
+            with atomic_write(target) as f:
+                np.save(f, np.asarray(result.features))  # a plain .npy: no zip and CRC to pay on write and on every read
             self.report.n_computed += 1
             self.report.n_cached += len(same) - 1
         self.advance(result.path, len(same))
@@ -394,13 +417,12 @@ def _consolidate(
 
         shape = feature_shape(config)
     hop, rate = config.audio.hop_samples, config.audio.sample_rate
-    tmp = out / "features.tmp.npy"
     segment_rows: list[list[Any]] = []
     track_rows: list[list[Any]] = []
     offset = 0
     # Appended track by track with plain writes: a memory map of the new file would keep every written
     # page resident in this process, so its memory would grow with the dataset (~330 kB a 30 s clip).
-    with open(tmp, "wb") as f:
+    with atomic_write(out / "features.npy") as f:
         header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float16)), "fortran_order": False, "shape": (n_segments, *shape)}
         np.lib.format.write_array_header_1_0(f, header)
         for t, n in zip(tracks, counts):
@@ -409,7 +431,6 @@ def _consolidate(
             segment_rows.extend([t.track_id, t.label, i, f"{s:.3f}", str(t.path)] for i, s in enumerate(starts))
             track_rows.append([t.track_id, t.label, str(t.path), t.content_hash, t.group or "", n, offset])
             offset += n
-    os.replace(tmp, out / "features.npy")
     _write_csv(out / "segments.csv", ["track_id", "label", "segment_index", "start_s", "path"], segment_rows)
     _write_csv(out / "tracks.csv", ["track_id", "label", "path", "content_hash", "group", "n_segments", "first_segment"], track_rows)
     _write_csv(out / "errors.csv", ["path", "reason"], [list(e) for e in errors])
@@ -437,7 +458,7 @@ def _consolidate(
 def _read_csv(path: Path) -> list[dict[str, str]]:
     if not path.exists():
         return []
-    with open(path, newline="") as f:
+    with open(path, encoding="utf-8", errors="surrogateescape", newline="") as f:  # as _write_csv wrote it
         return list(csv.DictReader(f))
 
 

@@ -20,9 +20,8 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
-import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -33,6 +32,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import __version__
+from ._io import LOCK_NAME, atomic_write, exclusive, output_errors
 from .augment import AugmentConfig, Augmenter, mixup
 from ._params import Constraint, Interval, OneOf, check_params, from_dict
 from .checkpoint import Checkpoint, save_checkpoint
@@ -56,7 +56,7 @@ METRIC_COLUMNS = (
     "val_loss", "val_accuracy", "val_track_accuracy", "lr", "seconds",
 )
 _LAST = "last.pt"
-_UNSTARTED = {"config.json", "log.txt"}  # all a run killed before its first epoch ended has written
+_UNSTARTED = {"config.json", "log.txt", LOCK_NAME}  # all a run killed before its first epoch ended has written
 
 BatchCallback = Callable[[int, int, int], None]
 
@@ -212,27 +212,33 @@ def new_run_dir(root: str | Path = "runs", name: str | None = None) -> Path:
     ------
     ParameterError
         ``name`` exists already (continue it with ``resume`` or choose another name).
+    InUseError
+        ``name`` is the folder of a run in its first epoch.
+    OutputError
+        ``root`` cannot be written (read-only, full).
     """
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    if name is not None:
-        path = root / name
-        if path.is_dir() and {p.name for p in path.iterdir()} <= _UNSTARTED:
-            for leftover in path.iterdir():
-                leftover.unlink()
-            return path
-        if path.exists():
-            raise ParameterError(f"Run folder {path} exists; continue it with --resume {path} or pick another --name.")
-        path.mkdir()
-        return path
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    for k in range(1000):
-        path = root / (stamp if k == 0 else f"{stamp}-{k}")
-        try:
+    with output_errors(root):  # a read-only or full disk: one line, not a traceback
+        root.mkdir(parents=True, exist_ok=True)
+        if name is not None:
+            path = root / name
+            if path.is_dir() and {p.name for p in path.iterdir()} <= _UNSTARTED:
+                with exclusive(path, path / LOCK_NAME, option="--name"):  # not while its run is in its first epoch
+                    for leftover in path.iterdir():
+                        leftover.unlink()
+                return path
+            if path.exists():
+                raise ParameterError(f"Run folder {path} exists; continue it with --resume {path} or pick another --name.")
             path.mkdir()
             return path
-        except FileExistsError:
-            continue
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+        for k in range(1000):
+            path = root / (stamp if k == 0 else f"{stamp}-{k}")
+            try:
+                path.mkdir()
+                return path
+            except FileExistsError:
+                continue
     raise ParameterError(f"Could not create a run folder under {root}")
 
 
@@ -342,13 +348,11 @@ def _scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer) -> Any:
 
 
 def _write_metrics(path: Path, history: list[EpochMetrics]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_write(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
         writer.writeheader()
         for row in history:
             writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.to_dict().items()})
-    os.replace(tmp, path)
 
 
 def train(
@@ -394,17 +398,31 @@ def train(
         Bad configuration, or a split without training or validation segments.
     StoreError
         The store is missing or incomplete.
+    InUseError
+        Another run holds ``run_dir``.
+    OutputError
+        The run folder cannot be written (read-only, full): epochs saved so far can be resumed.
     """
     config = config or TrainConfig()
     run = Path(run_dir) if run_dir is not None else new_run_dir()
-    run.mkdir(parents=True, exist_ok=True)
-    if (run / _LAST).exists() or (run / "model.pt").exists():
-        raise ParameterError(f"Run folder {run} already holds a run; continue it with --resume {run} or pick another folder.")
-    try:
-        return _start(run, Path(store), config, on_batch, on_epoch, low_memory, device)
-    except GenrekitError:
-        _discard_unstarted(run)
-        raise
+    with _held(run, "--name"):
+        if (run / _LAST).exists() or (run / "model.pt").exists():
+            raise ParameterError(f"Run folder {run} already holds a run; continue it with --resume {run} or pick another folder.")
+        try:
+            return _start(run, Path(store), config, on_batch, on_epoch, low_memory, device)
+        except GenrekitError:
+            _discard_unstarted(run)
+            raise
+
+
+@contextlib.contextmanager
+def _held(run: Path, option: str) -> Iterator[None]:
+    """A run's hold on its folder for the whole run: the folder's lock (a second ``train`` or ``--resume``
+    of it is refused, naming the first), and a full or read-only disk as a one-line OutputError."""
+    with output_errors(run):
+        run.mkdir(parents=True, exist_ok=True)
+        with exclusive(run, run / LOCK_NAME, option=option):
+            yield
 
 
 def _discard_unstarted(run: Path) -> None:
@@ -465,19 +483,22 @@ def resume(
     ------
     ResumeError
         The folder holds no run made by :func:`train`, or its ``last.pt`` or ``config.json`` cannot be read.
+    InUseError
+        Another process is training in ``run_dir``.
     """
     run = Path(run_dir)
     saved, config = _read_run(run)
-    if epochs is not None and epochs != config.epochs:
-        config = TrainConfig.from_dict({**config.to_dict(), "epochs": epochs})
-        saved["train_config"] = config.to_dict()
-        (run / "config.json").write_text(json.dumps(saved, indent=2))
-    data = _load_data(Path(store) if store is not None else Path(saved["store"]), config.split)
-    if data.store.config.to_dict() != saved["feature_config"]:
-        raise ParameterError(f"The store's feature config differs from the one {run} was trained with; pass the original store.")
-    state = _load_state(run) if (run / _LAST).is_file() else None
-    with contextlib.nullcontext() if low_memory else keep_freed_memory():
-        return _fit(run, config, data, state, on_batch, on_epoch, device)
+    with _held(run, "run"):
+        if epochs is not None and epochs != config.epochs:
+            config = TrainConfig.from_dict({**config.to_dict(), "epochs": epochs})
+            saved["train_config"] = config.to_dict()
+            (run / "config.json").write_text(json.dumps(saved, indent=2))
+        data = _load_data(Path(store) if store is not None else Path(saved["store"]), config.split)
+        if data.store.config.to_dict() != saved["feature_config"]:
+            raise ParameterError(f"The store's feature config differs from the one {run} was trained with; pass the original store.")
+        state = _load_state(run) if (run / _LAST).is_file() else None
+        with contextlib.nullcontext() if low_memory else keep_freed_memory():
+            return _fit(run, config, data, state, on_batch, on_epoch, device)
 
 
 def run_config(run_dir: str | Path) -> TrainConfig:
@@ -707,15 +728,15 @@ def _fit(
 
 def _save_state(run: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, progress: _RunState, seconds: float) -> None:
     """``last.pt``, written whole or not at all: what ``--resume`` continues from."""
-    torch.save(
-        {
-            "model": _state_dict(model), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict() if scheduler is not None else {},
-            **progress.saved(seconds),
-        },
-        run / (_LAST + ".tmp"),
-    )
-    os.replace(run / (_LAST + ".tmp"), run / _LAST)
+    with atomic_write(run / _LAST) as f:
+        torch.save(
+            {
+                "model": _state_dict(model), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict() if scheduler is not None else {},
+                **progress.saved(seconds),
+            },
+            f,
+        )
 
 
 def _train_accuracy(train_probs: np.ndarray, data: _Data) -> tuple[float, float]:

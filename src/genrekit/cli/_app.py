@@ -8,6 +8,7 @@ import re
 import signal
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, NoReturn, TypeVar, get_type_hints
@@ -17,10 +18,12 @@ from rich.console import Console
 from rich.markup import escape
 from typer.models import OptionInfo
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.text import Text
 
+from .._io import printable
 from ..exceptions import TRAIN_EXTRA, GenrekitError, MissingDependencyError
 
-__all__ = ["PlainProgress", "Terminated", "add_commands", "app", "main", "console", "err_console", "handle_errors", "new_progress", "progress_bar"]
+__all__ = ["PlainProgress", "SafeConsole", "Terminated", "add_commands", "app", "main", "console", "err_console", "handle_errors", "new_progress", "progress_bar"]
 
 app = typer.Typer(
     name="genrekit",
@@ -29,7 +32,25 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
+
+
+class SafeConsole(Console):
+    """A console that shows the control characters and undecodable bytes of every string it prints as
+    ``\\xNN`` (:func:`genrekit._io.printable`): file names reach tables, "failed" lines and messages,
+    and a name holding ``\\033[31m`` or ``\\033]0;TITLE`` must not recolour or retitle the terminal (nor
+    one that is not UTF-8 crash the output). Newlines stay: messages of several lines are ours."""
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:
+        return super().render_str(printable(text, keep_newlines=True), **kwargs)
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None, line: str | None = None) -> None:
+    """Python's warning display, with file names in messages made :func:`~genrekit._io.printable`."""
+    text = warnings.formatwarning(message, category, filename, lineno, line)
+    (file or sys.stderr).write(printable(text, keep_newlines=True))
+
+
+console = SafeConsole()
 
 
 def _print_version(value: bool) -> None:
@@ -45,8 +66,9 @@ def _options(
     version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print genrekit's version and exit.")] = False,
 ) -> None:
     """Music genre classification: prepare features, train and evaluate leak-free, classify your music."""
+    warnings.showwarning = _show_warning
 # Messages on stderr are never wrapped: each stays one line (whole paths) in pipes and logs, where rich assumes 80 columns.
-err_console = Console(stderr=True, soft_wrap=True)
+err_console = SafeConsole(stderr=True, soft_wrap=True)
 # Library parameters whose CLI option has another name.
 _OPTION_OF = {"strategy": "split", "num_threads": "threads", "kind": "features", "num_cpus": "jobs"}
 F = TypeVar("F", bound=Callable[..., Any])

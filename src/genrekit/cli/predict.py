@@ -12,8 +12,9 @@ Output schemas (stable; documented in the README):
 
 from __future__ import annotations
 
+import dataclasses
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from importlib import resources
 from pathlib import Path
@@ -23,6 +24,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from .._io import output_errors, printable, readable
 from ..visualize import percent
 from ..speedups import frozen_collector
 from ..exceptions import words
@@ -101,6 +103,13 @@ def _table(results: Sequence[Prediction | PredictionError], top_k: int, title: s
         top = "  ".join(f"{g} {percent(p)}" for g, p in r.top(top_k))
         table.add_row(name, _genre_cell(r), "" if r.genre is None else percent(r.confidence), top, str(len(r.segments)), *extra)
     return table
+
+
+def _named(r: Prediction | PredictionError, shown: Callable[[str], str]) -> Prediction | PredictionError:
+    """``r`` with its path, and the path in its messages, as ``shown`` gives them."""
+    if isinstance(r, PredictionError):
+        return PredictionError(shown(r.path), shown(r.error))
+    return dataclasses.replace(r, path=None if r.path is None else shown(r.path), warnings=tuple(map(shown, r.warnings)))
 
 
 def _genre_cell(r: Prediction) -> str:
@@ -193,14 +202,17 @@ def predict(
             for r in results:
                 if isinstance(r, Prediction):
                     line = "  ".join(f"{s.start_s:.0f}s {s.genre or 'silence'}" for s in r.segments)
-                    console.print(f"[bold]{Path(r.path or '').name}[/]: {line}")
+                    console.print(f"[bold]{escape(Path(r.path or '').name)}[/]: {line}")
         text = None
     else:
-        text = get_writer(fmt)(results, model=clf.describe(), labels=clf.classes_, top_k=top_k, segments=segments)
+        # Names as text that any reader takes (not UTF-8 bytes as \xNN); on a terminal, no raw control characters either.
+        shown = printable if out is None and sys.stdout.isatty() else readable
+        text = get_writer(fmt)([_named(r, shown) for r in results], model=clf.describe(), labels=clf.classes_, top_k=top_k, segments=segments)
     if text is not None:
         if out:
-            out.write_text(text)
-            err_console.print(f"wrote {out}")
+            with handle_errors(predict), output_errors(out):
+                out.write_text(text, encoding="utf-8")
+            err_console.print(f"wrote {escape(str(out))}")
         else:
             sys.stdout.write(text if text.endswith("\n") else text + "\n")
     for r in results:
