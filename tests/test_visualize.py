@@ -109,3 +109,25 @@ def test_compare_fits_80_columns_and_exports(run_folder: Path) -> None:
     assert float(rows[0]["track_accuracy"]) == pytest.approx(records[0]["track_accuracy"])
     bad = runner.invoke(app, ["compare", str(run_folder), "--format", "xml"])
     assert bad.exit_code == 2 and "'--format' option" in bad.output
+
+
+def test_timeline_titles_mark_uncertain_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from genrekit.inference import Prediction, SegmentPrediction
+    from genrekit.visualize import plot_timeline
+
+    titles: list[str] = []
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda fig, *a, **k: titles.append(fig.axes[0].get_title()))
+    segments = (SegmentPrediction(0.0, 3.0, "rock", {"blues": 0.45, "rock": 0.55}),)
+    for uncertain in (False, True):
+        plot_timeline(Prediction("a.wav", "rock", {"blues": 0.45, "rock": 0.55}, segments, 3.0, uncertain=uncertain), tmp_path / "t.png")
+    assert "uncertain" not in titles[0] and titles[1].startswith("a.wav: rock 55%") and "(uncertain" in titles[1]
+
+
+def test_spectrogram_frequency_axis_is_labeled_in_hz_on_the_mel_scale() -> None:
+    from genrekit.visualize import _mel_ticks
+
+    hz, bands = _mel_ticks(FeatureConfig(), 128)
+    assert hz[:4] == [0.0, 250.0, 500.0, 1000.0] and hz[-1] == 8000.0  # 22050 Hz: up to 11025 Hz
+    assert bands[0] == 0.0 and all(a < b for a, b in zip(bands, bands[1:])) and bands[-1] < 128
+    # Below 1 kHz the mel scale is linear: 500 Hz sits halfway to 1 kHz.
+    assert abs(bands[2] - bands[3] / 2) < 1e-9

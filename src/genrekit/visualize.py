@@ -61,7 +61,9 @@ def plot_timeline(prediction: Prediction, out: str | Path) -> Path:
     ax.set_xlabel("time (s)")
     ax.set_ylabel("genre probability")
     top = ", ".join(f"{g} {percent(p)}" for g, p in prediction.top(3)) or "silent: no genre"
-    ax.set_title(f"{Path(prediction.path or 'signal').name}: {top}")
+    # An uncertain answer says so where the eye lands first, as the table and the pages do.
+    flag = " (uncertain: not clearly one of the genres)" if prediction.uncertain and prediction.genre is not None else ""
+    ax.set_title(f"{Path(prediction.path or 'signal').name}: {top}{flag}")
     handles, names = ax.get_legend_handles_labels()
     ax.legend(handles[::-1], names[::-1], loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     fig.tight_layout()
