@@ -34,13 +34,13 @@ from . import __version__
 from .checkpoint import Checkpoint
 from .config import FeatureConfig
 from .features import FeatureKind, feature_kind, register_feature_kind
+from .model_metadata import METADATA_PREFIX
 
-__all__ = ["INPUT_FEATURES", "INPUT_MUSICNN_LOGMEL", "OPSET", "export_onnx", "onnx_bytes", "export_metadata", "read_metadata", "musicnn_patches", "network_input_shape"]
+__all__ = ["INPUT_FEATURES", "INPUT_MUSICNN_LOGMEL", "OPSET", "export_onnx", "onnx_bytes", "export_metadata", "musicnn_patches", "network_input_shape"]
 
 INPUT_FEATURES = "features"
 INPUT_MUSICNN_LOGMEL = "musicnn-logmel"
 OPSET = 17
-_PREFIX = "genrekit."
 
 
 class _MusicnnEmbedding(nn.Module):
@@ -123,7 +123,7 @@ def onnx_bytes(checkpoint: Checkpoint, *, opset: int = OPSET) -> bytes:
             dynamic_axes={"input": {0: "batch"}, "probabilities": {0: "batch"}},
         )
     graph = onnx.load_from_string(buffer.getvalue())
-    onnx.helper.set_model_props(graph, {_PREFIX + key: value for key, value in export_metadata(checkpoint).items()})
+    onnx.helper.set_model_props(graph, {METADATA_PREFIX + key: value for key, value in export_metadata(checkpoint).items()})
     graph.producer_name = "genrekit"
     graph.producer_version = __version__
     return graph.SerializeToString()
@@ -142,11 +142,6 @@ def export_metadata(checkpoint: Checkpoint) -> dict[str, str]:
         "version": __version__,
     }
     return {key: json.dumps(value) for key, value in values.items()}
-
-
-def read_metadata(props: dict[str, str]) -> dict[str, Any]:
-    """The ``genrekit.*`` entries of an ONNX file's metadata_props, decoded; empty when it has none."""
-    return {key[len(_PREFIX) :]: json.loads(value) for key, value in props.items() if key.startswith(_PREFIX)}
 
 
 def export_onnx(checkpoint: Checkpoint, out: str | Path, *, opset: int = OPSET) -> Path:

@@ -27,8 +27,9 @@ import numpy as np
 
 from .config import FeatureConfig
 from .exceptions import CheckpointError, ModelNotFoundError, ParameterError, words
-from .export import INPUT_MUSICNN_LOGMEL, read_metadata
+from .export import INPUT_MUSICNN_LOGMEL
 from .inference import GenreClassifier
+from .model_metadata import decode_metadata_props, validate_model_metadata
 
 __all__ = ["BACKENDS", "OnnxModel", "OnnxClassifier", "onnxruntime_available", "check_backend", "checkpoint_digest", "load_onnx", "with_backend"]
 
@@ -103,19 +104,20 @@ class OnnxClassifier(GenreClassifier):
     def __init__(self, model: bytes | str, *, name: str = "", threads: int = 1, checkpoint: Any = None) -> None:
         self._source = model
         self._threads = threads
+        source = model if isinstance(model, str) else name
         try:
             self._session = _session(model, threads)
         except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf types
-            source = model if isinstance(model, str) else name
             raise CheckpointError(f"{source}: not an ONNX model onnxruntime can load ({str(e).splitlines()[0]})") from e
-        meta = read_metadata(self._session.get_modelmeta().custom_metadata_map)
+        meta = decode_metadata_props(self._session.get_modelmeta().custom_metadata_map, source)
         self.metadata_props = meta
         missing = {"labels", "feature_config", "input"} - set(meta)
         if missing:
-            raise CheckpointError(f"{model if isinstance(model, str) else name}: an ONNX model without genrekit metadata (missing {', '.join(sorted(missing))}); export it with genrekit export")
-        config = FeatureConfig.from_dict(meta["feature_config"])
+            raise CheckpointError(f"{source}: an ONNX model without genrekit metadata (missing {', '.join(sorted(missing))}); export it with genrekit export")
+        outputs = self._session.get_outputs()[0].shape
+        labels, config = validate_model_metadata(meta["labels"], meta["feature_config"], outputs[-1] if outputs else None, source, facts=meta.get("metadata", {}))
         self._input_config = replace(config, kind="musicnn-patches") if meta["input"] == INPUT_MUSICNN_LOGMEL else config
-        self.checkpoint = checkpoint if checkpoint is not None else OnnxModel(str(meta.get("model", "")), list(meta["labels"]), config, dict(meta.get("metadata", {})))  # type: ignore[assignment]
+        self.checkpoint = checkpoint if checkpoint is not None else OnnxModel(str(meta.get("model", "")), labels, config, dict(meta.get("metadata", {})))  # type: ignore[assignment]
         self.name = name
         self._input = self._session.get_inputs()[0].name
 
