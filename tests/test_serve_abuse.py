@@ -219,6 +219,9 @@ def test_flac_of_open_length_is_not_refused_as_too_long(model: GenreClassifier, 
         response = client.post("/v1/predict", files={"file": ("open.flac", f)})
     assert response.status_code == 200, response.text  # before: 422 "19215358410114.1 minutes long"
     assert abs(response.json()["duration_s"] - 4.0) < 0.1
+    with TestClient(create_app(model, max_duration_s=2)) as client, open(path, "rb") as f:
+        response = client.post("/v1/predict", files={"file": ("open.flac", f)})
+    assert response.status_code == 422 and "“open.flac” is too long; this server accepts at most 2.0 seconds" in response.json()["detail"]
 
 
 def test_upload_folders_of_killed_servers_are_removed_at_start(model: GenreClassifier, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -188,8 +188,8 @@ class _Service:
             self._check_duration(upload, declared)
         try:
             prediction = self.model.predict(upload.path, max_duration=self.max_duration_s)
-        except AudioTooLongError as e:  # a header that understated the length: refused as it streamed
-            raise self._too_long(upload, None) from e
+        except AudioTooLongError as e:  # a header that understated the length or left it open: refused as it streamed
+            raise self._too_long(upload, None, header=declared is not None) from e
         except AudioDecodeError as e:
             raise RequestError(415, "not_audio", _decode_message(e, upload)) from e
         self._check_duration(upload, prediction.duration_s)
@@ -201,8 +201,11 @@ class _Service:
         if seconds > self.max_duration_s:
             raise self._too_long(upload, seconds)
 
-    def _too_long(self, upload: Upload, seconds: float | None) -> RequestError:
-        length = f"is {_duration_words(seconds)} long" if seconds is not None else "is longer than its header says"
+    def _too_long(self, upload: Upload, seconds: float | None, *, header: bool = True) -> RequestError:
+        if seconds is not None:
+            length = f"is {_duration_words(seconds)} long"
+        else:
+            length = "is longer than its header says" if header else "is too long"
         return RequestError(
             422,
             "too_long",
