@@ -131,6 +131,7 @@ def test_resume_refuses_a_store_with_other_tracks_or_split(finished_run: Path, m
         resume(finished_run, store=tmp_path / "other", epochs=3)
     result = runner.invoke(app, ["train", str(tmp_path / "other"), "--resume", str(finished_run), "--epochs", "3"])
     assert result.exit_code == 2 and "holds other tracks" in result.output and len(result.output.strip().splitlines()) == 1
+    assert run_config(finished_run).epochs == 2  # a refused resume leaves the run as it was
     saved = json.loads((finished_run / "config.json").read_text())
     saved["data"]["split"] = "0" * 32  # the same tracks, split otherwise (another split's lists)
     (finished_run / "config.json").write_text(json.dumps(saved))

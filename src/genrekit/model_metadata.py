@@ -11,6 +11,7 @@ Pure and free of PyTorch and onnxruntime, so every loader (torch or onnxruntime)
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -79,7 +80,7 @@ def validate_model_metadata(
         if not isinstance(label, str) or not 0 < len(label) <= MAX_LABEL_LENGTH:
             raise CheckpointError(f"{source}: model labels must be non-empty strings of at most {MAX_LABEL_LENGTH} characters. Got {str(label)[:40]!r} instead.")
     if len(set(labels)) != len(labels):
-        twice = sorted({label for label in labels if labels.count(label) > 1})
+        twice = sorted(label for label, n in Counter(labels).items() if n > 1)
         raise CheckpointError(f"{source}: model labels must be distinct. Got {', '.join(twice[:5])} more than once.")
     if n_outputs is not None and n_outputs != len(labels):
         raise CheckpointError(f"{source}: the network outputs {n_outputs!r} classes but the model has {len(labels)} labels.")

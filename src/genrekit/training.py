@@ -467,14 +467,14 @@ def resume(
     saved, config = _read_run(run)
     if epochs is not None and epochs < config.epochs:
         raise ParameterError(f"The 'epochs' parameter of a resumed run may only grow: {run} was configured for {config.epochs}. Got {epochs} instead.")
-    if epochs is not None and epochs != config.epochs:
-        config = TrainConfig.from_dict({**config.to_dict(), "epochs": epochs})
-        saved["train_config"] = config.to_dict()
-        (run / "config.json").write_text(json.dumps(saved, indent=2))
     data = _load_data(Path(store) if store is not None else Path(saved["store"]), config.split)
     if data.store.config.to_dict() != saved["feature_config"]:
         raise ParameterError(f"The store's feature config differs from the one {run} was trained with; pass the original store.")
     _check_same_data(run, saved, data)
+    if epochs is not None and epochs != config.epochs:  # recorded only once the resume is accepted
+        config = TrainConfig.from_dict({**config.to_dict(), "epochs": epochs})
+        saved["train_config"] = config.to_dict()
+        (run / "config.json").write_text(json.dumps(saved, indent=2))
     state = _load_state(run) if (run / _LAST).is_file() else None
     with contextlib.nullcontext() if low_memory else keep_freed_memory():
         return _fit(run, config, data, state, on_batch, on_epoch)

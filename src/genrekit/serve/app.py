@@ -2,10 +2,11 @@
 
 One model per server. Uploads stream into a private 0700 temp directory under a size limit, a
 minimum rate and a time limit; at most ``max_uploads`` arrive at once, ``max_uploads_per_client`` of them
-from one address. The folders of servers killed without cleaning up are removed at the next start. Only a file that has fully arrived is admitted
-to inference, where a counter admits at most ``workers + max_queue`` and answers 503 with ``Retry-After``
-(from the measured service time and the jobs ahead) beyond that: slow clients cannot hold the workers'
-slots, and a burst costs a quick refusal instead of unbounded memory. Decoding and inference run in a
+from one address; the folders of servers killed without cleaning up are removed at the next start.
+Only a file that has fully arrived is admitted to inference, where a counter admits at most
+``workers + max_queue`` and answers 503 with ``Retry-After`` (from the measured service time and the
+jobs ahead) beyond that: slow clients cannot hold the workers' slots, and a burst costs a quick refusal
+instead of unbounded memory. Decoding and inference run in a
 thread pool so the event loop keeps answering ``/healthz`` and the page. With a token, ``/v1/`` routes
 require ``Authorization: Bearer <token>``.
 """
