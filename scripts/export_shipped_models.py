@@ -25,7 +25,8 @@ def shipped_graph(name: str) -> bytes:
 
     from genrekit.checkpoint import load_checkpoint
     from genrekit.export import onnx_bytes
-    from genrekit.onnx_backend import METADATA_PREFIX, checkpoint_digest
+    from genrekit.model_metadata import METADATA_PREFIX
+    from genrekit.onnx_backend import checkpoint_digest
 
     checkpoint = load_checkpoint(WEIGHTS / f"{name}.pt")
     model = onnx.load_from_string(onnx_bytes(checkpoint))

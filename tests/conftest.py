@@ -107,3 +107,15 @@ def make_dataset(tmp_path: Path, rng: np.random.Generator) -> Callable[..., Path
         return root
 
     return make
+
+
+def write_open_length_flac(path: Path, y: np.ndarray, sample_rate: int) -> Path:
+    """A FLAC whose STREAMINFO says "total samples unknown" (0, legal; streamed encoders write it), and no MD5."""
+    sf.write(path, y, sample_rate, format="FLAC")
+    data = bytearray(path.read_bytes())
+    assert data[:4] == b"fLaC" and data[4] & 0x7F == 0  # the first metadata block is STREAMINFO
+    data[21] &= 0xF0  # the 36-bit total-samples field: low 4 bits of byte 21, then bytes 22-25
+    data[22:26] = bytes(4)
+    data[26:42] = bytes(16)  # MD5 0: "not computed"
+    path.write_bytes(bytes(data))
+    return path

@@ -12,7 +12,8 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from genrekit import audio
-from genrekit.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, load_audio, load_segments, stream_audio
+from conftest import write_open_length_flac
+from genrekit.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, declared_duration, load_audio, load_segments, stream_audio
 from genrekit.cli import app
 from genrekit.config import AudioConfig, FeatureConfig
 from genrekit.exceptions import AudioDecodeError, AudioTooLongError
@@ -90,3 +91,17 @@ def test_cli_prepare_max_duration(tmp_path: Path, make_dataset) -> None:
     assert result.exit_code == 0, result.output
     assert result.output.count("too long") == 2
     assert json.loads((tmp_path / "s" / "store.json").read_text())["n_tracks"] == 0
+
+
+def test_flac_of_open_length_is_measured_as_it_decodes(tmp_path: Path, rng: np.random.Generator) -> None:
+    y = rng.uniform(-0.5, 0.5, 3 * 8000).astype(np.float32)
+    path = write_open_length_flac(tmp_path / "open.flac", y, 8000)
+    assert sf.info(str(path)).frames == 2**63 - 1  # what libsndfile reports for "unknown"
+    assert declared_duration(path) is None
+    sf.write(tmp_path / "closed.flac", y, 8000)
+    expected = load_audio(tmp_path / "closed.flac", sample_rate=16000)
+    # before: refused as 19215358410114.1 minutes long (or, without a limit, "not decodable audio")
+    np.testing.assert_array_equal(load_audio(path, sample_rate=16000, max_duration=900), expected)
+    np.testing.assert_array_equal(np.concatenate(list(stream_audio(path, sample_rate=16000, max_duration=900))), expected)
+    with pytest.raises(AudioTooLongError, match=r"too long \(3\.0 s\); the limit is 2 s"):
+        load_audio(path, sample_rate=16000, max_duration=2)

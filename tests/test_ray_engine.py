@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -99,9 +101,9 @@ def test_killed_workers_lose_no_file(model_file: Path, tmp_path: Path) -> None:
     stop = threading.Event()
 
     def kill_once_each() -> None:
-        """SIGKILL one decode worker and the model actor as soon as each is seen working."""
+        """SIGKILL one decode worker and one model worker as soon as each is seen working."""
         while not stop.is_set() and len(killed) < 2:
-            for title in ("_featurize_batch", "_Classifier"):
+            for title in ("_featurize_batch", "_classify_batch"):
                 pids = [] if title in killed else _ray_workers(title)
                 if pids:
                     os.kill(pids[0], signal.SIGKILL)
@@ -115,7 +117,7 @@ def test_killed_workers_lose_no_file(model_file: Path, tmp_path: Path) -> None:
     finally:
         stop.set()
         killer.join()
-    assert set(killed) == {"_featurize_batch", "_Classifier"}, f"workers killed: {killed}"
+    assert set(killed) == {"_featurize_batch", "_classify_batch"}, f"workers killed: {killed}"
     assert report.n_files == expected.n_files == 61
     assert rows_close(read_results(tmp_path / "ray.jsonl"), read_results(tmp_path / "local.jsonl"), atol=1e-5)
 
@@ -177,3 +179,44 @@ def test_without_ray_installed_the_error_says_what_to_install(monkeypatch: pytes
     monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets where the extra is not installed
     with pytest.raises(RayUnavailableError, match=r"pip install 'genrekit\[ray\]'"), RayEngine().session():
         pass
+
+
+def _predict_on_ray(model_file: Path, tmp_path: Path) -> subprocess.Popen[str]:
+    """``genrekit predict --engine ray`` (its own local Ray instance) in a subprocess, once it has written results."""
+    library = write_library(tmp_path / "music", 24, seconds=8.0)
+    out = tmp_path / "r.csv"
+    command = [sys.executable, "-m", "genrekit", "predict", str(library), "-m", str(model_file), "--engine", "ray", "-j", "2", "--out", str(out)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+    deadline = time.monotonic() + 180
+    while not (out.is_file() and len(out.read_text().splitlines()) >= 2):  # a row: decode and model tasks have run
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.2)
+    return process
+
+
+def test_sigterm_ends_a_ray_run_as_the_local_engine(model_file: Path, tmp_path: Path) -> None:
+    process = _predict_on_ray(model_file, tmp_path)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    # before: Ray's handler dumped a native stack ("*** SIGTERM received ***") and exited 15 (or aborted)
+    assert process.returncode == 128 + signal.SIGTERM and "terminated" in err, err
+    assert "SIGTERM received" not in err
+    assert "constructor arguments in the object store" not in err  # before: an error line in every Ray run
+
+
+def test_ray_processes_do_not_outlive_a_killed_driver(model_file: Path, tmp_path: Path) -> None:
+    from genrekit import _reaper
+
+    process = _predict_on_ray(model_file, tmp_path)
+    started = _reaper._descendants(process.pid, _reaper._processes())  # raylet, GCS, agents, workers (and the watchdog)
+    process.kill()
+    process.communicate(timeout=60)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        table = _reaper._processes()
+        left = {pid for pid, start in started.items() if pid in table and table[pid][1] == start}
+        if not left:
+            break
+        time.sleep(0.2)
+    # before: ray::DashboardAgent and ray::RuntimeEnvAgent stayed for good
+    assert not left, [Path(f"/proc/{pid}/cmdline").read_bytes()[:80] for pid in left]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import uvicorn
-from conftest import synth_tone, write_random_model
+from conftest import synth_tone, write_open_length_flac, write_random_model
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -178,3 +179,66 @@ def test_serve_rejects_an_impossible_port_without_a_traceback() -> None:
     result = CliRunner().invoke(cli_app, ["serve", "--port", "99999"])
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "65535" in result.output
+
+
+def test_an_upload_has_a_total_time_limit_as_well_as_a_rate(live) -> None:
+    # Before: only the average rate was bounded, so a client just above it held its slot for up to ~70 minutes.
+    with live(upload_grace_s=30.0, max_upload_s=1.5) as port:
+        sock = _slow_upload(port)
+        try:
+            started = time.monotonic()
+            closed, answer = _closed_within(sock, 10)
+            assert b" 408 " in answer.split(b"\r\n", 1)[0] and b"took longer than 1.5 s" in answer
+            assert time.monotonic() - started < 5
+        finally:
+            sock.close()
+
+
+def test_one_address_cannot_take_every_upload_slot(live, clip: Path) -> None:
+    # Slow clients of one address (127.0.0.1) hold their share; another address (127.0.0.2) still gets a slot.
+    with live(max_uploads=4, max_uploads_per_client=2, upload_grace_s=30.0) as port:
+        slow = [_slow_upload(port) for _ in range(2)]
+        try:
+            time.sleep(0.3)
+            third = _slow_upload(port)
+            closed, answer = _closed_within(third, 2)
+            assert b" 503 " in answer.split(b"\r\n", 1)[0] and b"other uploads from your address" in answer
+            third.close()
+            with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2")) as other, open(clip, "rb") as f:
+                response = other.post(f"http://127.0.0.1:{port}/v1/predict", files={"file": ("tone.wav", f)}, timeout=30)
+            assert response.status_code == 200, response.text
+            assert httpx.get(f"http://127.0.0.1:{port}/healthz").json()["uploading"] == 2
+        finally:
+            for sock in slow:
+                sock.close()
+
+
+def test_flac_of_open_length_is_not_refused_as_too_long(model: GenreClassifier, tmp_path: Path, rng: np.random.Generator) -> None:
+    path = write_open_length_flac(tmp_path / "open.flac", synth_tone(2, 4.0, 22050, rng), 22050)
+    with TestClient(create_app(model)) as client, open(path, "rb") as f:
+        response = client.post("/v1/predict", files={"file": ("open.flac", f)})
+    assert response.status_code == 200, response.text  # before: 422 "19215358410114.1 minutes long"
+    assert abs(response.json()["duration_s"] - 4.0) < 0.1
+    with TestClient(create_app(model, max_duration_s=2)) as client, open(path, "rb") as f:
+        response = client.post("/v1/predict", files={"file": ("open.flac", f)})
+    assert response.status_code == 422 and "“open.flac” is too long; this server accepts at most 2.0 seconds" in response.json()["detail"]
+
+
+def test_upload_folders_of_killed_servers_are_removed_at_start(model: GenreClassifier, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    killed = tmp_path / f"genrekit-serve-{dead.pid}-abc_123"  # a server killed with kill -9, mid-upload
+    killed.mkdir()
+    (killed / "tmpx1y2.flac").write_bytes(b"half an upload")
+    running = tmp_path / f"genrekit-serve-{os.getpid()}-def456"  # a server still running: left alone
+    running.mkdir()
+    other = tmp_path / "genrekit-serve-notapid"
+    other.mkdir()
+    with TestClient(create_app(model)) as client:
+        assert Path(client.app.state.service.upload_dir).parent == tmp_path  # type: ignore[attr-defined]
+        assert not killed.exists()  # before: left for good, one folder per kill
+        assert running.is_dir() and other.is_dir()

@@ -91,3 +91,49 @@ def test_run_config_reads_a_run_folder_and_refuses_others(tmp_path: Path) -> Non
     (tmp_path / "run" / "config.json").write_text("{not json")
     with pytest.raises(ResumeError, match="unreadable"):
         run_config(tmp_path / "run")
+
+
+@pytest.fixture
+def finished_run(tiny_store: Path, tmp_path: Path) -> Path:
+    return train(tiny_store, CONFIG, run_dir=tmp_path / "run").run_dir
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        (["--lr", "1e-3"], "--lr 0.001 differs from"),  # before: dropped in silence, lr stayed 1e-4
+        (["--model", "cnn1", "--batch-size", "16"], "--batch-size 16 differs from"),
+        (["--split", "kfold"], "--split kfold differs from"),
+        (["--augment", "noise"], "--augment, --augment-prob and --mixup describe another augmentation"),
+        (["--name", "other"], "--name configures a new run"),
+        (["--epochs", "1"], "may only grow"),
+    ],
+)
+def test_resume_refuses_options_that_differ_from_the_run(finished_run: Path, options: list[str], named: str) -> None:
+    before = (finished_run / "metrics.csv").read_text()
+    result = runner.invoke(app, ["train", "--resume", str(finished_run), *options])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert named in result.output and len(result.output.strip().splitlines()) == 1, result.output
+    assert (finished_run / "metrics.csv").read_text() == before
+
+
+def test_resume_takes_options_equal_to_the_run_and_more_epochs(finished_run: Path) -> None:
+    result = runner.invoke(app, ["train", "--resume", str(finished_run), "--model", "cnn1", "--lr", "1e-4", "--batch-size", "8",
+                                 "--val-fraction", "0.25", "--threads", "1", "--epochs", "3"])
+    assert result.exit_code == 0, result.output
+    assert run_config(finished_run).epochs == 3
+
+
+def test_resume_refuses_a_store_with_other_tracks_or_split(finished_run: Path, make_dataset: Callable[..., Path], tmp_path: Path) -> None:
+    root = make_dataset(per_label=3, seconds=3.0, root=tmp_path / "other-data")
+    prepare_store(root, tmp_path / "other", FeatureConfig(audio=AudioConfig(segment_seconds=1.0, hop_seconds=1.0)), jobs=1)
+    with pytest.raises(ResumeError, match=r"holds other tracks \(9\) than .* was trained on \(12\)"):  # before: trained on
+        resume(finished_run, store=tmp_path / "other", epochs=3)
+    result = runner.invoke(app, ["train", str(tmp_path / "other"), "--resume", str(finished_run), "--epochs", "3"])
+    assert result.exit_code == 2 and "holds other tracks" in result.output and len(result.output.strip().splitlines()) == 1
+    assert run_config(finished_run).epochs == 2  # a refused resume leaves the run as it was
+    saved = json.loads((finished_run / "config.json").read_text())
+    saved["data"]["split"] = "0" * 32  # the same tracks, split otherwise (another split's lists)
+    (finished_run / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(ResumeError, match=r"gives other tracks \(9 training, 3 validation\)"):
+        resume(finished_run, epochs=3)

@@ -32,6 +32,7 @@ __all__ = [
     "is_audio_file",
     "path_problem",
     "load_audio",
+    "declared_duration",
     "min_cover_samples",
     "segment_audio",
     "segment_starts",
@@ -50,6 +51,9 @@ _BLOCK_OUTPUT = 1 << 18  # most resampled samples one block may give (1 MB of fl
 MIN_SAMPLE_RATE = 1_000
 MAX_SAMPLE_RATE = 768_000
 _READ_ERRORS = (sf.LibsndfileError, RuntimeError, TypeError, ValueError)
+# What libsndfile reports as the length of a file whose header leaves it open (SF_COUNT_MAX): legal in FLAC
+# (total samples 0) and streams; taken as a length it made a 2 s FLAC "19215358410114.1 minutes long".
+_UNKNOWN_FRAMES = 2**63 - 1
 
 
 # libmpg123 (inside libsndfile) prints "Note: Illegal Audio-MPEG-Header ..." / "Note: Trying to resync..."
@@ -172,9 +176,25 @@ def _check_rate(path: Path, native_rate: int) -> None:
         )
 
 
-def _check_length(path: Path, n_frames: int, native_rate: int, max_duration: float | None) -> None:
-    """Refuse audio longer than ``max_duration`` seconds: from the header before decoding, and again as frames arrive."""
-    if max_duration is not None and n_frames > max_duration * native_rate:
+def _declared_frames(f: sf.SoundFile) -> int | None:
+    """The length in frames the header declares; ``None`` when it leaves the length open: decoding then tells."""
+    return None if f.frames >= _UNKNOWN_FRAMES else f.frames
+
+
+def declared_duration(path: str | Path) -> float | None:
+    """Seconds of audio ``path``'s header declares, to refuse a long file before decoding it; ``None`` when the
+    header leaves the length open or cannot be read (only decoding can tell then)."""
+    try:
+        with _quiet_if_mp3(Path(path)), sf.SoundFile(path) as f:
+            frames, rate = _declared_frames(f), f.samplerate
+    except _READ_ERRORS:
+        return None
+    return None if frames is None or rate <= 0 else frames / rate
+
+
+def _check_length(path: Path, n_frames: int | None, native_rate: int, max_duration: float | None) -> None:
+    """Refuse audio longer than ``max_duration`` seconds: from the header before decoding (when it tells), and again as frames arrive."""
+    if max_duration is not None and n_frames is not None and n_frames > max_duration * native_rate:
         raise AudioTooLongError(
             path, f"too long ({n_frames / native_rate:.1f} s); the limit is {max_duration:g} s (--max-duration)"
         )
@@ -188,10 +208,10 @@ def _read_frames(f: sf.SoundFile, frames: int) -> np.ndarray:
     return f.read(frames, dtype="float32", always_2d=True)
 
 
-def _warn_if_truncated(path: Path, n_frames: int, declared: int, native_rate: int, *, stacklevel: int) -> None:
+def _warn_if_truncated(path: Path, n_frames: int, declared: int | None, native_rate: int, *, stacklevel: int) -> None:
     """Warn when the file held fewer than the ``declared`` frames, or its RIFF/AU header promises more bytes than exist."""
     seconds = n_frames / native_rate
-    promised = seconds * declared / n_frames if declared > n_frames else seconds
+    promised = seconds * declared / n_frames if declared is not None and declared > n_frames else seconds
     header = _header_data_bytes(path)
     if header is not None and header[1] > 0:
         promised = max(promised, seconds * header[0] / header[1])
@@ -243,16 +263,18 @@ def load_audio(path: str | Path, *, sample_rate: int, max_duration: float | None
     _check_file(path)
     try:
         with _quiet_if_mp3(path), sf.SoundFile(os.fsencode(path)) as f:  # bytes: soundfile cannot encode a name that is not UTF-8
-            declared = f.frames
+            declared = _declared_frames(f)
             native_rate = f.samplerate
             integer = f.subtype == "PCM_16"
             _check_rate(path, native_rate)
             _check_length(path, declared, native_rate, max_duration)
-            data = _read_frames(f, -1)
+            data = _read_frames(f, -1) if declared is not None else None
     except AudioDecodeError:
         raise
     except _READ_ERRORS as e:
         raise AudioDecodeError(path, "not decodable audio", detail=_decode_reason(e)) from e
+    if data is None:  # the header leaves the length open: reading "all" frames would allocate SF_COUNT_MAX of them
+        return np.concatenate(list(stream_audio(path, sample_rate=sample_rate, max_duration=max_duration)))
     if data.size == 0:
         raise AudioDecodeError(path, "contains no audio samples")
     _check_length(path, len(data), native_rate, max_duration)
@@ -295,7 +317,7 @@ def stream_audio(
     except _READ_ERRORS as e:
         raise AudioDecodeError(path, "not decodable audio", detail=_decode_reason(e)) from e
     with f:
-        declared, native_rate, integer = f.frames, f.samplerate, f.subtype == "PCM_16"
+        declared, native_rate, integer = _declared_frames(f), f.samplerate, f.subtype == "PCM_16"
         _check_rate(path, native_rate)
         _check_length(path, declared, native_rate, max_duration)
         block_frames = max(1, min(block_frames, _BLOCK_OUTPUT * native_rate // sample_rate))

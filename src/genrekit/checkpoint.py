@@ -17,8 +17,9 @@ from torch import nn
 
 from . import __version__
 from .config import FeatureConfig
-from .exceptions import CheckpointError, GenrekitWarning, ModelNotFoundError
+from .exceptions import CheckpointError, GenrekitWarning, ModelNotFoundError, ParameterError
 from .features import feature_shape
+from .model_metadata import check_checkpoint_fields, validate_model_metadata
 from .models import build_model
 
 __all__ = ["CHECKPOINT_FORMAT", "Checkpoint", "save_checkpoint", "load_checkpoint"]
@@ -58,8 +59,11 @@ class Checkpoint:
 
     def build(self) -> nn.Module:
         """The model in eval mode with these weights."""
-        model = build_model(self.model_name, feature_shape(self.feature_config), len(self.labels), **self.model_options)
-        model.load_state_dict(self.state_dict)
+        try:
+            model = build_model(self.model_name, feature_shape(self.feature_config), len(self.labels), **self.model_options)
+            model.load_state_dict(self.state_dict)
+        except (TypeError, RuntimeError, ParameterError) as e:  # an unknown option, weights of other shapes
+            raise CheckpointError(f"a {self.model_name} model with {len(self.labels)} labels cannot hold this model file's weights: {str(e).strip().splitlines()[0]}") from e
         return model.eval()
 
     def normalize(self, features: torch.Tensor) -> torch.Tensor:
@@ -104,6 +108,10 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise ModelNotFoundError(f"{path}: no such model file")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError as e:
+        raise ModelNotFoundError(f"{path}: no such model file") from e
+    except OSError as e:  # permission denied, an I/O error: the file may well be a model
+        raise CheckpointError(f"{path}: cannot be read ({(e.strerror or str(e)).lower()})") from e
     except Exception as e:
         raise CheckpointError(f"{path}: not a genrekit model file ({e})") from e
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
@@ -114,13 +122,15 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             GenrekitWarning,
             stacklevel=2,
         )
+    check_checkpoint_fields(payload, str(path))
+    labels, feature_config = validate_model_metadata(payload["labels"], payload["feature_config"], None, str(path), facts=payload.get("metadata", {}))
     return Checkpoint(
         model_name=payload["model_name"],
         model_options=payload["model_options"],
         state_dict=payload["state_dict"],
-        labels=list(payload["labels"]),
-        feature_config=FeatureConfig.from_dict(payload["feature_config"]),
-        mean=payload["mean"],
-        std=payload["std"],
-        metadata=payload["metadata"],
+        labels=labels,
+        feature_config=feature_config,
+        mean=payload.get("mean"),
+        std=payload.get("std"),
+        metadata=payload.get("metadata", {}),
     )

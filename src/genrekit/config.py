@@ -36,6 +36,15 @@ HOP_LENGTH = 512
 N_MELS = 128
 SEGMENT_SECONDS = 3.0
 
+# Upper bounds on sizes, so a config from elsewhere (a model file's metadata) cannot ask for gigabytes:
+# n_fft = 2**30 allocated 4.5 GB of STFT window and filterbank before anything else could refuse it.
+MAX_SAMPLE_RATE = 384_000
+MAX_N_FFT = 1 << 16
+MAX_N_MELS = 1024
+MAX_SEGMENT_SAMPLES = 1 << 23  # 380 s at 22050 Hz, 32 MB of float32 per segment
+MAX_SEGMENTS_PER_SAMPLE = 64  # windows overlapping one sample: segment_seconds / hop_seconds
+MAX_FEATURE_VALUES = 1 << 20  # values of one segment's log-mel (n_mels * frames); cnn2's first dense layer holds 128 weights per value
+
 Scaling = Literal["seed", "standard"]
 _SCALINGS = ("seed", "standard")
 
@@ -67,7 +76,7 @@ class AudioConfig:
     min_duration: float = 0.5
 
     _constraints: ClassVar[dict[str, Constraint]] = {
-        "sample_rate": Interval(0, None, closed="neither", integer=True),
+        "sample_rate": Interval(0, MAX_SAMPLE_RATE, closed="right", integer=True),
         "segment_seconds": Interval(0, None, closed="neither"),
         "hop_seconds": Interval(0, None, closed="neither"),
         "min_last_fraction": Interval(0, 1, closed="right"),
@@ -80,6 +89,11 @@ class AudioConfig:
             raise ParameterError(
                 f"segment_seconds and hop_seconds must each span at least one sample at {self.sample_rate} Hz. "
                 f"Got {self.segment_seconds!r} and {self.hop_seconds!r} instead."
+            )
+        if self.segment_samples > MAX_SEGMENT_SAMPLES or self.segment_samples > MAX_SEGMENTS_PER_SAMPLE * self.hop_samples:
+            raise ParameterError(
+                f"segment_seconds must span at most {MAX_SEGMENT_SAMPLES} samples and {MAX_SEGMENTS_PER_SAMPLE} hops (hop_seconds). "
+                f"Got {self.segment_seconds!r} and {self.hop_seconds!r} at {self.sample_rate} Hz instead."
             )
 
     @property
@@ -129,9 +143,9 @@ class FeatureConfig:
 
     _constraints: ClassVar[dict[str, Constraint]] = {
         "scaling": OneOf(_SCALINGS),
-        "n_fft": Interval(0, None, closed="neither", integer=True),
-        "hop_length": Interval(0, None, closed="neither", integer=True),
-        "n_mels": Interval(0, None, closed="neither", integer=True),
+        "n_fft": Interval(0, MAX_N_FFT, closed="right", integer=True),
+        "hop_length": Interval(0, MAX_N_FFT, closed="right", integer=True),
+        "n_mels": Interval(0, MAX_N_MELS, closed="right", integer=True),
         "f_min": Interval(0, None),
         "f_max": Interval(0, None, closed="neither", optional=True),
         "top_db": Interval(0, None, closed="neither"),
@@ -149,6 +163,12 @@ class FeatureConfig:
             raise ParameterError(
                 f"Mel band edges must satisfy 0 <= f_min < f_max <= {nyquist:g} Hz. "
                 f"Got f_min={self.f_min!r}, f_max={self.f_max!r} instead."
+            )
+        frames = 1 + self.audio.segment_samples // self.hop_length  # genrekit.features.n_frames
+        if self.n_mels * frames > MAX_FEATURE_VALUES:
+            raise ParameterError(
+                f"A segment's log-mel (n_mels x frames) must hold at most {MAX_FEATURE_VALUES} values. "
+                f"Got {self.n_mels} x {frames} (hop_length={self.hop_length}) instead."
             )
 
     def to_dict(self) -> dict[str, Any]:

@@ -30,10 +30,11 @@ from torch import nn
 
 from . import __version__
 from .checkpoint import Checkpoint
+from .model_metadata import METADATA_PREFIX
 from .musicnn_input import musicnn_patches, network_input_shape
-from .onnx_backend import INPUT_FEATURES, INPUT_MUSICNN_LOGMEL, METADATA_PREFIX, read_metadata
+from .onnx_backend import INPUT_FEATURES, INPUT_MUSICNN_LOGMEL
 
-__all__ = ["INPUT_FEATURES", "INPUT_MUSICNN_LOGMEL", "OPSET", "export_onnx", "onnx_bytes", "export_metadata", "read_metadata", "musicnn_patches", "network_input_shape"]
+__all__ = ["INPUT_FEATURES", "INPUT_MUSICNN_LOGMEL", "OPSET", "export_onnx", "onnx_bytes", "export_metadata", "musicnn_patches", "network_input_shape"]
 
 OPSET = 17
 

@@ -26,19 +26,14 @@ import numpy as np
 from .config import FeatureConfig
 from .exceptions import CheckpointError, ModelNotFoundError, ParameterError, words
 from .inference import GenreClassifier
+from .model_metadata import decode_metadata_props, validate_model_metadata
 
-__all__ = ["INPUT_FEATURES", "INPUT_MUSICNN_LOGMEL", "METADATA_PREFIX", "read_metadata", "BACKENDS", "OnnxModel", "OnnxClassifier", "onnxruntime_available", "check_backend", "checkpoint_digest", "load_onnx", "with_backend"]
+__all__ = ["INPUT_FEATURES", "INPUT_MUSICNN_LOGMEL", "BACKENDS", "OnnxModel", "OnnxClassifier", "onnxruntime_available", "check_backend", "checkpoint_digest", "load_onnx", "with_backend"]
 
 BACKENDS = ("auto", "torch", "onnxruntime")
 # What an exported graph reads (its ``genrekit.input``): the features of its config, or musicnn's log-mel patches.
 INPUT_FEATURES = "features"
 INPUT_MUSICNN_LOGMEL = "musicnn-logmel"
-METADATA_PREFIX = "genrekit."
-
-
-def read_metadata(props: dict[str, str]) -> dict[str, Any]:
-    """The ``genrekit.*`` entries of an ONNX file's metadata_props, decoded; empty when it has none."""
-    return {key[len(METADATA_PREFIX) :]: json.loads(value) for key, value in props.items() if key.startswith(METADATA_PREFIX)}
 
 # Architectures "auto" runs with onnxruntime. musicnn models: 0.31-0.32 s vs 0.85-0.90 s a 30 s track on one
 # thread (benchmarks/bench_onnx.py). cnn1/cnn2 stay on their folded oneDNN path: onnxruntime's network time is
@@ -166,21 +161,22 @@ class OnnxClassifier(GenreClassifier):
         self._source = model
         self._threads = threads
         self._device = device
+        source = model if isinstance(model, str) else name
         try:
             self._session = _session(model, threads, device)
         except ParameterError:
             raise
         except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf types
-            source = model if isinstance(model, str) else name
             raise CheckpointError(f"{source}: not an ONNX model onnxruntime can load ({str(e).splitlines()[0]})") from e
-        meta = read_metadata(self._session.get_modelmeta().custom_metadata_map)
+        meta = decode_metadata_props(self._session.get_modelmeta().custom_metadata_map, source)
         self.metadata_props = meta
         missing = {"labels", "feature_config", "input"} - set(meta)
         if missing:
-            raise CheckpointError(f"{model if isinstance(model, str) else name}: an ONNX model without genrekit metadata (missing {', '.join(sorted(missing))}); export it with genrekit export")
-        config = FeatureConfig.from_dict(meta["feature_config"])
+            raise CheckpointError(f"{source}: an ONNX model without genrekit metadata (missing {', '.join(sorted(missing))}); export it with genrekit export")
+        outputs = self._session.get_outputs()[0].shape
+        labels, config = validate_model_metadata(meta["labels"], meta["feature_config"], outputs[-1] if outputs else None, source, facts=meta.get("metadata", {}))
         self._input_config = replace(config, kind="musicnn-patches") if meta["input"] == INPUT_MUSICNN_LOGMEL else config
-        self.checkpoint = checkpoint if checkpoint is not None else OnnxModel(str(meta.get("model", "")), list(meta["labels"]), config, dict(meta.get("metadata", {})))  # type: ignore[assignment]
+        self.checkpoint = checkpoint if checkpoint is not None else OnnxModel(str(meta.get("model", "")), labels, config, dict(meta.get("metadata", {})))  # type: ignore[assignment]
         self.name = name
         self._input = self._session.get_inputs()[0].name
 

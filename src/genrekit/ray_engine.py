@@ -5,13 +5,15 @@ The work is the local engine's, function for function: :func:`genrekit.featurize
 it the way its docs recommend for batch inference:
 
 - decoding and features are stateless tasks (``map_batches`` with a function), a few files a task;
-- the model is a callable class in an actor pool (``ActorPoolStrategy``), loaded once per actor, with
-  as many torch threads as the actor has CPUs;
+- the model runs in tasks too, loaded once per worker process from one object-store copy (``ray.put``),
+  with as many torch threads as a model task has CPUs. Not in an actor pool: Ray Data passes an actor its
+  constructor arguments through the object store, which Ray logs as an error for every restartable actor
+  (ray-project/ray#53727), and tasks are re-run on a dead worker as actors are restarted;
 - results stream back to the driver, the one place that writes (the results file, the feature store).
 
 Files are read by path: the audio must be on storage that every node sees under the same path (a
 shared or network file system); paths are made absolute before they are sent. Ray retries a task whose
-worker died and restarts a dead actor (Ray Data's defaults), so a killed worker costs time, not files.
+worker died (Ray Data's default), so a killed worker costs time, not files.
 
 Needs the ``ray`` extra: ``pip install 'genrekit[ray]'``, on every node.
 """
@@ -23,6 +25,10 @@ import logging
 import math
 import os
 import pickle
+import signal
+import subprocess
+import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -42,9 +48,8 @@ __all__ = ["RayEngine", "RayUnavailableError"]
 
 # Logical memory a decode task reserves: Ray Data measured up to 247 MiB a worker (torch imported, one
 # 30 s clip streamed) and asks for 1.25x that.
-# A remote argument the model actors do not have also keeps Ray Data from fusing decoding into them (it
-# fuses a task map into a following actor map with the same arguments), which would decode on the
-# model's CPUs, one file at a time per actor.
+# A remote argument the model tasks do not have also keeps Ray Data from fusing decoding into them (it
+# fuses a map into a following one with the same arguments), which would decode on the model's CPUs.
 _TASK_MEMORY = 320 * 2**20
 # Files per decode task: small enough to balance a few files over many workers and to lose little work
 # when a worker dies, large enough that Ray's per-task cost (~ms) stays small against ~50 ms a file.
@@ -79,7 +84,7 @@ class RayEngine:
     num_cpus : int, optional
         CPUs of a Ray instance started for the run (default: all); a running cluster has its own.
     model_cpus : float, default=1
-        CPUs of each model actor: its torch threads. The pool grows to what the cluster has free.
+        CPUs of each model task: its torch threads. As many run as the cluster has CPUs free.
     """
 
     address: str | None = None
@@ -94,11 +99,18 @@ class RayEngine:
 
     @contextmanager
     def session(self) -> Iterator[Any]:
-        """Ray, connected: joined or started for this block (and shut down after it if started here)."""
+        """Ray, connected: joined or started for this block (and shut down after it if started here).
+
+        SIGTERM keeps the handler it had: ``ray.init`` installs one that dumps a native stack and exits 15,
+        where genrekit's CLI stops the run as the local engine does ("terminated", 143). An instance started
+        here is watched by :mod:`genrekit._reaper`, which ends it should this process die unseen (``kill -9``).
+        """
         ray = _import_ray()
         if ray.is_initialized():
             yield ray
             return
+        main_thread = threading.current_thread() is threading.main_thread()
+        on_sigterm = signal.getsignal(signal.SIGTERM) if main_thread else None
         ray.init(
             address=self.address,
             num_cpus=self.num_cpus if self.address is None else None,
@@ -106,10 +118,15 @@ class RayEngine:
             logging_level=logging.WARNING,
             log_to_driver=False,
         )
+        if on_sigterm is not None:
+            signal.signal(signal.SIGTERM, on_sigterm)
+        reaper = _start_reaper() if self.address is None else None
         try:
             yield ray
         finally:
             ray.shutdown()
+            if reaper is not None:
+                _stop_reaper(reaper)
 
     def _dataset(self, ray: Any, items: list[Row]) -> Any:
         context = ray.data.DataContext.get_current()
@@ -120,8 +137,8 @@ class RayEngine:
         return ray.data.from_items(items, override_num_blocks=n_blocks)
 
     def _cpus(self, ray: Any) -> tuple[float, float]:
-        """CPUs of a decode task and of a model actor: the model's ``model_cpus``, but on a one-CPU
-        cluster both get half, or the actor would hold the only CPU and no file would be decoded."""
+        """CPUs of a decode task and of a model task: the model's ``model_cpus``, but on a one-CPU
+        cluster both get half, or model tasks could hold the only CPU while no file is decoded."""
         total = float(ray.cluster_resources().get("CPU", 1.0))
         return min(1.0, total / 2), min(self.model_cpus, total / 2)
 
@@ -135,18 +152,16 @@ class RayEngine:
         if not items:
             return
         with self.session() as ray:
-            task_cpus, actor_cpus = self._cpus(ray)
-            max_actors = max(1, int(float(ray.cluster_resources().get("CPU", 1.0)) // (actor_cpus + task_cpus)))
+            task_cpus, model_cpus = self._cpus(ray)
             ds = self._dataset(ray, [{"path": p, "known_hash": h or ""} for p, h in items])
             ds = ds.map_batches(
                 _featurize_batch, fn_kwargs={"config": model.input_config, "max_duration": max_duration}, batch_size=None, num_cpus=task_cpus, memory=_TASK_MEMORY
             )
+            threads = max(1, int(model_cpus))
+            # One copy in the object store, held by this driver for the run: a task re-run elsewhere reads it again.
+            rebuild = ray.put(model._rebuild(threads=threads))
             ds = ds.map_batches(
-                _Classifier,
-                fn_constructor_kwargs={"rebuild": model._rebuild(threads=max(1, int(actor_cpus))), "threads": max(1, int(actor_cpus))},
-                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max_actors),
-                batch_size=_FILES_PER_TASK,
-                num_cpus=actor_cpus,
+                _classify_batch, fn_kwargs={"model": [rebuild], "threads": threads}, batch_size=_FILES_PER_TASK, num_cpus=model_cpus
             )
             for row in ds.iter_rows():
                 yield json.loads(row["row"])
@@ -156,6 +171,23 @@ class RayEngine:
     ) -> _RayFileWorkers:
         """What :func:`genrekit.store.prepare_store` submits files to: :func:`~genrekit.store.process_file` in Ray tasks."""
         return _RayFileWorkers(self, config, on_result, max_duration)
+
+
+def _start_reaper() -> subprocess.Popen[bytes]:
+    """:mod:`genrekit._reaper` watching this process, in its own session (a Ctrl-C to the terminal's group is not for it)."""
+    script = Path(__file__).with_name("_reaper.py")
+    return subprocess.Popen([sys.executable, "-I", str(script), str(os.getpid())], stdin=subprocess.PIPE, start_new_session=True)
+
+
+def _stop_reaper(reaper: subprocess.Popen[bytes]) -> None:
+    """Tell the watchdog the instance is ended (``done``, then end of file), and collect it."""
+    assert reaper.stdin is not None  # started with stdin=PIPE
+    try:
+        reaper.stdin.write(b"done")
+        reaper.stdin.close()
+    except OSError:  # it is gone already: nothing to tell
+        pass
+    reaper.wait()
 
 
 def _featurize_batch(batch: dict[str, np.ndarray], config: FeatureConfig, max_duration: float | None = None) -> dict[str, np.ndarray]:
@@ -176,31 +208,38 @@ def _featurize_batch(batch: dict[str, np.ndarray], config: FeatureConfig, max_du
     return {"path": batch["path"], "content_hash": np.array(digests, dtype=object), "featurized": np.array(items, dtype=object)}
 
 
-class _Classifier:
-    """The model actor: loaded once, then the local engine's soft vote on each featurized file.
+# The model of the current run in this Ray worker process, under its object-store reference: loaded by the
+# process's first model task, kept for its next ones.
+_MODELS: dict[str, Any] = {}
 
-    Rows travel back as JSON text (floats round-trip exactly): one column of one type, whether a
-    batch holds predictions, errors or both.
+
+def _classify_batch(batch: dict[str, np.ndarray], model: list[Any], threads: int) -> dict[str, np.ndarray]:
+    """The local engine's soft vote on a few featurized files (a Ray task).
+
+    ``model`` is ``[ObjectRef of GenreClassifier._rebuild()]``, in a list so that Ray passes the reference,
+    not its value. Rows travel back as JSON text (floats round-trip exactly): one column of one type,
+    whether a batch holds predictions, errors or both.
     """
+    import ray
+    import torch
 
-    def __init__(self, rebuild: tuple[Any, tuple[Any, ...], dict[str, Any]], threads: int) -> None:
-        import torch
+    from .library import result_row
 
+    key = model[0].hex()
+    if key not in _MODELS:
+        _MODELS.clear()  # another run's model
         torch.set_num_threads(threads)
-        factory, args, kwargs = rebuild  # GenreClassifier._rebuild(): the model, whichever backend runs it
-        self.model = factory(*args, **kwargs)
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from .library import result_row
-
-        rows = []
-        for path, digest, item in zip(map(str, batch["path"]), map(str, batch["content_hash"]), batch["featurized"]):
-            if len(item) == 0:
-                rows.append(json.dumps({"path": path, "content_hash": digest, "skipped": True}))
-            else:
-                result = self.model._from_featurized(pickle.loads(item))
-                rows.append(json.dumps(result_row(result, digest or None, self.model.classes_)))
-        return {"row": np.array(rows, dtype=object)}
+        factory, args, kwargs = ray.get(model[0])  # the model, whichever backend runs it
+        _MODELS[key] = factory(*args, **kwargs)
+    classifier = _MODELS[key]
+    rows = []
+    for path, digest, item in zip(map(str, batch["path"]), map(str, batch["content_hash"]), batch["featurized"]):
+        if len(item) == 0:
+            rows.append(json.dumps({"path": path, "content_hash": digest, "skipped": True}))
+        else:
+            result = classifier._from_featurized(pickle.loads(item))
+            rows.append(json.dumps(result_row(result, digest or None, classifier.classes_)))
+    return {"row": np.array(rows, dtype=object)}
 
 
 def _process_batch(batch: dict[str, np.ndarray], config: FeatureConfig, max_duration: float | None = None) -> dict[str, np.ndarray]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -446,6 +447,7 @@ def _start(
         "train_config": config.to_dict(),
         "feature_config": data.store.config.to_dict(),
         "labels": data.labels,
+        "data": _data_identity(data),
         "genrekit_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -473,7 +475,7 @@ def resume(
     store : path, optional
         Where the store is now, if it moved; defaults to the path in ``config.json``.
     epochs : int, optional
-        Raise the run's total number of epochs (e.g. to train a finished run further).
+        Raise the run's total number of epochs (e.g. to train a finished run further); it may not shrink.
     low_memory, device
         As in :func:`train`.
 
@@ -482,23 +484,60 @@ def resume(
     Raises
     ------
     ResumeError
-        The folder holds no run made by :func:`train`, or its ``last.pt`` or ``config.json`` cannot be read.
+        The folder holds no run made by :func:`train`, or its ``last.pt`` or ``config.json`` cannot be read,
+        or ``store`` holds other tracks, or splits into others, than the run was trained on.
+    ParameterError
+        ``epochs`` is below the run's.
     InUseError
         Another process is training in ``run_dir``.
     """
     run = Path(run_dir)
     saved, config = _read_run(run)
+    if epochs is not None and epochs < config.epochs:
+        raise ParameterError(f"The 'epochs' parameter of a resumed run may only grow: {run} was configured for {config.epochs}. Got {epochs} instead.")
     with _held(run, "run"):
-        if epochs is not None and epochs != config.epochs:
-            config = TrainConfig.from_dict({**config.to_dict(), "epochs": epochs})
-            saved["train_config"] = config.to_dict()
-            (run / "config.json").write_text(json.dumps(saved, indent=2))
         data = _load_data(Path(store) if store is not None else Path(saved["store"]), config.split)
         if data.store.config.to_dict() != saved["feature_config"]:
             raise ParameterError(f"The store's feature config differs from the one {run} was trained with; pass the original store.")
+        _check_same_data(run, saved, data)
+        if epochs is not None and epochs != config.epochs:  # recorded only once the resume is accepted
+            config = TrainConfig.from_dict({**config.to_dict(), "epochs": epochs})
+            saved["train_config"] = config.to_dict()
+            (run / "config.json").write_text(json.dumps(saved, indent=2))
         state = _load_state(run) if (run / _LAST).is_file() else None
         with contextlib.nullcontext() if low_memory else keep_freed_memory():
             return _fit(run, config, data, state, on_batch, on_epoch, device)
+
+
+def _data_identity(data: _Data) -> dict[str, Any]:
+    """What a resumed run must find again: the store's tracks (id, label, audio content) and the split of them."""
+    tracks = hashlib.blake2b(digest_size=16)
+    for t in data.store.tracks:
+        tracks.update(f"{t.track_id}\0{t.label}\0{t.content_hash}\n".encode())
+    train_ids, val_ids = (np.unique(data.store.track_ids[idx]) for idx in (data.train_idx, data.val_idx))
+    split = hashlib.blake2b("\0".join(train_ids).encode() + b"\1" + "\0".join(val_ids).encode(), digest_size=16)
+    return {
+        "tracks": tracks.hexdigest(), "n_tracks": len(data.store.tracks),
+        "split": split.hexdigest(), "n_train_tracks": len(train_ids), "n_val_tracks": len(val_ids),
+    }
+
+
+def _check_same_data(run: Path, saved: dict[str, Any], data: _Data) -> None:
+    """Refuse a store with other tracks or another split than the run's: epochs trained on other data would be
+    appended to its metrics as if they continued it. (Runs made before genrekit recorded this are not checked.)"""
+    before, now = saved.get("data"), _data_identity(data)
+    if not isinstance(before, dict):
+        return
+    store = data.description["store"]
+    if before.get("tracks") != now["tracks"]:
+        raise ResumeError(
+            f"{store} holds other tracks ({now['n_tracks']}) than {run} was trained on ({before.get('n_tracks')}); pass the run's store"
+        )
+    if before.get("split") != now["split"]:
+        raise ResumeError(
+            f"The split of {store} gives other tracks ({now['n_train_tracks']} training, {now['n_val_tracks']} validation) than {run}'s "
+            f"({before.get('n_train_tracks')} training, {before.get('n_val_tracks')} validation); pass the run's store"
+        )
 
 
 def run_config(run_dir: str | Path) -> TrainConfig:

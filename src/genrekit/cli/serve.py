@@ -13,6 +13,8 @@ from ..serve import (
     DEFAULT_MAX_QUEUE,
     DEFAULT_MAX_UPLOAD_MB,
     DEFAULT_MAX_UPLOADS,
+    DEFAULT_MAX_UPLOADS_PER_CLIENT,
+    DEFAULT_MAX_UPLOAD_S,
     DEFAULT_MIN_UPLOAD_KBPS,
     DEFAULT_UPLOAD_GRACE_S,
     DEFAULT_WORKERS,
@@ -45,8 +47,10 @@ def serve(
     max_duration_s: Annotated[float, typer.Option(help="Longest accepted audio in seconds; longer gets 422.")] = DEFAULT_MAX_DURATION_S,
     queue: Annotated[int, typer.Option(min=0, help="Uploaded songs that may wait for a busy worker; beyond that the answer is 503 with Retry-After.")] = DEFAULT_MAX_QUEUE,
     max_uploads: Annotated[int, typer.Option(min=1, help="Uploads that may be arriving at once; beyond that the answer is 503.")] = DEFAULT_MAX_UPLOADS,
+    max_uploads_per_client: Annotated[int, typer.Option(min=1, help="Of --max-uploads, how many one client address may hold; beyond that the answer is 503.")] = DEFAULT_MAX_UPLOADS_PER_CLIENT,
     upload_grace_s: Annotated[float, typer.Option(help="Seconds an upload may take before --min-upload-kbps applies.")] = DEFAULT_UPLOAD_GRACE_S,
     min_upload_kbps: Annotated[float, typer.Option(help="Slowest accepted average upload rate (kB/s) after the grace period; slower gets 408.")] = DEFAULT_MIN_UPLOAD_KBPS,
+    max_upload_s: Annotated[float, typer.Option(help="Longest an upload may take in all, however fast; longer gets 408.")] = DEFAULT_MAX_UPLOAD_S,
     header_timeout_s: Annotated[float, typer.Option(min=0.1, help="Seconds a connection has to send its request headers before it is closed.")] = DEFAULT_HEADER_TIMEOUT_S,
     token: Annotated[Optional[str], typer.Option(envvar=TOKEN_ENV, show_envvar=True, help="Require 'Authorization: Bearer TOKEN' on /v1/ requests (prefer the environment variable: a command line is visible to other users).")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level: critical, error, warning, info, debug.")] = "info",
@@ -78,7 +82,8 @@ def serve(
         classifier = load_model(model, backend=backend, device=device, threads=threads)
         app = create_app(
             classifier, max_upload_mb=max_upload_mb, max_duration_s=max_duration_s, max_queue=queue, workers=workers,
-            max_uploads=max_uploads, upload_grace_s=upload_grace_s, min_upload_kbps=min_upload_kbps, token=token,
+            max_uploads=max_uploads, max_uploads_per_client=max_uploads_per_client, upload_grace_s=upload_grace_s,
+            min_upload_kbps=min_upload_kbps, max_upload_s=max_upload_s, token=token,
         )
     if token is None and not is_loopback(host):
         err_console.print(

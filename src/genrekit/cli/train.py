@@ -13,11 +13,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..exceptions import GenrekitError, words
-from ._app import add_commands, console, err_console, handle_errors, new_progress, progress_bar
+from ._app import _options_of, add_commands, console, err_console, handle_errors, new_progress, progress_bar
 
 if TYPE_CHECKING:
     from ..augment import AugmentConfig
     from ..evaluation import CompareRow
+    from ..training import TrainConfig
 
 __all__ = ["register", "train", "evaluate", "compare"]
 
@@ -65,6 +66,7 @@ def _augment_config(augment: str, prob: float, mixup: float) -> AugmentConfig:
 
 
 def train(
+    ctx: typer.Context,
     store: Annotated[Optional[Path], typer.Argument(metavar="STORE", help="Feature store made by `genrekit prepare` (not needed with --resume).")] = None,
     model: Annotated[str, typer.Option(help="Architecture: cnn1 or cnn2 (the original's, on log-mel stores), or musicnn-head (on --features musicnn stores).")] = "cnn2",
     split: Annotated[str, typer.Option(help="Split protocol: filtered (artist-aware GTZAN lists), random, kfold, or leaky-segments (the original's; inflated, labeled LEAKY).")] = "random",
@@ -121,6 +123,9 @@ def train(
 
     with handle_errors(train):
         if resume is not None:
+            # By the source's name: typer vendors its own click, whose ParameterSource is not click's.
+            given = {name for name in ctx.params if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")}
+            _check_resume_options(resume, given, ctx.params)
             with _epoch_progress(_saved_epochs(resume) if epochs is None else epochs, progress) as update:
                 result = training.resume(resume, store=store, epochs=epochs, on_batch=update, on_epoch=show, low_memory=low_memory, device=device)
         else:
@@ -162,6 +167,41 @@ def train(
     )
     if leaky:
         console.print(f"[bold yellow]{LEAKY_LABEL}[/]")
+
+
+# The options that are TrainConfig fields, and how to read each from a run's config.
+_CONFIG_OPTIONS: dict[str, Callable[[TrainConfig], object]] = {
+    "model": lambda c: c.model, "split": lambda c: c.split.strategy, "split_seed": lambda c: c.split.seed,
+    "val_fraction": lambda c: c.split.val_fraction, "test_fraction": lambda c: c.split.test_fraction,
+    "n_folds": lambda c: c.split.n_folds, "fold": lambda c: c.split.fold, "batch_size": lambda c: c.batch_size, "lr": lambda c: c.lr,
+    "weight_decay": lambda c: c.weight_decay, "label_smoothing": lambda c: c.label_smoothing, "class_weighting": lambda c: c.class_weighting,
+    "lr_schedule": lambda c: c.lr_schedule, "patience": lambda c: c.patience, "keep": lambda c: c.keep, "seed": lambda c: c.seed,
+    "threads": lambda c: c.num_threads, "precision": lambda c: c.precision,
+}
+# Options that --resume takes: the rest configure a new run, and a resumed run is the run it was.
+_RESUME_OPTIONS = {"store", "epochs", "resume", "low_memory", "progress", "device"}  # device: where, not what, it trains
+
+
+def _check_resume_options(run: Path, given: set[str], values: dict[str, object]) -> None:
+    """Refuse an option given with --resume that differs from the run's config (or that only a new run has):
+    dropped in silence, it would leave the user believing the run now trains with it."""
+    from ..exceptions import ParameterError
+    from ..training import run_config
+
+    config = run_config(run)
+    options = _options_of(train)
+    for name in sorted(given - _RESUME_OPTIONS):
+        if name in _CONFIG_OPTIONS:
+            if values[name] != _CONFIG_OPTIONS[name](config):
+                raise ParameterError(
+                    f"{options[name]} {values[name]} differs from {run}'s {_CONFIG_OPTIONS[name](config)}; a resumed run keeps its config "
+                    "(only --epochs may grow): start a new run to change it"
+                )
+        elif name in ("augment", "augment_prob", "mixup"):
+            if _augment_config(str(values["augment"]), float(values["augment_prob"]), float(values["mixup"])) != config.augment:  # type: ignore[arg-type]  # typer gave these types
+                raise ParameterError(f"--augment, --augment-prob and --mixup describe another augmentation than {run}'s; a resumed run keeps its config")
+        else:
+            raise ParameterError(f"{options[name]} configures a new run; --resume {run} continues the run in that folder")
 
 
 def _saved_epochs(run: Path) -> int:

@@ -143,35 +143,36 @@ class _FilePartWriter:
             self.path.unlink(missing_ok=True)
 
 
-async def _chunks(request: Request, grace_s: float, min_rate: float) -> AsyncIterator[bytes]:
-    """The body's chunks, as long as the client keeps up ``min_rate`` bytes/s on average after ``grace_s`` seconds.
+async def _chunks(request: Request, grace_s: float, min_rate: float, max_s: float) -> AsyncIterator[bytes]:
+    """The body's chunks, as long as the client keeps up ``min_rate`` bytes/s on average after ``grace_s`` seconds
+    and sends the whole body within ``max_s`` seconds.
 
     A client trickling a few bytes a second (or sending nothing) would otherwise hold its connection,
-    its upload slot and a temp file for as long as it likes.
+    its upload slot and a temp file for as long as it likes; one just above the rate, for as long as the
+    size limit divided by the rate (~70 minutes for 50 MB at 12 kB/s).
     """
     loop = asyncio.get_running_loop()
     start = loop.time()
     received = 0
     stream = request.stream().__aiter__()
     while True:
-        allowed = start + grace_s + received / min_rate - loop.time()
+        allowed = min(start + grace_s + received / min_rate, start + max_s) - loop.time()
         try:
             chunk = await asyncio.wait_for(stream.__anext__(), timeout=max(allowed, 0.0))
         except StopAsyncIteration:
             return
         except TimeoutError:
-            raise RequestError(
-                408,
-                "too_slow",
-                f"The upload was too slow (under {min_rate / 1000:g} kB/s after {grace_s:g} s); the server stopped waiting for it.",
-                {"Connection": "close"},
-            ) from None
+            if loop.time() - start >= max_s:
+                why = f"The upload took longer than {max_s:g} s"
+            else:
+                why = f"The upload was too slow (under {min_rate / 1000:g} kB/s after {grace_s:g} s)"
+            raise RequestError(408, "too_slow", f"{why}; the server stopped waiting for it.", {"Connection": "close"}) from None
         received += len(chunk)
         yield chunk
 
 
 async def receive_upload(
-    request: Request, *, field: str, dest_dir: Path, max_bytes: int, grace_s: float = 10.0, min_rate: float = 10_000.0
+    request: Request, *, field: str, dest_dir: Path, max_bytes: int, grace_s: float = 10.0, min_rate: float = 10_000.0, max_s: float = 300.0
 ) -> Upload:
     """Read the request body as ``multipart/form-data`` and save the file field ``field`` in ``dest_dir``.
 
@@ -180,7 +181,8 @@ async def receive_upload(
     RequestError
         413 when the file (or the whole body) exceeds the limit, 415 when the body is not multipart,
         400 when it is malformed multipart, ends before its closing boundary, or the client went away
-        mid-upload, 408 when it arrives slower than ``min_rate`` bytes/s after ``grace_s`` seconds, 422 when
+        mid-upload, 408 when it arrives slower than ``min_rate`` bytes/s after ``grace_s`` seconds or takes
+        longer than ``max_s`` seconds in all, 422 when
         no file field named ``field`` was sent. Nothing is left in ``dest_dir`` then.
     """
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
@@ -197,7 +199,7 @@ async def receive_upload(
     parser = MultipartParser(boundary, writer.callbacks())  # type: ignore[arg-type]  # its callbacks TypedDict is stricter than the plain dict it reads
     received = 0
     try:
-        async for chunk in _chunks(request, grace_s, min_rate):
+        async for chunk in _chunks(request, grace_s, min_rate, max_s):
             received += len(chunk)
             if received > body_limit:
                 raise _too_large(max_bytes)

@@ -1,10 +1,12 @@
 """The genrekit HTTP API and web page: a thin adapter over :mod:`genrekit.inference`.
 
-One model per server. Uploads stream into a private 0700 temp directory under a size limit and
-a minimum rate; at most ``max_uploads`` arrive at once. Only a file that has fully arrived is admitted
-to inference, where a counter admits at most ``workers + max_queue`` and answers 503 with ``Retry-After``
-(from the measured service time and the jobs ahead) beyond that: slow clients cannot hold the workers'
-slots, and a burst costs a quick refusal instead of unbounded memory. Decoding and inference run in a
+One model per server. Uploads stream into a private 0700 temp directory under a size limit, a
+minimum rate and a time limit; at most ``max_uploads`` arrive at once, ``max_uploads_per_client`` of them
+from one address; the folders of servers killed without cleaning up are removed at the next start.
+Only a file that has fully arrived is admitted to inference, where a counter admits at most
+``workers + max_queue`` and answers 503 with ``Retry-After`` (from the measured service time and the
+jobs ahead) beyond that: slow clients cannot hold the workers' slots, and a burst costs a quick refusal
+instead of unbounded memory. Decoding and inference run in a
 thread pool so the event loop keeps answering ``/healthz`` and the page. With a token, ``/v1/`` routes
 require ``Authorization: Bearer <token>``.
 """
@@ -14,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import hmac
 import math
+import os
+import re
 import shutil
 import tempfile
 import threading
@@ -24,7 +28,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import soundfile as sf
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
@@ -33,6 +36,7 @@ from fastapi_offline import FastAPIOffline
 
 from .. import __version__
 from .._params import Constraint, Interval, check_values
+from ..audio import declared_duration
 from ..exceptions import AudioDecodeError, AudioTooLongError, ParameterError
 from ..palette import genre_colors
 from ._defaults import (
@@ -40,6 +44,8 @@ from ._defaults import (
     DEFAULT_MAX_QUEUE,
     DEFAULT_MAX_UPLOAD_MB,
     DEFAULT_MAX_UPLOADS,
+    DEFAULT_MAX_UPLOADS_PER_CLIENT,
+    DEFAULT_MAX_UPLOAD_S,
     DEFAULT_MIN_UPLOAD_KBPS,
     DEFAULT_UPLOAD_GRACE_S,
     DEFAULT_WORKERS,
@@ -53,6 +59,7 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_MAX_DURATION_S", "DEFAULT_MAX_QUEUE", "DEFAULT_MAX_UPLOAD_MB", "DEFAULT_WORKERS", "create_app"]
 
 _STATIC = Path(__file__).parent / "static"
+_UPLOAD_DIR = re.compile(r"genrekit-serve-(\d+)-\w+")  # a server's upload folder in the temp dir: its pid, then mkdtemp's letters
 _FORMATS = "WAV, FLAC, OGG, MP3 or AU"
 _PAGE_POLICY = "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -61,10 +68,10 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         400: "The body is not well-formed multipart/form-data, lacks its closing boundary, or the upload was interrupted.",
         413: "The file is larger than the upload limit.",
         401: "The server requires a token (`Authorization: Bearer <token>`) and none or a wrong one was sent.",
-        408: "The upload arrived slower than the server's minimum rate.",
+        408: "The upload arrived slower than the server's minimum rate, or took longer than its time limit.",
         415: "The body is not multipart, or the file is not audio genrekit can decode.",
         422: "The audio is longer than the duration limit, no file was sent, or a query parameter is invalid.",
-        503: "Every worker is busy and the queue is full, or too many uploads are arriving; retry after the `Retry-After` seconds.",
+        503: "Every worker is busy and the queue is full, or too many uploads are arriving (in all or from your address); retry after the `Retry-After` seconds.",
     }.items()
 }
 
@@ -94,7 +101,7 @@ class _Service:
 
     def __init__(
         self, model: GenreClassifier, *, max_bytes: int, max_duration_s: float, workers: int, max_queue: int,
-        max_uploads: int, upload_grace_s: float, min_upload_rate: float,
+        max_uploads: int, max_uploads_per_client: int, upload_grace_s: float, min_upload_rate: float, max_upload_s: float,
     ) -> None:
         self.model = model
         self.max_bytes = max_bytes
@@ -102,15 +109,19 @@ class _Service:
         self.workers = workers
         self.gate = _Gate(workers + max_queue)  # files that have arrived: running or waiting for a worker
         self.uploads = _Gate(max_uploads)  # bodies still arriving
+        self.max_uploads_per_client = max_uploads_per_client
+        self._client_uploads: dict[str, int] = {}  # bodies arriving per client address (touched by the event loop only)
         self.upload_grace_s = upload_grace_s
         self.min_upload_rate = min_upload_rate
+        self.max_upload_s = max_upload_s
         self.upload_dir: Path | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._mean_seconds = 2.0
         self._timing_lock = threading.Lock()
 
     def start(self) -> None:
-        self.upload_dir = Path(tempfile.mkdtemp(prefix="genrekit-serve-"))
+        _remove_dead_servers_uploads(Path(tempfile.gettempdir()))
+        self.upload_dir = Path(tempfile.mkdtemp(prefix=f"genrekit-serve-{os.getpid()}-"))
         self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="genrekit-predict")
 
     def stop(self) -> None:
@@ -133,15 +144,22 @@ class _Service:
     async def predict(self, request: Request, *, top_k: int, segments: bool) -> dict[str, Any]:
         if self._executor is None or self.upload_dir is None:
             raise RuntimeError("the server is not running: use the app inside its lifespan (e.g. `with TestClient(app)`)")
+        client = request.client.host if request.client is not None else ""
+        if self._client_uploads.get(client, 0) >= self.max_uploads_per_client:
+            raise self._busy("other uploads from your address")
         if not self.uploads.try_enter():
             raise self._busy("other uploads")
+        self._client_uploads[client] = self._client_uploads.get(client, 0) + 1
         try:
             upload = await receive_upload(
                 request, field="file", dest_dir=self.upload_dir, max_bytes=self.max_bytes,
-                grace_s=self.upload_grace_s, min_rate=self.min_upload_rate,
+                grace_s=self.upload_grace_s, min_rate=self.min_upload_rate, max_s=self.max_upload_s,
             )
         finally:
             self.uploads.leave()
+            self._client_uploads[client] -= 1
+            if not self._client_uploads[client]:
+                del self._client_uploads[client]
         if not self.gate.try_enter():  # admitted to inference only now that the whole file is here
             upload.path.unlink(missing_ok=True)
             raise self._busy("other songs")
@@ -166,16 +184,13 @@ class _Service:
     def _classify(self, upload: Upload) -> Prediction:
         """Runs in a worker thread: refuse over-long audio from its header, then decode and classify."""
         started = time.perf_counter()
-        try:
-            info = sf.info(str(upload.path))
-        except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
-            info = None
-        if info is not None and info.samplerate > 0:
-            self._check_duration(upload, info.frames / info.samplerate)
+        declared = declared_duration(upload.path)  # None when the header leaves the length open: decoding decides
+        if declared is not None:
+            self._check_duration(upload, declared)
         try:
             prediction = self.model.predict(upload.path, max_duration=self.max_duration_s)
-        except AudioTooLongError as e:  # a header that understated the length: refused as it streamed
-            raise self._too_long(upload, None) from e
+        except AudioTooLongError as e:  # a header that understated the length or left it open: refused as it streamed
+            raise self._too_long(upload, None, header=declared is not None) from e
         except AudioDecodeError as e:
             raise RequestError(415, "not_audio", _decode_message(e, upload)) from e
         self._check_duration(upload, prediction.duration_s)
@@ -187,14 +202,40 @@ class _Service:
         if seconds > self.max_duration_s:
             raise self._too_long(upload, seconds)
 
-    def _too_long(self, upload: Upload, seconds: float | None) -> RequestError:
-        length = f"is {_duration_words(seconds)} long" if seconds is not None else "is longer than its header says"
+    def _too_long(self, upload: Upload, seconds: float | None, *, header: bool = True) -> RequestError:
+        if seconds is not None:
+            length = f"is {_duration_words(seconds)} long"
+        else:
+            length = "is longer than its header says" if header else "is too long"
         return RequestError(
             422,
             "too_long",
             f"“{upload.filename}” {length}; this server accepts at most {_duration_words(self.max_duration_s)}. "
             "Cut it shorter and try again.",
         )
+
+
+def _remove_dead_servers_uploads(temp: Path) -> None:
+    """Remove the upload folders (partial uploads) of this user's servers that died without cleaning up
+    (kill -9, a crash): a folder names its server's pid, and one whose process is gone serves no one."""
+    for folder in temp.glob("genrekit-serve-*"):
+        match = _UPLOAD_DIR.fullmatch(folder.name)
+        try:
+            ours = folder.is_dir() and not folder.is_symlink() and folder.stat().st_uid == os.getuid()
+        except OSError:
+            continue
+        if match is not None and ours and not _alive(int(match.group(1))):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _duration_words(seconds: float) -> str:
@@ -223,6 +264,8 @@ _CREATE_APP_CONSTRAINTS: dict[str, Constraint] = {
     "min_upload_kbps": Interval(0, None, closed="neither"),
     "workers": Interval(1, None, integer=True),
     "max_uploads": Interval(1, None, integer=True),
+    "max_uploads_per_client": Interval(1, None, integer=True),
+    "max_upload_s": Interval(0, None, closed="neither"),
     "max_queue": Interval(0, None, integer=True),
 }
 
@@ -235,8 +278,10 @@ def create_app(
     max_queue: int = DEFAULT_MAX_QUEUE,
     workers: int = DEFAULT_WORKERS,
     max_uploads: int = DEFAULT_MAX_UPLOADS,
+    max_uploads_per_client: int = DEFAULT_MAX_UPLOADS_PER_CLIENT,
     upload_grace_s: float = DEFAULT_UPLOAD_GRACE_S,
     min_upload_kbps: float = DEFAULT_MIN_UPLOAD_KBPS,
+    max_upload_s: float = DEFAULT_MAX_UPLOAD_S,
     token: str | None = None,
 ) -> FastAPI:
     """Build the FastAPI application that serves ``model``.
@@ -258,10 +303,15 @@ def create_app(
         Threads that decode and classify in parallel.
     max_uploads : int > 0, default=32
         Uploads that may be arriving at once; beyond that the answer is 503. Uploads do not hold inference slots.
+    max_uploads_per_client : int > 0, default=8
+        Of those, how many one client address may hold (503 beyond): slow clients from one address cannot take
+        every slot. Behind a reverse proxy the address is the proxy's unless it sends ``X-Forwarded-For`` (README).
     upload_grace_s : float > 0, default=10
         Seconds an upload may take before ``min_upload_kbps`` applies.
     min_upload_kbps : float > 0, default=10
         Slowest accepted average upload rate in kB/s after the grace period; slower uploads get 408.
+    max_upload_s : float > 0, default=300
+        Longest an upload may take in all, however fast it goes (408 beyond): a slot is held for at most this.
     token : str, optional
         When set, ``/v1/`` routes answer 401 unless the request has ``Authorization: Bearer <token>``.
 
@@ -281,7 +331,8 @@ def create_app(
         raise ParameterError("The 'token' parameter of create_app must be a non-empty string (or None for no token).")
     service = _Service(
         model, max_bytes=int(max_upload_mb * 1e6), max_duration_s=max_duration_s, workers=workers, max_queue=max_queue,
-        max_uploads=max_uploads, upload_grace_s=upload_grace_s, min_upload_rate=min_upload_kbps * 1000,
+        max_uploads=max_uploads, max_uploads_per_client=max_uploads_per_client, upload_grace_s=upload_grace_s,
+        min_upload_rate=min_upload_kbps * 1000, max_upload_s=max_upload_s,
     )
 
     @asynccontextmanager
