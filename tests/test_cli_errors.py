@@ -193,3 +193,16 @@ def test_training_on_a_store_of_other_features_is_one_line(make_dataset, tmp_pat
     errors = [line for line in result.output.splitlines() if "error" in line.lower()]
     assert len(errors) == 1 and errors[0].startswith("error: ") and expected in errors[0], result.output
     assert not any((tmp_path / "runs").iterdir()), "a refused run leaves no run folder behind"
+
+
+def test_ray_address_without_a_cluster_is_one_line_with_the_hint(tmp_path: Path, rng: np.random.Generator) -> None:
+    """Ray finds clusters by their files and processes: this module starts none (test_ray_engine.py's runs later)."""
+    from conftest import write_random_model
+
+    clip = _clip(tmp_path / "a.wav", rng)
+    model = write_random_model(tmp_path / "m.pt")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"RAY_TMPDIR": str(tmp_path / "ray")}
+    cmd = [sys.executable, "-m", "genrekit", "predict", str(clip), "-m", str(model), "--engine", "ray", "--address", "auto", "--out", str(tmp_path / "r.parquet")]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "--address" in done.stderr and "ray start --head" in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr

@@ -111,13 +111,19 @@ class RayEngine:
             return
         main_thread = threading.current_thread() is threading.main_thread()
         on_sigterm = signal.getsignal(signal.SIGTERM) if main_thread else None
-        ray.init(
-            address=self.address,
-            num_cpus=self.num_cpus if self.address is None else None,
-            include_dashboard=False,
-            logging_level=logging.WARNING,
-            log_to_driver=False,
-        )
+        try:
+            ray.init(
+                address=self.address,
+                num_cpus=self.num_cpus if self.address is None else None,
+                include_dashboard=False,
+                logging_level=logging.WARNING,
+                log_to_driver=False,
+            )
+        except ConnectionError as e:  # Ray's own is a 40-line traceback
+            raise ParameterError(
+                f"The 'address' parameter {self.address!r} reaches no running Ray cluster ({str(e).splitlines()[0]}). "
+                "Start one with `ray start --head`, or leave address out to run Ray on this machine."
+            ) from e
         if on_sigterm is not None:
             signal.signal(signal.SIGTERM, on_sigterm)
         reaper = _start_reaper() if self.address is None else None
