@@ -14,6 +14,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from genrekit.datasets import GTZAN_GENRES
@@ -137,3 +138,27 @@ def test_api_docs_render_without_internet(server: str, page) -> None:
     assert "genrekit" in page.inner_text(".swagger-ui .info .title")
     assert page.get_by_text("/v1/predict", exact=True).count() >= 1
     assert all(url.startswith((server, "data:")) for url in page.urls), page.urls
+
+
+def test_demo_page_fits_the_window_at_desktop_and_phone_widths(page, tmp_path: Path) -> None:
+    """demo's index.html (genrekit demo, predict --plot): no horizontal scroll at 1,280 or 390 px (it was 1,399 px wide at 1,280)."""
+    from genrekit.inference import Prediction, SegmentPrediction
+    from genrekit.visualize import plot_timeline, write_html_summary
+
+    labels = ["blues", "classical", "rock"]
+    plots = {}
+    results = []
+    for i, name in enumerate(["a_track_with_a_rather_long_file_name_that_must_wrap_somewhere.ogg", "b.ogg"]):
+        probs = dict(zip(labels, np.roll([0.7, 0.2, 0.1], i).tolist()))
+        segments = tuple(SegmentPrediction(3.0 * k, 3.0 * k + 3, max(probs, key=probs.__getitem__), probs) for k in range(10))
+        prediction = Prediction(name, max(probs, key=probs.__getitem__), probs, segments, 30.0)
+        results.append(prediction)
+        plots[name] = plot_timeline(prediction, tmp_path / f"{i}.png").name
+    index = write_html_summary(results, tmp_path / "index.html", model_name="default", plots=plots)
+    for width in (1280, 390):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.goto(index.as_uri())
+        page.wait_for_load_state("load")
+        assert page.evaluate("document.documentElement.scrollWidth") <= page.evaluate("window.innerWidth"), width
+        assert page.evaluate("Math.max(...[...document.images].map(i => i.getBoundingClientRect().right))") <= width
+        page.screenshot(path=str(ARTIFACTS / f"demo_{width}.png"))

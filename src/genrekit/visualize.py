@@ -165,7 +165,7 @@ def write_html_summary(
     for r in results:
         name = html.escape(Path(r.path or "").name)
         if isinstance(r, PredictionError):
-            rows.append(f"<tr><td>{name}</td><td colspan='3' class='err'>{html.escape(r.error)}</td></tr>")
+            rows.append(f"<tr><td class='file'>{name}</td><td colspan='3' class='err'>{html.escape(r.error)}</td></tr>")
             continue
         labels = list(r.probabilities)
         bars = "".join(
@@ -175,18 +175,22 @@ def write_html_summary(
         )
         img = plots.get(r.path or "")
         rows.append(
-            f"<tr><td>{name}</td><td class='genre'>{_genre_html(r)}</td><td>{bars}</td>"
-            f"<td>{f'<img src={html.escape(img)!r} alt={name!r}>' if img else ''}</td></tr>"
+            f"<tr><td class='file'>{name}</td><td class='genre'>{_genre_html(r)}</td><td>{bars}</td>"
+            f"<td class='timeline'>{f'<img src={html.escape(img)!r} alt={name!r}>' if img else ''}</td></tr>"
         )
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>genrekit: {html.escape(model_name)}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #222; }}
-table {{ border-collapse: collapse; }} td, th {{ border-bottom: 1px solid #ddd; padding: .5rem; vertical-align: middle; }}
+table {{ border-collapse: collapse; width: 100%; }} td, th {{ border-bottom: 1px solid #ddd; padding: .5rem; vertical-align: middle; text-align: left; }}
+.file {{ overflow-wrap: anywhere; max-width: 14rem; }} .timeline {{ width: 45%; }}
 .genre {{ font-weight: bold; font-size: 1.2rem; }} .err {{ color: #b00020; }} .note {{ color: #8a6d00; font-weight: normal; font-size: .9rem; }}
 .bar {{ display: grid; grid-template-columns: 5rem 10rem 3rem; align-items: center; gap: .4rem; margin: .15rem 0; }}
 .track {{ background: #eee; height: .8rem; }} .fill {{ height: 100%; display: block; }} .pct {{ font-size: .85rem; text-align: right; }}
-img {{ max-width: 640px; }}
+img {{ display: block; width: 100%; max-width: 640px; height: auto; }}
+@media (max-width: 800px) {{ /* a phone: one track per block, the timeline under its bars */
+  body {{ margin: 1rem; }} tr:first-child {{ display: none; }} tr, td {{ display: block; }} td {{ border: 0; padding: .25rem 0; }}
+  tr {{ border-bottom: 1px solid #ddd; padding: .5rem 0; }} .file {{ max-width: none; }} .timeline {{ width: auto; }} }}
 </style></head><body>
 <h1>genrekit predictions</h1><p>Model: {html.escape(model_name)}. Probabilities are the mean over the track's segments;
 the images show each genre's probability over time.</p>
