@@ -32,12 +32,12 @@ if TYPE_CHECKING:
 
 __all__ = ["prepare", "train", "evaluate"]
 
-PathLike = str | os.PathLike[str]
+_PathLike = str | os.PathLike[str]
 
 
 def prepare(
-    data: PathLike | list[Track],
-    out: PathLike,
+    data: _PathLike | list[Track],
+    out: _PathLike,
     *,
     features: str | FeatureConfig = "logmel",
     jobs: int | None = None,
@@ -77,10 +77,10 @@ def prepare(
 
 
 def train(
-    store: PathLike,
+    store: _PathLike,
     config: TrainConfig | None = None,
     *,
-    run_dir: PathLike | None = None,
+    run_dir: _PathLike | None = None,
     device: str = "auto",
     low_memory: bool = False,
     on_epoch: Callable[[EpochMetrics], None] | None = None,
@@ -134,11 +134,11 @@ def train(
 
 
 def evaluate(
-    run: PathLike | GenreClassifier,
+    run: _PathLike | GenreClassifier,
     *,
     partition: str = "test",
-    store: PathLike | None = None,
-    out_dir: PathLike | None = None,
+    store: _PathLike | None = None,
+    out_dir: _PathLike | None = None,
     device: str = "auto",
     on_progress: Callable[[int, int, str], None] | None = None,
 ) -> EvaluationReport:
