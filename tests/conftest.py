@@ -32,6 +32,20 @@ def shared_data() -> Path:
     return path
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test that reads real audio says so in its marker and its name (``-m shared_data`` and a glance at a
+    failure both find it); everything else synthesizes its own. Enforced here, so a new test cannot drift."""
+    wrong = [
+        item.nodeid
+        for item in items
+        if len({"shared_data" in getattr(item, "fixturenames", ()), item.get_closest_marker("shared_data") is not None,
+                getattr(item, "originalname", item.name).startswith("test_shared_data")}) > 1
+    ]
+    if wrong:
+        raise pytest.UsageError("tests that use ../shared/data must request the shared_data fixture, carry @pytest.mark.shared_data "
+                                f"and be named test_shared_data_*; these do not all three: {', '.join(wrong)}")
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
@@ -43,9 +57,8 @@ def assert_onnx_matches_torch(model: "torch.nn.Module", x: "torch.Tensor") -> No
     import io
     import warnings
 
+    import onnx
     import torch
-
-    onnx = pytest.importorskip("onnx")
     from onnx.reference import ReferenceEvaluator
 
     buffer = io.BytesIO()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -172,11 +171,6 @@ def test_errors_for_missing_empty_or_ambiguous_sources(tmp_path: Path) -> None:
     _write(tmp_path / "clash" / "blues" / "blues.00000.au", 2, fmt="AU")
     with pytest.raises(DatasetError, match=r"blues\.00000"):
         discover(tmp_path / "clash")
-
-
-def test_make_dataset_fixture_is_discovered(make_dataset: Callable[..., Path]) -> None:
-    root = make_dataset(per_label=2, seconds=0.5)
-    assert len(discover(root)) == 6
 
 
 

@@ -104,7 +104,7 @@ def page(tmp_path: Path) -> Iterator[object]:
 
 
 @pytest.mark.shared_data
-def test_page_classifies_a_chosen_clip_and_explains_a_dropped_bad_file(server: str, page, shared_data: Path) -> None:
+def test_shared_data_page_classifies_a_chosen_clip_and_explains_a_dropped_bad_file(server: str, page, shared_data: Path) -> None:
     page.goto(f"{server}/")
     page.wait_for_selector("#model-info:not([hidden])")
 

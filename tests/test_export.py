@@ -26,8 +26,6 @@ from genrekit.onnx_backend import OnnxClassifier
 
 from conftest import synth_tone
 
-pytest.importorskip("onnxruntime")
-
 
 def _trained_like(name: str) -> GenreClassifier:
     """A random-weight checkpoint of ``name`` with non-trivial batch-norm statistics and standardization."""

@@ -102,10 +102,10 @@ def test_batchnorm_that_does_not_commute_with_pooling_is_not_folded(rng: np.rand
     np.testing.assert_allclose(classifier.predict_proba_features(features), expected, atol=1e-5)
 
 
-def test_predict_array_matches_predict_file(model_file: Path, clips: dict[str, Path]) -> None:
+def test_predict_of_a_decoded_array_matches_predict_file(model_file: Path, clips: dict[str, Path]) -> None:
     clf = load_model(model_file)
     y, sr = sf.read(clips["a.wav"], dtype="float32")
-    from_array = clf.predict_array(y, sr)
+    from_array = clf.predict(y.T, sample_rate=sr)
     from_file = clf.predict(clips["a.wav"])
     assert from_array.genre == from_file.genre
     for g in GTZAN_GENRES:
@@ -205,7 +205,7 @@ def test_silent_input_gets_a_note_instead_of_a_genre(model_file: Path, tmp_path:
     clf = load_model(model_file)
     path = tmp_path / "silence.wav"
     sf.write(path, np.zeros(22050 * 9, dtype=np.float32), 22050)
-    for result in (clf.predict(path), clf.predict_array(np.zeros(22050 * 9, dtype=np.float32), 22050)):
+    for result in (clf.predict(path), clf.predict(np.zeros(22050 * 9, dtype=np.float32), sample_rate=22050)):
         assert result.genre is None and result.silent and result.uncertain
         assert result.confidence == 0.0 and result.top(3) == []
         assert all(s.genre is None for s in result.segments)
@@ -218,8 +218,8 @@ def test_silent_segments_take_no_part_in_the_vote(model_file: Path, rng: np.rand
     """Music followed by silence: the vote equals that of the music alone; the silent segments are marked."""
     clf = load_model(model_file)
     music = synth_tone(2, 9.0, 22050, rng)
-    alone = clf.predict_array(music, 22050)
-    padded = clf.predict_array(np.concatenate([music, np.zeros(22050 * 9, dtype=np.float32)]), 22050)
+    alone = clf.predict(music, sample_rate=22050)
+    padded = clf.predict(np.concatenate([music, np.zeros(22050 * 9, dtype=np.float32)]), sample_rate=22050)
     assert [s.genre is None for s in padded.segments] == [False] * 3 + [True] * 3
     assert padded.genre == alone.genre
     assert padded.probabilities == pytest.approx(alone.probabilities, abs=1e-6)
@@ -229,10 +229,10 @@ def test_uncertain_follows_the_models_recorded_threshold(model_file: Path, rng: 
     """A random-weight model is never sure: with a threshold above its top probability every result is flagged."""
     ckpt = load_model(model_file).checkpoint
     y = synth_tone(1, 6.0, 22050, rng)
-    assert not GenreClassifier(ckpt).predict_array(y, 22050).uncertain  # no threshold recorded: never flagged
+    assert not GenreClassifier(ckpt).predict(y, sample_rate=22050).uncertain  # no threshold recorded: never flagged
     strict = Checkpoint(ckpt.model_name, ckpt.model_options, ckpt.state_dict, ckpt.labels, ckpt.feature_config,
                         metadata={**ckpt.metadata, "calibration": {"uncertain_below": 0.99}})
-    result = GenreClassifier(strict).predict_array(y, 22050)
+    result = GenreClassifier(strict).predict(y, sample_rate=22050)
     assert result.uncertain and result.to_dict()["uncertain"] is True
     path = tmp_path / "strict.pt"
     save_checkpoint(strict, path)

@@ -53,7 +53,7 @@ def _write(path: Path, seconds: float, sample_rate: int, *, channels: int = 1, s
 def _whole_file(clf: GenreClassifier, path: Path) -> Prediction:
     """The pre-streaming path: the whole decoded signal, all its segments, then the model."""
     rate = clf.feature_config.audio.sample_rate
-    return clf.predict_array(load_audio(path, sample_rate=rate), rate)
+    return clf.predict(load_audio(path, sample_rate=rate), sample_rate=rate)
 
 
 def _segment_probs(result: Prediction) -> np.ndarray:

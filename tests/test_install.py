@@ -34,20 +34,37 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def lean_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh venv holding the wheel built from the sdist, base dependencies only."""
-    root = tmp_path_factory.mktemp("install")
-    dist = root / "dist"
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The wheel built from the sdist, and everything the build printed."""
+    dist = tmp_path_factory.mktemp("dist")
     # The wheel is built from the sdist (build's default), so a file the sdist leaves out is missing from both.
-    _run(sys.executable, "-m", "build", "--no-isolation", "--outdir", dist, REPO)
+    done = subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--outdir", str(dist), str(REPO)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"build: rc {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     wheels, sdists = list(dist.glob("genrekit-*.whl")), list(dist.glob("genrekit-*.tar.gz"))
     assert len(wheels) == 1 and len(sdists) == 1
-    names = set(zipfile.ZipFile(wheels[0]).namelist())
+    return wheels[0], done.stdout + done.stderr
+
+
+def test_the_build_prints_no_deprecation_banner_and_the_wheel_states_its_license(built: tuple[Path, str]) -> None:
+    """A license table in pyproject.toml made setuptools print a deprecation banner 3 times; an SPDX string
+    (setuptools >= 77) reaches users as the wheel's License-Expression."""
+    wheel, log = built
+    assert "deprecat" not in log.lower(), [line for line in log.splitlines() if "deprecat" in line.lower()]
+    with zipfile.ZipFile(wheel) as archive:
+        metadata = archive.read(next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))).decode()
+    assert "License-Expression: MIT" in metadata.splitlines()
+
+
+@pytest.fixture(scope="module")
+def lean_venv(built: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh venv holding the wheel built from the sdist, base dependencies only."""
+    wheel = built[0]
+    names = set(zipfile.ZipFile(wheel).namelist())
     for shipped in ("genrekit/weights/default-int8.onnx", "genrekit/weights/zero-shot.onnx", "genrekit/samples/taiko.ogg", "genrekit/serve/static/index.html"):
         assert shipped in names, f"{shipped} is not in the wheel"
-    venv = root / "venv"
+    venv = tmp_path_factory.mktemp("install") / "venv"
     _run(sys.executable, "-m", "venv", venv)
-    _run(venv / "bin" / "python", "-m", "pip", "install", "-q", wheels[0])
+    _run(venv / "bin" / "python", "-m", "pip", "install", "-q", wheel)
     return venv
 
 

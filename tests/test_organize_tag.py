@@ -250,7 +250,7 @@ def test_kill_9_during_write_then_undo_restores_every_file(tmp_path: Path) -> No
 
 
 @pytest.mark.shared_data
-def test_real_files_are_tagged_or_reported_and_undo_restores_them(tmp_path: Path, shared_data: Path) -> None:
+def test_shared_data_real_files_are_tagged_or_reported_and_undo_restores_them(tmp_path: Path, shared_data: Path) -> None:
     """Real encoders' files (Vorbis, MP3, FLAC, AU) and the bad-audio set, as if a run had classified them all."""
     import shutil
 

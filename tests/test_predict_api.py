@@ -42,8 +42,6 @@ def test_predict_takes_paths_arrays_and_tensors_alike(classifier: GenreClassifie
         from_array = classifier.predict(audio, sample_rate=22050)
         assert from_array.path is None and from_array.genre == from_file.genre
         np.testing.assert_allclose(list(from_array.probabilities.values()), list(from_file.probabilities.values()), atol=1e-5)
-    alias = classifier.predict_array(decoded, 22050)  # the old layout, (n_samples, n_channels), kept for one release
-    assert alias.probabilities == classifier.predict(decoded.T, sample_rate=22050).probabilities
 
 
 def test_predict_refuses_what_it_would_have_to_guess(classifier: GenreClassifier) -> None:

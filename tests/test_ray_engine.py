@@ -153,7 +153,7 @@ def test_cli_commands_with_engine_ray(model_file: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.shared_data
-def test_real_clips_and_bad_audio_give_the_local_engines_rows(model_file: Path, shared_data: Path, tmp_path: Path) -> None:
+def test_shared_data_real_clips_and_bad_audio_give_the_local_engines_rows(model_file: Path, shared_data: Path, tmp_path: Path) -> None:
     """Real GTZAN clips (OGG, the original .au, a FLAC excerpt) and every bad-audio fixture."""
     files = [
         shared_data / "gtzan-dev" / "rock" / "rock.00000.ogg",

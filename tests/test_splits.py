@@ -149,7 +149,8 @@ def test_kfold_needs_enough_tracks_per_label_and_units() -> None:
         make_split(_tracks({"a": 10, "b": 10}, group_size=8), SplitConfig(strategy="kfold", n_folds=5))
 
 
-def test_filtered_lists_are_the_published_ones(shared_data: Path) -> None:
+@pytest.mark.shared_data
+def test_shared_data_filtered_lists_are_the_published_ones(shared_data: Path) -> None:
     lists = filtered_lists()
     assert {p: len(ids) for p, ids in lists.items()} == {"train": 443, "val": 197, "test": 290}
     assert not set(lists["train"]) & set(lists["val"]) and not set(lists["val"]) & set(lists["test"])

@@ -4,8 +4,14 @@
 >>> model = load_model()                      # the model shipped in the package  # doctest: +SKIP
 >>> model.predict("song.mp3").genre           # doctest: +SKIP
 
-The result types (:class:`Prediction`, ...) are imported on first use: ``import genrekit`` stays cheap
-(no torch) for the command line's start-up.
+The whole workflow, as the command line runs it (training and evaluation need ``genrekit[train]``):
+
+>>> genrekit.prepare("genres_original", "stores/gtzan")                    # doctest: +SKIP
+>>> model = genrekit.train("stores/gtzan", model="cnn1", epochs=2)         # doctest: +SKIP
+>>> genrekit.evaluate(model, partition="val").metrics                      # doctest: +SKIP
+
+Everything but the errors and :func:`load_model` is imported on first use: ``import genrekit`` stays
+cheap (no torch) for the command line's start-up.
 """
 
 from __future__ import annotations
@@ -35,6 +41,12 @@ __all__ = [
     "__version__",
     "load_model",
     "available_models",
+    "prepare",
+    "train",
+    "evaluate",
+    "FeatureConfig",
+    "SplitConfig",
+    "TrainConfig",
     "GenreClassifier",
     "Prediction",
     "PredictionError",
@@ -59,24 +71,32 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from .api import evaluate, prepare, train
+    from .config import FeatureConfig
     from .inference import GenreClassifier, Prediction, PredictionError, SegmentPrediction
     from .organize import report, tag_files, undo_tags, write_playlists
+    from .splits import SplitConfig
+    from .training import TrainConfig
 
-_LAZY = frozenset({"GenreClassifier", "Prediction", "PredictionError", "SegmentPrediction"})
-# From a library run's results file to an organized library (genrekit.organize).
-_ORGANIZE = frozenset({"report", "write_playlists", "tag_files", "undo_tags"})
+# Public names and the module each is imported from on first use (PEP 562): the result types, the workflow
+# (genrekit.api; training and evaluation import torch when called), its configs, and the organize functions
+# that go from a library run's results file to an organized library.
+_LAZY = {
+    **dict.fromkeys(("GenreClassifier", "Prediction", "PredictionError", "SegmentPrediction"), "inference"),
+    **dict.fromkeys(("prepare", "train", "evaluate"), "api"),
+    "FeatureConfig": "config",
+    "SplitConfig": "splits",
+    "TrainConfig": "training",
+    **dict.fromkeys(("report", "write_playlists", "tag_files", "undo_tags"), "organize"),
+}
 
 
 def __getattr__(name: str) -> Any:
-    """The result types (:mod:`genrekit.inference`) and the organize functions, imported when first asked for (PEP 562)."""
+    """A public name of :data:`_LAZY`, imported from its module when first asked for (PEP 562)."""
     if name in _LAZY:
-        from . import inference
+        import importlib
 
-        return getattr(inference, name)
-    if name in _ORGANIZE:
-        from . import organize
-
-        return getattr(organize, name)
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'genrekit' has no attribute {name!r}")
 
 

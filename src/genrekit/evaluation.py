@@ -269,6 +269,10 @@ def evaluate_predictions(
     )
 
 
+# The figures write_evaluation draws, by name: what EvaluationReport.figures points at.
+_FIGURES = {"confusion_matrix": "confusion_matrix.png"}
+
+
 @dataclass(frozen=True)
 class EvaluationReport:
     """An evaluated run: the metrics, the ``summary.json`` content and the folder the files went to."""
@@ -276,6 +280,16 @@ class EvaluationReport:
     evaluation: Evaluation
     summary: dict[str, Any]
     out_dir: Path
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """The headline numbers (track and segment accuracy, its 95 % interval, macro-F1, counts), as ``summary.json`` holds them."""
+        return self.evaluation.headline()
+
+    @property
+    def figures(self) -> dict[str, Path]:
+        """Paths of the report's PNGs by name (``"confusion_matrix"``), to show in a notebook or a page."""
+        return {name: self.out_dir / file for name, file in _FIGURES.items()}
 
 
 def _split_from_metadata(metadata: dict[str, Any], path: Path) -> SplitConfig:
@@ -430,7 +444,7 @@ def write_evaluation(evaluation: Evaluation, summary: dict[str, Any], out_dir: s
     title = f"{summary.get('model', '')} · {split.get('protocol', '')} / {split.get('partition', '')}"
     if split.get("leaky"):
         title += " · LEAKY"
-    plot_confusion(counts, names, out / "confusion_matrix.png", title=title, unit="tracks")
+    plot_confusion(counts, names, out / _FIGURES["confusion_matrix"], title=title, unit="tracks")
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
 
 

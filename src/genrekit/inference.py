@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Generator, Iterable
+from collections.abc import Generator, Iterable, Sequence
 from functools import partial
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import soxr
@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # PyTorch runs checkpoints only: classifying with the shipped
     import torch
 
     from .checkpoint import Checkpoint
+    from .training import TrainResult
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -108,6 +109,10 @@ class GenreClassifier:
     >>> result = model.predict("song.mp3")                     # doctest: +SKIP
     >>> result.genre, result.probabilities["rock"]             # doctest: +SKIP
     """
+
+    train_result: TrainResult | None = None
+    """The run that fitted this model when :func:`genrekit.train` returned it (``train_result.run_dir`` is
+    its folder, what :func:`genrekit.evaluate` reads); None for a model loaded from a file or by name."""
 
     def __init__(self, checkpoint: Checkpoint, *, name: str = "", device: str = "auto") -> None:
         import torch
@@ -256,14 +261,37 @@ class GenreClassifier:
             raise ParameterError(f"The 'sample_rate' parameter must be the signal's rate in Hz (> 0) when audio is an array. Got {sample_rate!r} instead.")
         return self._predict_signal(_mono(audio), int(sample_rate))
 
-    def predict_array(self, y: np.ndarray, sample_rate: int) -> Prediction:
-        """Classify a signal of shape (n_samples,) or (n_samples, n_channels): the layout of ``soundfile.read``.
+    def predict_proba(
+        self,
+        audio: str | os.PathLike[str] | np.ndarray | torch.Tensor | Sequence[str | os.PathLike[str] | np.ndarray],
+        *,
+        sample_rate: int | None = None,
+        max_duration: float | None = None,
+    ) -> np.ndarray:
+        """Class probabilities of one recording or a list of them, in scikit-learn's layout.
 
-        Kept for one release as a thin alias: prefer ``predict(y.T, sample_rate=rate)``, whose arrays are
-        ``(n_channels, n_samples)`` like librosa's and torchaudio's.
+        Parameters
+        ----------
+        audio : path, ndarray, Tensor, or a list of paths or arrays
+            Each as :meth:`predict` takes it; a single recording gives one row.
+        sample_rate, max_duration
+            As in :meth:`predict` (``sample_rate`` applies to every array).
+
+        Returns
+        -------
+        ndarray of shape (n_recordings, n_classes)
+            Columns ordered like :attr:`classes_`; each row is the soft vote over the recording's segments
+            and sums to 1, or is all zeros for a recording with no sound (its :meth:`predict` has no genre).
+
+        Raises
+        ------
+        AudioDecodeError, ParameterError
+            As :meth:`predict`, for the first recording that fails: one row per recording or none.
         """
-        y = np.asarray(y, dtype=np.float32)
-        return self.predict(y.T if y.ndim == 2 else y, sample_rate=sample_rate)
+        single = isinstance(audio, (str, os.PathLike, np.ndarray)) or hasattr(audio, "detach")
+        items: list[Any] = [audio] if single else list(cast("Sequence[Any]", audio))
+        rows = [self.predict(a, sample_rate=sample_rate, max_duration=max_duration).probabilities for a in items]
+        return np.array([[row[c] for c in self.classes_] for row in rows], dtype=np.float64).reshape(len(rows), len(self.classes_))
 
     def _predict_signal(self, y: np.ndarray, sample_rate: int) -> Prediction:
         if not np.isfinite(y).all():
