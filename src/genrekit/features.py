@@ -31,6 +31,7 @@ __all__ = [
     "available_feature_kinds",
     "default_config",
     "mel_filterbank",
+    "PowerSpectrogram",
     "power_spectrogram",
     "mel_power",
     "logmel",
@@ -116,26 +117,50 @@ def _hann(n_fft: int) -> np.ndarray:
     return window
 
 
-def power_spectrogram(signal: np.ndarray, n_fft: int, hop_length: int) -> np.ndarray:
-    """``|STFT|^2`` of one signal, shape (1 + n_fft // 2, n_frames), float32.
+class PowerSpectrogram:
+    """``|STFT|^2`` of equal-length signals, one at a time, into buffers reused from signal to signal.
 
     The STFT of ``librosa.stft(center=True, pad_mode="constant")`` and ``torch.stft(center=True,
     pad_mode="constant")``: zero-padded by ``n_fft // 2`` on both sides, periodic Hann window. In NumPy,
     so classifying needs no PyTorch; the FFT runs in float64, which NumPy computes ~4x faster than float32.
+    Why buffers: a segment's frames and spectrum are multi-MB arrays, which glibc maps fresh for every
+    allocation and the kernel then faults in page by page: 4.2 ms a 3 s segment at 22050 Hz, against
+    1.0 ms with the memory reused (the FFT itself is 0.6 ms).
     """
+
+    def __init__(self, n_samples: int, n_fft: int, hop_length: int) -> None:
+        frames, bins = n_frames(n_samples, hop_length), 1 + n_fft // 2
+        self.n_fft, self.hop_length, self.n_samples = n_fft, hop_length, n_samples
+        self._padded = np.zeros(n_samples + 2 * (n_fft // 2), dtype=np.float64)
+        self._windows = np.lib.stride_tricks.sliding_window_view(self._padded, n_fft)[::hop_length]
+        self._frames = np.empty((frames, n_fft), dtype=np.float64)
+        self._spec = np.empty((frames, bins), dtype=np.complex128)
+        self._squares = np.empty((frames, bins, 2), dtype=np.float64)
+        self._power = np.empty((frames, bins), dtype=np.float64)
+        self.out = np.empty((bins, frames), dtype=np.float32)
+
+    def __call__(self, signal: np.ndarray) -> np.ndarray:
+        """The power spectrogram of ``signal``, shape (1 + n_fft // 2, n_frames), float32: :attr:`out`, overwritten by the next call."""
+        half = self.n_fft // 2
+        self._padded[half : half + self.n_samples] = signal
+        np.multiply(self._windows, _hann(self.n_fft), out=self._frames)
+        np.fft.rfft(self._frames, axis=-1, out=self._spec)
+        np.square(self._spec.view(np.float64).reshape(self._squares.shape), out=self._squares)
+        np.add(self._squares[..., 0], self._squares[..., 1], out=self._power)
+        self.out[:] = self._power.T
+        return self.out
+
+
+def power_spectrogram(signal: np.ndarray, n_fft: int, hop_length: int) -> np.ndarray:
+    """``|STFT|^2`` of one signal, shape (1 + n_fft // 2, n_frames), float32 (see :class:`PowerSpectrogram`)."""
     signal = np.asarray(signal)
-    padded = np.zeros(len(signal) + 2 * (n_fft // 2), dtype=np.float64)  # np.pad takes ~30x longer for the same zeros
-    padded[n_fft // 2 : n_fft // 2 + len(signal)] = signal
-    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop_length] * _hann(n_fft)
-    spec = np.fft.rfft(frames, axis=-1)
-    power = np.square(spec.real)
-    power += np.square(spec.imag)
-    return np.ascontiguousarray(power.T, dtype=np.float32)
+    return PowerSpectrogram(len(signal), n_fft, hop_length)(signal)
 
 
-def mel_power(signal: np.ndarray, config: FeatureConfig, out: np.ndarray | None = None) -> np.ndarray:
-    """The mel power spectrogram of one signal, shape (n_mels, n_frames), float32 (written into ``out`` if given)."""
-    power = power_spectrogram(signal, config.n_fft, config.hop_length)
+def mel_power(signal: np.ndarray, config: FeatureConfig, out: np.ndarray | None = None, *, stft: PowerSpectrogram | None = None) -> np.ndarray:
+    """The mel power spectrogram of one signal, shape (n_mels, n_frames), float32 (written into ``out`` if given;
+    ``stft`` reuses the buffers of earlier signals of the same length)."""
+    power = (stft or PowerSpectrogram(len(signal), config.n_fft, config.hop_length))(signal)
     mel = np.empty((config.n_mels, power.shape[1]), dtype=np.float32) if out is None else out
     for first_band, end_band, first_bin, end_bin, weights in _mel_bands(config.audio.sample_rate, config.n_fft, config.n_mels, config.f_min, config.f_max):
         np.matmul(weights, power[first_bin:end_bin], out=mel[first_band:end_band])
@@ -162,8 +187,9 @@ def logmel(segments: np.ndarray, config: FeatureConfig) -> np.ndarray:
     """
     segments = np.atleast_2d(np.asarray(segments, dtype=np.float32))
     out = np.empty((len(segments), config.n_mels, n_frames(segments.shape[1], config.hop_length)), dtype=np.float32)
+    stft = PowerSpectrogram(segments.shape[1], config.n_fft, config.hop_length)
     for signal, mel in zip(segments, out):
-        mel_power(signal, config, out=mel)
+        mel_power(signal, config, out=mel, stft=stft)
     np.maximum(out, AMIN, out=out)
     np.log10(out, out=out)
     out *= 10.0

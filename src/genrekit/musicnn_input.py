@@ -21,7 +21,7 @@ import numpy as np
 
 from .config import AudioConfig, FeatureConfig
 from .exceptions import ParameterError
-from .features import FeatureKind, feature_kind, mel_power, register_feature_kind
+from .features import FeatureKind, PowerSpectrogram, feature_kind, mel_power, register_feature_kind
 
 __all__ = [
     "SAMPLE_RATE",
@@ -65,8 +65,9 @@ def log_mel(audio: np.ndarray) -> np.ndarray:
     signals = np.atleast_2d(np.asarray(audio, dtype=np.float32))
     config = default_feature_config()
     out = np.empty((len(signals), 1 + signals.shape[1] // HOP_LENGTH, N_MELS), dtype=np.float32)
+    stft = PowerSpectrogram(signals.shape[1], N_FFT, HOP_LENGTH)
     for signal, mel in zip(signals, out):
-        mel[:] = mel_power(signal, config).T
+        mel[:] = mel_power(signal, config, stft=stft).T
     out *= 10000.0
     out += 1.0
     return np.log10(out, out=out)
