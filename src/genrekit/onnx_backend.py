@@ -27,8 +27,9 @@ import numpy as np
 
 from .config import FeatureConfig
 from .exceptions import CheckpointError, ModelNotFoundError, ParameterError, words
-from .export import INPUT_MUSICNN_LOGMEL, read_metadata
+from .export import GRAPH_FORMAT, INPUT_MUSICNN_LOGMEL, TAGS_OUTPUT, read_metadata
 from .inference import GenreClassifier
+from .tags import tag_names
 
 __all__ = ["BACKENDS", "OnnxModel", "OnnxClassifier", "onnxruntime_available", "check_backend", "checkpoint_digest", "load_onnx", "with_backend"]
 
@@ -118,6 +119,7 @@ class OnnxClassifier(GenreClassifier):
         self.checkpoint = checkpoint if checkpoint is not None else OnnxModel(str(meta.get("model", "")), list(meta["labels"]), config, dict(meta.get("metadata", {})))  # type: ignore[assignment]
         self.name = name
         self._input = self._session.get_inputs()[0].name
+        self._outputs = [o.name for o in self._session.get_outputs()]  # probabilities[, tags]
 
     @property
     def backend(self) -> str:
@@ -132,12 +134,17 @@ class OnnxClassifier(GenreClassifier):
     def input_config(self) -> FeatureConfig:
         return self._input_config
 
+    @property
+    def has_tags(self) -> bool:
+        return TAGS_OUTPUT in self._outputs
+
     def _rebuild(self, threads: int = 1) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
         checkpoint = None if isinstance(self.checkpoint, OnnxModel) else self.checkpoint
         return OnnxClassifier, (self._source,), {"name": self.name, "threads": threads, "checkpoint": checkpoint}
 
-    def predict_proba_features(self, features: np.ndarray) -> np.ndarray:
-        """Class probabilities of a batch of graph inputs, shape (n_segments, n_classes).
+    def segment_outputs(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Class probabilities, shape (n_segments, n_classes), and the graph's tag scores (its ``tags`` output,
+        shape (n_segments, 100); ``None`` for a graph without) of a batch of graph inputs.
 
         musicnn graphs run one segment at a time: a segment's largest maps (204 x 187 x 59 floats, 9 MB)
         then stay in cache, and onnxruntime's arena holds one segment's, not a batch's. For a 30 s track
@@ -145,9 +152,10 @@ class OnnxClassifier(GenreClassifier):
         """
         x = np.ascontiguousarray(features, dtype=np.float32)
         if not len(x):
-            return np.empty((0, len(self.classes_)), dtype=np.float32)
+            return np.empty((0, len(self.classes_)), dtype=np.float32), np.empty((0, len(tag_names())), dtype=np.float32) if self.has_tags else None
         step = 1 if self._input_config.kind == "musicnn-patches" else len(x)
-        return np.concatenate([self._session.run(None, {self._input: x[i : i + step]})[0] for i in range(0, len(x), step)])
+        runs = [self._session.run(self._outputs, {self._input: x[i : i + step]}) for i in range(0, len(x), step)]
+        return np.concatenate([r[0] for r in runs]), np.concatenate([r[1] for r in runs]) if self.has_tags else None
 
 
 def check_backend(backend: str) -> None:
@@ -236,12 +244,12 @@ def checkpoint_digest(checkpoint: Any) -> str:
 
 def _digest(checkpoint: Any) -> str:
     """What the exported graph in the cache depends on: :func:`checkpoint_digest`, the checkpoint's metadata
-    (it travels in the file) and the versions of genrekit and torch (the exporter)."""
+    (it travels in the file), the versions of genrekit and torch (the exporter) and the graph's format."""
     import torch
 
     from . import __version__
 
-    key = json.dumps([__version__, torch.__version__, checkpoint_digest(checkpoint), checkpoint.metadata], sort_keys=True, default=str)
+    key = json.dumps([__version__, GRAPH_FORMAT, torch.__version__, checkpoint_digest(checkpoint), checkpoint.metadata], sort_keys=True, default=str)
     return hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
 
 
