@@ -166,7 +166,7 @@ function renderTags(result) {
   for (const { tag, source, score } of tags) {
     const chip = el("li", "tag", tag);
     chip.title = `${source}: ${score.toFixed(2)}, the tagger's probability that “${tag}” applies`;
-    chip.append(el("span", "tag-score", score.toFixed(2)));
+    chip.append(" ", el("span", "tag-score", score.toFixed(2)));
     chips.append(chip);
   }
   chips.hidden = !tags.length;
