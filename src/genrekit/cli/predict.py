@@ -85,9 +85,9 @@ def _classify(
     return results
 
 
-def _tag_text(tags: Sequence[Tag] | None, k: int) -> str:
+def _tag_text(tags: Sequence[Tag] | None, k: int, sep: str = "  ") -> str:
     """The ``k`` strongest tags as the table prints them: ``electronic 0.61 (MSD)``, scores to 2 decimals."""
-    return "  ".join(f"{t.tag} {t.score:.2f} ({t.source.split('_')[0]})" for t in (tags or ())[:k])
+    return sep.join(f"{t.tag} {t.score:.2f} ({t.source.split('_')[0]})" for t in (tags or ())[:k])
 
 
 def _table(results: Sequence[Prediction | PredictionError], top_k: int, title: str, tags: int = 0) -> Table:
@@ -110,7 +110,7 @@ def _table(results: Sequence[Prediction | PredictionError], top_k: int, title: s
             table.add_row(name, "[red]error[/]", "", f"[red]{escape(reason)}[/]", *([""] if tags else []), "", *extra)
             continue
         top = "  ".join(f"{g} {percent(p)}" for g, p in r.top(top_k))
-        tag_cell = [escape(_tag_text(r.tags, tags))] if tags else []
+        tag_cell = [escape(_tag_text(r.tags, tags, "\n"))] if tags else []  # one a line: a narrow column cannot split one
         table.add_row(name, _genre_cell(r), "" if r.genre is None else percent(r.confidence), top, *tag_cell, str(len(r.segments)), *extra)
     return table
 
