@@ -81,7 +81,7 @@ def result_row(result: Prediction | PredictionError, content_hash: str | None, l
     prediction: Prediction = result  # type: ignore[assignment]  # not an error, so a Prediction
     row.update(genre=prediction.genre, confidence=prediction.confidence, uncertain=prediction.uncertain, duration_s=prediction.duration_s)
     row.update({f"p_{g}": prediction.probabilities[g] for g in labels})
-    row["tags"] = format_tags(prediction.tags, tags)
+    row["tags"] = format_tags(prediction.tags, tags) or None  # empty as the other empty values, the same in every format
     return row
 
 
