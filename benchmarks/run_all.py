@@ -29,6 +29,7 @@ QUICK: dict[str, tuple[list[str], int]] = {
     "bench_serve_load.py": (["--seconds", "30", "--max-requests", "100"], 400),
     "bench_musicnn.py": (["--repeats", "3"], 300),
     "bench_onnx.py": (["--repeats", "7", "--tracks", "40"], 900),
+    "bench_tags.py": (["--repeats", "7"], 300),
     "bench_library.py": (["--tracks", "120", "--repeats", "2"], 600),
 }
 FULL: dict[str, tuple[list[str], int]] = {

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from genrekit.datasets import GTZAN_GENRES
 
-from conftest import write_random_model
+from conftest import synth_tone, write_random_model
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -49,12 +50,21 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Base URL of ``genrekit serve`` on a free loopback port, with a random-weights cnn1 model."""
-    model_path = write_random_model(tmp_path_factory.mktemp("model") / "model.pt")
+    yield from _serve(str(write_random_model(tmp_path_factory.mktemp("model") / "model.pt")), tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def musicnn_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Base URL of ``genrekit serve`` with the shipped default model: one whose predictions carry tags."""
+    yield from _serve("default", tmp_path_factory)
+
+
+def _serve(model: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = _free_port()
     log = tmp_path_factory.mktemp("server") / "server.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "genrekit", "serve", "--model", str(model_path), "--port", str(port), "--log-level", "warning"],
+            [sys.executable, "-m", "genrekit", "serve", "--model", model, "--port", str(port), "--log-level", "warning"],
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -162,3 +172,37 @@ def test_demo_page_fits_the_window_at_desktop_and_phone_widths(page, tmp_path: P
         assert page.evaluate("document.documentElement.scrollWidth") <= page.evaluate("window.innerWidth"), width
         assert page.evaluate("Math.max(...[...document.images].map(i => i.getBoundingClientRect().right))") <= width
         page.screenshot(path=str(ARTIFACTS / f"demo_{width}.png"))
+
+
+def test_page_shows_the_tags_the_service_returns_as_chips(musicnn_server: str, page, tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    clip = tmp_path / "tones.wav"
+    sf.write(clip, np.concatenate([synth_tone(i, 3.0, 22050, rng) for i in (2, 6)]), 22050)
+    page.goto(f"{musicnn_server}/")
+    page.wait_for_selector("#model-info:not([hidden])")
+    with page.expect_response(lambda response: "/v1/predict" in response.url) as answer:
+        page.set_input_files("#file", str(clip))
+    body = answer.value.json()
+    page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+    assert len(body["tags"]) == 5
+    chips = page.locator("#tags li")
+    assert chips.count() == 5
+    for i, tag in enumerate(body["tags"]):  # the service's numbers, to the 2 decimals of `predict --tags`
+        assert chips.nth(i).inner_text().split() == [*tag["tag"].split(), f"{tag['score']:.2f}"]
+    hint = page.locator("#tags-hint")
+    assert hint.is_visible() == body["uncertain"]
+    if body["uncertain"]:
+        assert hint.inner_text().startswith("not clearly one of the ten genres; sounds like: ")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "serve_page_tags.png"), full_page=True)
+    assert all(url.startswith((musicnn_server, "data:")) for url in page.urls), page.urls
+
+
+def test_page_shows_no_chips_for_a_model_without_tags(server: str, page, tmp_path: Path) -> None:
+    clip = tmp_path / "tones.wav"
+    sf.write(clip, synth_tone(1, 3.0, 22050, np.random.default_rng(0)), 22050)
+    page.goto(f"{server}/")
+    page.wait_for_selector("#model-info:not([hidden])")
+    page.set_input_files("#file", str(clip))
+    page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+    assert page.locator("#tags li").count() == 0 and page.locator("#tags").is_hidden() and page.locator("#tags-hint").is_hidden()

@@ -1,7 +1,9 @@
 """Export a genrekit model to ONNX: one file that runs without PyTorch and without a run folder.
 
-The graph maps a batch of network inputs to class probabilities (softmax included, standardization
-included); what the graph cannot hold travels in the file's ``metadata_props``, as JSON strings:
+The graph maps a batch of network inputs to class probabilities (output ``probabilities``; softmax
+included, standardization included) and, for a model over musicnn embeddings, to musicnn's 100 tag
+scores too (output ``tags``, in :func:`genrekit.tags.tag_names` order: the taggers' sigmoid outputs,
+from the same penultimate layers); what the graph cannot hold travels in the file's ``metadata_props``, as JSON strings:
 
 - ``genrekit.labels``: class names in output order;
 - ``genrekit.feature_config``: the :class:`~genrekit.config.FeatureConfig` of the segments;
@@ -31,10 +33,11 @@ from torch import nn
 from . import __version__
 from .checkpoint import Checkpoint
 from .model_metadata import METADATA_PREFIX
+from .models.musicnn_linear import TagLayer
 from .musicnn_input import musicnn_patches, network_input_shape
-from .onnx_backend import INPUT_FEATURES, INPUT_MUSICNN_LOGMEL
+from .onnx_backend import GRAPH_FORMAT, INPUT_FEATURES, INPUT_MUSICNN_LOGMEL, TAGS_OUTPUT
 
-__all__ = ["INPUT_FEATURES", "INPUT_MUSICNN_LOGMEL", "OPSET", "export_onnx", "onnx_bytes", "export_metadata", "musicnn_patches", "network_input_shape"]
+__all__ = ["INPUT_FEATURES", "INPUT_MUSICNN_LOGMEL", "TAGS_OUTPUT", "GRAPH_FORMAT", "OPSET", "export_onnx", "onnx_bytes", "export_metadata", "musicnn_patches", "network_input_shape"]
 
 OPSET = 17
 
@@ -57,23 +60,28 @@ class _MusicnnEmbedding(nn.Module):
 
 
 class _Exported(nn.Module):
-    """Network input -> probabilities: [musicnn networks], the checkpoint's standardization, the model, softmax."""
+    """Network input -> probabilities: [musicnn networks], the checkpoint's standardization, the model, softmax;
+    and the tag scores of the musicnn embedding, for models that read one."""
 
     def __init__(self, checkpoint: Checkpoint) -> None:
         super().__init__()
         self.embed = _MusicnnEmbedding() if checkpoint.feature_config.kind == "musicnn" else None
+        self.tags = TagLayer() if self.embed is not None else None
         self.model = checkpoint.build()
         self.mean: torch.Tensor | None
         self.std: torch.Tensor | None
         self.register_buffer("mean", None if checkpoint.mean is None else checkpoint.mean.float())
         self.register_buffer("std", None if checkpoint.std is None else checkpoint.std.float())
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.embed is not None:
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        tags = None
+        if self.embed is not None and self.tags is not None:
             x = self.embed(x)
+            tags = torch.sigmoid(self.tags(x)[1])
         if self.mean is not None and self.std is not None:  # fixed when the module is built: not data-dependent
             x = (x - self.mean) / self.std
-        return torch.softmax(self.model(x), dim=-1)
+        probabilities = torch.softmax(self.model(x), dim=-1)
+        return probabilities if tags is None else (probabilities, tags)
 
 
 def onnx_bytes(checkpoint: Checkpoint, *, opset: int = OPSET) -> bytes:
@@ -86,13 +94,14 @@ def onnx_bytes(checkpoint: Checkpoint, *, opset: int = OPSET) -> bytes:
 
     module = _Exported(checkpoint).eval()
     example = torch.zeros((2, *network_input_shape(checkpoint.feature_config)))
+    outputs = ["probabilities"] if module.tags is None else ["probabilities", TAGS_OUTPUT]
     buffer = io.BytesIO()
     with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's notes on constant folding and its deprecation: not the user's concern
         torch.onnx.export(
             module, (example,), buffer,  # type: ignore[arg-type]  # the exporter writes to file objects too; its stub says paths
-            dynamo=False, opset_version=opset, input_names=["input"], output_names=["probabilities"],
-            dynamic_axes={"input": {0: "batch"}, "probabilities": {0: "batch"}},
+            dynamo=False, opset_version=opset, input_names=["input"], output_names=outputs,
+            dynamic_axes={"input": {0: "batch"}, **{name: {0: "batch"} for name in outputs}},
         )
     graph = onnx.load_from_string(buffer.getvalue())
     onnx.helper.set_model_props(graph, {METADATA_PREFIX + key: value for key, value in export_metadata(checkpoint).items()})

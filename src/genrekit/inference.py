@@ -26,6 +26,7 @@ from .config import FeatureConfig
 from .exceptions import TRAIN_EXTRA, AudioDecodeError, MissingDependencyError, ModelNotFoundError, ParameterError
 from .featurize import BATCH_SEGMENTS, SILENCE_RMS, SILENT_NOTE, FileFeatures, FileResult, featurize_signal, silent_segments
 from .results import Prediction, PredictionError, SegmentPrediction
+from .tags import Tag, merge_tags, tag_names
 
 if TYPE_CHECKING:  # PyTorch runs checkpoints only: classifying with the shipped models never imports it
     import torch
@@ -130,6 +131,9 @@ class GenreClassifier:
             self._forward = fold_conv_net(model) or model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch stubs omit memory_format
         else:
             self._forward = model.to(self.device)
+        self._tags = _tag_layer(checkpoint.feature_config)
+        if self._tags is not None:
+            self._tags = self._tags.to(self.device)
 
     @property
     def classes_(self) -> list[str]:
@@ -161,18 +165,32 @@ class GenreClassifier:
     def metadata(self) -> dict[str, Any]:
         return dict(self.checkpoint.metadata)
 
+    @property
+    def has_tags(self) -> bool:
+        """Whether predictions carry musicnn's tags (:mod:`genrekit.tags`): models over musicnn embeddings do, cnn1/cnn2 not."""
+        return self._tags is not None
+
     def predict_proba_features(self, features: np.ndarray) -> np.ndarray:
         """Class probabilities of a batch of segment features, shape (n_segments, n_classes)."""
+        return self.segment_outputs(features)[0]
+
+    def segment_outputs(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Class probabilities, shape (n_segments, n_classes), and musicnn's tag scores, shape (n_segments, 100)
+        (``None`` for a model without tags), of a batch of segment features."""
         import torch
 
         from .device import autocast
 
-        out = []
+        out, tags = [], []
         with torch.inference_mode(), autocast(self.device):
             for lo in range(0, len(features), BATCH_SEGMENTS):
-                x = self.checkpoint.normalize(torch.as_tensor(np.asarray(features[lo : lo + BATCH_SEGMENTS], dtype=np.float32)))
+                raw = torch.as_tensor(np.asarray(features[lo : lo + BATCH_SEGMENTS], dtype=np.float32))
+                x = self.checkpoint.normalize(raw)
                 out.append(torch.softmax(self._forward(x.to(self.device)).float(), dim=-1).cpu().numpy())
-        return np.concatenate(out) if out else np.empty((0, len(self.classes_)), dtype=np.float32)
+                if self._tags is not None:  # from the raw embedding: the tag layer reads the unstandardized penultimate
+                    tags.append(torch.sigmoid(self._tags(raw.to(self.device))[1].float()).cpu().numpy())
+        probs = np.concatenate(out) if out else np.empty((0, len(self.classes_)), dtype=np.float32)
+        return probs, None if self._tags is None else (np.concatenate(tags) if tags else np.empty((0, len(tag_names())), dtype=np.float32))
 
     @property
     def uncertain_below(self) -> float:
@@ -180,27 +198,37 @@ class GenreClassifier:
         return float(self.checkpoint.metadata.get("calibration", {}).get("uncertain_below", 0.0))
 
     def _prediction(
-        self, path: str | None, probs: np.ndarray, duration: float, notes: tuple[str, ...] = (), silent: np.ndarray | None = None
+        self,
+        path: str | None,
+        probs: np.ndarray,
+        duration: float,
+        notes: tuple[str, ...] = (),
+        silent: np.ndarray | None = None,
+        tags: np.ndarray | None = None,
     ) -> Prediction:
-        """Soft-vote the probabilities of the segments that hold sound into a Prediction; segment k starts at k * hop."""
+        """Soft-vote the probabilities of the segments that hold sound into a Prediction; segment k starts at k * hop.
+        ``tags`` (per-segment tag scores, or None) are averaged over the same segments, never re-normalized."""
         probs = probs.astype(np.float64)
         silent = np.zeros(len(probs), dtype=bool) if silent is None else silent
         probs[silent] = 0.0
         labels = self.classes_
         audio = self.feature_config.audio
+        segment_tags: list[tuple[Tag, ...] | None] = [None] * len(probs) if tags is None else [() if q else merge_tags(t) for t, q in zip(tags, silent)]
         segments = tuple(
             SegmentPrediction(
-                float(s), float(min(s + audio.segment_seconds, duration)), None if quiet else labels[int(p.argmax())], dict(zip(labels, map(float, p)))
+                float(s), float(min(s + audio.segment_seconds, duration)), None if quiet else labels[int(p.argmax())], dict(zip(labels, map(float, p))), t
             )
-            for s, p, quiet in zip(np.arange(len(probs)) * audio.hop_samples / audio.sample_rate, probs, silent)
+            for s, p, quiet, t in zip(np.arange(len(probs)) * audio.hop_samples / audio.sample_rate, probs, silent, segment_tags)
         )
         if silent.all():
-            return Prediction(path, None, dict.fromkeys(labels, 0.0), segments, duration, (*notes, SILENT_NOTE), uncertain=True)
+            empty = None if tags is None else ()
+            return Prediction(path, None, dict.fromkeys(labels, 0.0), segments, duration, (*notes, SILENT_NOTE), uncertain=True, tags=empty)
         mean = probs[~silent].mean(axis=0)
         mean = mean / mean.sum()
         genre = labels[int(mean.argmax())]
+        track_tags = None if tags is None else merge_tags(tags[~silent].astype(np.float64).mean(axis=0))
         return Prediction(
-            path, genre, dict(zip(labels, map(float, mean))), segments, duration, notes, uncertain=bool(mean.max() < self.uncertain_below)
+            path, genre, dict(zip(labels, map(float, mean))), segments, duration, notes, uncertain=bool(mean.max() < self.uncertain_below), tags=track_tags
         )
 
     def _predict_file(self, path: str, max_duration: float | None = None) -> Prediction | PredictionError:
@@ -217,17 +245,22 @@ class GenreClassifier:
         """
         stream = FileFeatures(path, self.input_config, max_duration)
         probs: list[np.ndarray] = []
+        tags: list[np.ndarray] = []
         model_warnings: list[warnings.WarningMessage] = []
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             for features in stream:
                 mark = len(caught)
-                probs.append(self.predict_proba_features(features))
+                p, t = self.segment_outputs(features)
+                probs.append(p)
+                if t is not None:
+                    tags.append(t)
                 model_warnings += caught[mark:]
                 del caught[mark:]
         for w in model_warnings:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-        return self._prediction(path, np.concatenate(probs), stream.duration_s, tuple(str(w.message) for w in caught), stream.silent)
+        notes = tuple(str(w.message) for w in caught)
+        return self._prediction(path, np.concatenate(probs), stream.duration_s, notes, stream.silent, np.concatenate(tags) if tags else None)
 
     def predict(
         self, audio: str | os.PathLike[str] | np.ndarray | torch.Tensor, *, sample_rate: int | None = None, max_duration: float | None = None
@@ -300,7 +333,8 @@ class GenreClassifier:
         if sample_rate != target:
             y = soxr.resample(y, sample_rate, target, quality="HQ").astype(np.float32)
         features, duration, silent = featurize_signal(y, self.input_config)
-        return self._prediction(None, self.predict_proba_features(features), duration, silent=silent)
+        probs, tags = self.segment_outputs(features)
+        return self._prediction(None, probs, duration, silent=silent, tags=tags)
 
     def _rebuild(self, threads: int = 1) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
         """How a worker process builds its own copy of this model: (factory, args, kwargs), picklable.
@@ -333,7 +367,8 @@ class GenreClassifier:
     def _from_featurized(self, item: FileResult) -> Prediction | PredictionError:
         if item.error is not None or item.features is None:
             return PredictionError(item.path, item.error or f"{item.path}: no features")
-        return self._prediction(item.path, self.predict_proba_features(item.features), item.duration_s, item.warnings, item.silent)
+        probs, tags = self.segment_outputs(item.features)
+        return self._prediction(item.path, probs, item.duration_s, item.warnings, item.silent, tags)
 
     def describe(self) -> dict[str, Any]:
         """Name, labels, features and recorded training facts: what ``genrekit models`` and ``/v1/models`` show."""
@@ -344,8 +379,19 @@ class GenreClassifier:
             "labels": self.classes_,
             "features": {"kind": cfg.kind, "sample_rate": cfg.audio.sample_rate, "segment_seconds": cfg.audio.segment_seconds},
             "runtime": self.runtime,
+            "tags": self.has_tags,
             **{k: v for k, v in self.checkpoint.metadata.items() if k in _DESCRIBED},
         }
+
+
+def _tag_layer(config: FeatureConfig) -> torch.nn.Module | None:
+    """What computes musicnn's tag scores from a segment's embedding (its two penultimate layers through the
+    taggers' output layers, :class:`~genrekit.models.musicnn_linear.TagLayer`); None for other features."""
+    if config.kind != "musicnn":
+        return None
+    from .models.musicnn_linear import TagLayer
+
+    return TagLayer().eval()
 
 
 _DESCRIBED = ("description", "training_data", "split", "validation", "calibration", "epochs", "created")

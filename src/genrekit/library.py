@@ -2,7 +2,7 @@
 
 ``genrekit predict ~/Music --out results.parquet`` (or ``.csv``, ``.jsonl``) writes one row per file as
 results come in: path, content hash, genre, confidence, the uncertain flag, every genre's probability
-(``p_<genre>``), duration and, for a file that could not be classified, the reason (``error``).
+(``p_<genre>``), musicnn's strongest tags (``tags``, ``tag:score;...``, empty for a model without), duration and, for a file that could not be classified, the reason (``error``).
 Run it again with the same output and every file whose path and bytes (the content hash of the feature
 store, :func:`genrekit.datasets.file_hash`) are already there is skipped; a changed file is classified
 again. Locally, files are hashed before decoding, and a copy of a known file (same bytes, another path)
@@ -58,6 +58,7 @@ from typing import TYPE_CHECKING, Any
 from ._io import atomic_write, exclusive, output_errors, readable, write_all
 from .datasets import file_hash
 from .exceptions import ParameterError, ResumeError
+from .tags import DEFAULT_TAGS, format_tags
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -80,11 +81,11 @@ Row = dict[str, Any]
 
 def result_columns(labels: Sequence[str]) -> list[str]:
     """The columns of a results file for a model with these genres, in file order."""
-    return ["path", "content_hash", "genre", "confidence", "uncertain", *(f"p_{g}" for g in labels), "duration_s", "error"]
+    return ["path", "content_hash", "genre", "confidence", "uncertain", *(f"p_{g}" for g in labels), "tags", "duration_s", "error"]
 
 
-def result_row(result: Prediction | PredictionError, content_hash: str | None, labels: Sequence[str]) -> Row:
-    """One results-file row: a prediction's values, or a failed file's reason with the other values empty."""
+def result_row(result: Prediction | PredictionError, content_hash: str | None, labels: Sequence[str], tags: int = DEFAULT_TAGS) -> Row:
+    """One results-file row: a prediction's values (its ``tags`` strongest tags), or a failed file's reason with the other values empty."""
     row: Row = dict.fromkeys(result_columns(labels))
     row["path"], row["content_hash"] = result.path, content_hash
     error = getattr(result, "error", None)
@@ -94,6 +95,7 @@ def result_row(result: Prediction | PredictionError, content_hash: str | None, l
     prediction: Prediction = result  # type: ignore[assignment]  # not an error, so a Prediction
     row.update(genre=prediction.genre, confidence=prediction.confidence, uncertain=prediction.uncertain, duration_s=prediction.duration_s)
     row.update({f"p_{g}": prediction.probabilities[g] for g in labels})
+    row["tags"] = format_tags(prediction.tags, tags) or None  # empty as the other empty values, the same in every format
     return row
 
 

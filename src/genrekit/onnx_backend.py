@@ -27,13 +27,18 @@ from .config import FeatureConfig
 from .exceptions import CheckpointError, ModelNotFoundError, ParameterError, words
 from .inference import GenreClassifier
 from .model_metadata import decode_metadata_props, validate_model_metadata
+from .tags import tag_names
 
-__all__ = ["INPUT_FEATURES", "INPUT_MUSICNN_LOGMEL", "BACKENDS", "OnnxModel", "OnnxClassifier", "onnxruntime_available", "check_backend", "checkpoint_digest", "load_onnx", "with_backend"]
+__all__ = ["INPUT_FEATURES", "INPUT_MUSICNN_LOGMEL", "TAGS_OUTPUT", "GRAPH_FORMAT", "BACKENDS", "OnnxModel", "OnnxClassifier", "onnxruntime_available", "check_backend", "checkpoint_digest", "load_onnx", "with_backend"]
 
 BACKENDS = ("auto", "torch", "onnxruntime")
 # What an exported graph reads (its ``genrekit.input``): the features of its config, or musicnn's log-mel patches.
 INPUT_FEATURES = "features"
 INPUT_MUSICNN_LOGMEL = "musicnn-logmel"
+TAGS_OUTPUT = "tags"  # a musicnn graph's second output: musicnn's 100 tag scores per segment
+GRAPH_FORMAT = 2
+"""What an exported graph reads and returns; part of the export cache's key, so a graph cached before a change
+(2: the ``tags`` output) is exported again."""
 
 # Architectures "auto" runs with onnxruntime. musicnn models: 0.31-0.32 s vs 0.85-0.90 s a 30 s track on one
 # thread (benchmarks/bench_onnx.py). cnn1/cnn2 stay on their folded oneDNN path: onnxruntime's network time is
@@ -179,6 +184,7 @@ class OnnxClassifier(GenreClassifier):
         self.checkpoint = checkpoint if checkpoint is not None else OnnxModel(str(meta.get("model", "")), labels, config, dict(meta.get("metadata", {})))  # type: ignore[assignment]
         self.name = name
         self._input = self._session.get_inputs()[0].name
+        self._outputs = [o.name for o in self._session.get_outputs()]  # probabilities[, tags]
 
     @property
     def backend(self) -> str:
@@ -194,12 +200,17 @@ class OnnxClassifier(GenreClassifier):
     def input_config(self) -> FeatureConfig:
         return self._input_config
 
+    @property
+    def has_tags(self) -> bool:
+        return TAGS_OUTPUT in self._outputs
+
     def _rebuild(self, threads: int = 1) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
         checkpoint = None if isinstance(self.checkpoint, OnnxModel) else self.checkpoint
         return OnnxClassifier, (self._source,), {"name": self.name, "threads": threads, "checkpoint": checkpoint, "device": self._device}
 
-    def predict_proba_features(self, features: np.ndarray) -> np.ndarray:
-        """Class probabilities of a batch of graph inputs, shape (n_segments, n_classes).
+    def segment_outputs(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Class probabilities, shape (n_segments, n_classes), and the graph's tag scores (its ``tags`` output,
+        shape (n_segments, 100); ``None`` for a graph without) of a batch of graph inputs.
 
         musicnn graphs run one segment at a time: a segment's largest maps (204 x 187 x 59 floats, 9 MB)
         then stay in cache, and onnxruntime's arena holds one segment's, not a batch's. For a 30 s track
@@ -207,9 +218,10 @@ class OnnxClassifier(GenreClassifier):
         """
         x = np.ascontiguousarray(features, dtype=np.float32)
         if not len(x):
-            return np.empty((0, len(self.classes_)), dtype=np.float32)
+            return np.empty((0, len(self.classes_)), dtype=np.float32), np.empty((0, len(tag_names())), dtype=np.float32) if self.has_tags else None
         step = 1 if self._input_config.kind == "musicnn-patches" else len(x)
-        return np.concatenate([self._session.run(None, {self._input: x[i : i + step]})[0] for i in range(0, len(x), step)])
+        runs = [self._session.run(self._outputs, {self._input: x[i : i + step]}) for i in range(0, len(x), step)]
+        return np.concatenate([r[0] for r in runs]), np.concatenate([r[1] for r in runs]) if self.has_tags else None
 
 
 def check_backend(backend: str) -> None:
@@ -291,12 +303,12 @@ def checkpoint_digest(checkpoint: Any) -> str:
 
 def _digest(checkpoint: Any) -> str:
     """What the exported graph in the cache depends on: :func:`checkpoint_digest`, the checkpoint's metadata
-    (it travels in the file) and the versions of genrekit and torch (the exporter)."""
+    (it travels in the file), the versions of genrekit and torch (the exporter) and the graph's format."""
     import torch
 
     from . import __version__
 
-    key = json.dumps([__version__, torch.__version__, checkpoint_digest(checkpoint), checkpoint.metadata], sort_keys=True, default=str)
+    key = json.dumps([__version__, GRAPH_FORMAT, torch.__version__, checkpoint_digest(checkpoint), checkpoint.metadata], sort_keys=True, default=str)
     return hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
 
 

@@ -215,7 +215,8 @@ def quantize_timbral(
 ) -> bytes:
     """The exported musicnn graph ``model_bytes`` with its timbral convolutions of the given filter ``widths``
     (mel bands) in int8, their output ranges calibrated on ``calibration`` (batches of log-mel patches,
-    shape (n, 187, 96)) and widened by ``margin``. metadata_props are kept, plus ``genrekit.quantization``
+    shape (n, 187, 96)) and widened by ``margin``. The graph's outputs are kept (``probabilities`` and
+    ``tags``, which then come from the int8 front end too), and metadata_props, plus ``genrekit.quantization``
     (what was quantized) and ``genrekit.source`` (``source``: the checkpoint it came from, see
     :func:`genrekit.onnx_backend.checkpoint_digest`)."""
     import onnx

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .tags import DEFAULT_TAGS, Tag
+
 __all__ = ["SegmentPrediction", "Prediction", "PredictionError"]
 
 
@@ -16,26 +18,31 @@ __all__ = ["SegmentPrediction", "Prediction", "PredictionError"]
 class SegmentPrediction:
     """One segment of the timeline: where it is, and what the model says about it.
 
-    ``genre`` is ``None`` and every probability 0 for a silent segment (see :data:`genrekit.featurize.SILENCE_RMS`).
+    ``genre`` is ``None`` and every probability 0 for a silent segment (see :data:`genrekit.featurize.SILENCE_RMS`);
+    ``tags`` as :attr:`Prediction.tags`, empty for a silent segment.
     """
 
     start_s: float
     end_s: float
     genre: str | None
     probabilities: dict[str, float]
+    tags: tuple[Tag, ...] | None = None
 
     @property
     def confidence(self) -> float:
         return 0.0 if self.genre is None else self.probabilities[self.genre]
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
+    def to_dict(self, *, tags: int = DEFAULT_TAGS) -> dict[str, Any]:
+        out: dict[str, Any] = {
             "start_s": round(self.start_s, 3),
             "end_s": round(self.end_s, 3),
             "genre": self.genre,
             "confidence": round(self.confidence, 6),
             "probabilities": {g: round(p, 6) for g, p in self.probabilities.items()},
         }
+        if self.tags is not None and tags:
+            out["tags"] = [t.to_dict() for t in self.tags[:tags]]
+        return out
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,10 @@ class Prediction:
         The per-segment timeline.
     uncertain : bool
         The top probability is below the model's calibrated threshold: treat ``genre`` as a guess.
+    tags : tuple of Tag or None
+        musicnn's tags of the track, strongest first (:mod:`genrekit.tags`): each score is the tagger's own
+        probability that the tag applies, averaged over the segments that hold sound; they do not sum to 1.
+        Empty for silent input; ``None`` for a model that computes no tags (cnn1, cnn2).
     """
 
     path: str | None
@@ -63,6 +74,7 @@ class Prediction:
     duration_s: float
     warnings: tuple[str, ...] = ()
     uncertain: bool = False
+    tags: tuple[Tag, ...] | None = None
 
     @property
     def confidence(self) -> float:
@@ -76,8 +88,9 @@ class Prediction:
         """The ``k`` most probable genres, most probable first (none for silent input)."""
         return [] if self.genre is None else sorted(self.probabilities.items(), key=lambda kv: -kv[1])[:k]
 
-    def to_dict(self, *, top_k: int = 3, segments: bool = False) -> dict[str, Any]:
-        """The documented JSON schema of ``genrekit predict --format json`` and ``POST /v1/predict``."""
+    def to_dict(self, *, top_k: int = 3, segments: bool = False, tags: int = DEFAULT_TAGS) -> dict[str, Any]:
+        """The documented JSON schema of ``genrekit predict --format json`` and ``POST /v1/predict``: ``tags``
+        lists the ``tags`` strongest (none with 0), and is absent for a model without tags."""
         out: dict[str, Any] = {
             "path": self.path,
             "genre": self.genre,
@@ -88,8 +101,10 @@ class Prediction:
             "duration_s": round(self.duration_s, 3),
             "n_segments": len(self.segments),
         }
+        if self.tags is not None and tags:
+            out["tags"] = [t.to_dict() for t in self.tags[:tags]]
         if segments:
-            out["segments"] = [s.to_dict() for s in self.segments]
+            out["segments"] = [s.to_dict(tags=tags) for s in self.segments]
         if self.warnings:
             out["warnings"] = list(self.warnings)
         return out

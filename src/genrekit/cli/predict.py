@@ -3,11 +3,14 @@
 Output schemas (stable; documented in the README):
 
 - ``--format json``: ``{"model": {...describe()}, "results": [Prediction.to_dict() | {"path", "error"}]}``.
-- ``--format csv``: one row per track: ``path,genre,confidence,top_k,error,warnings,p_<genre>...``; with ``--segments``
-  one row per segment: ``path,segment_index,start_s,end_s,genre,confidence,p_<genre>...``.
+- ``--format csv``: one row per track: ``path,genre,confidence,uncertain,top_k,error,warnings,p_<genre>...,tags``; with
+  ``--segments`` one row per segment: ``path,segment_index,start_s,end_s,genre,confidence,p_<genre>...,tags``.
 - Library runs (``--out`` ending in ``.parquet``, ``.jsonl``, or ``.csv`` without ``--format``): written as
-  they go and resumable, ``path,content_hash,genre,confidence,uncertain,p_<genre>...,duration_s,error``
+  they go and resumable, ``path,content_hash,genre,confidence,uncertain,p_<genre>...,tags,duration_s,error``
   (see :mod:`genrekit.library`).
+
+``tags`` are musicnn's strongest tags (:mod:`genrekit.tags`; ``tag:score;...`` in CSV and results files):
+``--tags K`` lists K, by default none in the table and 5 elsewhere (results files always hold 5).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from ..writers import get_writer, notes
 from ._app import add_commands, console, err_console, handle_errors, progress_bar
 
 from ..results import Prediction, PredictionError
+from ..tags import DEFAULT_TAGS, Tag, uncertain_hint
 
 if TYPE_CHECKING:
     from ..inference import GenreClassifier
@@ -83,12 +87,19 @@ def _classify(
     return results
 
 
-def _table(results: Sequence[Prediction | PredictionError], top_k: int, title: str) -> Table:
+def _tag_text(tags: Sequence[Tag] | None, k: int, sep: str = "  ") -> str:
+    """The ``k`` strongest tags as the table prints them: ``electronic 0.61 (MSD)``, scores to 2 decimals."""
+    return sep.join(f"{t.tag} {t.score:.2f} ({t.source.split('_')[0]})" for t in (tags or ())[:k])
+
+
+def _table(results: Sequence[Prediction | PredictionError], top_k: int, title: str, tags: int = 0) -> Table:
     table = Table(title=escape(title))
     table.add_column("file")
     table.add_column("genre", style="bold")
     table.add_column("probability", justify="right")
     table.add_column(f"top {top_k}")
+    if tags:
+        table.add_column(f"tags (top {tags})")
     table.add_column("segments", justify="right")
     with_notes = any(notes(r) for r in results)
     if with_notes:
@@ -98,10 +109,11 @@ def _table(results: Sequence[Prediction | PredictionError], top_k: int, title: s
         extra = [escape(notes(r))] if with_notes else []
         if isinstance(r, PredictionError):
             reason = r.error.removeprefix(f"{r.path}: ")
-            table.add_row(name, "[red]error[/]", "", f"[red]{escape(reason)}[/]", "", *extra)
+            table.add_row(name, "[red]error[/]", "", f"[red]{escape(reason)}[/]", *([""] if tags else []), "", *extra)
             continue
         top = "  ".join(f"{g} {percent(p)}" for g, p in r.top(top_k))
-        table.add_row(name, _genre_cell(r), "" if r.genre is None else percent(r.confidence), top, str(len(r.segments)), *extra)
+        tag_cell = [escape(_tag_text(r.tags, tags, "\n"))] if tags else []  # one a line: a narrow column cannot split one
+        table.add_row(name, _genre_cell(r), "" if r.genre is None else percent(r.confidence), top, *tag_cell, str(len(r.segments)), *extra)
     return table
 
 
@@ -152,6 +164,7 @@ def predict(
     address: Annotated[Optional[str], typer.Option(help="With --engine ray: 'auto' or HOST:PORT of a running cluster (default: start one here).")] = None,
     backend: Annotated[str, typer.Option(help="What runs the network: auto (onnxruntime where it is faster and installed), torch or onnxruntime.")] = "auto",
     device: Annotated[str, typer.Option(help="Where the network runs: auto (a CUDA GPU, then MPS, then the CPU, as far as the runtime can use them), cpu, cuda or mps.")] = "auto",
+    tags: Annotated[Optional[int], typer.Option("--tags", min=0, help=f"List the K strongest of musicnn's 100 tags (rock, electronic, female vocalists, piano...) per track, and per segment with --segments: each score is the tagger's own probability that the tag applies (they do not sum to 1). Default: none in the table, {DEFAULT_TAGS} in JSON and CSV. Models over musicnn embeddings only.", metavar="K")] = None,
 ) -> None:
     """Classify audio files: genres with probabilities, and optionally the per-segment timeline.
 
@@ -162,6 +175,8 @@ def predict(
     Examples:
 
       genrekit predict song.mp3
+
+      genrekit predict song.mp3 --tags 5
 
       genrekit predict ~/Music --format csv --out genres.csv
 
@@ -181,6 +196,9 @@ def predict(
         err_console.print("[bold red]error:[/] --address is where a Ray cluster runs: use it with --engine ray")
         raise typer.Exit(2)
     if fmt is None and (engine == "ray" or (out is not None and out.suffix.lower() in (".parquet", ".csv", ".jsonl"))):
+        if tags not in (None, DEFAULT_TAGS):
+            err_console.print(f"[bold red]error:[/] a results file holds the {DEFAULT_TAGS} strongest tags of every track (one column for every run): drop --tags, or give --format json or csv")
+            raise typer.Exit(2)
         _library_run(paths, out, model, jobs, engine, address, segments=segments, plot=plot, max_duration=max_duration, backend=backend, device=device)
         return
     if engine != "local":
@@ -196,18 +214,30 @@ def predict(
         err_console.print("[bold red]error:[/] no audio files found (extensions: wav, au, flac, ogg, mp3)")
         raise typer.Exit(1)
     plots = _write_plots(results, plot) if plot else {}
+    n_tags = (0 if fmt == "table" else DEFAULT_TAGS) if tags is None else tags
+    if tags and not clf.has_tags:
+        err_console.print(f"model {escape(clf.name)} ({clf.checkpoint.model_name}) has no tags: only models over musicnn embeddings compute musicnn's tags", soft_wrap=True)
+    n_tags = n_tags if clf.has_tags else 0
     if fmt == "table":
-        console.print(_table(results, top_k, f"genrekit {clf.name}"))
+        console.print(_table(results, top_k, f"genrekit {clf.name}", n_tags))
+        for r in results:
+            hint = uncertain_hint(r.tags, clf.classes_) if n_tags and isinstance(r, Prediction) and r.uncertain and r.genre else ""
+            if hint:
+                console.print(f"[yellow]{escape(Path(r.path or '').name)}[/]: {escape(hint)}")
         if segments:
             for r in results:
                 if isinstance(r, Prediction):
-                    line = "  ".join(f"{s.start_s:.0f}s {s.genre or 'silence'}" for s in r.segments)
-                    console.print(f"[bold]{escape(Path(r.path or '').name)}[/]: {line}")
+                    name = f"[bold]{escape(Path(r.path or '').name)}[/]"
+                    if n_tags:
+                        for s in r.segments:
+                            console.print(f"{name} {s.start_s:.0f}s {s.genre or 'silence'}  {escape(_tag_text(s.tags, n_tags))}")
+                    else:
+                        console.print(f"{name}: " + "  ".join(f"{s.start_s:.0f}s {s.genre or 'silence'}" for s in r.segments))
         text = None
     else:
         # Names as text that any reader takes (not UTF-8 bytes as \xNN); on a terminal, no raw control characters either.
         shown = printable if out is None and sys.stdout.isatty() else readable
-        text = get_writer(fmt)([_named(r, shown) for r in results], model=clf.describe(), labels=clf.classes_, top_k=top_k, segments=segments)
+        text = get_writer(fmt)([_named(r, shown) for r in results], model=clf.describe(), labels=clf.classes_, top_k=top_k, segments=segments, tags=n_tags)
     if text is not None:
         if out:
             with handle_errors(predict), output_errors(out):

@@ -25,7 +25,7 @@ from ..exceptions import ParameterError, words
 from .musicnn import EMBEDDING_DIM, EMBEDDING_LAYOUT, MODELS, load_musicnn
 from . import register_model
 
-__all__ = ["MusicnnLinear", "MusicnnZeroShot", "ZERO_SHOT_TAGS", "FITTED_BY_SCRIPT", "penultimate_columns", "tag_names"]
+__all__ = ["MusicnnLinear", "MusicnnZeroShot", "TagLayer", "ZERO_SHOT_TAGS", "FITTED_BY_SCRIPT", "penultimate_columns", "tag_names"]
 
 Inputs = Literal["tags", "penultimate+tags"]
 _INPUTS: dict[str, int] = {"tags": 100, "penultimate+tags": 500}
@@ -65,7 +65,7 @@ def tag_names() -> list[str]:
     return [f"{m}:{t}" for m in MODELS for t in load_musicnn(m).tags]
 
 
-class _TagLayer(nn.Module):
+class TagLayer(nn.Module):
     """Penultimate columns of the embedding -> (penultimate, tag logits), with musicnn's output layers."""
 
     columns: torch.Tensor  # buffers, declared for the type checker (nn.Module.__getattr__ is untyped)
@@ -123,7 +123,7 @@ class MusicnnLinear(nn.Module):
         super().__init__()
         self.inputs = inputs
         self.prior = prior
-        self.tags = _TagLayer()
+        self.tags = TagLayer()
         n_in = _INPUTS[inputs]
         self.register_buffer("mean", torch.zeros(n_in))
         self.register_buffer("scale", torch.ones(n_in))
@@ -154,7 +154,7 @@ class MusicnnZeroShot(nn.Module):
 
     def __init__(self, labels: tuple[str, ...]) -> None:
         super().__init__()
-        self.tags = _TagLayer()
+        self.tags = TagLayer()
         select, untagged = _zero_shot_selection(labels)
         self.register_buffer("select", select)
         self.register_buffer("floor", untagged * _NO_TAG_SCORE)

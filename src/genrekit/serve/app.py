@@ -39,6 +39,7 @@ from .._params import Constraint, Interval, check_values
 from ..audio import declared_duration
 from ..exceptions import AudioDecodeError, AudioTooLongError, ParameterError
 from ..palette import genre_colors
+from ..tags import DEFAULT_TAGS
 from ._defaults import (
     DEFAULT_MAX_DURATION_S,
     DEFAULT_MAX_QUEUE,
@@ -141,7 +142,7 @@ class _Service:
         wait = self.retry_after()
         return RequestError(503, "busy", f"The server is busy with {what}. Please try again in {wait} seconds.", {"Retry-After": str(wait)})
 
-    async def predict(self, request: Request, *, top_k: int, segments: bool) -> dict[str, Any]:
+    async def predict(self, request: Request, *, top_k: int, segments: bool, tags: int = DEFAULT_TAGS) -> dict[str, Any]:
         if self._executor is None or self.upload_dir is None:
             raise RuntimeError("the server is not running: use the app inside its lifespan (e.g. `with TestClient(app)`)")
         client = request.client.host if request.client is not None else ""
@@ -170,7 +171,7 @@ class _Service:
             raise
         job.add_done_callback(lambda _: self._finish(upload))
         prediction = await asyncio.wrap_future(job)
-        out = prediction.to_dict(top_k=top_k, segments=segments)
+        out = prediction.to_dict(top_k=top_k, segments=segments, tags=tags)
         out["path"] = upload.filename
         if "warnings" in out:
             out["warnings"] = [w.replace(str(upload.path), upload.filename) for w in out["warnings"]]
@@ -400,9 +401,10 @@ def create_app(
         request: Request,
         top_k: Annotated[int, Query(ge=1, le=1000, description="How many ranked genres to return.")] = 3,
         segments: Annotated[bool, Query(description="Also return the per-segment timeline.")] = False,
+        tags: Annotated[int, Query(ge=0, le=100, description="How many of musicnn's tags to return (0: none).")] = DEFAULT_TAGS,
     ) -> dict[str, Any]:
         """The same JSON as `genrekit predict --format json`, with `path` set to the uploaded file's name."""
-        return await service.predict(request, top_k=top_k, segments=segments)
+        return await service.predict(request, top_k=top_k, segments=segments, tags=tags)
 
     @app.get("/v1/models", response_model=ModelsOut, response_model_exclude_none=True, summary="The served model")
     async def models() -> ModelsOut:

@@ -20,6 +20,7 @@ __all__ = [
     "ModelsOut",
     "PredictionOut",
     "SegmentOut",
+    "TagOut",
 ]
 
 
@@ -30,6 +31,14 @@ class GenreProbability(BaseModel):
     probability: float = Field(ge=0, le=1)
 
 
+class TagOut(BaseModel):
+    """One of musicnn's tags: the tagger's own probability that it applies (multi-label: scores do not sum to 1)."""
+
+    tag: str
+    source: str = Field(description="The tagger: MSD_musicnn (Last.fm tags of the Million Song Dataset) or MTT_musicnn (MagnaTagATune).")
+    score: float = Field(ge=0, le=1)
+
+
 class SegmentOut(BaseModel):
     """One segment of the per-segment timeline."""
 
@@ -38,6 +47,7 @@ class SegmentOut(BaseModel):
     genre: str | None = Field(description="The segment's most probable genre; null for a silent segment (all probabilities 0).")
     confidence: float = Field(ge=0, le=1)
     probabilities: dict[str, float]
+    tags: list[TagOut] | None = Field(default=None, description="The segment's strongest tags, as the track's `tags`; empty for a silent segment.")
 
 
 class PredictionOut(BaseModel):
@@ -51,6 +61,11 @@ class PredictionOut(BaseModel):
     uncertain: bool = Field(description="The top probability is below the model's calibrated threshold: `genre` is a guess.")
     duration_s: float
     n_segments: int
+    tags: list[TagOut] | None = Field(
+        default=None,
+        description="musicnn's `tags` strongest tags, strongest first, each score averaged over the segments that hold sound; "
+        "absent for a model without tags (cnn1, cnn2).",
+    )
     segments: list[SegmentOut] | None = Field(default=None, description="Present only with `segments=true`.")
     warnings: list[str] | None = Field(default=None, description="Present only when decoding noticed something odd.")
 

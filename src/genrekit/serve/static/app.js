@@ -6,6 +6,7 @@
 let palette = {};
 const SVG_NS = "http://www.w3.org/2000/svg";
 const TOP_K = 5;
+const TAGS = 5; // musicnn tags shown as chips under the genre (the model's own probabilities, 2 decimals as `predict --tags` prints them)
 const STATUS_MESSAGES = {
   0: "The server could not be reached. Check that `genrekit serve` is still running and try again.",
   413: "The file is too large for this server.",
@@ -110,7 +111,7 @@ function upload(file) {
   const form = new FormData();
   form.append("file", file, file.name);
   const xhr = new XMLHttpRequest();
-  xhr.open("POST", `/v1/predict?top_k=${TOP_K}&segments=true`);
+  xhr.open("POST", `/v1/predict?top_k=${TOP_K}&segments=true&tags=${TAGS}`);
   xhr.responseType = "json";
   for (const [name, value] of Object.entries(authHeaders())) xhr.setRequestHeader(name, value);
   xhr.upload.onprogress = (e) => {
@@ -150,9 +151,30 @@ function render(result) {
   }
   $("result-notes").textContent = (result.warnings || []).join(" · ");
   $("result-notes").hidden = !(result.warnings || []).length;
+  renderTags(result);
   show("result");
   renderBars(result.top_k);
   renderTimeline(result.segments || [], result.duration_s);
+}
+
+// musicnn's tags as chips; when the genre is uncertain, one line naming the strongest tags that are not genres of the
+// model (the line of genrekit.tags.uncertain_hint). A model without tags (cnn1, cnn2) sends none and shows none.
+function renderTags(result) {
+  const tags = result.tags || [];
+  const chips = $("tags");
+  chips.replaceChildren();
+  for (const { tag, source, score } of tags) {
+    const chip = el("li", "tag", tag);
+    chip.title = `${source}: ${score.toFixed(2)}, the tagger's probability that “${tag}” applies`;
+    chip.append(" ", el("span", "tag-score", score.toFixed(2)));
+    chips.append(chip);
+  }
+  chips.hidden = !tags.length;
+  const like = tags.map((t) => t.tag).filter((t) => !labels.includes(t)).slice(0, 2);
+  const hint = $("tags-hint");
+  const count = labels.length === 10 ? "ten" : String(labels.length);
+  hint.textContent = like.length ? `not clearly one of the ${count} genres; sounds like: ${like.join(", ")}` : "";
+  hint.hidden = !(result.uncertain && result.genre !== null && like.length);
 }
 
 function renderBars(topK) {
