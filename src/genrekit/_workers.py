@@ -201,9 +201,12 @@ class BoundedPool(Generic[R]):
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None) -> None:
         if self._pool is None:
             return
-        if kind is not None:
-            stop_pool(self._pool)  # interrupted (Ctrl-C, SIGTERM), failed, or the caller stopped early
         self._pending.clear()
+        if kind is not None:  # interrupted (Ctrl-C, SIGTERM), failed, or the caller stopped early
+            # Terminated, not waited for: a worker terminated while it held the task queue's lock would
+            # block the wait forever (and the workers watch this process anyway).
+            stop_pool(self._pool)
+            return
         self._pool.shutdown(wait=True)
 
     @property

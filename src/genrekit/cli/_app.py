@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import inspect
+import os
 import re
 import signal
 import sys
@@ -259,5 +260,24 @@ def main() -> None:
             _missing_extra(e, f"genrekit {command}".strip())
         except typer.Exit as done:
             sys.exit(done.exit_code)
+    except SystemExit as done:
+        if done.code in _INTERRUPTED:
+            _exit_now(int(done.code))
+        raise
     finally:
         gc.freeze()
+
+
+_INTERRUPTED = (128 + signal.SIGINT, 128 + signal.SIGTERM)  # what handle_errors exits with after Ctrl-C or SIGTERM
+
+
+def _exit_now(code: int) -> NoReturn:
+    """End an interrupted command at once, its own cleanup done (outputs closed, locks released, workers
+    terminated). Python's exit would still join a process pool's manager thread, which can wait forever
+    for a worker that was terminated while it held the pool's task-queue lock."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing more can reach it
+            pass
+    os._exit(code)
