@@ -55,3 +55,13 @@ def test_testclient_imports_without_deprecation_warning() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         importlib.import_module("fastapi.testclient")
+
+
+@pytest.mark.parametrize("command", ["predict", "serve", "train", "evaluate", "prepare"])
+def test_options_with_choices_show_them(command: str) -> None:
+    """Choices in the metavar (``auto|cpu|cuda|mps``), not a bare ``<str>`` with the words buried in prose."""
+    text = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"}).output
+    assert "<str>" not in text
+    expected = {"predict": ["table|json|csv", "auto|torch|onnxruntime", "auto|cpu|cuda|mps", "local|ray"], "serve": ["auto|torch|onnxruntime", "auto|cpu|cuda|mps"],
+                "train": ["filtered|random|kfold|leaky-segments", "auto|cpu|cuda|mps"], "evaluate": ["test|val", "auto|cpu|cuda|mps"], "prepare": ["logmel|musicnn", "local|ray"]}
+    assert all(choices in text for choices in expected[command]), text

@@ -21,16 +21,16 @@ __all__ = ["register", "prepare", "info"]
 def prepare(
     data: Annotated[Path, typer.Argument(metavar="DATA", help="Dataset folder (<label>/<audio files>, GTZAN genres_original/ or genres/, or their parent) or a CSV manifest path,label[,track_id,group].")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Store folder to create or update.")],
-    features: Annotated[str, typer.Option(help="Feature kind: logmel (the original) or musicnn (pretrained embeddings).")] = "logmel",
+    features: Annotated[str, typer.Option(metavar="logmel|musicnn", help="Feature kind: logmel (the original) or musicnn (pretrained embeddings).")] = "logmel",
     config: Annotated[Optional[Path], typer.Option(help="JSON file with FeatureConfig fields (e.g. a store's store.json feature_config).")] = None,
-    scaling: Annotated[Optional[str], typer.Option(help="logmel scaling: seed (per-segment max, the original) or standard (fixed reference).")] = None,
+    scaling: Annotated[Optional[str], typer.Option(metavar="seed|standard", help="logmel scaling: seed (per-segment max, the original) or standard (fixed reference).")] = None,
     segment_seconds: Annotated[Optional[float], typer.Option(help="Segment length in seconds (default 3).")] = None,
     hop_seconds: Annotated[Optional[float], typer.Option(help="Hop between segment starts in seconds (default = segment length).")] = None,
     jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", help="Worker processes (default: all cores).")] = None,
     max_duration: Annotated[Optional[float], typer.Option(min=0.001, help="Skip files longer than this many seconds (default: no limit).")] = None,
     strict: Annotated[bool, typer.Option(metavar="", help="Exit 1 when any file could not be used.")] = False,
-    engine: Annotated[str, typer.Option(help="local (processes on this machine) or ray (a Ray cluster; needs the ray extra). The store is the same.")] = "local",
-    address: Annotated[Optional[str], typer.Option(help="With --engine ray: 'auto' or HOST:PORT of a running cluster (default: start one here with --jobs CPUs).")] = None,
+    engine: Annotated[str, typer.Option(metavar="local|ray", help="local (processes on this machine) or ray (a Ray cluster; needs the ray extra). The store is the same.")] = "local",
+    address: Annotated[Optional[str], typer.Option(metavar="auto|HOST:PORT", help="With --engine ray: 'auto' or HOST:PORT of a running cluster (default: start one here with --jobs CPUs).")] = None,
 ) -> None:
     """Decode, segment and featurize every track of DATA into the store OUT.
 
@@ -105,7 +105,7 @@ def _feature_config(
 
 
 def info(store: Annotated[Path, typer.Argument(metavar="STORE", help="A store folder made by `genrekit prepare`.")],
-         split: Annotated[str, typer.Option(help="Also count tracks per partition for this split strategy: filtered, random, kfold or leaky-segments.")] = "random",
+         split: Annotated[str, typer.Option(metavar="filtered|random|kfold|leaky-segments", help="Also count tracks per partition for this split strategy: filtered, random, kfold or leaky-segments.")] = "random",
          seed: Annotated[int, typer.Option(help="Split seed.")] = 0) -> None:
     """Show what a store holds: tracks and segments per label and partition, errors and config.
 

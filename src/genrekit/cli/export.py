@@ -18,7 +18,7 @@ FORMATS = ("onnx",)
 def export(
     model: Annotated[str, typer.Argument(help="'default', 'zero-shot', a run folder or a model.pt file.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="The .onnx file to write.")],
-    fmt: Annotated[str, typer.Option("--format", "-f", help="Export format: onnx.")] = "onnx",
+    fmt: Annotated[str, typer.Option("--format", "-f", metavar="onnx", help="Export format: onnx.")] = "onnx",
 ) -> None:
     """Export a model to ONNX: network, standardization and softmax in the graph; labels and feature config in its metadata.
 

@@ -152,18 +152,18 @@ def _write_plots(results: Sequence[Prediction | PredictionError], plot_dir: Path
 
 def predict(
     paths: Annotated[list[Path], typer.Argument(metavar="PATH", help="Audio files or folders (searched recursively): wav, au, flac, ogg, mp3.")],
-    model: Annotated[str, typer.Option("--model", "-m", help="'default' (shipped), a run folder, or a model.pt file.")] = "default",
+    model: Annotated[str, typer.Option("--model", "-m", metavar="NAME|RUN|FILE", help="'default' or 'zero-shot' (shipped), a run folder, a model.pt, or an .onnx file from genrekit export.")] = "default",
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many genres to list per track.")] = 3,
-    fmt: Annotated[Optional[str], typer.Option("--format", "-f", help="table (default), json or csv.")] = None,
+    fmt: Annotated[Optional[str], typer.Option("--format", "-f", metavar="table|json|csv", help="table (default), json or csv.")] = None,
     segments: Annotated[bool, typer.Option("--segments", metavar="", help="Include the per-segment timeline.")] = False,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="With --format json/csv: write it here instead of stdout. Without --format, a .parquet, .csv or .jsonl results file written as files finish, and continued when run again.")] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Write one timeline PNG per track into this folder.")] = None,
     jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", help="Worker processes (default: all cores), each decoding files and running the model on one thread. With --engine ray and no --address: the CPUs of the Ray instance started.")] = None,
     max_duration: Annotated[Optional[float], typer.Option(min=0.001, help="Skip files longer than this many seconds (default: no limit).")] = None,
-    engine: Annotated[str, typer.Option(help="local (processes on this machine) or ray (a Ray cluster; needs the ray extra and a --out results file).")] = "local",
-    address: Annotated[Optional[str], typer.Option(help="With --engine ray: 'auto' or HOST:PORT of a running cluster (default: start one here).")] = None,
-    backend: Annotated[str, typer.Option(help="What runs the network: auto (onnxruntime where it is faster and installed), torch or onnxruntime.")] = "auto",
-    device: Annotated[str, typer.Option(help="Where the network runs: auto (a CUDA GPU, then MPS, then the CPU, as far as the runtime can use them), cpu, cuda or mps.")] = "auto",
+    engine: Annotated[str, typer.Option(metavar="local|ray", help="local (processes on this machine) or ray (a Ray cluster; needs the ray extra and a --out results file).")] = "local",
+    address: Annotated[Optional[str], typer.Option(metavar="auto|HOST:PORT", help="With --engine ray: 'auto' or HOST:PORT of a running cluster (default: start one here).")] = None,
+    backend: Annotated[str, typer.Option(metavar="auto|torch|onnxruntime", help="What runs the network: auto (onnxruntime where it is faster and installed), torch or onnxruntime.")] = "auto",
+    device: Annotated[str, typer.Option(metavar="auto|cpu|cuda|mps", help="Where the network runs: auto (a CUDA GPU, then MPS, then the CPU, as far as the runtime can use them), cpu, cuda or mps.")] = "auto",
     tags: Annotated[Optional[int], typer.Option("--tags", min=0, help=f"List the K strongest of musicnn's 100 tags (rock, electronic, female vocalists, piano...) per track, and per segment with --segments: each score is the tagger's own probability that the tag applies (they do not sum to 1). Default: none in the table, {DEFAULT_TAGS} in JSON and CSV. Models over musicnn embeddings only.", metavar="K")] = None,
 ) -> None:
     """Classify audio files: genres with probabilities, and optionally the per-segment timeline.
@@ -361,7 +361,7 @@ def spectrogram(
     paths: Annotated[list[Path], typer.Argument(metavar="PATH", help="Audio files or folders.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the PNG images.")],
     per_segment: Annotated[bool, typer.Option("--per-segment", metavar="", help="One image per 3 s segment instead of one per track.")] = False,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Render what this model sees: 'default' (musicnn's 16 kHz, 96-band input), a run folder or model.pt (default: the original 22.05 kHz, 128-band log-mel).")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", metavar="NAME|RUN|FILE", help="Render what this model sees: 'default' (musicnn's 16 kHz, 96-band input), a run folder or model.pt (default: the original 22.05 kHz, 128-band log-mel).")] = None,
 ) -> None:
     """Render mel spectrogram images: what the model sees.
 
@@ -389,7 +389,7 @@ def spectrogram(
 
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the plots and the HTML summary.")] = Path("demo-output"),
-    model: Annotated[str, typer.Option("--model", "-m", help="Model to demonstrate.")] = "default",
+    model: Annotated[str, typer.Option("--model", "-m", metavar="NAME|RUN|FILE", help="Model to demonstrate.")] = "default",
 ) -> None:
     """Classify the freely licensed sample clips shipped with genrekit, and write plots and an HTML page.
 

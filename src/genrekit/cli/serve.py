@@ -39,9 +39,9 @@ def is_loopback(host: str) -> bool:
 
 
 def serve(
-    host: Annotated[str, typer.Option(help="Address to listen on; 0.0.0.0 exposes the server to your network (set a --token).")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(metavar="HOST", help="Address to listen on; 0.0.0.0 exposes the server to your network (set a --token).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port.")] = 8000,
-    model: Annotated[str, typer.Option("--model", "-m", help="Shipped model name, run folder or model file.")] = "default",
+    model: Annotated[str, typer.Option("--model", "-m", metavar="NAME|RUN|FILE", help="'default' or 'zero-shot' (shipped), a run folder, a model.pt, or an .onnx file from genrekit export.")] = "default",
     workers: Annotated[int, typer.Option(min=1, help="Inference threads: how many songs are decoded and classified at once.")] = DEFAULT_WORKERS,
     max_upload_mb: Annotated[float, typer.Option(help="Largest accepted upload in MB; larger gets 413.")] = DEFAULT_MAX_UPLOAD_MB,
     max_duration_s: Annotated[float, typer.Option(help="Longest accepted audio in seconds; longer gets 422.")] = DEFAULT_MAX_DURATION_S,
@@ -52,10 +52,10 @@ def serve(
     min_upload_kbps: Annotated[float, typer.Option(help="Slowest accepted average upload rate (kB/s) after the grace period; slower gets 408.")] = DEFAULT_MIN_UPLOAD_KBPS,
     max_upload_s: Annotated[float, typer.Option(help="Longest an upload may take in all, however fast; longer gets 408.")] = DEFAULT_MAX_UPLOAD_S,
     header_timeout_s: Annotated[float, typer.Option(min=0.1, help="Seconds a connection has to send its request headers before it is closed.")] = DEFAULT_HEADER_TIMEOUT_S,
-    token: Annotated[Optional[str], typer.Option(envvar=TOKEN_ENV, show_envvar=True, help="Require 'Authorization: Bearer TOKEN' on /v1/ requests (prefer the environment variable: a command line is visible to other users).")] = None,
-    log_level: Annotated[str, typer.Option(help="uvicorn log level: critical, error, warning, info, debug.")] = "info",
-    backend: Annotated[str, typer.Option(help="What runs the network: auto (onnxruntime where it is faster and installed), torch or onnxruntime.")] = "auto",
-    device: Annotated[str, typer.Option(help="Where the network runs: auto (a CUDA GPU, then MPS, then the CPU, as far as the runtime can use them), cpu, cuda or mps.")] = "auto",
+    token: Annotated[Optional[str], typer.Option(metavar="TOKEN", envvar=TOKEN_ENV, show_envvar=True, help="Require 'Authorization: Bearer TOKEN' on /v1/ requests (prefer the environment variable: a command line is visible to other users).")] = None,
+    log_level: Annotated[str, typer.Option(metavar="critical|error|warning|info|debug", help="uvicorn log level: critical, error, warning, info, debug.")] = "info",
+    backend: Annotated[str, typer.Option(metavar="auto|torch|onnxruntime", help="What runs the network: auto (onnxruntime where it is faster and installed), torch or onnxruntime.")] = "auto",
+    device: Annotated[str, typer.Option(metavar="auto|cpu|cuda|mps", help="Where the network runs: auto (a CUDA GPU, then MPS, then the CPU, as far as the runtime can use them), cpu, cuda or mps.")] = "auto",
 ) -> None:
     """Serve a model: POST /v1/predict, GET /v1/models, GET /healthz, API docs at /docs and a web page at /.
 

@@ -68,8 +68,8 @@ def _augment_config(augment: str, prob: float, mixup: float) -> AugmentConfig:
 def train(
     ctx: typer.Context,
     store: Annotated[Optional[Path], typer.Argument(metavar="STORE", help="Feature store made by `genrekit prepare` (not needed with --resume).")] = None,
-    model: Annotated[str, typer.Option(help="Architecture: cnn1 or cnn2 (the original's, on log-mel stores), or musicnn-head (on --features musicnn stores).")] = "cnn2",
-    split: Annotated[str, typer.Option(help="Split protocol: filtered (artist-aware GTZAN lists), random, kfold, or leaky-segments (the original's; inflated, labeled LEAKY).")] = "random",
+    model: Annotated[str, typer.Option(metavar="cnn1|cnn2|musicnn-head", help="Architecture: cnn1 or cnn2 (the original's, on log-mel stores), or musicnn-head (on --features musicnn stores).")] = "cnn2",
+    split: Annotated[str, typer.Option(metavar="filtered|random|kfold|leaky-segments", help="Split protocol: filtered (artist-aware GTZAN lists), random, kfold, or leaky-segments (the original's; inflated, labeled LEAKY).")] = "random",
     split_seed: Annotated[int, typer.Option(help="Seed of the split (random, kfold, leaky-segments).")] = 0,
     val_fraction: Annotated[float, typer.Option(help="Validation fraction (random, leaky-segments).")] = 0.2,
     test_fraction: Annotated[float, typer.Option(help="Test fraction (random, leaky-segments).")] = 0.0,
@@ -80,21 +80,21 @@ def train(
     lr: Annotated[float, typer.Option(help="Adam learning rate (the original: 1e-4).")] = 1e-4,
     weight_decay: Annotated[float, typer.Option(help="Decoupled weight decay (AdamW); 0 = plain Adam.")] = 0.0,
     label_smoothing: Annotated[float, typer.Option(help="Label smoothing in [0, 1).")] = 0.0,
-    class_weighting: Annotated[str, typer.Option(help="none, or balanced (loss weights against class imbalance).")] = "none",
-    lr_schedule: Annotated[str, typer.Option(help="none, cosine or plateau.")] = "none",
+    class_weighting: Annotated[str, typer.Option(metavar="none|balanced", help="none, or balanced (loss weights against class imbalance).")] = "none",
+    lr_schedule: Annotated[str, typer.Option(metavar="none|cosine|plateau", help="none, cosine or plateau.")] = "none",
     patience: Annotated[Optional[int], typer.Option(help="Early stopping: epochs without validation-loss improvement.")] = None,
-    keep: Annotated[str, typer.Option(help="model.pt holds the best (lowest validation loss) or the last epoch.")] = "best",
+    keep: Annotated[str, typer.Option(metavar="best|last", help="model.pt holds the best (lowest validation loss) or the last epoch.")] = "best",
     seed: Annotated[int, typer.Option(help="Training seed (init, data order, augmentation, dropout).")] = 0,
-    augment: Annotated[str, typer.Option(help=f"Comma-separated on-the-fly augmentations: {', '.join(_AUGMENTATIONS)}.")] = "",
+    augment: Annotated[str, typer.Option(metavar="LIST", help=f"Comma-separated on-the-fly augmentations: {', '.join(_AUGMENTATIONS)}.")] = "",
     augment_prob: Annotated[float, typer.Option(help="Probability of each augmentation per segment (and of mixup per batch).")] = 0.5,
     mixup: Annotated[float, typer.Option(help="Mixup Beta(alpha, alpha) parameter; 0 = off.")] = 0.0,
     threads: Annotated[Optional[int], typer.Option(help="torch CPU threads (default: torch's choice).")] = None,
-    precision: Annotated[str, typer.Option(help="fp32, or bf16: bfloat16 autocast, ~1.5x faster on CPUs with native bf16 (same accuracy in benchmarks/bench_training.py).")] = "fp32",
-    name: Annotated[Optional[str], typer.Option(help="Run folder name (default: UTC timestamp).")] = None,
+    precision: Annotated[str, typer.Option(metavar="fp32|bf16", help="fp32, or bf16: bfloat16 autocast, ~1.5x faster on CPUs with native bf16 (same accuracy in benchmarks/bench_training.py).")] = "fp32",
+    name: Annotated[Optional[str], typer.Option(metavar="NAME", help="Run folder name (default: UTC timestamp).")] = None,
     runs_dir: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("runs"),
     resume: Annotated[Optional[Path], typer.Option(help="Continue this interrupted run folder (same seed, same result).")] = None,
     low_memory: Annotated[bool, typer.Option("--low-memory", metavar="", help="Give memory back to the system after every step: about 0.6x the peak (cnn2, batch 64: 1.8 instead of 3.0 GB) for ~1.25x slower steps, the same weights. For laptops.")] = False,
-    device: Annotated[str, typer.Option(help="Where the model runs: auto (a CUDA GPU, then MPS, then the CPU), cpu, cuda or mps; on CUDA under bf16/fp16 autocast.")] = "auto",
+    device: Annotated[str, typer.Option(metavar="auto|cpu|cuda|mps", help="Where the model runs: auto (a CUDA GPU, then MPS, then the CPU), cpu, cuda or mps; on CUDA under bf16/fp16 autocast.")] = "auto",
     progress: Annotated[bool, typer.Option("--progress", metavar="", help="Show the progress bar even when stderr is not a terminal.")] = False,
 ) -> None:
     """Train a model on STORE and write a run folder (config.json, metrics.csv, history.png, model.pt, log.txt).
@@ -225,10 +225,10 @@ def _is_leaky(run: Path) -> bool:
 
 def evaluate(
     run: Annotated[Path, typer.Argument(metavar="RUN", help="A run folder made by `genrekit train`.")],
-    split: Annotated[str, typer.Option(help="Partition of the run's split to evaluate: test or val.")] = "test",
+    split: Annotated[str, typer.Option(metavar="test|val", help="Partition of the run's split to evaluate: test or val.")] = "test",
     store: Annotated[Optional[Path], typer.Option(help="Feature store (default: the one the run was trained on).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Report folder (default: RUN/eval-<split>).")] = None,
-    device: Annotated[str, typer.Option(help="Where the model runs: auto (a CUDA GPU, then MPS, then the CPU), cpu, cuda or mps; on CUDA under bf16/fp16 autocast.")] = "auto",
+    device: Annotated[str, typer.Option(metavar="auto|cpu|cuda|mps", help="Where the model runs: auto (a CUDA GPU, then MPS, then the CPU), cpu, cuda or mps; on CUDA under bf16/fp16 autocast.")] = "auto",
 ) -> None:
     """Evaluate RUN's model.pt: segment and track accuracy (soft and majority vote), 95% CI, per-genre P/R/F1, confusion matrix.
 
@@ -294,7 +294,7 @@ def _pct(value: float, decimals: int = 1) -> str:
 
 def compare(
     runs: Annotated[list[Path], typer.Argument(metavar="RUN", help="Run folders to show side by side.")],
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table (fits 80 columns), csv or json (every figure, full precision).")] = "table",
+    fmt: Annotated[str, typer.Option("--format", "-f", metavar="table|csv|json", help="table (fits 80 columns), csv or json (every figure, full precision).")] = "table",
 ) -> None:
     """Show runs side by side: model, split protocol, track accuracy with 95% CI, macro-F1, epochs, time.
 
