@@ -206,3 +206,14 @@ def test_page_shows_no_chips_for_a_model_without_tags(server: str, page, tmp_pat
     page.set_input_files("#file", str(clip))
     page.wait_for_selector("#result:not([hidden])", timeout=60_000)
     assert page.locator("#tags li").count() == 0 and page.locator("#tags").is_hidden() and page.locator("#tags-hint").is_hidden()
+
+
+def test_model_info_speaks_plainly(musicnn_server: str, page) -> None:
+    """The page says what the shipped model does in words a listener uses; file paths and recipe names stay in the tooltip."""
+    page.goto(f"{musicnn_server}/")
+    page.wait_for_selector("#model-info:not([hidden])")
+    text = page.locator("#model-info").inner_text()
+    assert "tells 10 genres apart" in text and "It named the right genre for " in text and "tracks it was not trained on" in text, text
+    assert "tags-lr" in page.locator("#model-info").get_attribute("title")
+    for jargon in (".md", "tags-lr", "MSD", "MTT", "cross-validation", "macro"):
+        assert jargon not in text, text

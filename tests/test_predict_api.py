@@ -106,3 +106,11 @@ def test_writer_registry_lists_formats_and_writes_what_the_cli_writes(classifier
     assert data["results"][1] == {"path": "b.wav", "error": "b.wav: not decodable audio"}
     with pytest.raises(genrekit.ParameterError, match=r"\(--format\) must be json or csv\. Got 'xml'"):
         get_writer("xml")
+
+
+def test_models_say_whether_they_can_flag_a_result_uncertain() -> None:
+    """The zero-shot baseline has no calibrated threshold: its "uncertain" is always false, and it says so."""
+    from genrekit import load_model
+
+    default, zero_shot = load_model("default").describe(), load_model("zero-shot").describe()
+    assert 0.0 < default["uncertain_below"] < 1.0 and zero_shot["uncertain_below"] is None

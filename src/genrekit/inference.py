@@ -379,6 +379,9 @@ class GenreClassifier:
             "labels": self.classes_,
             "features": {"kind": cfg.kind, "sample_rate": cfg.audio.sample_rate, "segment_seconds": cfg.audio.segment_seconds},
             "runtime": self.runtime,
+            # The top probability below which results are flagged uncertain; None: the model has no calibrated
+            # threshold, so its "uncertain" is always false (the zero-shot baseline, uncalibrated runs).
+            "uncertain_below": self.uncertain_below or None,
             "tags": self.has_tags,
             **{k: v for k, v in self.checkpoint.metadata.items() if k in _DESCRIBED},
         }

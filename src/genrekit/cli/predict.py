@@ -352,6 +352,8 @@ def _model_card(infos: list[dict[str, Any]]) -> Table:
         if "uncertain_below" in cal:
             card.add_row("confidence", f"flagged uncertain below {cal['uncertain_below']:.0%}; calibration error (ECE) "
                                        f"{cal['ece_before'] if cal.get('temperature', 1.0) == 1.0 else cal['ece_after']:.3f}")
+        elif info.get("uncertain_below") is None:
+            card.add_row("confidence", "no calibrated threshold: its answers are never flagged uncertain")
         if "runtime" in info:
             card.add_row("runs with", escape(info["runtime"]))
     return card

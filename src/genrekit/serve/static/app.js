@@ -71,9 +71,11 @@ async function loadModelInfo() {
     labels = model.labels;
     palette = await (await fetch("/palette.json")).json();
     const name = model.name.split(/[\\/]/).filter(Boolean).pop() || model.name;
-    $("model-info").textContent = [`Model “${name}”: ${model.description || model.architecture}.`, `Genres: ${labels.join(", ")}.`, modelFigures(model)]
+    // Plain words for people who want a genre; the recipe and the protocol stay a hover away for the curious.
+    $("model-info").textContent = [`Model “${name}” tells ${labels.length} genres apart: ${labels.join(", ")}.`, modelFigures(model)]
       .filter(Boolean)
       .join(" ");
+    $("model-info").title = [model.description, (model.validation || {}).protocol].filter(Boolean).join(". ");
     $("model-info").hidden = false;
   } catch (err) {
     labels = [];
@@ -84,11 +86,9 @@ async function loadModelInfo() {
 function modelFigures(model) {
   const v = model.validation || {};
   if (typeof v.track_accuracy !== "number") return "";
-  const range = (ci) => (Array.isArray(ci) ? ` (95% CI ${percent(ci[0])}–${percent(ci[1])})` : "");
-  const recall = typeof v.macro_recall === "number" ? `, macro recall ${percent(v.macro_recall)}${range(v.macro_recall_ci95)}` : "";
-  const how = v.protocol ? ` by ${v.protocol}` : "";
-  const n = v.n_tracks ? ` on ${v.n_tracks} tracks` : "";
-  return `Measured${how}${n}: track accuracy ${percent(v.track_accuracy)}${range(v.track_accuracy_ci95)}${recall}.`;
+  const range = (ci) => (Array.isArray(ci) ? `, between ${percent(ci[0])} and ${percent(ci[1])} with 95% confidence` : "");
+  const n = v.n_tracks ? ` of ${v.n_tracks} tracks it was not trained on` : " of the tracks it was tested on";
+  return `It named the right genre for ${percent(v.track_accuracy)}${n}${range(v.track_accuracy_ci95)}.`;
 }
 
 function setProgress(text, value) {
