@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -105,6 +106,19 @@ def interleaved(fns: dict[str, Callable[[], object]], repeats: int, cpu: dict[st
             if cpu is not None:
                 cpu.setdefault(name, []).append(time.process_time() - c0)
     return times
+
+
+def predict_p50(models: dict[str, Any], clips: Sequence[Path]) -> tuple[dict[str, float], dict[str, float]]:
+    """Median wall and CPU seconds of ``predict`` per clip for each model, the models interleaved clip by
+    clip after one untimed call each (first-call costs out of the timings)."""
+    for m in models.values():
+        m.predict(clips[0])
+    times: dict[str, list[float]] = {k: [] for k in models}
+    cpu: dict[str, list[float]] = {}
+    for clip in clips:
+        for k, v in interleaved({k: (lambda m=m, c=clip: m.predict(c)) for k, m in models.items()}, 1, cpu).items():
+            times[k] += v
+    return {k: median(v) for k, v in times.items()}, {k: median(v) for k, v in cpu.items()}
 
 
 def median(values: Sequence[float]) -> float:

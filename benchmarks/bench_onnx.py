@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _common import REPO, append_row, interleaved, machine, median, now, shared_data
+from _common import REPO, append_row, machine, median, now, predict_p50, shared_data
 
 BACKENDS = ("torch", "onnxruntime", "auto")
 
@@ -50,15 +50,7 @@ def main() -> None:
 
     models = {b: load_model(backend=b) for b in BACKENDS}
     clips = _clips(args.repeats)
-    for m in models.values():
-        m.predict(clips[0])  # first-call costs out of the timings
-    times: dict[str, list[float]] = {k: [] for k in models}
-    cpu: dict[str, list[float]] = {}
-    for clip in clips:
-        for k, v in interleaved({k: (lambda m=m, c=clip: m.predict(c)) for k, m in models.items()}, 1, cpu).items():
-            times[k] += v
-    p50 = {k: median(v) for k, v in times.items()}
-    cpu50 = {k: median(v) for k, v in cpu.items()}
+    p50, cpu50 = predict_p50(models, clips)
     print("latency p50 per 30 s track, 1 thread (wall / CPU s): " + ", ".join(f"{k} {p50[k]:.3f} / {cpu50[k]:.3f}" for k in models)
           + f"; torch / auto {p50['torch'] / p50['auto']:.2f}x, onnxruntime / auto {p50['onnxruntime'] / p50['auto']:.2f}x")
 

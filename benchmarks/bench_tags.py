@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from _common import append_row, interleaved, machine, median, now, shared_data
+from _common import append_row, machine, now, predict_p50, shared_data
 
 BACKENDS = ("torch", "onnxruntime", "auto")
 
@@ -64,15 +64,7 @@ def main() -> None:
             raise SystemExit(f"{backend}: the shipped model computes no tags here (rerun scripts/quantize_default_model.py for auto)")
         models[f"{backend} tags"], models[f"{backend} none"] = model, _without_tags(model)
     clips = _clips(args.repeats)
-    for m in models.values():
-        m.predict(clips[0])  # first-call costs out of the timings
-    times: dict[str, list[float]] = {k: [] for k in models}
-    cpu: dict[str, list[float]] = {}
-    for clip in clips:
-        for k, v in interleaved({k: (lambda m=m, c=clip: m.predict(c)) for k, m in models.items()}, 1, cpu).items():
-            times[k] += v
-    p50 = {k: median(v) for k, v in times.items()}
-    cpu50 = {k: median(v) for k, v in cpu.items()}
+    p50, cpu50 = predict_p50(models, clips)
     ratio = {b: p50[f"{b} tags"] / p50[f"{b} none"] for b in BACKENDS}
     cpu_ratio = {b: cpu50[f"{b} tags"] / cpu50[f"{b} none"] for b in BACKENDS}
     for b in BACKENDS:

@@ -40,12 +40,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", default=["zero-shot"], help="shipped models to export (default: zero-shot)")
     args = parser.parse_args()
+    from genrekit._io import atomic_write
+
     for name in args.names:
         graph = shipped_graph(name)
         out = WEIGHTS / f"{name}.onnx"
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_bytes(graph)
-        tmp.replace(out)
+        with atomic_write(out) as f:
+            f.write(graph)
         print(f"wrote {out} ({len(graph) / 1e6:.1f} MB, sha256 {hashlib.sha256(graph).hexdigest()[:16]})")
 
 

@@ -28,7 +28,7 @@ from typing import IO, Any
 
 from .exceptions import GenrekitError, InUseError, OutputError
 
-__all__ = ["LOCK_NAME", "atomic_write", "exclusive", "output_errors", "printable", "readable", "write_all"]
+__all__ = ["LOCK_NAME", "atomic_write", "exclusive", "fsync_dir", "output_errors", "printable", "readable", "write_all"]
 
 LOCK_NAME = ".genrekit.lock"  # the lock file of a folder output (store, run folder), inside it
 # Errors that say "this place cannot take the output", whatever the file: what output_errors reports in words.
@@ -75,10 +75,16 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
+def fsync_dir(path: Path) -> None:
+    """Make a rename in ``path`` durable (POSIX; a no-op where folders cannot be opened or synced)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
     try:
         os.fsync(fd)
+    except OSError:
+        pass
     finally:
         os.close(fd)
 
@@ -100,7 +106,7 @@ def atomic_write(path: Path, mode: str = "wb", **kwargs: Any) -> Iterator[IO[Any
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def _describe(e: OSError, path: Path) -> str:

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from . import __version__
+from ._io import atomic_write
 from .config import FeatureConfig
 from .exceptions import CheckpointError, GenrekitWarning, ModelNotFoundError, ParameterError
 from .features import feature_shape
@@ -88,9 +89,8 @@ def save_checkpoint(checkpoint: Checkpoint, path: str | Path) -> None:
         "std": checkpoint.std,
         "metadata": checkpoint.metadata,
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    with atomic_write(path) as f:
+        torch.save(payload, f)
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:

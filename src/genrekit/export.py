@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from . import __version__
+from ._io import atomic_write
 from .checkpoint import Checkpoint
 from .model_metadata import METADATA_PREFIX
 from .models.musicnn_linear import TagLayer
@@ -128,7 +129,7 @@ def export_metadata(checkpoint: Checkpoint) -> dict[str, str]:
 def export_onnx(checkpoint: Checkpoint, out: str | Path, *, opset: int = OPSET) -> Path:
     """Write :func:`onnx_bytes` of ``checkpoint`` to ``out`` atomically; returns the path."""
     out = Path(out)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_bytes(onnx_bytes(checkpoint, opset=opset))
-    tmp.replace(out)
+    graph = onnx_bytes(checkpoint, opset=opset)
+    with atomic_write(out) as f:
+        f.write(graph)
     return out

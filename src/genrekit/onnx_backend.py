@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,18 @@ def _session(model: bytes | str, threads: int, device: str = "auto") -> Any:
     return ort.InferenceSession(graph, options, providers=providers)
 
 
+@lru_cache(maxsize=1)
+def _cpu() -> str:
+    """This machine's architecture and CPU flags (read once: /proc/cpuinfo of a many-core machine is large)."""
+    import platform
+
+    try:
+        flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
+    except OSError:
+        flags = ""
+    return f"{platform.machine()} {flags}"
+
+
 def _optimized_path(graph: bytes, ort_version: str) -> Path:
     """Where onnxruntime's optimized form of ``graph`` for this CPU is cached (:func:`cache_dir`).
 
@@ -127,14 +140,8 @@ def _optimized_path(graph: bytes, ort_version: str) -> Path:
     optimizations off takes ~25-35 ms and computes the same probabilities bit for bit
     (tests/test_export.py). Its blocked layouts are specific to the CPU's instruction sets, so the key holds
     the onnxruntime version and the CPU flags besides the graph."""
-    try:
-        flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
-    except OSError:
-        flags = ""
-    import platform
-
     key = hashlib.blake2b(graph, digest_size=16)
-    key.update(f"{ort_version} {platform.machine()} {flags}".encode())
+    key.update(f"{ort_version} {_cpu()}".encode())
     return cache_dir() / "ort" / f"{key.hexdigest()}.onnx"
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..exceptions import ParameterError
-from ._io import atomic_write_text
+from .._io import atomic_write
 from ._results import Results, load_results
 
 __all__ = ["PlaylistSummary", "write_playlists"]
@@ -98,7 +98,8 @@ def write_playlists(
     written: dict[Path, int] = {}
     entry = _Paths(folder.resolve(), absolute)
     for done, (key, path) in enumerate(targets.items()):
-        atomic_write_text(path, _playlist(table, key, lists[key], entry))
+        with atomic_write(path, "w", encoding="utf-8", newline="\n") as f:
+            f.write(_playlist(table, key, lists[key], entry))
         written[path] = len(lists[key])
         if on_progress is not None:
             on_progress(done + 1, len(targets), path.name)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..palette import genre_colors
-from ._io import atomic_write_text
+from .._io import atomic_write
 from ._results import Results, load_results, relative, top_folder
 
 __all__ = ["ReportSummary", "report"]
@@ -82,7 +82,9 @@ def report(results: str | os.PathLike[str] | Results, out: str | os.PathLike[str
     progress(1, "drawing charts")
     page = _page(table, title or table.source.name)
     progress(2, "writing page")
-    atomic_write_text(out, page)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out, "w", encoding="utf-8", newline="\n") as f:
+        f.write(page)
     progress(3, "done")
     statuses = Counter(table.status(i) for i in range(len(table)))
     return ReportSummary(

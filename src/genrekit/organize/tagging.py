@@ -32,7 +32,7 @@ from typing import Any
 
 from ..datasets import file_hash
 from ..exceptions import GenrekitError, ParameterError
-from ._io import fsync_dir
+from .._io import fsync_dir
 from ._payload import PayloadError, id3v2_size, payload_digest
 from ._results import Results, load_results
 
