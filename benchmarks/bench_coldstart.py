@@ -36,7 +36,7 @@ Prediction vs outcome:
   1.47 s floor (0.94x, load 3.6): the target holds, with the CLI 0.06 s over a floor that also skips the
   shutdown collections (1.25 s). Startup 1.30 s, compute 0.08 s. The default model: startup 1.35 s,
   then 1.27 s of musicnn compute (worked on in musicnn.py, see bench_musicnn.py): 2.62 s.
-- Not done, measured too small or too risky: lazy imports inside genrekit.inference (soxr,
+- Not done, measured too small or too risky: lazy imports inside genrekit.classifier (soxr,
   concurrent.futures: ~3 ms); building the model on the meta device to skip random init (~9 ms, but
   unsafe for modules holding non-persistent tensors); replacing typer on the predict path (~0.15 s,
   and a second parser to keep in sync with the typer one); ``os._exit`` after flushing (~0.1 s more
@@ -121,7 +121,7 @@ def main() -> None:
     parser.add_argument("--no-default", action="store_true", help="time the cnn2 model only (the default model's compute is seconds)")
     parser.add_argument("--no-record", action="store_true", help="do not append to benchmarks/RESULTS.md")
     args = parser.parse_args()
-    from genrekit.inference import available_models
+    from genrekit.classifier import available_models
 
     with tempfile.TemporaryDirectory(prefix="genrekit-bench-coldstart-") as tmp:
         clip = Path(tmp) / "one.wav"

@@ -37,7 +37,7 @@ def _train_step_seconds(device: str, steps: int) -> float:
     from torch.nn import functional as F
 
     from genrekit.config import FeatureConfig
-    from genrekit.device import autocast, torch_device
+    from genrekit.runtime.device import autocast, torch_device
     from genrekit.features import feature_shape
     from genrekit.models import build_model
 

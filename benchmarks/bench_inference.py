@@ -43,7 +43,7 @@ Prediction vs outcome, per change:
   traffic: 29 ms alone at load ~1, 54-62 ms since), 3.6-12x the notebook way (also load-bound: 142 ms
   at load 2.4, 679 ms at load 5). What is left: the model ~23 ms, log-mel ~7 ms (features.py, mostly
   the FFT, see bench_features.py), decode 1-2 ms.
-- musicnn-head needs musicnn embeddings of both MSD and MTT models (genrekit.musicnn): ~1.3 CPU s a
+- musicnn-head needs musicnn embeddings of both MSD and MTT models (genrekit.features.musicnn): ~1.3 CPU s a
   clip now, far from 300 ms; that model's cost is worked on in musicnn.py (see bench_musicnn.py).
 - Throughput, one model thread: 20.3 -> 12.9 tracks/s from 1 to 2 jobs at load 5, 30.2 -> 32.9 at
   load 2.4 (1.09x; before, with 2 model threads: 3.0 -> 4.4). With 2 jobs the model process is the
@@ -68,7 +68,7 @@ import torch
 from _common import append_row, interleaved, machine, median, now, random_model, synth_clip, synth_dataset
 from genrekit.audio import load_audio, segment_audio
 from genrekit.features import extract_features
-from genrekit.inference import GenreClassifier, available_models, load_model
+from genrekit.classifier import GenreClassifier, available_models, load_model
 
 SECTION = "## Inference (`benchmarks/bench_inference.py`)"
 COLUMNS = ("date (UTC)", "machine", "model", "p50 ms wall (CPU), 1 thread, 30 s WAV", "notebook-way p50 ms", "speedup", "target", "tracks", "tracks/s 1 job", "tracks/s 2 jobs", "scaling")

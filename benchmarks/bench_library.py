@@ -1,7 +1,7 @@
 """Library runs: tracks/s of the local and the Ray engine at 1 and 2 CPUs on the same files, and Ray's cost.
 
 Workload: ``--tracks`` synthetic 30 s WAVs classified into a fresh Parquet results file by
-:func:`genrekit.library.classify_library` (what ``genrekit predict DIR --out results.parquet`` runs), with
+:func:`genrekit.library.run.classify_library` (what ``genrekit predict DIR --out results.parquet`` runs), with
 cnn2 (random weights: inference costs the same as trained) or ``--model``.
 
 Each configuration runs in its own process pinned to its CPUs (``sched_setaffinity``, inherited by the
@@ -51,8 +51,8 @@ def run_one(engine: str, cpus: int, data: Path, model: str, out_dir: Path) -> di
     os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:cpus]))
     import torch
 
-    from genrekit.inference import load_model
-    from genrekit.library import classify_library, read_results
+    from genrekit.classifier import load_model
+    from genrekit.library.run import classify_library, read_results
 
     torch.set_num_threads(1)  # the driver's model thread, as `genrekit predict` sets it
     classifier = load_model(model)
@@ -62,7 +62,7 @@ def run_one(engine: str, cpus: int, data: Path, model: str, out_dir: Path) -> di
         os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
         import ray
 
-        from genrekit.ray_engine import RayEngine
+        from genrekit.engines.ray import RayEngine
 
         t0 = time.perf_counter()
         ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, logging_level="ERROR")

@@ -1,4 +1,4 @@
-"""CPU cost of musicnn embeddings (MSD + MTT, :func:`genrekit.musicnn.extract_embeddings`) per 30 s clip.
+"""CPU cost of musicnn embeddings (MSD + MTT, :func:`genrekit.features.musicnn.extract_embeddings`) per 30 s clip.
 
 Times the ten 3 s segments of a real 30 s clip (decoded once, outside the timing), with one torch
 thread and with torch's default thread count, and prints CPU seconds (process time, all threads) and
@@ -18,7 +18,7 @@ bf16 autocast (``--bf16-check N``: the shipped model's top genre with fp32 vs bf
 gtzan-dev clips, and the time of both): the convolutions get ~1.3x faster and the embedding moves by
 ~2 %. The first shipped head standardized dimensions that are constant in training (dead units) by a
 1e-6 std, and agreed with fp32 on the top genre of only 3 of 20 clips; with scale 1 for those dimensions
-(``genrekit.training.mean_and_scale``) it agrees on 20 of 20 (probabilities within 0.004). The first
+(``genrekit.training.fit.mean_and_scale``) it agrees on 20 of 20 (probabilities within 0.004). The first
 head is in git: ``git show a23ad56:src/genrekit/weights/default.pt > old.pt``, then ``--model old.pt``. bf16 is still
 not used: features would then depend on the CPU (a store must follow from its config alone), the tag
 scores would leave the original's 2e-4, and 1.3x does not reach 300 ms either.
@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from _common import append_row, machine, now, shared_data
-from genrekit import musicnn
+from genrekit.features import musicnn
 from genrekit.models.musicnn import _ConvBlock
 from genrekit.audio import load_segments
 

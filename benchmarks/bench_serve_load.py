@@ -78,7 +78,7 @@ def pick_clip(workdir: Path) -> tuple[Path, str]:
 
 def pick_model(requested: str | None, workdir: Path) -> tuple[str, str]:
     """The shipped default model when installed, else a random-weights cnn1 (same compute, meaningless genres)."""
-    from genrekit.inference import available_models
+    from genrekit.classifier import available_models
 
     if requested:
         return requested, requested
@@ -88,7 +88,7 @@ def pick_model(requested: str | None, workdir: Path) -> tuple[str, str]:
 
     from genrekit.checkpoint import Checkpoint, save_checkpoint
     from genrekit.config import FeatureConfig
-    from genrekit.datasets import GTZAN_GENRES
+    from genrekit.datasets.discover import GTZAN_GENRES
     from genrekit.models import build_model
 
     torch.manual_seed(0)

@@ -34,8 +34,8 @@ def _clips(n: int) -> list[Path]:
 
 def _without_tags(model: Any) -> Any:
     """``model`` as it ran before tags: the same network, no tag scores."""
-    from genrekit.export import TAGS_OUTPUT
-    from genrekit.onnx_backend import OnnxClassifier
+    from genrekit.runtime.export import TAGS_OUTPUT
+    from genrekit.runtime.onnx import OnnxClassifier
 
     if not isinstance(model, OnnxClassifier):
         bare = copy.copy(model)

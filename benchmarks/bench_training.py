@@ -2,7 +2,7 @@
 
 The naive step is the obvious PyTorch port of the original: eager fp32, NCHW, Keras "same" pooling as an
 explicit -inf pad followed by a pool, ``nn.Dropout``, for-loop AdamW, glibc's default allocation. genrekit's
-step is what :mod:`genrekit.training` runs: channels_last weights, the pool's own padding + ceil_mode
+step is what :mod:`genrekit.training.fit` runs: channels_last weights, the pool's own padding + ceil_mode
 (:class:`genrekit.models.cnn.KerasMaxPool2d`), dropout masks from random bits
 (:func:`genrekit.speedups.bit_dropout`), fused AdamW, inside ``genrekit.speedups.keep_freed_memory`` (freed activations
 stay in glibc's heap instead of being page-faulted back in every step). Every variant trains on batches
@@ -11,7 +11,7 @@ process per block of ``--steps`` steps (a run is one process, and the allocator'
 step), after one untimed step; blocks run in turns, ``--rounds`` times. A variant's speedup is the median
 over rounds of its ratio to the naive step of the same round; the epoch figure is 125 x the median step
 plus the median batch read. Then both loops train from the same seed, to show that what is learned does
-not change: on a real store with ``--store`` (the naive loop vs ``genrekit.training.train`` itself), else
+not change: on a real store with ``--store`` (the naive loop vs ``genrekit.training.fit.train`` itself), else
 on a small learnable synthetic set.
 
 Prediction vs outcome (2 cores shared with two other agents' jobs, load average 2-3 for the figures
@@ -133,7 +133,7 @@ def naive_model(seed: int) -> nn.Module:
 
 
 def genrekit_model(seed: int) -> nn.Module:
-    """As genrekit.training builds it."""
+    """As genrekit.training.fit builds it."""
     torch.manual_seed(seed)
     return build_model("cnn2", SHAPE, N_CLASSES).to(memory_format=torch.channels_last)
 
@@ -187,7 +187,7 @@ def make_store(path: Path, n: int, seed: int = 0) -> np.ndarray:
 
 
 def read_batch(features: np.ndarray, idx: np.ndarray) -> torch.Tensor:
-    """What genrekit.training does per batch: sorted indices into the memmap, float32."""
+    """What genrekit.training.fit does per batch: sorted indices into the memmap, float32."""
     return torch.from_numpy(np.asarray(features[np.sort(idx)], dtype=np.float32))
 
 
@@ -288,14 +288,14 @@ def train_accuracy(make: Callable[[int], Step], n_train: int, n_val: int, epochs
 
 
 def store_accuracy(store: Path, epochs: int, seeds: list[int]) -> str:
-    """Validation accuracy of the naive loop and of ``genrekit.training.train`` (fp32 and bf16) on a real store.
+    """Validation accuracy of the naive loop and of ``genrekit.training.fit.train`` (fp32 and bf16) on a real store.
 
     Each arm trains cnn2 for ``epochs`` epochs per seed on the same random 80/20 track split, with the
     same initialization and batch order (the naive loop draws them as training does); only dropout masks
     and rounding differ between arms, so the spread over seeds within an arm is the noise to compare with.
     """
-    from genrekit.splits import SplitConfig
-    from genrekit.training import TrainConfig, _epoch_rng, _load_data, train
+    from genrekit.datasets.splits import SplitConfig
+    from genrekit.training.fit import TrainConfig, _epoch_rng, _load_data, train
 
     data = _load_data(store, SplitConfig(strategy="random", seed=0))
     x_val = torch.from_numpy(np.asarray(data.store.features[data.val_idx], dtype=np.float32))

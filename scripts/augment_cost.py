@@ -1,7 +1,7 @@
 """Measure what pitch shift costs on raw audio vs on log-mel, beside one cnn2 training step.
 
 Run: ``nice .venv/bin/python scripts/augment_cost.py`` (one torch thread; numbers quoted in
-``genrekit.augment``'s docstring).
+``genrekit.training.augment``'s docstring).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import librosa
 import numpy as np
 import torch
 
-from genrekit.augment import AugmentConfig, Augmenter
+from genrekit.training.augment import AugmentConfig, Augmenter
 from genrekit.config import FeatureConfig
-from genrekit.features import logmel
+from genrekit.features.logmel import logmel
 from genrekit.models import build_model
 
 

@@ -8,7 +8,7 @@ Run once, outside genrekit's environment, in a venv that has TensorFlow and the 
     /tmp/tfvenv/bin/python scripts/convert_musicnn.py
 
 It writes ``src/genrekit/weights/musicnn_{msd,mtt}.safetensors`` (tensors already in PyTorch layout and
-named like :class:`genrekit.musicnn.MusiCNN`'s state dict; the tag list and the source travel in the
+named like :class:`genrekit.features.musicnn.MusiCNN`'s state dict; the tag list and the source travel in the
 file's metadata) and ``src/genrekit/weights/LICENSE-musicnn.txt`` (the wheel's ISC notice). Only the
 inference variables are kept; the Adam slots are dropped.
 

@@ -64,7 +64,7 @@ def _embed_file(job: tuple[str, str, str]) -> dict[str, np.ndarray]:
     """Embeddings of one file's segments (and crops, for a clip); runs in a worker."""
     import torch
 
-    from genrekit import musicnn
+    from genrekit.features import musicnn
     from genrekit.audio import load_audio, segment_audio
     from genrekit.config import AudioConfig
 

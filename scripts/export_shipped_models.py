@@ -2,7 +2,7 @@
 
 ``genrekit predict`` runs the shipped models in onnxruntime from graphs in the package, so a plain
 ``pip install genrekit`` classifies without PyTorch. Each graph is ``genrekit export`` of the shipped
-checkpoint plus ``genrekit.source``, the checkpoint's :func:`~genrekit.onnx_backend.checkpoint_digest`:
+checkpoint plus ``genrekit.source``, the checkpoint's :func:`~genrekit.runtime.onnx.checkpoint_digest`:
 ``tests/test_export.py`` fails when a checkpoint changes and its graph was not written again. The default
 model's int8 graph is ``scripts/quantize_default_model.py``'s (a protocol decides whether it ships).
 
@@ -24,9 +24,9 @@ def shipped_graph(name: str) -> bytes:
     import onnx
 
     from genrekit.checkpoint import load_checkpoint
-    from genrekit.export import onnx_bytes
+    from genrekit.runtime.export import onnx_bytes
     from genrekit.model_metadata import METADATA_PREFIX
-    from genrekit.onnx_backend import checkpoint_digest
+    from genrekit.runtime.onnx import checkpoint_digest
 
     checkpoint = load_checkpoint(WEIGHTS / f"{name}.pt")
     model = onnx.load_from_string(onnx_bytes(checkpoint))

@@ -10,7 +10,7 @@ noise bursts and noise, quiet enough that the original's float16 overflow does n
 from ``musicnn.extractor.extractor`` as shipped, and ``penultimate`` (n_patches, 200) from a second run
 with ``configuration.BATCH_SIZE`` set to the number of patches: with the shipped batch size of 1, every
 patch after the first gets patch 0's penultimate (a loop-variable bug), which the script checks.
-``tests/test_musicnn.py`` compares :mod:`genrekit.musicnn` against this file without TensorFlow.
+``tests/test_musicnn.py`` compares :mod:`genrekit.features.musicnn` against this file without TensorFlow.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Trains a standardized multinomial logistic regression (scikit-learn) on the segments of the
 fault-filtered *train* tracks of a ``--features musicnn`` store and reports the track accuracy on the
 *valid* tracks (soft vote: segment probabilities averaged per track) with a 95% Wilson interval, for the
-whole embedding and (``--blocks``) for parts of it (:data:`genrekit.musicnn.EMBEDDING_LAYOUT`), which is how
+whole embedding and (``--blocks``) for parts of it (:data:`genrekit.features.musicnn.EMBEDDING_LAYOUT`), which is how
 the embedding was chosen. The regularization strength is picked by 3-fold cross-validation over
 training *tracks* (segments of one track never straddle folds), so the valid tracks decide nothing.
 Dimensions that are constant on the training segments (musicnn has many dead front-end units) are
@@ -34,9 +34,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
 from sklearn.preprocessing import StandardScaler
 
-from genrekit import musicnn
-from genrekit.splits import SplitConfig, make_split
-from genrekit.store import open_store
+from genrekit.features import musicnn
+from genrekit.datasets.splits import SplitConfig, make_split
+from genrekit.datasets.store import open_store
 
 C_GRID = (1e-3, 1e-2, 1e-1, 1.0)
 N_FOLDS = 3

@@ -1,4 +1,4 @@
-"""The shipped model with an int8 musicnn front end (``genrekit.quantize``), checked before it ships.
+"""The shipped model with an int8 musicnn front end (``genrekit.runtime.quantize``), checked before it ships.
 
 Protocol, written before the results (session 4; the int8 attempt of session 3 quantized the convolutions'
 outputs with one range for all channels and 7-bit weights, and agreed on 145/149 excerpts):
@@ -46,7 +46,7 @@ def _patches(path: Path, config: Any, *, peak_normalize: bool = False) -> np.nda
     loud as the signal can be without clipping), they cover the range of loud input such as mastered pop or
     normalized excerpts."""
     from genrekit.audio import load_audio, segment_audio
-    from genrekit.export import musicnn_patches
+    from genrekit.runtime.export import musicnn_patches
 
     y = load_audio(path, sample_rate=config.audio.sample_rate)
     if peak_normalize:
@@ -103,9 +103,9 @@ def main() -> int:
 
     torch.set_num_threads(1)
     from genrekit import load_model
-    from genrekit.export import onnx_bytes
-    from genrekit.onnx_backend import OnnxClassifier, checkpoint_digest
-    from genrekit.quantize import quantize_timbral
+    from genrekit.runtime.export import onnx_bytes
+    from genrekit.runtime.onnx import OnnxClassifier, checkpoint_digest
+    from genrekit.runtime.quantize import quantize_timbral
 
     reference = load_model("default", backend="torch")
     fp32 = onnx_bytes(reference.checkpoint)

@@ -75,11 +75,11 @@ from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import dev_embeddings  # noqa: E402
+import dev_embeddings
 
-from genrekit import musicnn  # noqa: E402
-from genrekit.models.musicnn_linear import ZERO_SHOT_TAGS  # noqa: E402
-from genrekit.splits import filtered_lists  # noqa: E402
+from genrekit.features import musicnn
+from genrekit.models.musicnn_linear import ZERO_SHOT_TAGS
+from genrekit.datasets.splits import filtered_lists
 
 GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")
 SCARCE = ("blues", "country", "disco", "hiphop", "metal", "reggae")

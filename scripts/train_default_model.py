@@ -22,12 +22,12 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import select_default_model as sel  # noqa: E402
+import select_default_model as sel
 
-from genrekit import musicnn  # noqa: E402
-from genrekit.checkpoint import Checkpoint, save_checkpoint  # noqa: E402
-from genrekit.config import AudioConfig  # noqa: E402
-from genrekit.models import build_model  # noqa: E402
+from genrekit.features import musicnn
+from genrekit.checkpoint import Checkpoint, save_checkpoint
+from genrekit.config import AudioConfig
+from genrekit.models import build_model
 
 # selection candidate -> (musicnn-linear inputs, zero-shot prior)
 RECIPES = {

@@ -18,7 +18,7 @@ rock          ``rock``               MSD_musicnn
 ============  =====================  ==========================================================
 
 Each clip is decoded to 16 kHz and tagged as the original musicnn does (consecutive 3 s patches of the
-whole clip, :func:`genrekit.musicnn.tag_scores`); a genre's score is its tag's score averaged over the
+whole clip, :func:`genrekit.features.musicnn.tag_scores`); a genre's score is its tag's score averaged over the
 patches, and the prediction is the highest-scoring mapped genre. Disco and reggae clips can never be
 right, so the report gives accuracy over all clips and over the clips of mapped genres, per-genre
 recall, the confusion matrix, and, where the clips carry GTZAN ids, accuracy on the fault-filtered
@@ -44,12 +44,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genrekit import musicnn
+from genrekit.features import musicnn
 from genrekit.audio import load_audio
-from genrekit.datasets import discover
+from genrekit.datasets.discover import discover
 from genrekit.exceptions import GenrekitError, ParameterError
 from genrekit.models.musicnn_linear import ZERO_SHOT_TAGS
-from genrekit.splits import SplitConfig, make_split
+from genrekit.datasets.splits import SplitConfig, make_split
 
 # (model, tag) per genre: the mapping the shipped zero-shot model uses (genrekit.models.musicnn_linear).
 GENRE_TAGS: dict[str, tuple[str, str] | None] = {

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="session", autouse=True)
 def _onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Exported graphs (genrekit.onnx_backend.cache_dir) go to a temporary folder, not the user's cache."""
+    """Exported graphs (genrekit.runtime.onnx.cache_dir) go to a temporary folder, not the user's cache."""
     os.environ.setdefault("GENREKIT_CACHE_DIR", str(tmp_path_factory.mktemp("genrekit-cache")))
 
 
@@ -79,7 +79,7 @@ def write_random_model(path: Path, architecture: str = "cnn1", labels: list[str]
 
     from genrekit.checkpoint import Checkpoint, save_checkpoint
     from genrekit.config import FeatureConfig
-    from genrekit.datasets import GTZAN_GENRES
+    from genrekit.datasets.discover import GTZAN_GENRES
     from genrekit.features import feature_shape
     from genrekit.models import build_model
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from genrekit.library import ResultsFile, result_columns
+from genrekit.library.run import ResultsFile, result_columns
 
 LABELS = ["blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock"]
 SAMPLE_RATE = 22050
@@ -25,7 +25,7 @@ SAMPLE_RATE = 22050
 def result(path: Path | str, genre: str | None, confidence: float = 0.9, *, uncertain: bool = False, error: str | None = None,
            content_hash: str | None = None, duration: float = 2.0, labels: list[str] = LABELS) -> dict[str, Any]:
     """One results row as ``genrekit predict`` writes it: the other genres share what the top genre leaves."""
-    from genrekit.datasets import file_hash
+    from genrekit.datasets.discover import file_hash
 
     row: dict[str, Any] = dict.fromkeys(result_columns(labels))
     row["path"] = str(path)

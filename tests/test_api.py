@@ -17,8 +17,8 @@ import soundfile as sf
 import genrekit
 from genrekit.checkpoint import load_checkpoint
 from genrekit.config import AudioConfig, FeatureConfig
-from genrekit.inference import GenreClassifier
-from genrekit.store import open_store
+from genrekit.classifier import GenreClassifier
+from genrekit.datasets.store import open_store
 
 from conftest import REPO, synth_tone, write_random_model
 

@@ -17,7 +17,7 @@ from genrekit.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, declared_duration, 
 from genrekit.cli import app
 from genrekit.config import AudioConfig, FeatureConfig
 from genrekit.exceptions import AudioDecodeError, AudioTooLongError
-from genrekit.store import prepare_store
+from genrekit.datasets.store import prepare_store
 
 runner = CliRunner()
 
@@ -79,7 +79,7 @@ def test_prepare_does_not_cache_limits_or_memory_errors(tmp_path: Path, make_dat
     def out_of_memory(*args: object, **kwargs: object) -> None:
         raise MemoryError
 
-    monkeypatch.setattr("genrekit.featurize.stream_audio", out_of_memory)
+    monkeypatch.setattr("genrekit.features.pipeline.stream_audio", out_of_memory)
     report = prepare_store(data, tmp_path / "store2", FeatureConfig(), jobs=1)
     assert all("out of memory" in reason for _, reason in report.errors)
     assert not list((tmp_path / "store2").glob("cache/*/*.error.json"))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from genrekit.augment import AugmentConfig, Augmenter, mixup
+from genrekit.training.augment import AugmentConfig, Augmenter, mixup
 from genrekit.config import FeatureConfig
 from genrekit.exceptions import ParameterError
 

@@ -18,8 +18,8 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from genrekit.cli import app
-from genrekit.splits import LEAKY_LABEL
-from genrekit.store import open_store, prepare_store
+from genrekit.datasets.splits import LEAKY_LABEL
+from genrekit.datasets.store import open_store, prepare_store
 
 runner = CliRunner()
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from genrekit.datasets import GTZAN_GENRES, Track, discover, find_duplicates
+from genrekit.datasets.discover import GTZAN_GENRES, Track, discover, find_duplicates
 from genrekit.exceptions import DatasetError, DatasetWarning
 
 from conftest import synth_tone

@@ -13,9 +13,9 @@ import soundfile as sf
 import torch
 from conftest import synth_tone, write_random_model
 
-from genrekit.device import DEVICES, autocast, check_device, onnx_providers, torch_device
+from genrekit.runtime.device import DEVICES, autocast, check_device, onnx_providers, torch_device
 from genrekit.exceptions import ParameterError
-from genrekit.inference import load_model
+from genrekit.classifier import load_model
 
 
 def test_device_names_are_checked() -> None:

@@ -17,14 +17,14 @@ import torch
 from typer.testing import CliRunner
 
 import genrekit.audio
-import genrekit.featurize
+import genrekit.features.pipeline
 
 from genrekit.checkpoint import load_checkpoint
 from genrekit.cli import app
 from genrekit.config import FeatureConfig
 from genrekit.exceptions import AudioDecodeError, AudioTooLongError, CheckpointError, ModelNotFoundError
-from genrekit.inference import GenreClassifier
-from genrekit.store import prepare_store, process_file
+from genrekit.classifier import GenreClassifier
+from genrekit.datasets.store import prepare_store, process_file
 
 from conftest import write_random_model
 
@@ -56,7 +56,7 @@ def test_decode_error_carries_path_and_reason_and_survives_pickling(tmp_path: Pa
 
 def test_feature_bug_is_not_a_skipped_file(make_dataset: Callable[..., Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     data = make_dataset(per_label=1, seconds=4.0)
-    monkeypatch.setattr(genrekit.featurize, "extract_features", _broken_features)
+    monkeypatch.setattr(genrekit.features.pipeline, "extract_features", _broken_features)
     with pytest.raises(ValueError, match="a bug in feature code"):
         process_file(data / "blues" / "blues.00000.wav", FeatureConfig())
     with pytest.raises(ValueError, match="a bug in feature code"):
@@ -75,7 +75,7 @@ def test_bad_audio_is_still_a_skipped_file(make_dataset: Callable[..., Path], tm
 def test_feature_bug_fails_predict(classifier: GenreClassifier, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     path = tmp_path / "a.wav"
     sf.write(path, np.sin(np.arange(22050 * 4) * 0.05).astype(np.float32) * 0.3, 22050)
-    monkeypatch.setattr(genrekit.featurize, "extract_features", _broken_features)
+    monkeypatch.setattr(genrekit.features.pipeline, "extract_features", _broken_features)
     with pytest.raises(ValueError, match="a bug in feature code"):
         classifier.predict(path)
     with pytest.raises(ValueError, match="a bug in feature code"):

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from genrekit.config import AudioConfig, FeatureConfig
-from genrekit.evaluation import aggregate_tracks, compare, evaluate_predictions, evaluate_run
+from genrekit.evaluation.metrics import aggregate_tracks, compare, evaluate_predictions, evaluate_run
 from genrekit.exceptions import ParameterError, StoreError
-from genrekit.splits import SplitConfig
-from genrekit.store import prepare_store
-from genrekit.training import TrainConfig, train
+from genrekit.datasets.splits import SplitConfig
+from genrekit.datasets.store import prepare_store
+from genrekit.training.fit import TrainConfig, train
 
 LABELS = ["blues", "classical", "rock"]
 
@@ -145,7 +145,7 @@ def test_genres_without_tracks_are_na_not_zero(tmp_path) -> None:
 def test_history_and_confusion_figures_label_what_they_show(tmp_path, monkeypatch) -> None:
     import matplotlib.figure
 
-    from genrekit.plots import plot_confusion, plot_history
+    from genrekit.plots.metrics import plot_confusion, plot_history
 
     seen: list[matplotlib.figure.Figure] = []
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda fig, *a, **k: seen.append(fig))

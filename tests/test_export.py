@@ -15,14 +15,14 @@ from genrekit import load_model
 from genrekit.checkpoint import Checkpoint, save_checkpoint
 from genrekit.cli import app
 from genrekit.config import FeatureConfig
-from genrekit.datasets import GTZAN_GENRES
+from genrekit.datasets.discover import GTZAN_GENRES
 from genrekit.exceptions import CheckpointError, ModelNotFoundError, ParameterError
-from genrekit.export import export_onnx, musicnn_patches
+from genrekit.runtime.export import export_onnx, musicnn_patches
 from genrekit.features import default_config, extract_features
-from genrekit.inference import GenreClassifier
+from genrekit.classifier import GenreClassifier
 from genrekit.models import build_model
-from genrekit.musicnn import EMBEDDING_DIM
-from genrekit.onnx_backend import OnnxClassifier
+from genrekit.features.musicnn import EMBEDDING_DIM
+from genrekit.runtime.onnx import OnnxClassifier
 
 from conftest import synth_tone
 
@@ -140,8 +140,8 @@ def test_cli_export_then_predict_with_the_file(tmp_path: Path) -> None:
 def test_int8_front_end_replaces_the_timbral_convolutions_and_takes_the_maximum_on_uint8() -> None:
     import onnx
 
-    from genrekit.export import onnx_bytes
-    from genrekit.quantize import quantize_timbral, timbral_convs
+    from genrekit.runtime.export import onnx_bytes
+    from genrekit.runtime.quantize import quantize_timbral, timbral_convs
 
     model = load_model("default", backend="torch")
     fp32 = onnx_bytes(model.checkpoint)
@@ -169,8 +169,8 @@ def test_int8_front_end_replaces_the_timbral_convolutions_and_takes_the_maximum_
 
 
 def test_log_mel_bound_holds_for_the_loudest_signals() -> None:
-    from genrekit.musicnn import log_mel
-    from genrekit.quantize import log_mel_bound
+    from genrekit.features.musicnn import log_mel
+    from genrekit.runtime.quantize import log_mel_bound
 
     t = np.arange(16000 * 3) / 16000
     loudest = [np.sign(np.sin(2 * np.pi * 440 * t)), np.sin(2 * np.pi * 2000 * t), np.ones_like(t), np.random.default_rng(0).choice([-1.0, 1.0], t.size)]
@@ -181,7 +181,7 @@ def test_log_mel_bound_holds_for_the_loudest_signals() -> None:
 def test_shipped_int8_graph_was_made_from_the_shipped_default_and_auto_runs_it() -> None:
     from importlib import resources
 
-    from genrekit.onnx_backend import checkpoint_digest
+    from genrekit.runtime.onnx import checkpoint_digest
 
     path = resources.files("genrekit") / "weights" / "default-int8.onnx"
     assert path.is_file(), "rerun scripts/quantize_default_model.py"
@@ -200,7 +200,7 @@ def test_every_shipped_graph_was_made_from_its_shipped_checkpoint(graph: str) ->
     from importlib import resources
 
     from genrekit.checkpoint import load_checkpoint
-    from genrekit.onnx_backend import checkpoint_digest
+    from genrekit.runtime.onnx import checkpoint_digest
 
     weights = resources.files("genrekit") / "weights"
     name = graph.removesuffix(".onnx").removesuffix("-int8")
@@ -212,7 +212,7 @@ def test_every_shipped_graph_was_made_from_its_shipped_checkpoint(graph: str) ->
 
 
 def test_exported_graph_is_cached_and_an_unwritable_cache_only_costs_the_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from genrekit.onnx_backend import cache_dir
+    from genrekit.runtime.onnx import cache_dir
 
     from importlib import resources
 
@@ -221,7 +221,7 @@ def test_exported_graph_is_cached_and_an_unwritable_cache_only_costs_the_export(
     first = load_model(zero_shot, backend="onnxruntime")
     files = list((cache_dir() / "onnx").glob("musicnn-zero-shot-*.onnx"))
     assert len(files) == 1
-    from genrekit.export import onnx_bytes
+    from genrekit.runtime.export import onnx_bytes
 
     default = load_model("default", backend="torch")
     files[0].write_bytes(onnx_bytes(default.checkpoint))  # planted: a second load must read the file, not export again

@@ -14,7 +14,7 @@ from genrekit.audio import load_segments
 from genrekit.cli import app
 from genrekit.config import AudioConfig, FeatureConfig
 from genrekit.exceptions import AudioDecodeError, AudioWarning, GenrekitError
-from genrekit.store import open_store, process_file
+from genrekit.datasets.store import open_store, process_file
 
 # What each file of ../shared/data/bad-audio must give: ("error" | "warning" | "ok", words of the reason).
 EXPECTED = {

@@ -15,7 +15,8 @@ import pytest
 from genrekit.audio import load_segments
 from genrekit.config import AudioConfig, FeatureConfig
 from genrekit.exceptions import ParameterError
-from genrekit.features import AMIN, extract_features, feature_shape, logmel, mel_filterbank, n_frames
+from genrekit.features.logmel import AMIN, logmel, mel_filterbank, n_frames
+from genrekit.features import extract_features, feature_shape
 
 SEED = FeatureConfig()
 STANDARD = FeatureConfig(scaling="standard")
@@ -102,8 +103,8 @@ def test_banded_mel_product_matches_dense(rng: np.random.Generator) -> None:
 def test_featurizing_does_not_import_librosa() -> None:
     """Importing librosa costs over a second (scipy.signal, numba): predict and prepare workers must not pay it."""
     code = (
-        "import sys, numpy as np; from genrekit.config import FeatureConfig; from genrekit.features import logmel; "
-        "import genrekit.inference; logmel(np.zeros((1, 66150), np.float32), FeatureConfig()); "
+        "import sys, numpy as np; from genrekit.config import FeatureConfig; from genrekit.features.logmel import logmel; "
+        "import genrekit.classifier; logmel(np.zeros((1, 66150), np.float32), FeatureConfig()); "
         "assert 'librosa' not in sys.modules, 'librosa was imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

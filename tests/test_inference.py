@@ -18,9 +18,9 @@ from genrekit import load_model
 from genrekit.checkpoint import Checkpoint, save_checkpoint
 from genrekit.cli import app
 from genrekit.config import FeatureConfig
-from genrekit.datasets import GTZAN_GENRES
+from genrekit.datasets.discover import GTZAN_GENRES
 from genrekit.exceptions import AudioDecodeError, ModelNotFoundError
-from genrekit.inference import GenreClassifier, Prediction, PredictionError
+from genrekit.classifier import GenreClassifier, Prediction, PredictionError
 from genrekit.models.folding import FoldedConvNet
 from genrekit.models import build_model
 

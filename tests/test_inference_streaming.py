@@ -13,12 +13,12 @@ import torch
 
 from genrekit import load_model
 from genrekit.audio import load_audio
-from genrekit.checkpoint import Checkpoint, save_checkpoint
+from genrekit.checkpoint import Checkpoint
 from genrekit.config import FeatureConfig
-from genrekit.datasets import GTZAN_GENRES
+from genrekit.datasets.discover import GTZAN_GENRES
 from genrekit.exceptions import AudioDecodeError
-from genrekit.featurize import FileFeatures
-from genrekit.inference import GenreClassifier, Prediction, PredictionError
+from genrekit.features.pipeline import FileFeatures
+from genrekit.classifier import GenreClassifier, Prediction, PredictionError
 from genrekit.models import build_model
 
 from conftest import synth_tone

@@ -20,8 +20,8 @@ from typer.testing import CliRunner
 from conftest import synth_tone, write_random_model
 from genrekit.cli import app
 from genrekit.exceptions import ParameterError, ResumeError
-from genrekit.inference import load_model
-from genrekit.library import ResultsFile, classify_library, read_results, result_columns
+from genrekit.classifier import load_model
+from genrekit.library.run import ResultsFile, classify_library, read_results, result_columns
 
 LABELS = ["blues", "classical", "rock"]
 FORMATS = [".csv", ".jsonl", ".parquet"]
@@ -189,7 +189,7 @@ def _n_rows(out: Path) -> int:
 
 # `genrekit predict` in a real process, with Parquet parts every 20 ms instead of every second: the run
 # (~1 s of cnn2 here) is then killed with several parts written and more to come.
-_CLI = "import sys; import genrekit.library as lib; lib._PART_SECONDS = 0.02; from genrekit.cli import main; sys.argv[0] = 'genrekit'; main()"
+_CLI = "import sys; import genrekit.library.run as lib; lib._PART_SECONDS = 0.02; from genrekit.cli import main; sys.argv[0] = 'genrekit'; main()"
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ from genrekit.checkpoint import load_checkpoint
 from genrekit.cli import app
 from genrekit.config import FeatureConfig
 from genrekit.exceptions import CheckpointError
-from genrekit.inference import GenreClassifier
+from genrekit.classifier import GenreClassifier
 from genrekit.model_metadata import validate_model_metadata
 
 LABELS = ["blues", "classical", "rock"]
@@ -112,7 +112,7 @@ def _onnx_with(tmp_path: Path, **props: str) -> Path:
     """An exported cnn1 model whose ``genrekit.*`` metadata_props are replaced by ``props``."""
     onnx = pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
-    from genrekit.export import export_onnx
+    from genrekit.runtime.export import export_onnx
 
     path = export_onnx(load_checkpoint(write_random_model(tmp_path / "model.pt", labels=LABELS)), tmp_path / "model.onnx")
     graph = onnx.load(path)
@@ -134,7 +134,7 @@ def _onnx_with(tmp_path: Path, **props: str) -> Path:
     ],
 )
 def test_malformed_onnx_metadata_is_one_checkpoint_error(tmp_path: Path, props: dict[str, str], fault: str) -> None:
-    from genrekit.onnx_backend import load_onnx
+    from genrekit.runtime.onnx import load_onnx
 
     path = _onnx_with(tmp_path, **props)
     with pytest.raises(CheckpointError) as error:

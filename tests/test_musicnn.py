@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from genrekit import musicnn
+import genrekit
+from genrekit.features import musicnn
 from genrekit.config import AudioConfig, FeatureConfig
 from genrekit.exceptions import ModelNotFoundError, ParameterError
 from genrekit.features import default_config, extract_features, feature_shape
 
 REFERENCE = Path(__file__).parent / "data" / "musicnn_reference.npz"
-SAMPLES = Path(musicnn.__file__).parent / "samples"
+SAMPLES = Path(genrekit.__file__).parent / "samples"
 KEYS = {"MSD_musicnn": "msd", "MTT_musicnn": "mtt"}
 
 

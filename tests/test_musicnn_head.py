@@ -11,10 +11,10 @@ import pytest
 
 from genrekit import load_model
 from genrekit.features import default_config
-from genrekit.musicnn import EMBEDDING_DIM
-from genrekit.splits import SplitConfig
-from genrekit.store import open_store, prepare_store
-from genrekit.training import TrainConfig, train
+from genrekit.features.musicnn import EMBEDDING_DIM
+from genrekit.datasets.splits import SplitConfig
+from genrekit.datasets.store import open_store, prepare_store
+from genrekit.training.fit import TrainConfig, train
 
 
 def test_musicnn_head_trains_on_embeddings_and_predicts(make_dataset: Callable[..., Path], tmp_path: Path) -> None:

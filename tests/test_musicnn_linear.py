@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from genrekit import musicnn
+from genrekit.features import musicnn
 from genrekit.exceptions import ParameterError
 from genrekit.models import build_model
 from genrekit.models.musicnn_linear import ZERO_SHOT_TAGS, penultimate_columns, tag_names
-from genrekit.training import TrainConfig
+from genrekit.training.fit import TrainConfig
 
 from conftest import assert_onnx_matches_torch
 

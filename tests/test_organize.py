@@ -107,7 +107,7 @@ def test_report_is_one_offline_page_with_every_section(tmp_path: Path) -> None:
     assert "My &lt;music&gt;" in page and "<music>" not in page
     assert "not audio" in page and "rock 41% vs blues 8%" in page
     assert "http://" not in page and "https://" not in page and "src=" not in page  # nothing to fetch
-    from genrekit.palette import GENRE_COLORS
+    from genrekit.plots.palette import GENRE_COLORS
 
     assert GENRE_COLORS["jazz"] in page
 

@@ -20,10 +20,10 @@ from conftest import synth_tone, write_random_model
 from genrekit._io import exclusive, printable, readable
 from genrekit.cli import app
 from genrekit.exceptions import InUseError, OutputError, ResumeError
-from genrekit.inference import load_model
-from genrekit.library import ResultsFile, classify_library, read_results
-from genrekit.store import open_store, prepare_store
-from genrekit.training import TrainConfig, new_run_dir, resume, train
+from genrekit.classifier import load_model
+from genrekit.library.run import ResultsFile, classify_library, read_results
+from genrekit.datasets.store import open_store, prepare_store
+from genrekit.training.fit import TrainConfig, new_run_dir, resume, train
 
 LABELS = ["blues", "classical", "rock"]
 FORMATS = [".csv", ".jsonl", ".parquet"]
@@ -333,7 +333,7 @@ def test_a_full_disk_during_prepare_keeps_the_cache_for_the_next_run(tmp_path: P
 
 def test_a_full_disk_during_training_is_one_line_and_the_run_resumes(make_dataset: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from genrekit.config import AudioConfig, FeatureConfig
-    from genrekit.splits import SplitConfig
+    from genrekit.datasets.splits import SplitConfig
 
     prepare_store(make_dataset(per_label=4, seconds=3.0), tmp_path / "store", FeatureConfig(audio=AudioConfig(segment_seconds=1.0, hop_seconds=1.0)), jobs=1)
     config = TrainConfig(model="cnn1", epochs=2, batch_size=8, split=SplitConfig(val_fraction=0.25), num_threads=1)

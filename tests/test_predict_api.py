@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 import genrekit
 from genrekit.checkpoint import load_checkpoint
 from genrekit.cli import app
-from genrekit.datasets import GTZAN_GENRES
-from genrekit.inference import GenreClassifier
+from genrekit.datasets.discover import GTZAN_GENRES
+from genrekit.classifier import GenreClassifier
 
 from conftest import synth_tone, write_random_model
 
@@ -84,7 +84,7 @@ def test_predict_many_in_a_plain_script(model_file: Path, tmp_path: Path, rng: n
 
 
 def test_package_exports_results_exceptions_and_version() -> None:
-    assert genrekit.Prediction is genrekit.inference.Prediction and genrekit.PredictionError is genrekit.inference.PredictionError
+    assert genrekit.Prediction is genrekit.classifier.Prediction and genrekit.PredictionError is genrekit.classifier.PredictionError
     assert issubclass(genrekit.AudioDecodeError, genrekit.GenrekitError) and issubclass(genrekit.CheckpointError, ValueError)
     assert all(hasattr(genrekit, name) for name in genrekit.__all__)
     result = CliRunner().invoke(app, ["--version"])
@@ -92,7 +92,7 @@ def test_package_exports_results_exceptions_and_version() -> None:
 
 
 def test_writer_registry_lists_formats_and_writes_what_the_cli_writes(classifier: GenreClassifier, tmp_path: Path, rng: np.random.Generator) -> None:
-    from genrekit.writers import get_writer
+    from genrekit.library.writers import get_writer
 
     sf.write(tmp_path / "a.wav", synth_tone(1, 4.0, 22050, rng), 22050)
     results = [classifier.predict(tmp_path / "a.wav"), genrekit.PredictionError("b.wav", "b.wav: not decodable audio")]

@@ -19,10 +19,10 @@ import ray  # the ray extra is part of the dev install (make test): missing, thi
 import soundfile as sf
 
 from conftest import synth_tone, write_random_model
-from genrekit.inference import load_model
-from genrekit.library import classify_library, read_results, rows_close
-from genrekit.ray_engine import RayEngine
-from genrekit.store import open_store, prepare_store
+from genrekit.classifier import load_model
+from genrekit.library.run import classify_library, read_results, rows_close
+from genrekit.engines.ray import RayEngine
+from genrekit.datasets.store import open_store, prepare_store
 
 pytestmark = pytest.mark.slow
 LABELS = ["blues", "classical", "rock"]
@@ -174,7 +174,7 @@ def test_shared_data_real_clips_and_bad_audio_give_the_local_engines_rows(model_
 def test_without_ray_installed_the_error_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
-    from genrekit.ray_engine import RayUnavailableError
+    from genrekit.engines.ray import RayUnavailableError
 
     monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets where the extra is not installed
     with pytest.raises(RayUnavailableError, match=r"pip install 'genrekit\[ray\]'"), RayEngine().session():
@@ -205,8 +205,7 @@ def test_sigterm_ends_a_ray_run_as_the_local_engine(model_file: Path, tmp_path: 
 
 
 def test_ray_processes_do_not_outlive_a_killed_driver(model_file: Path, tmp_path: Path) -> None:
-    from genrekit import _reaper
-
+    from genrekit.engines import _reaper
     process = _predict_on_ray(model_file, tmp_path)
     started = _reaper._descendants(process.pid, _reaper._processes())  # raylet, GCS, agents, workers (and the watchdog)
     process.kill()

@@ -21,9 +21,9 @@ from typer.testing import CliRunner
 from genrekit.checkpoint import Checkpoint, save_checkpoint
 from genrekit.cli import app as cli_app
 from genrekit.config import FeatureConfig
-from genrekit.datasets import GTZAN_GENRES
+from genrekit.datasets.discover import GTZAN_GENRES
 from genrekit.exceptions import ParameterError
-from genrekit.inference import GenreClassifier, Prediction, load_model
+from genrekit.classifier import GenreClassifier, Prediction, load_model
 from genrekit.models import build_model
 from genrekit.serve import create_app
 from genrekit.serve.schemas import ErrorOut, ModelsOut, PredictionOut

@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from genrekit.cli import app as cli_app
-from genrekit.inference import GenreClassifier, load_model
+from genrekit.classifier import GenreClassifier, load_model
 from genrekit.serve import create_app
 from genrekit.serve._http import server_config
 

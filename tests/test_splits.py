@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from genrekit.datasets import GTZAN_GENRES, Track, discover
+from genrekit.datasets.discover import GTZAN_GENRES, Track, discover
 from genrekit.exceptions import DatasetWarning, ParameterError
-from genrekit.splits import LEAKY_LABEL, PARTITIONS, Split, SplitConfig, filtered_lists, make_split, segment_partitions
+from genrekit.datasets.splits import LEAKY_LABEL, PARTITIONS, Split, SplitConfig, filtered_lists, make_split, segment_partitions
 
 
 def _tracks(per_label: dict[str, int], dup_pairs: int = 0, group_size: int = 1, seed: int = 0) -> list[Track]:

@@ -19,12 +19,12 @@ from typer.testing import CliRunner
 
 from genrekit import load_model
 from genrekit.cli import app
-from genrekit.inference import GenreClassifier
-from genrekit.library import classify_library, read_results, result_row
+from genrekit.classifier import GenreClassifier
+from genrekit.library.run import classify_library, read_results, result_row
 from genrekit.models.musicnn import MODELS, load_musicnn
 from genrekit.serve import create_app
 from genrekit.tags import DEFAULT_TAGS, DUPLICATES, SOURCES, Tag, display_names, format_tags, merge_tags, tag_names, uncertain_hint
-from genrekit.writers import get_writer
+from genrekit.library.writers import get_writer
 
 from conftest import synth_tone, write_random_model
 
@@ -119,7 +119,7 @@ def test_tags_of_every_runtime_match_the_original_musicnn(backend: str, atol: fl
 
 
 def _inputs(model: GenreClassifier, audio: np.ndarray) -> np.ndarray:
-    from genrekit.featurize import featurize_signal
+    from genrekit.features.pipeline import featurize_signal
 
     return featurize_signal(audio, model.input_config)[0]
 

@@ -13,15 +13,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from genrekit.augment import AugmentConfig
+from genrekit.training.augment import AugmentConfig
 from genrekit.checkpoint import load_checkpoint
 from genrekit.cli import app
 from genrekit.config import AudioConfig, FeatureConfig
-from genrekit.evaluation import compare, evaluate_run
+from genrekit.evaluation.metrics import compare, evaluate_run
 from genrekit.exceptions import ModelNotFoundError, ParameterError, ResumeError
-from genrekit.splits import LEAKY_LABEL, SplitConfig
-from genrekit.store import prepare_store
-from genrekit.training import METRIC_COLUMNS, EpochMetrics, TrainConfig, mean_and_scale, new_run_dir, resume, train
+from genrekit.datasets.splits import LEAKY_LABEL, SplitConfig
+from genrekit.datasets.store import prepare_store
+from genrekit.training.fit import METRIC_COLUMNS, EpochMetrics, TrainConfig, mean_and_scale, new_run_dir, resume, train
 
 TINY_AUDIO = AudioConfig(segment_seconds=1.0, hop_seconds=1.0)
 

@@ -10,9 +10,9 @@ from typer.testing import CliRunner
 
 from genrekit.cli import app
 from genrekit.config import AudioConfig, FeatureConfig
-from genrekit.splits import SplitConfig
-from genrekit.store import prepare_store
-from genrekit.training import TrainConfig, train
+from genrekit.datasets.splits import SplitConfig
+from genrekit.datasets.store import prepare_store
+from genrekit.training.fit import TrainConfig, train
 
 
 def test_low_memory_trains_the_same_weights(make_dataset: Callable[..., Path], tmp_path: Path) -> None:

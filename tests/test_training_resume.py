@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 from genrekit.cli import app
 from genrekit.config import AudioConfig, FeatureConfig
 from genrekit.exceptions import ResumeError
-from genrekit.splits import SplitConfig
-from genrekit.store import prepare_store
-from genrekit.training import TrainConfig, new_run_dir, resume, run_config, train
+from genrekit.datasets.splits import SplitConfig
+from genrekit.datasets.store import prepare_store
+from genrekit.training.fit import TrainConfig, new_run_dir, resume, run_config, train
 
 runner = CliRunner()
 

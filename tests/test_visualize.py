@@ -17,9 +17,9 @@ from typer.testing import CliRunner
 
 from genrekit.cli import app
 from genrekit.config import FeatureConfig
-from genrekit.inference import load_model
-from genrekit.palette import GENRE_COLORS, genre_colors
-from genrekit.visualize import model_input, percent, plot_spectrogram, write_html_summary
+from genrekit.classifier import load_model
+from genrekit.plots.palette import GENRE_COLORS, genre_colors
+from genrekit.plots.predictions import model_input, percent, plot_spectrogram, write_html_summary
 
 runner = CliRunner()
 
@@ -46,7 +46,7 @@ def test_spectrogram_cli_renders_the_models_input(tmp_path: Path, rng: np.random
         shapes.append(features.shape)
         return real(features, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr("genrekit.visualize.plot_spectrogram", record)
+    monkeypatch.setattr("genrekit.plots.predictions.plot_spectrogram", record)
     result = runner.invoke(app, ["spectrogram", str(path), "--out", str(tmp_path / "img"), "--model", "default"])
     assert result.exit_code == 0, result.output
     assert "wrote 1 spectrogram image to" in result.output  # not "1 spectrogram images"
@@ -67,7 +67,7 @@ def test_whole_track_colorbar_sits_next_to_the_image(tmp_path: Path, monkeypatch
 
 
 def test_one_palette_for_pngs_and_pages(tmp_path: Path) -> None:
-    from genrekit.inference import Prediction
+    from genrekit.classifier import Prediction
 
     labels = ["blues", "rock", "polka"]
     colors = genre_colors(labels)
@@ -89,9 +89,9 @@ def test_percent_is_one_format() -> None:
 @pytest.fixture
 def run_folder(make_dataset: Callable[..., Path], tmp_path: Path) -> Path:
     from genrekit.config import AudioConfig
-    from genrekit.splits import SplitConfig
-    from genrekit.store import prepare_store
-    from genrekit.training import TrainConfig, train
+    from genrekit.datasets.splits import SplitConfig
+    from genrekit.datasets.store import prepare_store
+    from genrekit.training.fit import TrainConfig, train
 
     prepare_store(make_dataset(per_label=4, seconds=3.0), tmp_path / "store", FeatureConfig(audio=AudioConfig(segment_seconds=1.0, hop_seconds=1.0)), jobs=1)
     config = TrainConfig(model="cnn1", epochs=1, batch_size=8, split=SplitConfig(val_fraction=0.25), num_threads=1)
@@ -112,8 +112,8 @@ def test_compare_fits_80_columns_and_exports(run_folder: Path) -> None:
 
 
 def test_timeline_titles_mark_uncertain_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from genrekit.inference import Prediction, SegmentPrediction
-    from genrekit.visualize import plot_timeline
+    from genrekit.classifier import Prediction, SegmentPrediction
+    from genrekit.plots.predictions import plot_timeline
 
     titles: list[str] = []
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda fig, *a, **k: titles.append(fig.axes[0].get_title()))
@@ -124,7 +124,7 @@ def test_timeline_titles_mark_uncertain_results(tmp_path: Path, monkeypatch: pyt
 
 
 def test_spectrogram_frequency_axis_is_labeled_in_hz_on_the_mel_scale() -> None:
-    from genrekit.visualize import _mel_ticks
+    from genrekit.plots.predictions import _mel_ticks
 
     hz, bands = _mel_ticks(FeatureConfig(), 128)
     assert hz[:4] == [0.0, 250.0, 500.0, 1000.0] and hz[-1] == 8000.0  # 22050 Hz: up to 11025 Hz

@@ -73,20 +73,20 @@ __all__ = [
 if TYPE_CHECKING:
     from .api import evaluate, prepare, train
     from .config import FeatureConfig
-    from .inference import GenreClassifier, Prediction, PredictionError, SegmentPrediction
+    from .classifier import GenreClassifier, Prediction, PredictionError, SegmentPrediction
     from .organize import report, tag_files, undo_tags, write_playlists
-    from .splits import SplitConfig
-    from .training import TrainConfig
+    from .datasets.splits import SplitConfig
+    from .training.fit import TrainConfig
 
 # Public names and the module each is imported from on first use (PEP 562): the result types, the workflow
 # (genrekit.api; training and evaluation import torch when called), its configs, and the organize functions
 # that go from a library run's results file to an organized library.
 _LAZY = {
-    **dict.fromkeys(("GenreClassifier", "Prediction", "PredictionError", "SegmentPrediction"), "inference"),
+    **dict.fromkeys(("GenreClassifier", "Prediction", "PredictionError", "SegmentPrediction"), "classifier"),
     **dict.fromkeys(("prepare", "train", "evaluate"), "api"),
     "FeatureConfig": "config",
-    "SplitConfig": "splits",
-    "TrainConfig": "training",
+    "SplitConfig": "datasets.splits",
+    "TrainConfig": "training.fit",
     **dict.fromkeys(("report", "write_playlists", "tag_files", "undo_tags"), "organize"),
 }
 
@@ -117,15 +117,15 @@ def load_model(
 
     See Also
     --------
-    genrekit.inference.load_model
+    genrekit.classifier.load_model
     """
-    from .inference import load_model as _load
+    from .classifier import load_model as _load
 
     return _load(name_or_path, backend=backend, device=device, threads=threads)
 
 
 def available_models() -> list[str]:
     """Names of the models shipped inside the package."""
-    from .inference import available_models as _available
+    from .classifier import available_models as _available
 
     return _available()

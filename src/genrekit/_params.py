@@ -16,7 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from .exceptions import ParameterError, words
+from .exceptions import ParameterError
+from ._text import words
 
 __all__ = ["Interval", "OneOf", "check_params", "check_values", "from_dict"]
 

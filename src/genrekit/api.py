@@ -1,7 +1,7 @@
 """The whole workflow from Python: ``genrekit.prepare`` -> ``genrekit.train`` -> ``genrekit.evaluate``.
 
-Thin wrappers over :func:`genrekit.store.prepare_store`, :func:`genrekit.training.train` and
-:func:`genrekit.evaluation.evaluate_run`, so that a notebook does what ``genrekit prepare/train/evaluate``
+Thin wrappers over :func:`genrekit.datasets.store.prepare_store`, :func:`genrekit.training.fit.train` and
+:func:`genrekit.evaluation.metrics.evaluate_run`, so that a notebook does what ``genrekit prepare/train/evaluate``
 do without building configs by hand or reading run folders back. ``train`` and ``evaluate`` need PyTorch
 (``genrekit[train]``), imported only when they are called: ``import genrekit`` stays light.
 
@@ -20,15 +20,16 @@ from dataclasses import fields, replace
 from typing import TYPE_CHECKING, Any
 
 from .config import FeatureConfig
-from .exceptions import ParameterError, words
+from .exceptions import ParameterError
+from ._text import words
 
 if TYPE_CHECKING:
-    from .datasets import Track
-    from .evaluation import EvaluationReport
-    from .inference import GenreClassifier
-    from .ray_engine import RayEngine
-    from .store import PrepareReport
-    from .training import EpochMetrics, TrainConfig
+    from .datasets.discover import Track
+    from .evaluation.metrics import EvaluationReport
+    from .classifier import GenreClassifier
+    from .engines.ray import RayEngine
+    from .datasets.store import PrepareReport
+    from .training.fit import EpochMetrics, TrainConfig
 
 __all__ = ["prepare", "train", "evaluate"]
 
@@ -51,13 +52,13 @@ def prepare(
     ----------
     data : path or list of Track
         A folder of ``<label>/<audio files>`` (GTZAN's layouts included), a CSV manifest, or tracks
-        from :func:`genrekit.datasets.discover`.
+        from :func:`genrekit.datasets.discover.discover`.
     out : path
         Store folder: new, empty, or a store made before (then only new or changed files are computed).
     features : str or FeatureConfig, default="logmel"
         A feature kind (``"logmel"``, ``"musicnn"``) with its defaults, or a full :class:`FeatureConfig`.
     jobs, max_duration, on_progress, engine
-        As in :func:`genrekit.store.prepare_store`.
+        As in :func:`genrekit.datasets.store.prepare_store`.
 
     Returns
     -------
@@ -66,10 +67,10 @@ def prepare(
 
     See Also
     --------
-    genrekit.store.prepare_store : what this calls; its Raises section applies.
+    genrekit.datasets.store.prepare_store : what this calls; its Raises section applies.
     """
     from .features import default_config
-    from .store import prepare_store
+    from .datasets.store import prepare_store
 
     config = features if isinstance(features, FeatureConfig) else default_config(features)
     return prepare_store(data if isinstance(data, list) else os.fspath(data), os.fspath(out), config,
@@ -98,9 +99,9 @@ def train(
     run_dir : path, optional
         The run folder (new or empty); defaults to ``runs/<UTC timestamp>``.
     device, low_memory, on_epoch, on_batch
-        As in :func:`genrekit.training.train`.
+        As in :func:`genrekit.training.fit.train`.
     **options
-        :class:`~genrekit.training.TrainConfig` fields that override ``config``'s, e.g. ``model="cnn1"``,
+        :class:`~genrekit.training.fit.TrainConfig` fields that override ``config``'s, e.g. ``model="cnn1"``,
         ``epochs=2``, ``split=SplitConfig(strategy="random", test_fraction=0.2)``.
 
     Returns
@@ -116,10 +117,10 @@ def train(
 
     See Also
     --------
-    genrekit.training.train : what this calls; its Raises section applies.
+    genrekit.training.fit.train : what this calls; its Raises section applies.
     """
-    from . import training
-    from .inference import load_model
+    from .training import fit as training
+    from .classifier import load_model
 
     known = [f.name for f in fields(training.TrainConfig)]
     unknown = sorted(set(options) - set(known))
@@ -150,7 +151,7 @@ def evaluate(
         A run folder, or a model returned by :func:`train` (its run folder is evaluated).
     partition : {"test", "val"}, default="test"
     store, out_dir, device, on_progress
-        As in :func:`genrekit.evaluation.evaluate_run`; the report goes to ``<run>/eval-<partition>`` by default.
+        As in :func:`genrekit.evaluation.metrics.evaluate_run`; the report goes to ``<run>/eval-<partition>`` by default.
 
     Returns
     -------
@@ -165,10 +166,10 @@ def evaluate(
 
     See Also
     --------
-    genrekit.evaluation.evaluate_run : what this calls; its Raises section applies.
+    genrekit.evaluation.metrics.evaluate_run : what this calls; its Raises section applies.
     """
-    from .evaluation import evaluate_run
-    from .inference import GenreClassifier
+    from .evaluation.metrics import evaluate_run
+    from .classifier import GenreClassifier
 
     if isinstance(run, GenreClassifier):
         if run.train_result is None:

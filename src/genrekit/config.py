@@ -112,11 +112,11 @@ class FeatureConfig:
     Parameters
     ----------
     kind : str, default="logmel"
-        A registered feature kind (:func:`genrekit.features.available_feature_kinds`), checked where
+        A registered feature kind (:func:`genrekit.features.logmel.available_feature_kinds`), checked where
         features are computed. ``logmel``: the original log-mel spectrogram, shape (n_mels, frames).
-        ``musicnn``: pretrained musicnn embeddings (see :mod:`genrekit.musicnn`).
+        ``musicnn``: pretrained musicnn embeddings (see :mod:`genrekit.features.musicnn`).
         ``musicnn-patches``: musicnn's log-mel input, shape (frames, 96): what an exported musicnn
-        model reads, the networks being part of its graph (see :mod:`genrekit.export`).
+        model reads, the networks being part of its graph (see :mod:`genrekit.runtime.export`).
     n_fft, hop_length, n_mels : int
         STFT and mel parameters (Hann window, centered frames, Slaney mel scale, power 2).
     f_min, f_max : float
@@ -164,7 +164,7 @@ class FeatureConfig:
                 f"Mel band edges must satisfy 0 <= f_min < f_max <= {nyquist:g} Hz. "
                 f"Got f_min={self.f_min!r}, f_max={self.f_max!r} instead."
             )
-        frames = 1 + self.audio.segment_samples // self.hop_length  # genrekit.features.n_frames
+        frames = 1 + self.audio.segment_samples // self.hop_length  # genrekit.features.logmel.n_frames
         if self.n_mels * frames > MAX_FEATURE_VALUES:
             raise ParameterError(
                 f"A segment's log-mel (n_mels x frames) must hold at most {MAX_FEATURE_VALUES} values. "

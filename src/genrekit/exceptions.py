@@ -7,7 +7,6 @@ Every error derives from :class:`GenrekitError` and also from the matching built
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
 from typing import Any
 
 __all__ = [
@@ -27,16 +26,7 @@ __all__ = [
     "GenrekitWarning",
     "AudioWarning",
     "DatasetWarning",
-    "words",
 ]
-
-
-def words(values: Iterable[object]) -> str:
-    """``a, b or c``: allowed values as a sentence, not a Python repr like ``['a', 'b', 'c']``."""
-    items = [str(v) for v in values]
-    if not items:
-        return "none"
-    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} or {items[-1]}"
 
 
 class GenrekitError(Exception):

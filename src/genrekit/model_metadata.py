@@ -22,7 +22,7 @@ __all__ = ["METADATA_PREFIX", "MAX_LABELS", "MAX_LABEL_LENGTH", "check_checkpoin
 
 MAX_LABELS = 10_000
 MAX_LABEL_LENGTH = 200
-METADATA_PREFIX = "genrekit."  # the keys of an exported ONNX file's metadata_props (genrekit.export)
+METADATA_PREFIX = "genrekit."  # the keys of an exported ONNX file's metadata_props (genrekit.runtime.export)
 
 
 def decode_metadata_props(props: Mapping[str, str], source: str) -> dict[str, Any]:

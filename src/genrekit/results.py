@@ -18,7 +18,7 @@ __all__ = ["SegmentPrediction", "Prediction", "PredictionError"]
 class SegmentPrediction:
     """One segment of the timeline: where it is, and what the model says about it.
 
-    ``genre`` is ``None`` and every probability 0 for a silent segment (see :data:`genrekit.featurize.SILENCE_RMS`);
+    ``genre`` is ``None`` and every probability 0 for a silent segment (see :data:`genrekit.features.pipeline.SILENCE_RMS`);
     ``tags`` as :attr:`Prediction.tags`, empty for a silent segment.
     """
 

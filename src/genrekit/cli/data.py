@@ -45,7 +45,7 @@ def prepare(
 
       genrekit prepare /shared/gtzan --out /shared/stores/gtzan --engine ray --address auto
     """
-    from ..store import prepare_store
+    from ..datasets.store import prepare_store
 
     if engine not in ("local", "ray"):
         err_console.print(f"[bold red]error:[/] The '--engine' option must be one of local or ray. Got {engine!r} instead.")
@@ -57,7 +57,7 @@ def prepare(
         feature_config = _feature_config(features, config, scaling, segment_seconds, hop_seconds)
         ray = None
         if engine == "ray":
-            from ..ray_engine import RayEngine
+            from ..engines.ray import RayEngine
 
             ray = RayEngine(address=address, num_cpus=jobs if address is None else None)
         with progress_bar("prepare") as update:
@@ -113,8 +113,8 @@ def info(store: Annotated[Path, typer.Argument(metavar="STORE", help="A store fo
 
       genrekit info stores/gtzan --split filtered
     """
-    from ..splits import SplitConfig, make_split
-    from ..store import open_store
+    from ..datasets.splits import SplitConfig, make_split
+    from ..datasets.store import open_store
 
     with handle_errors(info):
         st = open_store(store)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ..exceptions import words
+from .._text import words
 from ._app import add_commands, console, err_console, handle_errors
 
 __all__ = ["register"]
@@ -38,8 +38,8 @@ def export(
         err_console.print(f"[bold red]error:[/] {out}: the output file must end in .onnx")
         raise typer.Exit(2)
     with handle_errors(export):
-        from ..export import export_onnx
-        from ..inference import load_model
+        from ..runtime.export import export_onnx
+        from ..classifier import load_model
 
         classifier = load_model(model, backend="torch")
         path = export_onnx(classifier.checkpoint, out)

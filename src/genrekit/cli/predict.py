@@ -7,7 +7,7 @@ Output schemas (stable; documented in the README):
   ``--segments`` one row per segment: ``path,segment_index,start_s,end_s,genre,confidence,p_<genre>...,tags``.
 - Library runs (``--out`` ending in ``.parquet``, ``.jsonl``, or ``.csv`` without ``--format``): written as
   they go and resumable, ``path,content_hash,genre,confidence,uncertain,p_<genre>...,tags,duration_s,error``
-  (see :mod:`genrekit.library`).
+  (see :mod:`genrekit.library.run`).
 
 ``tags`` are musicnn's strongest tags (:mod:`genrekit.tags`; ``tag:score;...`` in CSV and results files):
 ``--tags K`` lists K, by default none in the table and 5 elsewhere (results files always hold 5).
@@ -28,17 +28,17 @@ from rich.markup import escape
 from rich.table import Table
 
 from .._io import output_errors, printable, readable
-from ..visualize import percent
+from ..plots.predictions import percent
 from ..speedups import frozen_collector
-from ..exceptions import words
-from ..writers import get_writer, notes
+from .._text import words
+from ..library.writers import get_writer, notes
 from ._app import add_commands, console, err_console, handle_errors, progress_bar
 
 from ..results import Prediction, PredictionError
 from ..tags import DEFAULT_TAGS, Tag, uncertain_hint
 
 if TYPE_CHECKING:
-    from ..inference import GenreClassifier
+    from ..classifier import GenreClassifier
 
 __all__ = ["register"]
 
@@ -61,7 +61,7 @@ def _loaded(model: str, backend: str = "auto", device: str = "auto") -> Iterator
     """
     with frozen_collector() as loaded:
         from .._workers import one_torch_thread
-        from ..inference import load_model
+        from ..classifier import load_model
 
         classifier = load_model(model, backend=backend, device=device)
         threads = one_torch_thread()
@@ -76,7 +76,7 @@ def _loaded(model: str, backend: str = "auto", device: str = "auto") -> Iterator
 def _classify(
     model: GenreClassifier, paths: Sequence[Path], jobs: int | None, description: str, max_duration: float | None = None
 ) -> list[Prediction | PredictionError]:
-    from ..inference import find_audio_files
+    from ..classifier import find_audio_files
 
     files, missing = find_audio_files(paths)
     results: list[Prediction | PredictionError] = list(missing)
@@ -132,7 +132,7 @@ def _genre_cell(r: Prediction) -> str:
 
 
 def _write_plots(results: Sequence[Prediction | PredictionError], plot_dir: Path) -> dict[str, str]:
-    from ..visualize import plot_timeline, safe_stem
+    from ..plots.predictions import plot_timeline, safe_stem
 
     plot_dir.mkdir(parents=True, exist_ok=True)
     written: dict[str, str] = {}
@@ -268,8 +268,8 @@ def _library_run(
     backend: str = "auto",
     device: str = "auto",
 ) -> None:
-    """``predict LIBRARY --out results.parquet``: a resumable results file (see :mod:`genrekit.library`)."""
-    from ..library import RESULT_FORMATS, classify_library
+    """``predict LIBRARY --out results.parquet``: a resumable results file (see :mod:`genrekit.library.run`)."""
+    from ..library.run import RESULT_FORMATS, classify_library
 
     if out is None or out.suffix.lower() not in RESULT_FORMATS:
         err_console.print(f"[bold red]error:[/] --engine {engine} writes a results file: give --out ending in {', '.join(RESULT_FORMATS)}")
@@ -280,7 +280,7 @@ def _library_run(
     with handle_errors(predict), _loaded(model, backend, device) as clf:
         ray = None
         if engine == "ray":
-            from ..ray_engine import RayEngine
+            from ..engines.ray import RayEngine
 
             ray = RayEngine(address=address, num_cpus=jobs if address is None else None)
         with progress_bar("predict") as update:
@@ -309,7 +309,7 @@ def models() -> None:
 
       genrekit models
     """
-    from ..inference import available_models, load_model
+    from ..classifier import available_models, load_model
 
     with handle_errors(models):
         names = available_models()
@@ -374,8 +374,8 @@ def spectrogram(
       genrekit spectrogram song.ogg --out spectrograms/ --per-segment --model default
     """
     from ..config import FeatureConfig
-    from ..inference import find_audio_files, load_model
-    from ..visualize import write_spectrograms
+    from ..classifier import find_audio_files, load_model
+    from ..plots.predictions import write_spectrograms
 
     with handle_errors(spectrogram):
         config = load_model(model).input_config if model else FeatureConfig()
@@ -399,7 +399,7 @@ def demo(
 
       genrekit demo --out demo-output
     """
-    from ..visualize import write_html_summary
+    from ..plots.predictions import write_html_summary
 
     with handle_errors(demo), _loaded(model) as clf:
         with resources.as_file(resources.files("genrekit") / "samples") as samples:

@@ -20,7 +20,7 @@ from ..serve import (
     DEFAULT_WORKERS,
     TOKEN_ENV,
 )
-from ..exceptions import words
+from .._text import words
 from ._app import add_commands, console, err_console, handle_errors
 
 __all__ = ["register", "serve", "is_loopback"]
@@ -70,7 +70,7 @@ def serve(
     import sys
 
     from .._workers import usable_cpus
-    from ..inference import load_model
+    from ..classifier import load_model
     from ..serve import create_app, run_server
 
     if log_level not in LOG_LEVELS:

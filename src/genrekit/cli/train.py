@@ -12,13 +12,14 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from ..exceptions import GenrekitError, words
+from ..exceptions import GenrekitError
+from .._text import words
 from ._app import _options_of, add_commands, console, err_console, handle_errors, new_progress, progress_bar
 
 if TYPE_CHECKING:
-    from ..augment import AugmentConfig
-    from ..evaluation import CompareRow
-    from ..training import TrainConfig
+    from ..training.augment import AugmentConfig
+    from ..evaluation.metrics import CompareRow
+    from ..training.fit import TrainConfig
 
 __all__ = ["register", "train", "evaluate", "compare"]
 
@@ -48,7 +49,7 @@ def _epoch_progress(epochs: int, force: bool) -> Iterator[Callable[[int, int, in
 def _augment_config(augment: str, prob: float, mixup: float) -> AugmentConfig:
     """The AugmentConfig of the --augment/--augment-prob/--mixup options."""
     from .._params import Interval, check_values
-    from ..augment import AugmentConfig
+    from ..training.augment import AugmentConfig
     from ..exceptions import ParameterError
 
     # Checked here: a probability that no enabled augmentation uses would otherwise pass unseen.
@@ -111,9 +112,9 @@ def train(
 
       genrekit train --resume runs/cnn2-filtered
     """
-    from .. import training
+    from ..training import fit as training
     from ..exceptions import ParameterError
-    from ..splits import LEAKY_LABEL, SplitConfig
+    from ..datasets.splits import LEAKY_LABEL, SplitConfig
 
     def show(m: training.EpochMetrics) -> None:
         console.print(
@@ -147,7 +148,7 @@ def train(
                 from ..exceptions import ModelNotFoundError
 
                 raise ModelNotFoundError(f"The '--model' option must be one of {words(trainable)}. Got {model!r} instead.")
-            from ..store import open_store
+            from ..datasets.store import open_store
 
             open_store(store)  # a missing or unfinished store fails here, before a run folder is created
             run_dir = training.new_run_dir(runs_dir, name)
@@ -186,7 +187,7 @@ def _check_resume_options(run: Path, given: set[str], values: dict[str, object])
     """Refuse an option given with --resume that differs from the run's config (or that only a new run has):
     dropped in silence, it would leave the user believing the run now trains with it."""
     from ..exceptions import ParameterError
-    from ..training import run_config
+    from ..training.fit import run_config
 
     config = run_config(run)
     options = _options_of(train)
@@ -206,7 +207,7 @@ def _check_resume_options(run: Path, given: set[str], values: dict[str, object])
 
 def _saved_epochs(run: Path) -> int:
     """Epochs the run was configured for (0 when its folder cannot tell: resume then reports why)."""
-    from ..training import run_config
+    from ..training.fit import run_config
 
     try:
         return run_config(run).epochs
@@ -215,7 +216,7 @@ def _saved_epochs(run: Path) -> int:
 
 
 def _is_leaky(run: Path) -> bool:
-    from ..training import run_config
+    from ..training.fit import run_config
 
     try:
         return run_config(run).split.strategy == "leaky-segments"
@@ -241,8 +242,8 @@ def evaluate(
 
       genrekit evaluate runs/cnn2-filtered --split val --store stores/gtzan
     """
-    from ..evaluation import evaluate_run
-    from ..splits import LEAKY_LABEL
+    from ..evaluation.metrics import evaluate_run
+    from ..datasets.splits import LEAKY_LABEL
 
     with handle_errors(evaluate):
         with progress_bar("evaluate") as update:
@@ -311,9 +312,9 @@ def compare(
     import json
     import sys
 
-    from ..evaluation import compare as compare_runs
+    from ..evaluation.metrics import compare as compare_runs
     from ..exceptions import ParameterError
-    from ..splits import LEAKY_LABEL
+    from ..datasets.splits import LEAKY_LABEL
 
     with handle_errors(compare):
         if fmt not in _COMPARE_FORMATS:

@@ -3,7 +3,7 @@
 A port of ``MSD_musicnn`` and ``MTT_musicnn`` from ``musicnn==0.1.0`` (Pons & Serra, "musicnn:
 pre-trained convolutional neural networks for music audio tagging", ISMIR LBD 2019; ISC license, see
 ``weights/LICENSE-musicnn.txt``). This module holds the network and its weights only; its input
-representation, the embeddings genrekit stores and the tag scores are in :mod:`genrekit.musicnn`.
+representation, the embeddings genrekit stores and the tag scores are in :mod:`genrekit.features.musicnn`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..exceptions import ModelNotFoundError
-from ..musicnn_input import N_MELS  # mel bands of the input patches: one definition, torch-free
+from ..features.musicnn_input import N_MELS  # mel bands of the input patches: one definition, torch-free
 
 __all__ = ["N_MELS", "MODELS", "EMBEDDING_LAYOUT", "EMBEDDING_DIM", "MusiCNN", "MusicnnOutput", "load_musicnn"]
 

@@ -1,6 +1,6 @@
 """``musicnn-head``: a small classifier over frozen musicnn embeddings (``--features musicnn`` stores).
 
-The embeddings (:mod:`genrekit.musicnn`) already separate genres well, so the head stays small: with a
+The embeddings (:mod:`genrekit.features.musicnn`) already separate genres well, so the head stays small: with a
 few hundred training tracks, a bigger one only memorizes them. Standardization is not part of the
 module: musicnn stores use ``scaling="standard"``, so training learns per-dimension mean/std on the
 training split and the checkpoint applies them before ``forward``.

@@ -21,7 +21,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from ..exceptions import ParameterError, words
+from ..exceptions import ParameterError
+from .._text import words
 from .musicnn import EMBEDDING_DIM, EMBEDDING_LAYOUT, MODELS, load_musicnn
 from . import register_model
 

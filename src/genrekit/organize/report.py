@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..palette import genre_colors
+from ..plots.palette import genre_colors
 from .._io import atomic_write
 from ._results import Results, load_results, relative, top_folder
 

@@ -8,7 +8,7 @@ leave the audio alone:
   the ID3v2 tag are kept byte for byte (mutagen would rebuild ID3v1 from ID3v2), and an ID3v2.3 tag
   stays 2.3 (mutagen saves 2.4 by default, renaming other frames).
 - A file whose bytes are not the ones the library run classified (its content hash, the same
-  :func:`genrekit.datasets.file_hash`) is skipped: the result may not be about this audio.
+  :func:`genrekit.datasets.discover.file_hash`) is skipped: the result may not be about this audio.
 - The file is copied beside itself, the copy is tagged, its audio payload checked against the
   original's (:mod:`._payload`), fsync'ed, logged, and renamed over the original: a crash leaves the old
   file or the new one, never half of one, and a copy's name that a later run removes.
@@ -30,7 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..datasets import file_hash
+from ..datasets.discover import file_hash
 from ..exceptions import GenrekitError, ParameterError
 from .._io import fsync_dir
 from ._payload import PayloadError, id3v2_size, payload_digest

@@ -26,7 +26,7 @@ from ._defaults import (
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from ..inference import GenreClassifier
+    from ..classifier import GenreClassifier
 
 __all__ = [
     "DEFAULT_HEADER_TIMEOUT_S",

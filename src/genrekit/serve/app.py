@@ -1,4 +1,4 @@
-"""The genrekit HTTP API and web page: a thin adapter over :mod:`genrekit.inference`.
+"""The genrekit HTTP API and web page: a thin adapter over :mod:`genrekit.classifier`.
 
 One model per server. Uploads stream into a private 0700 temp directory under a size limit, a
 minimum rate and a time limit; at most ``max_uploads`` arrive at once, ``max_uploads_per_client`` of them
@@ -38,7 +38,7 @@ from .. import __version__
 from .._params import Constraint, Interval, check_values
 from ..audio import declared_duration
 from ..exceptions import AudioDecodeError, AudioTooLongError, ParameterError
-from ..palette import genre_colors
+from ..plots.palette import genre_colors
 from ..tags import DEFAULT_TAGS
 from ._defaults import (
     DEFAULT_MAX_DURATION_S,
@@ -55,7 +55,7 @@ from ._upload import RequestError, Upload, receive_upload
 from .schemas import ErrorOut, HealthOut, ModelOut, ModelsOut, PredictionOut
 
 if TYPE_CHECKING:
-    from ..inference import GenreClassifier, Prediction
+    from ..classifier import GenreClassifier, Prediction
 
 __all__ = ["DEFAULT_MAX_DURATION_S", "DEFAULT_MAX_QUEUE", "DEFAULT_MAX_UPLOAD_MB", "DEFAULT_WORKERS", "create_app"]
 
@@ -421,7 +421,7 @@ def create_app(
 
     @app.get("/palette.json", include_in_schema=False)
     async def palette() -> dict[str, str]:
-        """Genre colours of the page, the same as the PNGs' (:mod:`genrekit.palette`)."""
+        """Genre colours of the page, the same as the PNGs' (:mod:`genrekit.plots.palette`)."""
         return genre_colors(model.classes_)
 
     @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)

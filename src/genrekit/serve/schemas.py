@@ -1,6 +1,6 @@
 """Pydantic models of what the HTTP API returns.
 
-They mirror :meth:`genrekit.inference.Prediction.to_dict` and :meth:`GenreClassifier.describe`
+They mirror :meth:`genrekit.classifier.Prediction.to_dict` and :meth:`GenreClassifier.describe`
 field for field, so ``POST /v1/predict`` answers exactly what ``genrekit predict --format json``
 prints, and the OpenAPI page documents that one schema instead of a second, drifting copy.
 """

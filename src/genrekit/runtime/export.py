@@ -10,7 +10,7 @@ from the same penultimate layers); what the graph cannot hold travels in the fil
 - ``genrekit.input``: what the graph reads. ``"features"``: the features of that config (log-mels of
   shape (n_mels, frames) for cnn1/cnn2); ``"musicnn-logmel"``: musicnn's log-mel patches of shape
   (187, 96), because for a model over musicnn embeddings the graph holds both musicnn networks too
-  (:func:`genrekit.musicnn.log_mel` computes the patches, see :func:`musicnn_patches`);
+  (:func:`genrekit.features.musicnn.log_mel` computes the patches, see :func:`musicnn_patches`);
 - ``genrekit.normalization``: ``"in-graph"``: the checkpoint's mean/std are constants of the graph;
 - ``genrekit.model``, ``genrekit.metadata``, ``genrekit.version``: architecture, the checkpoint's facts
   (calibration, description, training data), the genrekit that wrote it.
@@ -30,13 +30,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import __version__
-from ._io import atomic_write
-from .checkpoint import Checkpoint
-from .model_metadata import METADATA_PREFIX
-from .models.musicnn_linear import TagLayer
-from .musicnn_input import musicnn_patches, network_input_shape
-from .onnx_backend import GRAPH_FORMAT, INPUT_FEATURES, INPUT_MUSICNN_LOGMEL, TAGS_OUTPUT
+from .. import __version__
+from .._io import atomic_write
+from ..checkpoint import Checkpoint
+from ..model_metadata import METADATA_PREFIX
+from ..models.musicnn_linear import TagLayer
+from ..features.musicnn_input import musicnn_patches, network_input_shape
+from .onnx import GRAPH_FORMAT, INPUT_FEATURES, INPUT_MUSICNN_LOGMEL, TAGS_OUTPUT
 
 __all__ = ["INPUT_FEATURES", "INPUT_MUSICNN_LOGMEL", "TAGS_OUTPUT", "GRAPH_FORMAT", "OPSET", "export_onnx", "onnx_bytes", "export_metadata", "musicnn_patches", "network_input_shape"]
 
@@ -44,11 +44,11 @@ OPSET = 17
 
 
 class _MusicnnEmbedding(nn.Module):
-    """Log-mel patches (batch, frames, 96) -> the 3412-wide embedding of :func:`genrekit.musicnn.extract_embeddings`."""
+    """Log-mel patches (batch, frames, 96) -> the 3412-wide embedding of :func:`genrekit.features.musicnn.extract_embeddings`."""
 
     def __init__(self) -> None:
         super().__init__()
-        from .musicnn import MODELS, load_musicnn
+        from ..features.musicnn import MODELS, load_musicnn
 
         self.nets = nn.ModuleList(load_musicnn(name) for name in MODELS)
 

@@ -1,10 +1,10 @@
 """Run genrekit models with onnxruntime: exported ``.onnx`` files, or checkpoints exported on loading.
 
-:class:`OnnxClassifier` is a :class:`~genrekit.inference.GenreClassifier` whose network is an
+:class:`OnnxClassifier` is a :class:`~genrekit.classifier.GenreClassifier` whose network is an
 onnxruntime session: decoding, segmenting, the silence rule, soft voting and the worker pool are the
 same code. Its :attr:`feature_config` is what the graph reads: the checkpoint's features, or for a model
 over musicnn embeddings ``kind="musicnn-patches"`` (the log-mel patches), since the exported graph holds
-both musicnn networks (:mod:`genrekit.export`).
+both musicnn networks (:mod:`genrekit.runtime.export`).
 
 Why: on one thread the shipped musicnn model runs ~3x faster in onnxruntime than in eager PyTorch
 (benchmarks/bench_onnx.py): onnxruntime folds the batch norms into the convolutions and runs them on
@@ -24,11 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from .config import FeatureConfig
-from .exceptions import CheckpointError, ModelNotFoundError, ParameterError, words
-from .inference import GenreClassifier
-from .model_metadata import decode_metadata_props, validate_model_metadata
-from .tags import tag_names
+from ..config import FeatureConfig
+from ..exceptions import CheckpointError, ModelNotFoundError, ParameterError
+from .._text import words
+from ..classifier import GenreClassifier
+from ..model_metadata import decode_metadata_props, validate_model_metadata
+from ..tags import tag_names
 
 __all__ = ["INPUT_FEATURES", "INPUT_MUSICNN_LOGMEL", "TAGS_OUTPUT", "GRAPH_FORMAT", "BACKENDS", "OnnxModel", "OnnxClassifier", "onnxruntime_available", "check_backend", "checkpoint_digest", "load_onnx", "with_backend"]
 
@@ -151,13 +152,13 @@ class OnnxClassifier(GenreClassifier):
     Parameters
     ----------
     model : bytes or str
-        A serialized ONNX model written by :func:`genrekit.export.onnx_bytes`, or its path.
+        A serialized ONNX model written by :func:`genrekit.runtime.export.onnx_bytes`, or its path.
     name : str
         How the model was asked for.
     threads : int, default=1
         onnxruntime intra-op threads.
     device : {"auto", "cpu", "cuda"}, default="auto"
-        "auto" runs on a CUDA GPU when ``onnxruntime-gpu`` is installed, else on the CPU (:mod:`genrekit.device`).
+        "auto" runs on a CUDA GPU when ``onnxruntime-gpu`` is installed, else on the CPU (:mod:`genrekit.runtime.device`).
     checkpoint : Checkpoint, optional
         The checkpoint ``model`` was exported from: kept as :attr:`checkpoint` (weights, standardization),
         as a PyTorch-backed classifier has it. Without it, :attr:`checkpoint` is an :class:`OnnxModel`
@@ -313,14 +314,14 @@ def _digest(checkpoint: Any) -> str:
     (it travels in the file), the versions of genrekit and torch (the exporter) and the graph's format."""
     import torch
 
-    from . import __version__
+    from .. import __version__
 
     key = json.dumps([__version__, GRAPH_FORMAT, torch.__version__, checkpoint_digest(checkpoint), checkpoint.metadata], sort_keys=True, default=str)
     return hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
 
 
 def _exported(checkpoint: Any) -> bytes:
-    """:func:`genrekit.export.onnx_bytes` of ``checkpoint``, kept in :func:`cache_dir`: tracing the shipped model
+    """:func:`genrekit.runtime.export.onnx_bytes` of ``checkpoint``, kept in :func:`cache_dir`: tracing the shipped model
     costs ~0.7 s, reading the file ~5 ms. The cache is best effort: an unwritable folder only costs the export."""
     from .export import onnx_bytes
 

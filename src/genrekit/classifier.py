@@ -3,7 +3,7 @@
 ``load_model()`` returns the model shipped inside the package; ``load_model("runs/x")`` a trained run.
 Every prediction decodes the whole file, cuts it into the model's segments, classifies each segment
 and averages the segment probabilities (soft voting, the original pipeline's rule). Files stream through
-decoding, features (:mod:`genrekit.featurize`) and the model a batch of segments at a time, so memory does
+decoding, features (:mod:`genrekit.features.pipeline`) and the model a batch of segments at a time, so memory does
 not grow with their length. The result types are in :mod:`genrekit.results`, re-exported here.
 """
 
@@ -24,7 +24,7 @@ from ._workers import BoundedPool, default_jobs, open_pool
 from .audio import AUDIO_EXTENSIONS, is_audio_file, path_problem
 from .config import FeatureConfig
 from .exceptions import TRAIN_EXTRA, AudioDecodeError, MissingDependencyError, ModelNotFoundError, ParameterError
-from .featurize import BATCH_SEGMENTS, SILENCE_RMS, SILENT_NOTE, FileFeatures, FileResult, featurize_signal, silent_segments
+from .features.pipeline import BATCH_SEGMENTS, SILENCE_RMS, SILENT_NOTE, FileFeatures, FileResult, featurize_signal, silent_segments
 from .results import Prediction, PredictionError, SegmentPrediction
 from .tags import Tag, merge_tags, tag_names
 
@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # PyTorch runs checkpoints only: classifying with the shipped
     import torch
 
     from .checkpoint import Checkpoint
-    from .training import TrainResult
+    from .training.fit import TrainResult
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -101,7 +101,7 @@ class GenreClassifier:
     name : str
         How the model was asked for (``default``, a run folder, a file).
     device : {"auto", "cpu", "cuda", "mps"}, default="auto"
-        Where PyTorch runs the network (:func:`genrekit.device.torch_device`); on a GPU under autocast.
+        Where PyTorch runs the network (:func:`genrekit.runtime.device.torch_device`); on a GPU under autocast.
 
     Examples
     --------
@@ -118,7 +118,7 @@ class GenreClassifier:
     def __init__(self, checkpoint: Checkpoint, *, name: str = "", device: str = "auto") -> None:
         import torch
 
-        from .device import torch_device
+        from .runtime.device import torch_device
         from .models.folding import fold_conv_net
 
         self.checkpoint = checkpoint
@@ -141,7 +141,7 @@ class GenreClassifier:
 
     @property
     def backend(self) -> str:
-        """What runs the network: "torch" here, "onnxruntime" for :class:`~genrekit.onnx_backend.OnnxClassifier`."""
+        """What runs the network: "torch" here, "onnxruntime" for :class:`~genrekit.runtime.onnx.OnnxClassifier`."""
         return "torch"
 
     @property
@@ -179,7 +179,7 @@ class GenreClassifier:
         (``None`` for a model without tags), of a batch of segment features."""
         import torch
 
-        from .device import autocast
+        from .runtime.device import autocast
 
         out, tags = [], []
         with torch.inference_mode(), autocast(self.device):
@@ -416,12 +416,12 @@ def load_model(
     ----------
     backend : {"auto", "torch", "onnxruntime"}, default="auto"
         What runs the network: "auto" takes onnxruntime when it is installed and the model is one it runs
-        faster (see :func:`genrekit.onnx_backend.with_backend`), else PyTorch. An ``.onnx`` file always
+        faster (see :func:`genrekit.runtime.onnx.with_backend`), else PyTorch. An ``.onnx`` file always
         runs with onnxruntime, and so do the shipped models under "auto" and "onnxruntime" (their graphs
         ship in the package): only "torch", checkpoints and run folders need PyTorch (``genrekit[train]``).
     device : {"auto", "cpu", "cuda", "mps"}, default="auto"
         Where the network runs: "auto" takes a CUDA GPU, then MPS, then the CPU, as far as the runtime
-        can use them (onnxruntime needs ``onnxruntime-gpu`` for CUDA and has no MPS); see :mod:`genrekit.device`.
+        can use them (onnxruntime needs ``onnxruntime-gpu`` for CUDA and has no MPS); see :mod:`genrekit.runtime.device`.
     threads : int >= 1, default=1
         onnxruntime's intra-op threads for one prediction: 1 for batch work, whose workers use the cores
         (``predict_many``); more for a server answering single requests.
@@ -437,8 +437,8 @@ def load_model(
     """
     if threads < 1:
         raise ParameterError(f"The 'threads' parameter must be >= 1. Got {threads!r} instead.")
-    from .device import check_device
-    from .onnx_backend import OnnxClassifier, check_backend, load_onnx, with_backend
+    from .runtime.device import check_device
+    from .runtime.onnx import OnnxClassifier, check_backend, load_onnx, with_backend
 
     check_backend(backend)
     check_device(device)

@@ -12,9 +12,10 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .exceptions import ParameterError, words
-from .results import Prediction, PredictionError
-from .tags import DEFAULT_TAGS, format_tags
+from ..exceptions import ParameterError
+from .._text import words
+from ..results import Prediction, PredictionError
+from ..tags import DEFAULT_TAGS, format_tags
 
 __all__ = ["WRITERS", "get_writer", "notes", "write_csv", "write_json"]
 

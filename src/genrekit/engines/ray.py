@@ -1,7 +1,7 @@
 """The Ray engine: genrekit's per-file pipeline on a Ray cluster, for libraries one machine cannot finish.
 
-The work is the local engine's, function for function: :func:`genrekit.featurize.featurize_file` (through
-:func:`genrekit.store.process_file` for ``prepare``) and the classifier's soft vote for ``predict``. Ray Data runs
+The work is the local engine's, function for function: :func:`genrekit.features.pipeline.featurize_file` (through
+:func:`genrekit.datasets.store.process_file` for ``prepare``) and the classifier's soft vote for ``predict``. Ray Data runs
 it the way its docs recommend for batch inference:
 
 - decoding and features are stateless tasks (``map_batches`` with a function), a few files a task;
@@ -37,12 +37,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .exceptions import GenrekitError, ParameterError
+from ..exceptions import GenrekitError, ParameterError
 
 if TYPE_CHECKING:
-    from .config import FeatureConfig
-    from .inference import GenreClassifier
-    from .featurize import FileResult
+    from ..config import FeatureConfig
+    from ..classifier import GenreClassifier
+    from ..features.pipeline import FileResult
 
 __all__ = ["RayEngine", "RayUnavailableError"]
 
@@ -103,7 +103,7 @@ class RayEngine:
 
         SIGTERM keeps the handler it had: ``ray.init`` installs one that dumps a native stack and exits 15,
         where genrekit's CLI stops the run as the local engine does ("terminated", 143). An instance started
-        here is watched by :mod:`genrekit._reaper`, which ends it should this process die unseen (``kill -9``).
+        here is watched by :mod:`genrekit.engines._reaper`, which ends it should this process die unseen (``kill -9``).
         """
         ray = _import_ray()
         if ray.is_initialized():
@@ -149,7 +149,7 @@ class RayEngine:
         return min(1.0, total / 2), min(self.model_cpus, total / 2)
 
     def classify(self, model: GenreClassifier, items: Sequence[tuple[str, str | None]], *, max_duration: float | None = None) -> Iterator[Row]:
-        """Results-file rows (:func:`genrekit.library.result_row`) of ``(path, content hash in the results
+        """Results-file rows (:func:`genrekit.library.run.result_row`) of ``(path, content hash in the results
         file or None)`` pairs, as they finish.
 
         Files are hashed in the decode tasks, where they are read anyway, not by the driver: a file whose
@@ -175,12 +175,12 @@ class RayEngine:
     def file_workers(
         self, config: FeatureConfig, on_result: Callable[[FileResult], None], max_duration: float | None = None
     ) -> _RayFileWorkers:
-        """What :func:`genrekit.store.prepare_store` submits files to: :func:`~genrekit.store.process_file` in Ray tasks."""
+        """What :func:`genrekit.datasets.store.prepare_store` submits files to: :func:`~genrekit.datasets.store.process_file` in Ray tasks."""
         return _RayFileWorkers(self, config, on_result, max_duration)
 
 
 def _start_reaper() -> subprocess.Popen[bytes]:
-    """:mod:`genrekit._reaper` watching this process, in its own session (a Ctrl-C to the terminal's group is not for it)."""
+    """:mod:`genrekit.engines._reaper` watching this process, in its own session (a Ctrl-C to the terminal's group is not for it)."""
     script = Path(__file__).with_name("_reaper.py")
     return subprocess.Popen([sys.executable, "-I", str(script), str(os.getpid())], stdin=subprocess.PIPE, start_new_session=True)
 
@@ -197,10 +197,10 @@ def _stop_reaper(reaper: subprocess.Popen[bytes]) -> None:
 
 
 def _featurize_batch(batch: dict[str, np.ndarray], config: FeatureConfig, max_duration: float | None = None) -> dict[str, np.ndarray]:
-    """Hash, decode and featurize a few files (a Ray task): the local engine's :func:`~genrekit.featurize.featurize_file`,
+    """Hash, decode and featurize a few files (a Ray task): the local engine's :func:`~genrekit.features.pipeline.featurize_file`,
     pickled for the trip; a file still in the results file (same hash) is not decoded (an empty item)."""
-    from .featurize import FileResult, featurize_file
-    from .library import hash_file
+    from ..features.pipeline import FileResult, featurize_file
+    from ..library.run import hash_file
 
     digests, items = [], []
     for path, known in zip(map(str, batch["path"]), batch["known_hash"]):
@@ -229,7 +229,7 @@ def _classify_batch(batch: dict[str, np.ndarray], model: list[Any], threads: int
     import ray
     import torch
 
-    from .library import result_row
+    from ..library.run import result_row
 
     key = model[0].hex()
     if key not in _MODELS:
@@ -249,15 +249,15 @@ def _classify_batch(batch: dict[str, np.ndarray], model: list[Any], threads: int
 
 
 def _process_batch(batch: dict[str, np.ndarray], config: FeatureConfig, max_duration: float | None = None) -> dict[str, np.ndarray]:
-    """``prepare``'s per-file work (a Ray task): :func:`genrekit.store.process_file`, pickled for the trip."""
-    from .store import process_file
+    """``prepare``'s per-file work (a Ray task): :func:`genrekit.datasets.store.process_file`, pickled for the trip."""
+    from ..datasets.store import process_file
 
     results = [pickle.dumps(process_file(str(p), config, max_duration=max_duration), protocol=5) for p in batch["path"]]
     return {"result": np.array(results, dtype=object)}
 
 
 class _RayFileWorkers:
-    """:func:`genrekit.store.prepare_store`'s workers on Ray: files are collected as submitted, then run
+    """:func:`genrekit.datasets.store.prepare_store`'s workers on Ray: files are collected as submitted, then run
     as one Ray Data job when the store asks for them all (``finish``), each result handed to ``on_result``
     with the path as submitted (relative paths are sent absolute, and put back in messages)."""
 

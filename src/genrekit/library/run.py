@@ -4,7 +4,7 @@
 results come in: path, content hash, genre, confidence, the uncertain flag, every genre's probability
 (``p_<genre>``), musicnn's strongest tags (``tags``, ``tag:score;...``, empty for a model without), duration and, for a file that could not be classified, the reason (``error``).
 Run it again with the same output and every file whose path and bytes (the content hash of the feature
-store, :func:`genrekit.datasets.file_hash`) are already there is skipped; a changed file is classified
+store, :func:`genrekit.datasets.discover.file_hash`) are already there is skipped; a changed file is classified
 again. Locally, files are hashed before decoding, and a copy of a known file (same bytes, another path)
 gets its row without being decoded again; the Ray engine hashes each file in the task that decodes it,
 so that the driver does not read a whole library, and decodes copies again (to the same row).
@@ -36,7 +36,7 @@ When a run ends, the file is rewritten once (to a temporary name, then renamed):
 latest, sorted by path, so a resumed run and an uninterrupted one leave the same file.
 
 Per-file work is the engines' (local processes, :meth:`GenreClassifier.predict_many`, or a Ray cluster,
-:mod:`genrekit.ray_engine`); this module is the one place that writes.
+:mod:`genrekit.engines.ray`); this module is the one place that writes.
 """
 
 from __future__ import annotations
@@ -55,16 +55,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._io import atomic_write, exclusive, output_errors, readable, write_all
-from .datasets import file_hash
-from .exceptions import ParameterError, ResumeError
-from .tags import DEFAULT_TAGS, format_tags
+from .._io import atomic_write, exclusive, output_errors, readable, write_all
+from ..datasets.discover import file_hash
+from ..exceptions import ParameterError, ResumeError
+from ..tags import DEFAULT_TAGS, format_tags
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from .inference import GenreClassifier, Prediction, PredictionError
-    from .ray_engine import RayEngine
+    from ..classifier import GenreClassifier, Prediction, PredictionError
+    from ..engines.ray import RayEngine
 
 __all__ = ["RESULT_FORMATS", "LibraryReport", "ResultsFile", "classify_library", "read_results", "result_columns", "result_row", "rows_close"]
 
@@ -476,7 +476,7 @@ def classify_library(
     Parameters
     ----------
     sources : iterable of path
-        Files and folders (searched recursively), as :func:`genrekit.inference.find_audio_files` takes them.
+        Files and folders (searched recursively), as :func:`genrekit.classifier.find_audio_files` takes them.
     out : path
         ``.parquet``, ``.csv`` or ``.jsonl`` (see the module docstring).
     model : GenreClassifier
@@ -494,7 +494,7 @@ def classify_library(
         Files seen, classified now, skipped (already in ``out``), copied from a file with the same
         bytes, and the failed files of this library with their reasons (rows with an error).
     """
-    from .inference import find_audio_files
+    from ..classifier import find_audio_files
 
     start = time.perf_counter()
     files, missing = find_audio_files(sources)

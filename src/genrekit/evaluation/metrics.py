@@ -7,7 +7,7 @@ from a bootstrap over tracks: with ~100 validation tracks it is several points w
 whose intervals overlap widely are not shown to differ.
 
 A report of a run trained or evaluated on the ``leaky-segments`` split carries
-:data:`genrekit.splits.LEAKY_LABEL` in every file and printed line that shows its numbers.
+:data:`genrekit.datasets.splits.LEAKY_LABEL` in every file and printed line that shows its numbers.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .exceptions import CheckpointError, ParameterError, StoreError
-from .splits import LEAKY_LABEL, PARTITIONS, SplitConfig, make_split, segment_partitions
+from ..exceptions import CheckpointError, ParameterError, StoreError
+from ..datasets.splits import LEAKY_LABEL, PARTITIONS, SplitConfig, make_split, segment_partitions
 
 __all__ = [
     "N_BOOTSTRAP",
@@ -58,7 +58,7 @@ def predict_logits(
 ) -> np.ndarray:
     """Logits of the segments ``features[indices]``, read in sorted chunks from a (memory-mapped) float16 array.
 
-    Runs where ``model``'s parameters are (a GPU under autocast, :func:`genrekit.device.autocast`); ``mean``
+    Runs where ``model``'s parameters are (a GPU under autocast, :func:`genrekit.runtime.device.autocast`); ``mean``
     and ``std`` stay on the CPU, where the chunks are standardized.
 
     Returns
@@ -68,7 +68,7 @@ def predict_logits(
     indices = np.asarray(indices)
     order = np.argsort(indices, kind="stable")
     out: np.ndarray | None = None
-    from .device import autocast
+    from ..runtime.device import autocast
 
     was_training = model.training
     model.eval()
@@ -317,7 +317,7 @@ def evaluate_run(
     Parameters
     ----------
     run : path
-        A run folder written by :func:`genrekit.training.train`.
+        A run folder written by :func:`genrekit.training.fit.train`.
     partition : {"test", "val"}, default="test"
     store : path, optional
         Feature store to read; defaults to the one the run was trained on. Its feature config must
@@ -325,7 +325,7 @@ def evaluate_run(
     out_dir : path, optional
         Defaults to ``<run>/eval-<partition>``.
     device : {"auto", "cpu", "cuda", "mps"}, default="auto"
-        Where the model runs (:func:`genrekit.device.torch_device`).
+        Where the model runs (:func:`genrekit.runtime.device.torch_device`).
 
     Raises
     ------
@@ -334,9 +334,9 @@ def evaluate_run(
     StoreError
         The store's features differ from the model's.
     """
-    from .checkpoint import load_checkpoint
-    from .device import torch_device
-    from .store import open_store
+    from ..checkpoint import load_checkpoint
+    from ..runtime.device import torch_device
+    from ..datasets.store import open_store
 
     target = torch_device(device)
     if partition not in ("test", "val"):
@@ -414,7 +414,7 @@ def write_evaluation(evaluation: Evaluation, summary: dict[str, Any], out_dir: s
     predicted_label, confidence, num_segments, correct, one probability column per genre, and the
     segment predictions as a JSON list of genre names.
     """
-    from .plots import plot_confusion
+    from ..plots.metrics import plot_confusion
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -478,7 +478,7 @@ def compare(runs: Sequence[str | Path]) -> list[CompareRow]:
     ModelNotFoundError
         A run folder has no ``model.pt``.
     """
-    from .checkpoint import load_checkpoint
+    from ..checkpoint import load_checkpoint
 
     rows = []
     for run in map(Path, runs):

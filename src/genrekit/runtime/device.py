@@ -12,7 +12,8 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any
 
-from .exceptions import ParameterError, words
+from ..exceptions import ParameterError
+from .._text import words
 
 if TYPE_CHECKING:
     import torch

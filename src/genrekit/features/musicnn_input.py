@@ -2,9 +2,9 @@
 exported musicnn graph reads.
 
 Classifying with the shipped models runs the musicnn networks inside an ONNX graph
-(:mod:`genrekit.onnx_backend`); what stays outside is this front end, in NumPy, so ``genrekit predict``
+(:mod:`genrekit.runtime.onnx`); what stays outside is this front end, in NumPy, so ``genrekit predict``
 never imports PyTorch. The networks themselves, the embeddings genrekit stores for training and tag
-scores are :mod:`genrekit.musicnn` (PyTorch).
+scores are :mod:`genrekit.features.musicnn` (PyTorch).
 
 Input representation (the original's ``extractor.batch_data``): 16 kHz mono, centered STFT with
 n_fft 512, hop 256, periodic Hann window and zero padding (librosa >= 0.10), power 2, 96 Slaney mel
@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from .config import AudioConfig, FeatureConfig
-from .exceptions import ParameterError
-from .features import FeatureKind, PowerSpectrogram, feature_kind, mel_power, register_feature_kind
+from ..config import AudioConfig, FeatureConfig
+from ..exceptions import ParameterError
+from .logmel import PowerSpectrogram, mel_power
+from .kinds import FeatureKind, feature_kind, register_feature_kind
 
 __all__ = [
     "SAMPLE_RATE",
@@ -143,7 +144,7 @@ def network_input_shape(config: FeatureConfig) -> tuple[int, ...]:
 def musicnn_patches(segments: np.ndarray, config: FeatureConfig) -> np.ndarray:
     """musicnn's input for equal-length segments: each segment's own log-mel cut to its patch length.
 
-    The same patches :func:`genrekit.musicnn.extract_embeddings` feeds its networks, shape
+    The same patches :func:`genrekit.features.musicnn.extract_embeddings` feeds its networks, shape
     (n_segments, frames, 96), float32.
     """
     segments = np.atleast_2d(np.asarray(segments, dtype=np.float32))

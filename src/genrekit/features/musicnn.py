@@ -18,7 +18,7 @@ Staying in float32 also drops the original's float16 rounding of the log-mel (ab
 one source of the port's differences from the original: tag scores within 2e-4, and within 1e-6 when
 the port is fed the original's float16 input.
 
-The input representation (log-mel patches, the feature configuration) is :mod:`genrekit.musicnn_input`,
+The input representation (log-mel patches, the feature configuration) is :mod:`genrekit.features.musicnn_input`,
 in NumPy, re-exported here: classifying with an exported graph needs it without PyTorch.
 
 Embedding (``kind="musicnn"``): for each 3 s segment, the concatenation over ``MSD_musicnn`` then
@@ -39,11 +39,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .audio import load_audio
-from .config import FeatureConfig
-from .exceptions import ParameterError
-from .features import FeatureKind, register_feature_kind
-from .models.musicnn import EMBEDDING_DIM, EMBEDDING_LAYOUT, MODELS, MusiCNN, MusicnnOutput, load_musicnn
+from ..audio import load_audio
+from ..config import FeatureConfig
+from ..exceptions import ParameterError
+from .kinds import FeatureKind, register_feature_kind
+from ..models.musicnn import EMBEDDING_DIM, EMBEDDING_LAYOUT, MODELS, MusiCNN, MusicnnOutput, load_musicnn
 from .musicnn_input import (
     HOP_LENGTH,
     N_FFT,

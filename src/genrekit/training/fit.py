@@ -32,20 +32,20 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from . import __version__
-from ._io import LOCK_NAME, atomic_write, exclusive, output_errors
+from .. import __version__
+from .._io import LOCK_NAME, atomic_write, exclusive, output_errors
 from .augment import AugmentConfig, Augmenter, mixup
-from ._params import Constraint, Interval, OneOf, check_params, from_dict
-from .checkpoint import Checkpoint, save_checkpoint
-from .device import autocast, torch_device
-from .evaluation import evaluate_predictions, predict_logits, softmax
-from .exceptions import GenrekitError, ParameterError, ResumeError
-from .features import feature_shape
-from .models import build_model
-from .models.musicnn_linear import FITTED_BY_SCRIPT
-from .splits import LEAKY_LABEL, SplitConfig, make_split, segment_partitions
-from .speedups import keep_freed_memory
-from .store import FeatureStore, open_store
+from .._params import Constraint, Interval, OneOf, check_params, from_dict
+from ..checkpoint import Checkpoint, save_checkpoint
+from ..runtime.device import autocast, torch_device
+from ..evaluation.metrics import evaluate_predictions, predict_logits, softmax
+from ..exceptions import GenrekitError, ParameterError, ResumeError
+from ..features import feature_shape
+from ..models import build_model
+from ..models.musicnn_linear import FITTED_BY_SCRIPT
+from ..datasets.splits import LEAKY_LABEL, SplitConfig, make_split, segment_partitions
+from ..speedups import keep_freed_memory
+from ..datasets.store import FeatureStore, open_store
 
 __all__ = ["TrainConfig", "EpochMetrics", "TrainResult", "new_run_dir", "train", "resume", "run_config"]
 
@@ -371,7 +371,7 @@ def train(
     Parameters
     ----------
     store : path
-        A store made by :func:`genrekit.store.prepare_store`.
+        A store made by :func:`genrekit.datasets.store.prepare_store`.
     config : TrainConfig, optional
         Defaults to the original's (cnn2, Adam 1e-4, batch 64, 40 epochs) on a random 80/20 track split.
     run_dir : path, optional
@@ -837,7 +837,7 @@ def _save_model(
 
 
 def _plot(run: Path, history: list[EpochMetrics], config: TrainConfig, data: _Data) -> None:
-    from .plots import plot_history
+    from ..plots.metrics import plot_history
 
     title = f"{config.model}, split {config.split.strategy}" + (" (LEAKY)" if data.split_meta["leaky"] else "")
     plot_history([h.to_dict() for h in history], run / "history.png", title=title)

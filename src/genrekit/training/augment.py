@@ -33,10 +33,10 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from ._params import Constraint, Interval, check_params, from_dict
-from .config import FeatureConfig
-from .exceptions import ParameterError
-from .features import AMIN, mel_filterbank
+from .._params import Constraint, Interval, check_params, from_dict
+from ..config import FeatureConfig
+from ..exceptions import ParameterError
+from ..features.logmel import AMIN, mel_filterbank
 
 __all__ = ["AugmentConfig", "Augmenter", "mixup"]
 

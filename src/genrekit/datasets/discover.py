@@ -10,8 +10,8 @@ from collections import defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .audio import is_audio_file
-from .exceptions import DatasetError, DatasetWarning
+from ..audio import is_audio_file
+from ..exceptions import DatasetError, DatasetWarning
 
 __all__ = ["GTZAN_GENRES", "Track", "discover", "file_hash", "find_duplicates", "hash_track", "warn_duplicates", "with_hashes"]
 

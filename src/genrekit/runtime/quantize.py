@@ -44,8 +44,8 @@ def log_mel_bound() -> float:
     An STFT bin's magnitude is at most the window's sum (n_fft / 2 for the periodic Hann window), so a mel
     band's power is at most that squared times the band's filter sum: log10(10000 * that + 1) = 7.35.
     """
-    from .features import mel_filterbank
-    from .musicnn import N_FFT, default_feature_config
+    from ..features.logmel import mel_filterbank
+    from ..features.musicnn import N_FFT, default_feature_config
 
     band_sum = float(np.asarray(mel_filterbank(default_feature_config())).sum(axis=1).max())
     return float(np.log10(10000.0 * (N_FFT / 2) ** 2 * band_sum + 1.0))
@@ -218,7 +218,7 @@ def quantize_timbral(
     shape (n, 187, 96)) and widened by ``margin``. The graph's outputs are kept (``probabilities`` and
     ``tags``, which then come from the int8 front end too), and metadata_props, plus ``genrekit.quantization``
     (what was quantized) and ``genrekit.source`` (``source``: the checkpoint it came from, see
-    :func:`genrekit.onnx_backend.checkpoint_digest`)."""
+    :func:`genrekit.runtime.onnx.checkpoint_digest`)."""
     import onnx
 
     model = onnx.load_from_string(model_bytes)

@@ -23,9 +23,9 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from .datasets import Track
-from ._params import Constraint, Interval, OneOf, check_params
-from .exceptions import ParameterError
+from .discover import Track
+from .._params import Constraint, Interval, OneOf, check_params
+from ..exceptions import ParameterError
 
 __all__ = [
     "STRATEGIES",

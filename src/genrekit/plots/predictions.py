@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .config import FeatureConfig
+from ..config import FeatureConfig
 from .palette import genre_color, genre_colors
 
-from .results import PredictionError
+from ..results import PredictionError
 
 if TYPE_CHECKING:
-    from .results import Prediction
+    from ..results import Prediction
 
 __all__ = ["percent", "write_spectrograms", "plot_timeline", "plot_spectrogram", "write_html_summary", "safe_stem"]
 
@@ -74,8 +74,8 @@ def plot_timeline(prediction: Prediction, out: str | Path) -> Path:
 
 
 def model_input(y: np.ndarray, config: FeatureConfig, *, whole: bool) -> tuple[np.ndarray, str]:
-    """What a model with ``config`` looks at for signal ``y``; see :func:`genrekit.features.model_input`."""
-    from .features import model_input as _model_input
+    """What a model with ``config`` looks at for signal ``y``; see :func:`genrekit.features.logmel.model_input`."""
+    from ..features import model_input as _model_input
 
     return _model_input(y, config, whole=whole)
 
@@ -85,8 +85,8 @@ def write_spectrograms(files: Sequence[Path], out: Path, config: FeatureConfig, 
 
     Returns the number of images written and, for each file that could not be decoded, its one-line error.
     """
-    from .audio import load_audio, segment_audio
-    from .exceptions import GenrekitError
+    from ..audio import load_audio, segment_audio
+    from ..exceptions import GenrekitError
 
     out.mkdir(parents=True, exist_ok=True)
     failed: list[str] = []
@@ -141,7 +141,7 @@ def plot_spectrogram(
 
 def _mel_ticks(config: FeatureConfig, n_mels: int) -> tuple[list[float], list[float]]:
     """Round frequencies (0, 250, 500 Hz, 1, 2, 4 ... kHz) and where they fall on the band axis of ``n_mels`` mel bands."""
-    from .features import _hz_to_mel
+    from ..features.logmel import _hz_to_mel
 
     f_max = config.f_max or config.audio.sample_rate / 2
     low, high = _hz_to_mel(np.array([config.f_min, f_max], dtype=np.float64))

@@ -1,6 +1,6 @@
 """The per-file pipeline, one function for every engine: decode, segment and featurize a file, streamed.
 
-:func:`featurize_file` is what ``prepare`` (:func:`genrekit.store.process_file`), the workers of
+:func:`featurize_file` is what ``prepare`` (:func:`genrekit.datasets.store.process_file`), the workers of
 ``predict_many`` and the Ray engine run on each file: a pure function of (file, config) whose result,
 features or the reason the file cannot be used, is written by the one process that asked for it.
 :class:`FileFeatures` streams a file's features batch by batch, so a 10-minute file needs the memory
@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import Segmenter, min_cover_samples, segment_audio, stream_audio, too_short
-from .config import FeatureConfig
-from .exceptions import AudioDecodeError, AudioTooLongError, AudioWarning
-from .features import extract_features
+from ..audio import Segmenter, min_cover_samples, segment_audio, stream_audio, too_short
+from ..config import FeatureConfig
+from ..exceptions import AudioDecodeError, AudioTooLongError, AudioWarning
+from .kinds import extract_features
 
 __all__ = ["BATCH_SEGMENTS", "SILENCE_RMS", "FileResult", "FileFeatures", "featurize_file", "featurize_signal", "silent_segments"]
 

@@ -10,7 +10,7 @@ Layout of a store folder::
     cache/<config hash>/<content hash>.npy   per-track features; what makes re-runs and updates cheap
     cache/<config hash>/<content hash>.error.json   why a file could not be used, so reruns skip it
 
-Per-file work (:func:`process_file`, the one per-file pipeline of :mod:`genrekit.featurize`) is a pure
+Per-file work (:func:`process_file`, the one per-file pipeline of :mod:`genrekit.features.pipeline`) is a pure
 function of (file, config); only the calling process writes, so the same functions can run on a cluster.
 """
 
@@ -33,18 +33,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import __version__
-from ._io import LOCK_NAME, atomic_write, exclusive, output_errors
-from ._workers import BoundedPool, default_jobs, open_pool
-from .audio import path_problem
-from .config import FeatureConfig, config_hash
-from .datasets import Track, discover, hash_track, warn_duplicates
-from .exceptions import ParameterError, StoreError
-from .featurize import FileResult, featurize_file
+from .. import __version__
+from .._io import LOCK_NAME, atomic_write, exclusive, output_errors
+from .._workers import BoundedPool, default_jobs, open_pool
+from ..audio import path_problem
+from ..config import FeatureConfig, config_hash
+from .discover import Track, discover, hash_track, warn_duplicates
+from ..exceptions import ParameterError, StoreError
+from ..features.pipeline import FileResult, featurize_file
 from .splits import Split, segment_partitions
 
 if TYPE_CHECKING:
-    from .ray_engine import RayEngine
+    from ..engines.ray import RayEngine
 
 __all__ = ["FORMAT_VERSION", "FileResult", "PrepareReport", "FeatureStore", "process_file", "prepare_store", "open_store"]
 
@@ -57,7 +57,7 @@ ProgressCallback = Callable[[int, int, str], None]
 
 
 def process_file(path: str | Path, config: FeatureConfig, *, max_duration: float | None = None) -> FileResult:
-    """Decode, segment and featurize one file for the store: :func:`genrekit.featurize.featurize_file` with
+    """Decode, segment and featurize one file for the store: :func:`genrekit.features.pipeline.featurize_file` with
     float16 features. Never raises for bad audio: the reason is returned; any other exception is a bug and
     propagates, so ``prepare`` fails instead of skipping every file.
 
@@ -97,7 +97,7 @@ class _Workers:
         self.config = config
         self.max_duration = max_duration
         self.on_result = on_result
-        self._pool = BoundedPool[FileResult](jobs, ordered=False, start=functools.partial(open_pool, preload=["torch", "genrekit.featurize"]))
+        self._pool = BoundedPool[FileResult](jobs, ordered=False, start=functools.partial(open_pool, preload=["torch", "genrekit.features.pipeline"]))
 
     def __enter__(self) -> _Workers:
         return self
@@ -190,7 +190,7 @@ def prepare_store(
     Parameters
     ----------
     source : path or list of Track
-        Anything :func:`genrekit.datasets.discover` accepts, or tracks already discovered.
+        Anything :func:`genrekit.datasets.discover.discover` accepts, or tracks already discovered.
     out : path
         Store folder: new, empty, or a store made by this function.
     config : FeatureConfig, optional
@@ -413,7 +413,7 @@ def _consolidate(
         shape = shape or tuple(cached.shape[1:])  # not feature_shape(): it would import torch here
     n_segments = int(sum(counts))
     if shape is None:
-        from .features import feature_shape
+        from ..features import feature_shape
 
         shape = feature_shape(config)
     hop, rate = config.audio.hop_samples, config.audio.sample_rate

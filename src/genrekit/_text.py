@@ -1,0 +1,15 @@
+"""Text for people: values listed as a sentence in error messages and help."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+__all__ = ["words"]
+
+
+def words(values: Iterable[object]) -> str:
+    """``a, b or c``: allowed values as a sentence, not a Python repr like ``['a', 'b', 'c']``."""
+    items = [str(v) for v in values]
+    if not items:
+        return "none"
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} or {items[-1]}"

@@ -1,0 +1,1 @@
+"""Labeled data: finding tracks (:mod:`.discover`), splitting them by track (:mod:`.splits`) and the feature store (:mod:`.store`)."""
