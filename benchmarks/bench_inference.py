@@ -82,7 +82,7 @@ STAGES_COLUMNS = (
 def eager_model(path: str) -> GenreClassifier:
     """The classifier as it ran before BatchNorm folding: the checkpoint's eager model, channels_last."""
     classifier = load_model(path)
-    classifier._forward = classifier.checkpoint.build().to(memory_format=torch.channels_last)
+    classifier.runner.network = classifier.checkpoint.build().to(memory_format=torch.channels_last)
     return classifier
 
 

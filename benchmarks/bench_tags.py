@@ -34,20 +34,23 @@ def _clips(n: int) -> list[Path]:
 
 def _without_tags(model: Any) -> Any:
     """``model`` as it ran before tags: the same network, no tag scores."""
+    from genrekit.classifier import GenreClassifier
     from genrekit.runtime.export import TAGS_OUTPUT
-    from genrekit.runtime.onnx import OnnxClassifier
+    from genrekit.runtime.onnx import OnnxRunner
 
-    if not isinstance(model, OnnxClassifier):
+    runner = model.runner
+    if not isinstance(runner, OnnxRunner):
         bare = copy.copy(model)
-        bare._tags = None
+        bare.runner = copy.copy(runner)
+        bare.runner.tag_layer = None
         return bare
     import onnx
 
-    graph = onnx.load_from_string(model._source if isinstance(model._source, bytes) else Path(model._source).read_bytes())
+    graph = onnx.load_from_string(runner._source if isinstance(runner._source, bytes) else Path(runner._source).read_bytes())
     kept = [o for o in graph.graph.output if o.name != TAGS_OUTPUT]
     del graph.graph.output[:]
     graph.graph.output.extend(kept)
-    return OnnxClassifier(graph.SerializeToString(), name=model.name, checkpoint=model.checkpoint)
+    return GenreClassifier(OnnxRunner(graph.SerializeToString(), name=model.name, checkpoint=runner.checkpoint), name=model.name)
 
 
 def main() -> None:

@@ -104,7 +104,8 @@ def main() -> int:
     torch.set_num_threads(1)
     from genrekit import load_model
     from genrekit.runtime.export import onnx_bytes
-    from genrekit.runtime.onnx import OnnxClassifier, checkpoint_digest
+    from genrekit.classifier import GenreClassifier
+    from genrekit.runtime.onnx import OnnxRunner, checkpoint_digest
     from genrekit.runtime.quantize import quantize_timbral
 
     reference = load_model("default", backend="torch")
@@ -128,10 +129,10 @@ def main() -> int:
         "",
     ]
     shipped = None
-    fp32_model = OnnxClassifier(fp32, name="default")
+    fp32_model = GenreClassifier(OnnxRunner(fp32, name="default"), name="default")
     for label, widths in CANDIDATES.items():
         int8 = quantize_timbral(fp32, calibration, widths=widths, margin=args.margin, source=checkpoint_digest(reference.checkpoint))
-        models = {"fp32": fp32_model, "int8": OnnxClassifier(int8, name="default")}
+        models = {"fp32": fp32_model, "int8": GenreClassifier(OnnxRunner(int8, name="default"), name="default")}
         seconds = _network_seconds(models, timing_batch)
         print(label, seconds, flush=True)
         rows = _compare(models, sets, args.jobs)

@@ -18,6 +18,7 @@ import genrekit
 from genrekit.checkpoint import load_checkpoint
 from genrekit.config import AudioConfig, FeatureConfig
 from genrekit.classifier import GenreClassifier
+from genrekit.runtime.torch import TorchRunner
 from genrekit.datasets.store import open_store
 
 from conftest import REPO, synth_tone, write_random_model
@@ -90,7 +91,7 @@ def test_train_returns_the_fitted_model_of_its_run(trained: GenreClassifier, dat
     assert trained.classes_ == sorted(LABELS)
     saved = load_checkpoint(result.run_dir / "model.pt")
     audio = synth_tone(2, 6.0, 22050, np.random.default_rng(1))
-    np.testing.assert_allclose(trained.predict_proba(audio, sample_rate=22050), GenreClassifier(saved).predict_proba(audio, sample_rate=22050), atol=1e-5)
+    np.testing.assert_allclose(trained.predict_proba(audio, sample_rate=22050), GenreClassifier(TorchRunner(saved)).predict_proba(audio, sample_rate=22050), atol=1e-5)
 
 
 def test_train_refuses_unknown_options_before_making_a_run(tmp_path: Path) -> None:
@@ -111,7 +112,7 @@ def test_evaluate_a_trained_model_or_its_run_folder(trained: GenreClassifier, tm
 
 
 def test_evaluate_refuses_a_model_that_was_not_trained_here(tmp_path: Path) -> None:
-    model = GenreClassifier(load_checkpoint(write_random_model(tmp_path / "model.pt")), name="model.pt")
+    model = GenreClassifier(TorchRunner(load_checkpoint(write_random_model(tmp_path / "model.pt"))), name="model.pt")
     with pytest.raises(genrekit.ParameterError, match="run folder"):
         genrekit.evaluate(model)
 
@@ -119,7 +120,7 @@ def test_evaluate_refuses_a_model_that_was_not_trained_here(tmp_path: Path) -> N
 @pytest.fixture(scope="module")
 def classifier(tmp_path_factory: pytest.TempPathFactory) -> GenreClassifier:
     labels = ["rock", "blues", "jazz"]  # not sorted: columns follow classes_, not the alphabet
-    return GenreClassifier(load_checkpoint(write_random_model(tmp_path_factory.mktemp("m") / "model.pt", labels=labels)))
+    return GenreClassifier(TorchRunner(load_checkpoint(write_random_model(tmp_path_factory.mktemp("m") / "model.pt", labels=labels))))
 
 
 def test_predict_proba_rows_follow_classes_and_match_predict(classifier: GenreClassifier, tmp_path: Path) -> None:

@@ -61,7 +61,7 @@ def test_a_checkpoint_on_the_cpu_device_predicts_exactly_as_before(tmp_path: Pat
     clip = tmp_path / "a.wav"
     sf.write(clip, synth_tone(2, 6.0, 22050, rng), 22050)
     cpu = load_model(model, device="cpu")
-    assert cpu.runtime == "PyTorch, float32" and cpu.device.type == "cpu"
+    assert cpu.runtime == "PyTorch, float32" and cpu.device == "cpu"
     reference = load_model(model, device="auto") if torch_device("auto").type == "cpu" else None
     if reference is not None:  # auto is the CPU here (always on CI): the same code path, the same numbers
         assert cpu.predict(clip).probabilities == reference.predict(clip).probabilities

@@ -24,6 +24,7 @@ from genrekit.cli import app
 from genrekit.config import FeatureConfig
 from genrekit.exceptions import AudioDecodeError, AudioTooLongError, CheckpointError, ModelNotFoundError
 from genrekit.classifier import GenreClassifier
+from genrekit.runtime.torch import TorchRunner
 from genrekit.datasets.store import prepare_store, process_file
 
 from conftest import write_random_model
@@ -37,7 +38,7 @@ def _broken_features(*_: object, **__: object) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def classifier(tmp_path_factory: pytest.TempPathFactory) -> GenreClassifier:
-    return GenreClassifier(load_checkpoint(write_random_model(tmp_path_factory.mktemp("model") / "model.pt")))
+    return GenreClassifier(TorchRunner(load_checkpoint(write_random_model(tmp_path_factory.mktemp("model") / "model.pt"))))
 
 
 def test_decode_error_carries_path_and_reason_and_survives_pickling(tmp_path: Path) -> None:

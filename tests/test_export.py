@@ -22,7 +22,8 @@ from genrekit.features import default_config, extract_features
 from genrekit.classifier import GenreClassifier
 from genrekit.models import build_model
 from genrekit.features.musicnn import EMBEDDING_DIM
-from genrekit.runtime.onnx import OnnxClassifier
+from genrekit.runtime.onnx import OnnxRunner
+from genrekit.runtime.torch import TorchRunner
 
 from conftest import synth_tone
 
@@ -39,7 +40,7 @@ def _trained_like(name: str) -> GenreClassifier:
             module.running_var.uniform_(0.5, 2.0)
             module.weight.data.uniform_(0.5, 1.5)
     mean, std = (torch.randn(shape) * 0.1, torch.rand(shape) + 0.5) if name == "musicnn-head" else (torch.full((128, 1), -40.0), torch.full((128, 1), 15.0))
-    return GenreClassifier(Checkpoint(name, {}, model.state_dict(), list(GTZAN_GENRES), config, mean, std), name=name)
+    return GenreClassifier(TorchRunner(Checkpoint(name, {}, model.state_dict(), list(GTZAN_GENRES), config, mean, std)), name=name)
 
 
 def _segments(config: FeatureConfig, n: int) -> np.ndarray:
@@ -53,7 +54,7 @@ def test_exported_probabilities_match_torch_at_batch_1_and_n(name: str, tmp_path
     torch_model = load_model(name, backend="torch") if name in ("default", "zero-shot") else _trained_like(name)
     path = export_onnx(torch_model.checkpoint, tmp_path / f"{name}.onnx")
     onnx_model = load_model(path)
-    assert isinstance(onnx_model, OnnxClassifier) and onnx_model.backend == "onnxruntime"
+    assert isinstance(onnx_model.runner, OnnxRunner) and onnx_model.backend == "onnxruntime"
     assert onnx_model.classes_ == torch_model.classes_ and onnx_model.feature_config == torch_model.feature_config
     for n in (1, 7):
         segments = _segments(torch_model.feature_config, n)
@@ -157,11 +158,11 @@ def test_int8_front_end_replaces_the_timbral_convolutions_and_takes_the_maximum_
     convs_out = {n.output[0] for n in int8.graph.node if n.op_type == "QLinearConv"}
     pools = [n for n in int8.graph.node if n.op_type == "ReduceMax" and n.input[0] in convs_out]
     assert len(pools) == 4  # each maximum over frequency reads the uint8 map
-    quantized = OnnxClassifier(int8.SerializeToString())
-    assert quantized.metadata_props["source"] == "abc" and quantized.classes_ == model.classes_
-    assert "8-bit per-channel weights, 7-bit activations" in quantized.metadata_props["quantization"]
+    quantized = GenreClassifier(OnnxRunner(int8.SerializeToString()))
+    assert quantized.runner.metadata_props["source"] == "abc" and quantized.classes_ == model.classes_
+    assert "8-bit per-channel weights, 7-bit activations" in quantized.runner.metadata_props["quantization"]
     x = musicnn_patches(_segments(config, 6), config)
-    p8, p32 = quantized.predict_proba_features(x), OnnxClassifier(fp32).predict_proba_features(x)
+    p8, p32 = quantized.predict_proba_features(x), GenreClassifier(OnnxRunner(fp32)).predict_proba_features(x)
     np.testing.assert_allclose(p8.sum(axis=1), 1.0, atol=1e-5)
     assert np.abs(p8 - p32).max() < 0.05
     only_wide = onnx.load_from_string(quantize_timbral(fp32, calibration, widths=(67,)))
@@ -186,9 +187,9 @@ def test_shipped_int8_graph_was_made_from_the_shipped_default_and_auto_runs_it()
     path = resources.files("genrekit") / "weights" / "default-int8.onnx"
     assert path.is_file(), "rerun scripts/quantize_default_model.py"
     auto, fp32 = load_model("default"), load_model("default", backend="onnxruntime")
-    assert isinstance(auto, OnnxClassifier) and "int8" in auto.metadata_props["quantization"]
-    assert auto.metadata_props["source"] == checkpoint_digest(load_model("default", backend="torch").checkpoint)
-    assert "quantization" not in fp32.metadata_props
+    assert isinstance(auto.runner, OnnxRunner) and "int8" in auto.runner.metadata_props["quantization"]
+    assert auto.runner.metadata_props["source"] == checkpoint_digest(load_model("default", backend="torch").checkpoint)
+    assert isinstance(fp32.runner, OnnxRunner) and "quantization" not in fp32.runner.metadata_props
     config = auto.feature_config
     x = musicnn_patches(_segments(config, 4), config)
     assert np.abs(auto.predict_proba_features(x) - fp32.predict_proba_features(x)).max() < 0.05
@@ -204,11 +205,11 @@ def test_every_shipped_graph_was_made_from_its_shipped_checkpoint(graph: str) ->
 
     weights = resources.files("genrekit") / "weights"
     name = graph.removesuffix(".onnx").removesuffix("-int8")
-    shipped = OnnxClassifier((weights / graph).read_bytes())
+    shipped = OnnxRunner((weights / graph).read_bytes())
     with resources.as_file(weights / f"{name}.pt") as checkpoint:
         assert shipped.metadata_props["source"] == checkpoint_digest(load_checkpoint(checkpoint)), "rerun scripts/export_shipped_models.py or quantize_default_model.py"
     model = load_model(name)
-    assert isinstance(model, OnnxClassifier) and model.metadata_props["source"] == shipped.metadata_props["source"]
+    assert isinstance(model.runner, OnnxRunner) and model.runner.metadata_props["source"] == shipped.metadata_props["source"]
 
 
 def test_exported_graph_is_cached_and_an_unwritable_cache_only_costs_the_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -239,13 +240,13 @@ def test_onnxruntime_optimized_graph_is_cached_and_computes_the_same(tmp_path: P
 
     monkeypatch.setenv("GENREKIT_CACHE_DIR", str(tmp_path))
     graph = (resources.files("genrekit") / "weights" / "default-int8.onnx").read_bytes()
-    fresh = OnnxClassifier(graph)
+    fresh = GenreClassifier(OnnxRunner(graph))
     cached = list((tmp_path / "ort").glob("*.onnx"))
     assert len(cached) == 1 and not list((tmp_path / "ort").glob("*.tmp"))
-    again = OnnxClassifier(graph)
+    again = GenreClassifier(OnnxRunner(graph))
     config = fresh.input_config
     x = musicnn_patches(_segments(config, 3), config)
     assert np.array_equal(fresh.predict_proba_features(x), again.predict_proba_features(x))
     cached[0].write_bytes(b"damaged")
-    repaired = OnnxClassifier(graph)
+    repaired = GenreClassifier(OnnxRunner(graph))
     assert np.array_equal(repaired.predict_proba_features(x), fresh.predict_proba_features(x)) and cached[0].stat().st_size > 10**6

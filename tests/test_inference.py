@@ -21,6 +21,7 @@ from genrekit.config import FeatureConfig
 from genrekit.datasets.discover import GTZAN_GENRES
 from genrekit.exceptions import AudioDecodeError, ModelNotFoundError
 from genrekit.classifier import GenreClassifier, Prediction, PredictionError
+from genrekit.runtime.torch import TorchRunner
 from genrekit.models.folding import FoldedConvNet
 from genrekit.models import build_model
 
@@ -82,8 +83,8 @@ def _trained_like(name: str, input_shape: tuple[int, int], *, bn_scale_sign: flo
 def test_classifier_probabilities_are_the_checkpoint_models(name: str, input_shape: tuple[int, int], rng: np.random.Generator) -> None:
     """The classifier folds BatchNorm into the next layer and runs oneDNN layouts; its probabilities are the model's."""
     checkpoint = _trained_like(name, input_shape)
-    classifier = GenreClassifier(checkpoint)
-    assert isinstance(classifier._forward, FoldedConvNet)
+    classifier = GenreClassifier(TorchRunner(checkpoint))
+    assert isinstance(classifier.runner.network, FoldedConvNet)
     for n in (1, 12, 33):  # 33: more than one model call
         features = rng.uniform(-80, 0, (n, *input_shape)).astype(np.float32)
         with torch.inference_mode():
@@ -94,8 +95,8 @@ def test_classifier_probabilities_are_the_checkpoint_models(name: str, input_sha
 def test_batchnorm_that_does_not_commute_with_pooling_is_not_folded(rng: np.random.Generator) -> None:
     """A negative BatchNorm scale turns max-pooling into min-pooling: that model runs as trained, unfolded."""
     checkpoint = _trained_like("cnn2", (128, 130), bn_scale_sign=-1.0)
-    classifier = GenreClassifier(checkpoint)
-    assert not isinstance(classifier._forward, FoldedConvNet)
+    classifier = GenreClassifier(TorchRunner(checkpoint))
+    assert not isinstance(classifier.runner.network, FoldedConvNet)
     features = rng.uniform(-80, 0, (3, 128, 130)).astype(np.float32)
     with torch.inference_mode():
         expected = torch.softmax(checkpoint.build()(torch.from_numpy(features)), dim=-1).numpy()
@@ -229,10 +230,10 @@ def test_uncertain_follows_the_models_recorded_threshold(model_file: Path, rng: 
     """A random-weight model is never sure: with a threshold above its top probability every result is flagged."""
     ckpt = load_model(model_file).checkpoint
     y = synth_tone(1, 6.0, 22050, rng)
-    assert not GenreClassifier(ckpt).predict(y, sample_rate=22050).uncertain  # no threshold recorded: never flagged
+    assert not GenreClassifier(TorchRunner(ckpt)).predict(y, sample_rate=22050).uncertain  # no threshold recorded: never flagged
     strict = Checkpoint(ckpt.model_name, ckpt.model_options, ckpt.state_dict, ckpt.labels, ckpt.feature_config,
                         metadata={**ckpt.metadata, "calibration": {"uncertain_below": 0.99}})
-    result = GenreClassifier(strict).predict(y, sample_rate=22050)
+    result = GenreClassifier(TorchRunner(strict)).predict(y, sample_rate=22050)
     assert result.uncertain and result.to_dict()["uncertain"] is True
     path = tmp_path / "strict.pt"
     save_checkpoint(strict, path)

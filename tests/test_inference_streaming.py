@@ -19,6 +19,7 @@ from genrekit.datasets.discover import GTZAN_GENRES
 from genrekit.exceptions import AudioDecodeError
 from genrekit.features.pipeline import FileFeatures
 from genrekit.classifier import GenreClassifier, Prediction, PredictionError
+from genrekit.runtime.torch import TorchRunner
 from genrekit.models import build_model
 
 from conftest import synth_tone
@@ -32,7 +33,7 @@ ATOL = 1e-5
 def cnn1() -> GenreClassifier:
     torch.manual_seed(0)
     model = build_model("cnn1", (128, 130), 10)
-    return GenreClassifier(Checkpoint("cnn1", {}, model.state_dict(), list(GTZAN_GENRES), FeatureConfig()))
+    return GenreClassifier(TorchRunner(Checkpoint("cnn1", {}, model.state_dict(), list(GTZAN_GENRES), FeatureConfig())))
 
 
 @pytest.fixture(scope="module")

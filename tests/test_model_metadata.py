@@ -14,6 +14,7 @@ from genrekit.cli import app
 from genrekit.config import FeatureConfig
 from genrekit.exceptions import CheckpointError
 from genrekit.classifier import GenreClassifier
+from genrekit.runtime.torch import TorchRunner
 from genrekit.model_metadata import validate_model_metadata
 
 LABELS = ["blues", "classical", "rock"]
@@ -80,7 +81,7 @@ def _edited(tmp_path: Path, **changes: object) -> Path:
 def test_malformed_checkpoint_is_one_checkpoint_error(tmp_path: Path, changes: dict[str, object], fault: str) -> None:
     path = _edited(tmp_path, **changes)
     with pytest.raises(CheckpointError) as error:
-        GenreClassifier(load_checkpoint(path))
+        GenreClassifier(TorchRunner(load_checkpoint(path)))
     assert fault in _one_line(error)
 
 
@@ -134,11 +135,11 @@ def _onnx_with(tmp_path: Path, **props: str) -> Path:
     ],
 )
 def test_malformed_onnx_metadata_is_one_checkpoint_error(tmp_path: Path, props: dict[str, str], fault: str) -> None:
-    from genrekit.runtime.onnx import load_onnx
+    from genrekit import load_model
 
     path = _onnx_with(tmp_path, **props)
     with pytest.raises(CheckpointError) as error:
-        load_onnx(path)
+        load_model(path)
     assert _one_line(error).startswith(str(path)) and fault in str(error.value)
 
 

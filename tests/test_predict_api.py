@@ -18,6 +18,7 @@ from genrekit.checkpoint import load_checkpoint
 from genrekit.cli import app
 from genrekit.datasets.discover import GTZAN_GENRES
 from genrekit.classifier import GenreClassifier
+from genrekit.runtime.torch import TorchRunner
 
 from conftest import synth_tone, write_random_model
 
@@ -29,7 +30,7 @@ def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def classifier(model_file: Path) -> GenreClassifier:
-    return GenreClassifier(load_checkpoint(model_file))
+    return GenreClassifier(TorchRunner(load_checkpoint(model_file)))
 
 
 def test_predict_takes_paths_arrays_and_tensors_alike(classifier: GenreClassifier, tmp_path: Path, rng: np.random.Generator) -> None:

@@ -55,7 +55,7 @@ class GatedModel(GenreClassifier):
     """A classifier whose predictions wait for ``release``, so tests can hold workers busy on purpose."""
 
     def __init__(self, model: GenreClassifier) -> None:
-        super().__init__(model.checkpoint, name="gated")
+        super().__init__(model.runner, name="gated")
         self.started = threading.Semaphore(0)
         self.release = threading.Event()
 

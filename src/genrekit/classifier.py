@@ -21,12 +21,15 @@ import numpy as np
 import soxr
 
 from ._workers import BoundedPool, default_jobs, open_pool
-from .audio import AUDIO_EXTENSIONS, is_audio_file, path_problem
+from .audio import AUDIO_EXTENSIONS, path_problem
 from .config import FeatureConfig
-from .exceptions import TRAIN_EXTRA, AudioDecodeError, MissingDependencyError, ModelNotFoundError, ParameterError
-from .features.pipeline import BATCH_SEGMENTS, SILENCE_RMS, SILENT_NOTE, FileFeatures, FileResult, featurize_signal, silent_segments
+from .datasets.discover import walk_audio
+from .exceptions import AudioDecodeError, ModelNotFoundError, ParameterError
+from .features.pipeline import SILENCE_RMS, SILENT_NOTE, FileFeatures, FileResult, featurize_signal, silent_segments
 from .results import Prediction, PredictionError, SegmentPrediction
-from .tags import Tag, merge_tags, tag_names
+from .runtime import ModelSource, Rebuild, Runner, check_runtime, load_runner
+from .runtime.device import check_device
+from .tags import Tag, merge_tags
 
 if TYPE_CHECKING:  # PyTorch runs checkpoints only: classifying with the shipped models never imports it
     import torch
@@ -92,16 +95,19 @@ def _predict_in_worker(path: str, max_duration: float | None) -> Prediction | Pr
 
 
 class GenreClassifier:
-    """A trained genre model with its preprocessing.
+    """A trained genre model with its preprocessing, around the runner that computes its network.
+
+    The classifier decodes, cuts files into the model's segments, featurizes them, skips silence and
+    soft-votes; its runner (:class:`genrekit.runtime.Runner`: PyTorch, onnxruntime or any registered
+    runtime) turns segment features into probabilities and states the model's labels and features.
+    :func:`load_model` builds one; ``GenreClassifier(runner)`` wraps a runner built by hand.
 
     Parameters
     ----------
-    checkpoint : Checkpoint
-        Weights, labels, feature config and normalization (see :mod:`genrekit.checkpoint`).
-    name : str
+    runner : Runner
+        What runs the network (:func:`genrekit.runtime.load_runner`, :class:`genrekit.runtime.torch.TorchRunner`, ...).
+    name : str, default=""
         How the model was asked for (``default``, a run folder, a file).
-    device : {"auto", "cpu", "cuda", "mps"}, default="auto"
-        Where PyTorch runs the network (:func:`genrekit.runtime.device.torch_device`); on a GPU under autocast.
 
     Examples
     --------
@@ -115,87 +121,75 @@ class GenreClassifier:
     """The run that fitted this model when :func:`genrekit.train` returned it (``train_result.run_dir`` is
     its folder, what :func:`genrekit.evaluate` reads); None for a model loaded from a file or by name."""
 
-    def __init__(self, checkpoint: Checkpoint, *, name: str = "", device: str = "auto") -> None:
-        import torch
-
-        from .runtime.device import torch_device
-        from .models.folding import fold_conv_net
-
-        self.checkpoint = checkpoint
+    def __init__(self, runner: Runner, *, name: str = "") -> None:
+        self.runner = runner
         self.name = name
-        self._device_name = device
-        self.device = torch_device(device)
-        model = checkpoint.build()
-        if self.device.type == "cpu":
-            # Other models run channels_last, which lets oneDNN use its fast CPU convolutions: ~1.9x on cnn2 over NCHW.
-            self._forward = fold_conv_net(model) or model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch stubs omit memory_format
-        else:
-            self._forward = model.to(self.device)
-        self._tags = _tag_layer(checkpoint.feature_config)
-        if self._tags is not None:
-            self._tags = self._tags.to(self.device)
 
     @property
     def classes_(self) -> list[str]:
-        return list(self.checkpoint.labels)
+        return list(self.runner.labels)
 
     @property
     def backend(self) -> str:
-        """What runs the network: "torch" here, "onnxruntime" for :class:`~genrekit.runtime.onnx.OnnxClassifier`."""
-        return "torch"
+        """The runtime that runs the network: "torch", "onnxruntime" or another registered one (:mod:`genrekit.runtime`)."""
+        return self.runner.backend
 
     @property
     def runtime(self) -> str:
         """What runs the network, in words, with its precision: shown by ``genrekit models``, JSON output and ``/v1/models``."""
-        if self.device.type == "cpu":
-            return "PyTorch, float32"
-        return f"PyTorch on {self.device.type}" + (", mixed precision (autocast)" if self.device.type == "cuda" else ", float32")
+        return self.runner.runtime
+
+    @property
+    def device(self) -> str:
+        """Where the network runs: "cpu", "cuda" or "mps"."""
+        return self.runner.device
+
+    @property
+    def checkpoint(self) -> Checkpoint:
+        """The PyTorch checkpoint the model runs or was exported from (what ``genrekit export`` writes out).
+
+        Raises
+        ------
+        AttributeError
+            The model is an ``.onnx`` file alone, which holds no checkpoint: load the ``model.pt`` it was exported from.
+        """
+        checkpoint = self.runner.checkpoint
+        if checkpoint is None:
+            raise AttributeError(f"{self.name or 'this model'}: an ONNX model holds no PyTorch checkpoint; load the model.pt it was exported from")
+        return checkpoint
 
     @property
     def feature_config(self) -> FeatureConfig:
-        return self.checkpoint.feature_config
+        return self.runner.feature_config
 
     @property
     def input_config(self) -> FeatureConfig:
         """The features the network reads per segment: :attr:`feature_config`, except for an exported musicnn
         model, whose graph holds the musicnn networks and reads their log-mel patches."""
-        return self.feature_config
+        return self.runner.input_config
 
     @property
     def metadata(self) -> dict[str, Any]:
-        return dict(self.checkpoint.metadata)
+        return dict(self.runner.metadata)
 
     @property
     def has_tags(self) -> bool:
         """Whether predictions carry musicnn's tags (:mod:`genrekit.tags`): models over musicnn embeddings do, cnn1/cnn2 not."""
-        return self._tags is not None
+        return self.runner.has_tags
 
     def predict_proba_features(self, features: np.ndarray) -> np.ndarray:
         """Class probabilities of a batch of segment features, shape (n_segments, n_classes)."""
-        return self.segment_outputs(features)[0]
+        return self.runner.segment_outputs(features)[0]
 
     def segment_outputs(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Class probabilities, shape (n_segments, n_classes), and musicnn's tag scores, shape (n_segments, 100)
-        (``None`` for a model without tags), of a batch of segment features."""
-        import torch
-
-        from .runtime.device import autocast
-
-        out, tags = [], []
-        with torch.inference_mode(), autocast(self.device):
-            for lo in range(0, len(features), BATCH_SEGMENTS):
-                raw = torch.as_tensor(np.asarray(features[lo : lo + BATCH_SEGMENTS], dtype=np.float32))
-                x = self.checkpoint.normalize(raw)
-                out.append(torch.softmax(self._forward(x.to(self.device)).float(), dim=-1).cpu().numpy())
-                if self._tags is not None:  # from the raw embedding: the tag layer reads the unstandardized penultimate
-                    tags.append(torch.sigmoid(self._tags(raw.to(self.device))[1].float()).cpu().numpy())
-        probs = np.concatenate(out) if out else np.empty((0, len(self.classes_)), dtype=np.float32)
-        return probs, None if self._tags is None else (np.concatenate(tags) if tags else np.empty((0, len(tag_names())), dtype=np.float32))
+        (``None`` for a model without tags), of a batch of segment features laid out as :attr:`input_config` makes them."""
+        return self.runner.segment_outputs(features)
 
     @property
     def uncertain_below(self) -> float:
         """Top probability under which a prediction is flagged ``uncertain`` (0 when the model records none)."""
-        return float(self.checkpoint.metadata.get("calibration", {}).get("uncertain_below", 0.0))
+        return float(self.runner.metadata.get("calibration", {}).get("uncertain_below", 0.0))
 
     def _prediction(
         self,
@@ -339,8 +333,8 @@ class GenreClassifier:
     def _rebuild(self, threads: int = 1) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
         """How a worker process builds its own copy of this model: (factory, args, kwargs), picklable.
 
-        ``threads`` is for backends that own their thread pool; torch's is set by the worker."""
-        return GenreClassifier, (self.checkpoint,), {"name": self.name, "device": self._device_name}
+        ``threads`` is for runtimes that own their thread pool (:meth:`genrekit.runtime.Runner.rebuild`); torch's is set by the worker."""
+        return _rebuilt, (self.runner.rebuild(threads), self.name), {}
 
     def predict_many(
         self, paths: Iterable[str | os.PathLike[str]], *, jobs: int | None = None, max_duration: float | None = None
@@ -364,7 +358,16 @@ class GenreClassifier:
                 yield from pool.submit(task, p, max_duration)
             yield from pool.drain()
 
-    def _from_featurized(self, item: FileResult) -> Prediction | PredictionError:
+    def predict_featurized(self, item: FileResult) -> Prediction | PredictionError:
+        """The prediction of a file whose decoding and features ran elsewhere (:func:`genrekit.features.pipeline.featurize_file`,
+        in a Ray task): only the network and the soft vote run here. A file that failed there is its :class:`PredictionError`.
+
+        Parameters
+        ----------
+        item : FileResult
+            The file's segment features, laid out as :attr:`input_config` makes them, with its duration,
+            silent segments and decoding warnings (which become the prediction's notes).
+        """
         if item.error is not None or item.features is None:
             return PredictionError(item.path, item.error or f"{item.path}: no features")
         probs, tags = self.segment_outputs(item.features)
@@ -375,7 +378,7 @@ class GenreClassifier:
         cfg = self.feature_config
         return {
             "name": self.name,
-            "architecture": self.checkpoint.model_name,
+            "architecture": self.runner.model_name,
             "labels": self.classes_,
             "features": {"kind": cfg.kind, "sample_rate": cfg.audio.sample_rate, "segment_seconds": cfg.audio.segment_seconds},
             "runtime": self.runtime,
@@ -383,18 +386,14 @@ class GenreClassifier:
             # threshold, so its "uncertain" is always false (the zero-shot baseline, uncalibrated runs).
             "uncertain_below": self.uncertain_below or None,
             "tags": self.has_tags,
-            **{k: v for k, v in self.checkpoint.metadata.items() if k in _DESCRIBED},
+            **{k: v for k, v in self.runner.metadata.items() if k in _DESCRIBED},
         }
 
 
-def _tag_layer(config: FeatureConfig) -> torch.nn.Module | None:
-    """What computes musicnn's tag scores from a segment's embedding (its two penultimate layers through the
-    taggers' output layers, :class:`~genrekit.models.musicnn_linear.TagLayer`); None for other features."""
-    if config.kind != "musicnn":
-        return None
-    from .models.musicnn_linear import TagLayer
-
-    return TagLayer().eval()
+def _rebuilt(runner: Rebuild, name: str) -> GenreClassifier:
+    """A worker's classifier around its own runner, built from :meth:`Runner.rebuild`'s recipe."""
+    factory, args, kwargs = runner
+    return GenreClassifier(factory(*args, **kwargs), name=name)
 
 
 _DESCRIBED = ("description", "training_data", "split", "validation", "calibration", "epochs", "created")
@@ -414,11 +413,12 @@ def load_model(
 
     Parameters
     ----------
-    backend : {"auto", "torch", "onnxruntime"}, default="auto"
-        What runs the network: "auto" takes onnxruntime when it is installed and the model is one it runs
-        faster (see :func:`genrekit.runtime.onnx.with_backend`), else PyTorch. An ``.onnx`` file always
-        runs with onnxruntime, and so do the shipped models under "auto" and "onnxruntime" (their graphs
-        ship in the package): only "torch", checkpoints and run folders need PyTorch (``genrekit[train]``).
+    backend : {"auto", "torch", "onnxruntime"} or a registered runtime, default="auto"
+        What runs the network (:mod:`genrekit.runtime`): "auto" takes onnxruntime when it is installed and
+        the model is one it runs faster (:func:`genrekit.runtime.onnx.prefers`), else PyTorch. An ``.onnx``
+        file always runs with onnxruntime, and so do the shipped models under "auto" and "onnxruntime"
+        (their graphs ship in the package): only "torch", checkpoints and run folders need PyTorch
+        (``genrekit[train]``). Runtimes added with :func:`genrekit.runtime.register_runtime` are taken by name.
     device : {"auto", "cpu", "cuda", "mps"}, default="auto"
         Where the network runs: "auto" takes a CUDA GPU, then MPS, then the CPU, as far as the runtime
         can use them (onnxruntime needs ``onnxruntime-gpu`` for CUDA and has no MPS); see :mod:`genrekit.runtime.device`.
@@ -437,48 +437,35 @@ def load_model(
     """
     if threads < 1:
         raise ParameterError(f"The 'threads' parameter must be >= 1. Got {threads!r} instead.")
-    from .runtime.device import check_device
-    from .runtime.onnx import OnnxClassifier, check_backend, load_onnx, with_backend
-
-    check_backend(backend)
+    check_runtime(backend)
     check_device(device)
     key = str(name_or_path)
     if key in _SHIPPED:
         weights = resources.files("genrekit") / "weights"
         for graph in _SHIPPED_GRAPHS.get(backend, ()):
             if (weights / graph.format(name=key)).is_file():
-                return OnnxClassifier((weights / graph.format(name=key)).read_bytes(), name=key, threads=threads, device=device)
-        load_checkpoint = _checkpoint_loader(f"load_model({key!r}, backend={backend!r})")
+                shipped = ModelSource(key, data=(weights / graph.format(name=key)).read_bytes())
+                return GenreClassifier(load_runner(shipped, "onnxruntime", device=device, threads=threads), name=key)
         with resources.as_file(weights / _SHIPPED[key]) as path:
             if not path.is_file():
                 raise ModelNotFoundError(f"Model {key!r} is not shipped in this installation; available models: {', '.join(available_models()) or 'none'}")
-            return with_backend(GenreClassifier(load_checkpoint(path), name=key, device=device), backend, threads=threads, device=device)
+            return GenreClassifier(load_runner(ModelSource(key, path), backend, device=device, threads=threads), name=key)
     path = Path(name_or_path)
     if path.suffix == ".onnx":
-        return load_onnx(path, name=key, backend=backend, threads=threads, device=device)
-    load_checkpoint = _checkpoint_loader(f"a PyTorch checkpoint ({key})")
-    if path.is_dir():
+        if not path.is_file():
+            raise ModelNotFoundError(f"{path}: no such model file")
+    elif path.is_dir():
         path = path / "model.pt"
     if not path.exists():
         raise ModelNotFoundError(
             f"Model {key!r} not found: not a shipped model name, run folder or model file; available models: {', '.join(available_models()) or 'none'}"
         )
-    return with_backend(GenreClassifier(load_checkpoint(path), name=key, device=device), backend, threads=threads, device=device)
-
-
-def _checkpoint_loader(purpose: str) -> Any:
-    """:func:`genrekit.checkpoint.load_checkpoint`, or a one-line error saying to install PyTorch (checkpoints are torch files)."""
-    try:
-        from .checkpoint import load_checkpoint
-    except ModuleNotFoundError as e:
-        if (e.name or "").partition(".")[0] not in TRAIN_EXTRA:
-            raise
-        raise MissingDependencyError(e.name or "torch", purpose) from e
-    return load_checkpoint
+    return GenreClassifier(load_runner(ModelSource(key, path), backend, device=device, threads=threads), name=key)
 
 
 def find_audio_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[PredictionError]]:
-    """Expand files and folders (recursively, following links to folders) into audio files.
+    """Expand files and folders (recursively, following links to folders: :func:`genrekit.datasets.discover.walk_audio`)
+    into audio files.
 
     What cannot be used is returned as errors, each naming its path: paths that do not exist,
     unreadable folders, broken links, link loops, entries named like audio that are not files (a
@@ -492,46 +479,16 @@ def find_audio_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[Pred
         if problem is None:
             files.append(p)
         elif problem == "a folder, not an audio file":
-            found, problems = _walk_folder(p)
-            files.extend(found)
-            errors.extend(problems)
+            found: list[Path] = []
+            for entry in walk_audio(p):
+                reason = entry.problem or path_problem(entry.path)
+                if reason is None:
+                    found.append(entry.path)
+                else:
+                    errors.append(PredictionError(str(entry.path), f"{entry.path}: {reason}"))
+            files.extend(sorted(found))
             if not found:
                 errors.append(PredictionError(str(p), f"{p}: no audio files in this folder (extensions: {', '.join(sorted(e[1:] for e in AUDIO_EXTENSIONS))})"))
         else:
             errors.append(PredictionError(str(p), f"{p}: {'no such file or folder' if problem == 'no such file' else problem}"))
     return files, errors
-
-
-def _walk_folder(root: Path) -> tuple[list[Path], list[PredictionError]]:
-    """Audio files under ``root`` in sorted order, and the entries that could not be used."""
-    files: list[Path] = []
-    errors: list[PredictionError] = []
-    seen: set[tuple[int, int]] = set()
-
-    def unreadable(error: OSError) -> None:
-        path = error.filename or root
-        reason = "permission denied" if isinstance(error, PermissionError) else (error.strerror or type(error).__name__).lower()
-        errors.append(PredictionError(str(path), f"{path}: folder not readable ({reason})"))
-
-    for folder, dirs, names in os.walk(root, onerror=unreadable, followlinks=True):
-        here = Path(folder)
-        info = here.stat()
-        if (info.st_dev, info.st_ino) in seen:  # a link back to a folder already searched
-            errors.append(PredictionError(str(here), f"{here}: symbolic link loop (a link to a folder searched already)"))
-            dirs.clear()
-            continue
-        seen.add((info.st_dev, info.st_ino))
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(names):
-            path = here / name
-            if not is_audio_file(path):
-                continue
-            problem = path_problem(path)
-            if problem is None:
-                files.append(path)
-            else:
-                errors.append(PredictionError(str(path), f"{path}: {problem}"))
-        for name in dirs:
-            if is_audio_file(here / name) and not any(is_audio_file(Path(f)) for _, _, fs in os.walk(here / name) for f in fs):
-                errors.append(PredictionError(str(here / name), f"{here / name}: a folder named like an audio file, holding no audio"))
-    return sorted(files), errors

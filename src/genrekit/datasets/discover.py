@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 import re
 import warnings
 from collections import defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
 from ..audio import is_audio_file
 from ..exceptions import DatasetError, DatasetWarning
 
-__all__ = ["GTZAN_GENRES", "Track", "discover", "file_hash", "find_duplicates", "hash_track", "warn_duplicates", "with_hashes"]
+__all__ = ["GTZAN_GENRES", "AudioEntry", "Track", "discover", "file_hash", "find_duplicates", "hash_track", "walk_audio", "warn_duplicates", "with_hashes"]
 
 GTZAN_GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")
 _GTZAN_NAME = re.compile(r"^[a-z]+\.\d{5}$")
@@ -47,6 +49,61 @@ def file_hash(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()[:32]
 
 
+class AudioEntry(NamedTuple):
+    """One finding of :func:`walk_audio`: an entry named like audio, or a folder that could not be searched.
+
+    ``problem`` is None for an entry named like audio that is not a folder: a file, or a broken link, link
+    loop or unreadable file (:func:`genrekit.audio.path_problem` says which), so that callers report it by
+    name instead of skipping it. Otherwise it says why ``path`` could not be searched: "folder not readable
+    (permission denied)", a link back to a folder searched already, or a folder named like an audio file
+    that holds no audio.
+    """
+
+    path: Path
+    problem: str | None = None
+
+
+def walk_audio(root: Path) -> list[AudioEntry]:
+    """Everything named like audio under ``root``, searched recursively in sorted order: the one folder walker,
+    used by ``predict`` (:func:`genrekit.classifier.find_audio_files`) and dataset discovery alike.
+
+    Links to folders are followed, each folder searched once (a link back up is reported, not followed
+    around); hidden files and folders are skipped. Findings come in the walk's order: a folder's files
+    (sorted), then its subfolders'.
+
+    Parameters
+    ----------
+    root : Path
+        A folder.
+
+    Returns
+    -------
+    list of AudioEntry
+        Entries named like audio (``problem`` None) and folders that could not be searched (``problem`` says why).
+    """
+    found: list[AudioEntry] = []
+    seen: set[tuple[int, int]] = set()
+
+    def unreadable(error: OSError) -> None:
+        reason = "permission denied" if isinstance(error, PermissionError) else (error.strerror or type(error).__name__).lower()
+        found.append(AudioEntry(Path(error.filename or root), f"folder not readable ({reason})"))
+
+    for folder, dirs, names in os.walk(root, onerror=unreadable, followlinks=True):
+        here = Path(folder)
+        info = here.stat()
+        if (info.st_dev, info.st_ino) in seen:  # a link back to a folder already searched
+            found.append(AudioEntry(here, "symbolic link loop (a link to a folder searched already)"))
+            dirs.clear()
+            continue
+        seen.add((info.st_dev, info.st_ino))
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found.extend(AudioEntry(here / name) for name in sorted(names) if is_audio_file(here / name))
+        for name in dirs:
+            if is_audio_file(here / name) and not any(is_audio_file(Path(f)) for _, _, fs in os.walk(here / name) for f in fs):
+                found.append(AudioEntry(here / name, "a folder named like an audio file, holding no audio"))
+    return found
+
+
 def _resolve_root(root: Path) -> Path:
     for name in _KNOWN_ROOTS:
         if (root / name).is_dir():
@@ -64,13 +121,16 @@ def _track_id(label: str, rel: Path) -> str:
 
 
 def _from_folder(root: Path) -> list[Track]:
-    """Tracks of ``root/<label>/``; entries named like audio that cannot be read (broken links, link loops,
-    unreadable files) are listed too, so that preparing them reports them by name instead of skipping them."""
+    """Tracks of ``root/<label>/`` (:func:`walk_audio`); entries named like audio that cannot be read (broken
+    links, link loops, unreadable files) are listed too, so that preparing them reports them by name instead
+    of skipping them. A folder that cannot be searched is a :class:`DatasetWarning`, not a silently smaller dataset."""
     tracks = []
     for label_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        for path in sorted(label_dir.rglob("*")):
-            if not path.is_dir() and is_audio_file(path) and not any(part.startswith(".") for part in path.relative_to(label_dir).parts):
-                tracks.append(Track(_track_id(label_dir.name, path.relative_to(label_dir)), label_dir.name, path))
+        for entry in walk_audio(label_dir):
+            if entry.problem is None:
+                tracks.append(Track(_track_id(label_dir.name, entry.path.relative_to(label_dir)), label_dir.name, entry.path))
+            else:
+                warnings.warn(f"{entry.path}: {entry.problem}", DatasetWarning, stacklevel=3)
     return tracks
 
 

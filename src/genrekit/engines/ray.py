@@ -243,7 +243,7 @@ def _classify_batch(batch: dict[str, np.ndarray], model: list[Any], threads: int
         if len(item) == 0:
             rows.append(json.dumps({"path": path, "content_hash": digest, "skipped": True}))
         else:
-            result = classifier._from_featurized(pickle.loads(item))
+            result = classifier.predict_featurized(pickle.loads(item))
             rows.append(json.dumps(result_row(result, digest or None, classifier.classes_)))
     return {"row": np.array(rows, dtype=object)}
 

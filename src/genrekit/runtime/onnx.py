@@ -1,10 +1,10 @@
-"""Run genrekit models with onnxruntime: exported ``.onnx`` files, or checkpoints exported on loading.
+"""The "onnxruntime" runtime: exported ``.onnx`` graphs, or checkpoints exported on loading, run by onnxruntime.
 
-:class:`OnnxClassifier` is a :class:`~genrekit.classifier.GenreClassifier` whose network is an
-onnxruntime session: decoding, segmenting, the silence rule, soft voting and the worker pool are the
-same code. Its :attr:`feature_config` is what the graph reads: the checkpoint's features, or for a model
-over musicnn embeddings ``kind="musicnn-patches"`` (the log-mel patches), since the exported graph holds
-both musicnn networks (:mod:`genrekit.runtime.export`).
+:class:`OnnxRunner` is the :class:`~genrekit.runtime.Runner` a classifier holds: decoding, segmenting, the
+silence rule, soft voting and the worker pool are the classifier's, the same for every runtime. Its
+:attr:`~OnnxRunner.input_config` is what the graph reads: the checkpoint's features, or for a model over musicnn
+embeddings ``kind="musicnn-patches"`` (the log-mel patches), since the exported graph holds both musicnn
+networks (:mod:`genrekit.runtime.export`).
 
 Why: on one thread the shipped musicnn model runs ~3x faster in onnxruntime than in eager PyTorch
 (benchmarks/bench_onnx.py): onnxruntime folds the batch norms into the convolutions and runs them on
@@ -16,24 +16,26 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import replace
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..config import FeatureConfig
-from ..exceptions import CheckpointError, ModelNotFoundError, ParameterError
-from .._text import words
-from ..classifier import GenreClassifier
+from ..exceptions import CheckpointError, ParameterError
 from ..model_metadata import decode_metadata_props, validate_model_metadata
 from ..tags import tag_names
+from . import ModelSource, Rebuild
 
-__all__ = ["INPUT_FEATURES", "INPUT_MUSICNN_LOGMEL", "TAGS_OUTPUT", "GRAPH_FORMAT", "BACKENDS", "OnnxModel", "OnnxClassifier", "onnxruntime_available", "check_backend", "checkpoint_digest", "load_onnx", "with_backend"]
+if TYPE_CHECKING:
+    from ..checkpoint import Checkpoint
 
-BACKENDS = ("auto", "torch", "onnxruntime")
+__all__ = ["INPUT_FEATURES", "INPUT_MUSICNN_LOGMEL", "TAGS_OUTPUT", "GRAPH_FORMAT", "AUTO_ONNX", "OnnxRunner", "onnxruntime_available", "checkpoint_digest", "cache_dir", "prefers", "load"]
+
 # What an exported graph reads (its ``genrekit.input``): the features of its config, or musicnn's log-mel patches.
 INPUT_FEATURES = "features"
 INPUT_MUSICNN_LOGMEL = "musicnn-logmel"
@@ -57,24 +59,6 @@ def onnxruntime_available() -> bool:
     except ImportError:
         return False
     return True
-
-
-@dataclass(frozen=True)
-class OnnxModel:
-    """What :class:`GenreClassifier` reads from a checkpoint, taken from an ONNX file's metadata.
-
-    The graph applies the standardization itself, so :meth:`normalize` is the identity.
-    """
-
-    model_name: str
-    labels: list[str]
-    feature_config: FeatureConfig
-    metadata: dict[str, Any] = field(default_factory=dict)
-    mean: None = None  # standardization is in the graph
-    std: None = None
-
-    def normalize(self, features: Any) -> Any:
-        return features
 
 
 def _session(model: bytes | str, threads: int, device: str = "auto") -> Any:
@@ -146,23 +130,29 @@ def _optimized_path(graph: bytes, ort_version: str) -> Path:
     return cache_dir() / "ort" / f"{key.hexdigest()}.onnx"
 
 
-class OnnxClassifier(GenreClassifier):
-    """A genre model run by onnxruntime.
+class OnnxRunner:
+    """An exported graph run by onnxruntime: the :class:`~genrekit.runtime.Runner` of the "onnxruntime" runtime.
 
     Parameters
     ----------
     model : bytes or str
         A serialized ONNX model written by :func:`genrekit.runtime.export.onnx_bytes`, or its path.
     name : str
-        How the model was asked for.
+        How the model was asked for: error messages name it when ``model`` is bytes.
     threads : int, default=1
         onnxruntime intra-op threads.
-    device : {"auto", "cpu", "cuda"}, default="auto"
-        "auto" runs on a CUDA GPU when ``onnxruntime-gpu`` is installed, else on the CPU (:mod:`genrekit.runtime.device`).
     checkpoint : Checkpoint, optional
         The checkpoint ``model`` was exported from: kept as :attr:`checkpoint` (weights, standardization),
-        as a PyTorch-backed classifier has it. Without it, :attr:`checkpoint` is an :class:`OnnxModel`
-        read from the file's metadata.
+        as the torch runtime has it, and its facts (labels, metadata) are the runner's. Without it they
+        are read from the file's metadata.
+    device : {"auto", "cpu", "cuda"}, default="auto"
+        "auto" runs on a CUDA GPU when ``onnxruntime-gpu`` is installed, else on the CPU (:mod:`genrekit.runtime.device`).
+
+    Attributes
+    ----------
+    metadata_props : dict
+        The file's ``genrekit.*`` metadata, JSON-decoded: labels, feature config, input, and for shipped
+        graphs ``source`` (:func:`checkpoint_digest`) and ``quantization``.
 
     Raises
     ------
@@ -170,10 +160,13 @@ class OnnxClassifier(GenreClassifier):
         The file is not an ONNX model, or one without genrekit's metadata.
     """
 
-    def __init__(self, model: bytes | str, *, name: str = "", threads: int = 1, checkpoint: Any = None, device: str = "auto") -> None:
+    backend = "onnxruntime"
+
+    def __init__(self, model: bytes | str, *, name: str = "", threads: int = 1, checkpoint: Checkpoint | None = None, device: str = "auto") -> None:
         self._source = model
         self._threads = threads
-        self._device = device
+        self._device_name = device
+        self.checkpoint = checkpoint
         source = model if isinstance(model, str) else name
         try:
             self._session = _session(model, threads, device)
@@ -189,32 +182,53 @@ class OnnxClassifier(GenreClassifier):
         outputs = self._session.get_outputs()[0].shape
         labels, config = validate_model_metadata(meta["labels"], meta["feature_config"], outputs[-1] if outputs else None, source, facts=meta.get("metadata", {}))
         self._input_config = replace(config, kind="musicnn-patches") if meta["input"] == INPUT_MUSICNN_LOGMEL else config
-        self.checkpoint = checkpoint if checkpoint is not None else OnnxModel(str(meta.get("model", "")), labels, config, dict(meta.get("metadata", {})))  # type: ignore[assignment]
-        self.name = name
+        if checkpoint is None:
+            self._facts: tuple[str, list[str], FeatureConfig, Mapping[str, Any]] = (str(meta.get("model", "")), labels, config, dict(meta.get("metadata", {})))
+        else:
+            self._facts = (checkpoint.model_name, list(checkpoint.labels), checkpoint.feature_config, checkpoint.metadata)
         self._input = self._session.get_inputs()[0].name
         self._outputs = [o.name for o in self._session.get_outputs()]  # probabilities[, tags]
 
     @property
-    def backend(self) -> str:
-        return "onnxruntime"
-
-    @property
     def runtime(self) -> str:
         quantization = self.metadata_props.get("quantization")
-        where = " on CUDA" if self._session.get_providers()[0] == "CUDAExecutionProvider" else ""
+        where = " on CUDA" if self.device == "cuda" else ""
         return f"onnxruntime{where}, {quantization}" if quantization else f"onnxruntime{where}, float32"
 
     @property
+    def device(self) -> str:
+        return "cuda" if self._session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
+
+    @property
+    def model_name(self) -> str:
+        return self._facts[0]
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self._facts[1])
+
+    @property
+    def feature_config(self) -> FeatureConfig:
+        """The features the model was trained on: for a model over musicnn embeddings, ``kind="musicnn"``."""
+        return self._facts[2]
+
+    @property
     def input_config(self) -> FeatureConfig:
+        """What the graph reads: :attr:`feature_config`, or for a model over musicnn embeddings
+        ``kind="musicnn-patches"`` (the log-mel patches), the graph holding both musicnn networks."""
         return self._input_config
+
+    @property
+    def metadata(self) -> Mapping[str, Any]:
+        return self._facts[3]
 
     @property
     def has_tags(self) -> bool:
         return TAGS_OUTPUT in self._outputs
 
-    def _rebuild(self, threads: int = 1) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
-        checkpoint = None if isinstance(self.checkpoint, OnnxModel) else self.checkpoint
-        return OnnxClassifier, (self._source,), {"name": self.name, "threads": threads, "checkpoint": checkpoint, "device": self._device}
+    def rebuild(self, threads: int = 1) -> Rebuild:
+        """(OnnxRunner, the graph, options): a worker opens its own session with ``threads`` threads."""
+        return OnnxRunner, (self._source,), {"threads": threads, "checkpoint": self.checkpoint, "device": self._device_name}
 
     def segment_outputs(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Class probabilities, shape (n_segments, n_classes), and the graph's tag scores (its ``tags`` output,
@@ -226,60 +240,43 @@ class OnnxClassifier(GenreClassifier):
         """
         x = np.ascontiguousarray(features, dtype=np.float32)
         if not len(x):
-            return np.empty((0, len(self.classes_)), dtype=np.float32), np.empty((0, len(tag_names())), dtype=np.float32) if self.has_tags else None
+            return np.empty((0, len(self._facts[1])), dtype=np.float32), np.empty((0, len(tag_names())), dtype=np.float32) if self.has_tags else None
         step = 1 if self._input_config.kind == "musicnn-patches" else len(x)
         runs = [self._session.run(self._outputs, {self._input: x[i : i + step]}) for i in range(0, len(x), step)]
         return np.concatenate([r[0] for r in runs]), np.concatenate([r[1] for r in runs]) if self.has_tags else None
 
 
-def check_backend(backend: str) -> None:
-    """Raise :class:`ParameterError` for a backend name not in :data:`BACKENDS`."""
-    if backend not in BACKENDS:
-        raise ParameterError(f"The 'backend' parameter must be one of {words(BACKENDS)}. Got {backend!r} instead.")
+def prefers(source: ModelSource) -> bool:
+    """Whether "auto" runs ``source`` with onnxruntime: an ONNX graph always; a checkpoint of an architecture in
+    :data:`AUTO_ONNX`, exported on loading, when onnxruntime is installed."""
+    if source.is_onnx:
+        return True
+    return onnxruntime_available() and source.checkpoint().model_name in AUTO_ONNX
 
 
-def load_onnx(path: str | Path, *, name: str | None = None, backend: str = "auto", threads: int = 1, device: str = "auto") -> OnnxClassifier:
-    """An exported model file (``genrekit export``) as a classifier; no run folder or PyTorch model needed.
+def load(source: ModelSource, *, device: str = "auto", threads: int = 1) -> OnnxRunner:
+    """The "onnxruntime" runtime's loader: an ONNX graph as it is, or a checkpoint exported in memory (the
+    float32 export: the same probabilities as PyTorch within 1e-5; cached, see :func:`cache_dir`).
 
     Raises
     ------
-    ModelNotFoundError
-        No such file.
+    ParameterError
+        onnxruntime is not installed.
     CheckpointError
-        Not an ONNX model, or one without genrekit's metadata.
-    ParameterError
-        ``backend="torch"`` (an ONNX file runs with onnxruntime only), or onnxruntime is not installed.
+        Not an ONNX model, or one without genrekit's metadata; a damaged checkpoint.
     """
-    path = Path(path)
-    check_backend(backend)
-    if backend == "torch":
-        raise ParameterError(f"{path}: an ONNX model runs with onnxruntime; use --backend onnxruntime or auto, or the model.pt it was exported from")
-    if not path.is_file():
-        raise ModelNotFoundError(f"{path}: no such model file")
-    if not onnxruntime_available():
-        raise ParameterError(f"{path}: running an ONNX model needs onnxruntime (pip install onnxruntime)")
-    return OnnxClassifier(os.fspath(path), name=str(path) if name is None else name, threads=threads, device=device)
-
-
-def with_backend(classifier: GenreClassifier, backend: str, *, threads: int = 1, device: str = "auto") -> GenreClassifier:
-    """``classifier`` itself (PyTorch) or its checkpoint exported in memory and run by onnxruntime.
-
-    "auto" takes onnxruntime for the architectures in :data:`AUTO_ONNX` when it is installed;
-    "onnxruntime" runs the float32 export, the same probabilities as PyTorch within 1e-5. (The shipped
-    models' graphs, int8 included, are loaded from the package by :func:`genrekit.load_model`.)
-
-    Raises
-    ------
-    ParameterError
-        ``backend="onnxruntime"`` and onnxruntime is not installed.
-    """
-    check_backend(backend)
-    use_onnx = backend == "onnxruntime" or (backend == "auto" and classifier.checkpoint.model_name in AUTO_ONNX and onnxruntime_available())
-    if not use_onnx:
-        return classifier
-    if not onnxruntime_available():
-        raise ParameterError("--backend onnxruntime (backend='onnxruntime') needs the onnxruntime package (pip install onnxruntime)")
-    return OnnxClassifier(_exported(classifier.checkpoint), name=classifier.name, threads=threads, checkpoint=classifier.checkpoint, device=device)
+    if source.data is not None:
+        graph: bytes | str = source.data
+    elif source.path is not None and source.is_onnx:
+        if not onnxruntime_available():
+            raise ParameterError(f"{source.path}: running an ONNX model needs onnxruntime (pip install onnxruntime)")
+        graph = os.fspath(source.path)
+    else:
+        checkpoint = source.checkpoint()
+        if not onnxruntime_available():
+            raise ParameterError("--backend onnxruntime (backend='onnxruntime') needs the onnxruntime package (pip install onnxruntime)")
+        return OnnxRunner(_exported(checkpoint), name=source.name, threads=threads, checkpoint=checkpoint, device=device)
+    return OnnxRunner(graph, name=source.name, threads=threads, device=device)
 
 
 def cache_dir() -> Path:
