@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from conftest import write_random_model
 from genrekit.checkpoint import load_checkpoint
 from genrekit.cli import app
 from genrekit.config import FeatureConfig
-from genrekit.exceptions import CheckpointError
+from genrekit.exceptions import CheckpointError, ModelNotFoundError
 from genrekit.classifier import GenreClassifier
 from genrekit.runtime.torch import TorchRunner
 from genrekit.model_metadata import validate_model_metadata
@@ -97,16 +98,53 @@ def test_cli_names_the_fault_in_one_line(tmp_path: Path) -> None:
     assert "cannot hold this model file's weights" in result.output
 
 
+def _failing_read(monkeypatch: pytest.MonkeyPatch, path: Path, error: OSError) -> None:
+    """Reading ``path`` raises ``error`` (chmod 0 is no test under root, which reads any file; EIO cannot be made)."""
+    real = Path.read_bytes
+
+    def read_bytes(self: Path) -> bytes:
+        if self == path:
+            raise error
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+
+
 def test_unreadable_checkpoint_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write_random_model(tmp_path / "model.pt", labels=LABELS)
-
-    def denied(*args: object, **kwargs: object) -> None:  # chmod 0 is no test under root, which reads any file
-        raise PermissionError(13, "Permission denied", str(path))
-
-    monkeypatch.setattr(torch, "load", denied)
+    _failing_read(monkeypatch, path, PermissionError(errno.EACCES, "Permission denied", str(path)))
     with pytest.raises(CheckpointError) as error:
         load_checkpoint(path)
     assert "cannot be read (permission denied)" in _one_line(error) and "not a genrekit model" not in str(error.value)
+
+
+class _Opaque:
+    """What a weights-only load refuses: a pickled object of the caller's own class."""
+
+
+def test_each_load_failure_has_its_own_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Missing, permission denied, an I/O error, a damaged file, a pickle of objects: five messages, each one line naming the file."""
+    with pytest.raises(ModelNotFoundError) as missing:
+        load_checkpoint(tmp_path / "missing.pt")
+    assert _one_line(missing) == f"{tmp_path / 'missing.pt'}: no such model file"
+    damaged = tmp_path / "damaged.pt"
+    damaged.write_bytes(b"PK\x03\x04 a damaged zip")
+    with pytest.raises(CheckpointError) as corrupt:
+        load_checkpoint(damaged)
+    assert _one_line(corrupt).startswith(f"{damaged}: not a genrekit model file (PytorchStreamReader failed reading zip archive")
+    objects = tmp_path / "objects.pt"
+    torch.save({"format": 1, "model": _Opaque()}, objects)
+    with pytest.raises(CheckpointError) as pickled:
+        load_checkpoint(objects)
+    assert _one_line(pickled) == f"{objects}: not a genrekit model file (it holds Python objects, not only tensors, strings and numbers)"
+    assert "weights_only" not in str(pickled.value)  # torch's advice to load it unsafely is not passed on
+    broken = write_random_model(tmp_path / "broken.pt", labels=LABELS)
+    _failing_read(monkeypatch, broken, OSError(errno.EIO, "Input/output error", str(broken)))
+    with pytest.raises(CheckpointError) as io_error:
+        load_checkpoint(broken)
+    assert _one_line(io_error) == f"{broken}: cannot be read (I/O error: input/output error)"
+    messages = {str(e.value).removeprefix(str(p)) for e, p in ((missing, tmp_path / "missing.pt"), (corrupt, damaged), (pickled, objects), (io_error, broken))}
+    assert len(messages) == 4
 
 
 def _onnx_with(tmp_path: Path, **props: str) -> Path:

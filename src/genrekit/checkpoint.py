@@ -7,6 +7,8 @@ plain dict of tensors, strings and numbers, loaded with ``torch.load(weights_onl
 
 from __future__ import annotations
 
+import io
+import pickle
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,24 +98,32 @@ def save_checkpoint(checkpoint: Checkpoint, path: str | Path) -> None:
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Read a model file written by :func:`save_checkpoint`.
 
+    The file is read first, then parsed, so that each failure says what went wrong in one line: a file
+    that is not there, one this user may not read, one the disk fails to return, and one that is read
+    but is not a genrekit model are four different fixes.
+
     Raises
     ------
     ModelNotFoundError
         The file does not exist.
     CheckpointError
-        The file is damaged or is not a genrekit model.
+        The file cannot be read (permission denied, an I/O error), or is damaged or not a genrekit model.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ModelNotFoundError(f"{path}: no such model file")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError as e:
+        data = path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as e:
         raise ModelNotFoundError(f"{path}: no such model file") from e
-    except OSError as e:  # permission denied, an I/O error: the file may well be a model
-        raise CheckpointError(f"{path}: cannot be read ({(e.strerror or str(e)).lower()})") from e
-    except Exception as e:
-        raise CheckpointError(f"{path}: not a genrekit model file ({e})") from e
+    except PermissionError as e:
+        raise CheckpointError(f"{path}: cannot be read (permission denied)") from e
+    except OSError as e:  # the disk or the network share failed: the file may well be a model
+        raise CheckpointError(f"{path}: cannot be read (I/O error: {(e.strerror or str(e)).lower()})") from e
+    try:
+        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:  # torch's text here advises weights_only=False, which would run the file's code
+        raise CheckpointError(f"{path}: not a genrekit model file (it holds Python objects, not only tensors, strings and numbers)") from e
+    except Exception as e:  # a damaged zip, a file of another kind
+        raise CheckpointError(f"{path}: not a genrekit model file ({_first_sentence(e)})") from e
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not a genrekit model file (format {CHECKPOINT_FORMAT} expected)")
     if payload.get("genrekit_version") != __version__:
@@ -134,3 +144,11 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         std=payload.get("std"),
         metadata=payload.get("metadata", {}),
     )
+
+
+def _first_sentence(error: Exception) -> str:
+    """The first sentence of ``error``'s message (PyTorch's run to a paragraph), or its type when it has none."""
+    text = str(error).strip()
+    if not text:
+        return type(error).__name__
+    return text.splitlines()[0].split(". ")[0].rstrip(".")
