@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -191,3 +192,61 @@ def test_shared_data_gtzan_dev_folder_and_its_manifest_agree(shared_data: Path) 
         (t.track_id, t.label, t.content_hash) for t in from_manifest
     ]
     assert sum(t.path.suffix == ".au" for t in from_folder) == 4
+
+
+def test_discover_and_predict_walk_label_folders_alike(tmp_path: Path) -> None:
+    """One walker (walk_audio): a dataset's tracks are the files predict finds in its label folders, links to folders included."""
+    from genrekit.classifier import find_audio_files
+
+    root = tmp_path / "data"
+    _write(root / "chill" / "a.wav", 1)
+    _write(root / "chill" / "live" / "b.wav", 2)
+    _write(tmp_path / "elsewhere" / "c.wav", 3)
+    (root / "chill" / "linked").symlink_to(tmp_path / "elsewhere")  # followed, as predict follows it
+    (root / "chill" / "up").symlink_to(root / "chill")  # a loop: searched once, reported
+    _write(root / "loud" / ".hidden" / "d.wav", 4)
+    _write(root / "loud" / "e.wav", 5)
+    with pytest.warns(DatasetWarning, match=r"up: symbolic link loop"):
+        tracks = discover(root, hashes=False)
+    assert _ids(tracks) == ["chill/a", "chill/linked/c", "chill/live/b", "loud/e"]
+    files, errors = find_audio_files([root / "chill", root / "loud"])
+    assert sorted(files) == sorted(t.path for t in tracks)
+    assert [Path(e.path).name for e in errors] == ["up"]
+
+
+def test_an_unreadable_label_subfolder_is_a_warning_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import os
+
+    root = tmp_path / "data"
+    _write(root / "chill" / "a.wav", 1)
+    _write(root / "chill" / "locked" / "b.wav", 2)
+    locked = root / "chill" / "locked"
+    real = os.scandir
+
+    def scandir(path: Any = ".") -> Any:  # chmod 0 is no test under root, which reads any folder
+        if Path(path) == locked:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.warns(DatasetWarning, match=rf"{locked}: folder not readable \(permission denied\)"):
+        assert _ids(discover(root, hashes=False)) == ["chill/a"]
+
+
+def test_walk_audio_lists_entries_in_walk_order_with_what_could_not_be_searched(tmp_path: Path) -> None:
+    from genrekit.datasets.discover import AudioEntry, walk_audio
+
+    _write(tmp_path / "b.wav", 1)
+    _write(tmp_path / "a.mp3", 2, fmt="MP3")
+    (tmp_path / "notes.txt").write_text("not audio")
+    (tmp_path / "gone.ogg").symlink_to(tmp_path / "deleted.ogg")
+    (tmp_path / "album.flac").mkdir()
+    _write(tmp_path / "sub" / "c.au", 3, fmt="AU")
+    assert walk_audio(tmp_path) == [
+        AudioEntry(tmp_path / "a.mp3"),
+        AudioEntry(tmp_path / "b.wav"),
+        AudioEntry(tmp_path / "gone.ogg"),  # named like audio: the caller says it is a broken link
+        AudioEntry(tmp_path / "album.flac", "a folder named like an audio file, holding no audio"),
+        AudioEntry(tmp_path / "sub" / "c.au"),
+    ]

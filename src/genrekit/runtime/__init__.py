@@ -4,8 +4,8 @@ A :class:`~genrekit.classifier.GenreClassifier` decodes, segments, featurizes an
 batch of segment features into class probabilities (and musicnn's tag scores) is its :class:`Runner`. A
 runtime is a named way to load one, the ``backend`` of :func:`genrekit.load_model`: "torch"
 (:mod:`.torch`: a checkpoint's network on a device) and "onnxruntime" (:mod:`.onnx`: an exported graph).
-"auto" takes the first runtime that prefers the model (onnxruntime for ``.onnx`` files and the musicnn
-models it runs faster), else torch. A third runtime is one module holding its Runner and loader, plus one
+"auto" takes the latest registered runtime that prefers the model (onnxruntime for ``.onnx`` files and the
+musicnn models it runs faster), else torch. A third runtime is one module holding its Runner and loader, plus one
 :func:`register_runtime` call; the classifier needs no change (tests/test_inference.py registers a NumPy one).
 
 The arrow points one way: classifier -> runtime. Runtimes never import :mod:`genrekit.classifier`. Loaders
@@ -184,8 +184,9 @@ def register_runtime(name: str, loader: RuntimeLoader, *, prefers: Callable[[Mod
         ``loader(source, *, device, threads) -> Runner`` (:class:`RuntimeLoader`); it should import its
         heavy packages when called, not when registered.
     prefers : callable, optional
-        ``prefers(source) -> bool``: whether "auto" takes this runtime for ``source``. Runtimes are asked in
-        the order they were registered; when none prefers it, "auto" is :data:`DEFAULT_RUNTIME`.
+        ``prefers(source) -> bool``: whether "auto" takes this runtime for ``source``. The runtime registered
+        last is asked first, so that one added for a kind of file claims it before the built-in ones
+        (whose checks read the file as a checkpoint); when none prefers it, "auto" is :data:`DEFAULT_RUNTIME`.
 
     Raises
     ------
@@ -209,11 +210,11 @@ def check_runtime(name: str) -> None:
 
 
 def resolve_runtime(name: str, source: ModelSource) -> str:
-    """The runtime ``name`` means for ``source``: itself, or for "auto" the first registered runtime that prefers it."""
+    """The runtime ``name`` means for ``source``: itself, or for "auto" the latest registered runtime that prefers it."""
     check_runtime(name)
     if name != AUTO:
         return name
-    return next((n for n, r in _RUNTIMES.items() if r.prefers is not None and r.prefers(source)), DEFAULT_RUNTIME)
+    return next((n for n, r in reversed(_RUNTIMES.items()) if r.prefers is not None and r.prefers(source)), DEFAULT_RUNTIME)
 
 
 def load_runner(source: ModelSource, backend: str = AUTO, *, device: str = "auto", threads: int = 1) -> Runner:
