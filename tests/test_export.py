@@ -78,6 +78,8 @@ def test_onnx_file_carries_labels_config_and_calibration(tmp_path: Path) -> None
     assert onnx_model.uncertain_below == torch_model.uncertain_below > 0
     assert onnx_model.describe()["architecture"] == "musicnn-linear"
     assert onnx_model.input_config.kind == "musicnn-patches" and onnx_model.feature_config.kind == "musicnn"
+    with pytest.raises(AttributeError, match="an ONNX model holds no PyTorch checkpoint"):
+        onnx_model.checkpoint  # noqa: B018  # the file alone: no weights to export again
     converted = load_model("default", backend="onnxruntime")  # a checkpoint run by onnxruntime keeps its Checkpoint
     assert converted.checkpoint is not None and converted.checkpoint.state_dict.keys() == torch_model.checkpoint.state_dict.keys()
 
@@ -134,6 +136,8 @@ def test_cli_export_then_predict_with_the_file(tmp_path: Path) -> None:
     a, b = json.loads(by_file.stdout)["results"][0], json.loads(by_torch.stdout)["results"][0]
     assert a["genre"] == b["genre"]
     np.testing.assert_allclose(list(a["probabilities"].values()), list(b["probabilities"].values()), atol=1e-4)
+    no_tags = runner.invoke(app, ["predict", str(clip), "--model", str(tmp_path / "cnn2.onnx"), "--tags", "3"])
+    assert no_tags.exit_code == 0 and "(cnn2) has no tags" in no_tags.output
     bad = runner.invoke(app, ["export", str(run), "--out", str(tmp_path / "x.onnx"), "--format", "tflite"])
     assert bad.exit_code == 2 and "The '--format' option must be one of onnx. Got 'tflite' instead." in bad.output
 

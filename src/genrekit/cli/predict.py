@@ -216,7 +216,7 @@ def predict(
     plots = _write_plots(results, plot) if plot else {}
     n_tags = (0 if fmt == "table" else DEFAULT_TAGS) if tags is None else tags
     if tags and not clf.has_tags:
-        err_console.print(f"model {escape(clf.name)} ({clf.checkpoint.model_name}) has no tags: only models over musicnn embeddings compute musicnn's tags", soft_wrap=True)
+        err_console.print(f"model {escape(clf.name)} ({clf.describe()['architecture']}) has no tags: only models over musicnn embeddings compute musicnn's tags", soft_wrap=True)
     n_tags = n_tags if clf.has_tags else 0
     if fmt == "table":
         console.print(_table(results, top_k, f"genrekit {clf.name}", n_tags))
