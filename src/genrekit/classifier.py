@@ -4,7 +4,9 @@
 Every prediction decodes the whole file, cuts it into the model's segments, classifies each segment
 and averages the segment probabilities (soft voting, the original pipeline's rule). Files stream through
 decoding, features (:mod:`genrekit.features.pipeline`) and the model a batch of segments at a time, so memory does
-not grow with their length. The result types are in :mod:`genrekit.results`, re-exported here.
+not grow with their length. The network itself runs in the classifier's runner (:mod:`genrekit.runtime`:
+PyTorch, onnxruntime, or any registered runtime), which this module only calls. The result types are in
+:mod:`genrekit.results`, re-exported here.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """cnn1/cnn2 folded for inference: one of genrekit's speed-ups (see :mod:`genrekit.speedups`), kept next
 to the models it rewrites because it reads their layer stacks.
 
-:class:`~genrekit.classifier.GenreClassifier` runs a folded network when :func:`fold_conv_net` can build one:
+The torch runtime (:class:`~genrekit.runtime.torch.TorchRunner`) runs a folded network on the CPU when :func:`fold_conv_net` can build one:
 the same probabilities within float rounding (``tests/test_inference.py``), in 0.8x the time on an idle
 core and under half of it on a busy machine (``benchmarks/bench_inference.py``).
 """
