@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import soxr
 
-from ._workers import BoundedPool, default_jobs, open_pool
+from .engines.local import BoundedPool, default_jobs, open_pool
 from .audio import AUDIO_EXTENSIONS, is_audio_file, path_problem
 from .config import FeatureConfig
 from .exceptions import TRAIN_EXTRA, AudioDecodeError, MissingDependencyError, ModelNotFoundError, ParameterError
