@@ -11,7 +11,8 @@ Layout of a store folder::
     cache/<config hash>/<content hash>.error.json   why a file could not be used, so reruns skip it
 
 Per-file work (:func:`process_file`, the one per-file pipeline of :mod:`genrekit.features.pipeline`) is a pure
-function of (file, config); only the calling process writes, so the same functions can run on a cluster.
+function of (file, config) that an engine (:mod:`genrekit.engines`) runs where it likes: in local worker
+processes or on a cluster; only the calling process decides what is computed and writes.
 """
 
 from __future__ import annotations
@@ -24,11 +25,11 @@ import shutil
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
-from contextlib import closing
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-import functools
+from contextlib import closing
 from dataclasses import dataclass, field
+import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 

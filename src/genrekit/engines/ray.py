@@ -76,7 +76,7 @@ def _import_ray() -> Any:
 
 @dataclass(frozen=True)
 class RayEngine:
-    """Where and how to run genrekit's per-file work on Ray.
+    """Where and how to run genrekit's per-file work on Ray: the :class:`~genrekit.engines.Engine` registered as ``ray``.
 
     Parameters
     ----------
