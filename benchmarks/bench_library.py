@@ -52,28 +52,27 @@ def run_one(engine: str, cpus: int, data: Path, model: str, out_dir: Path) -> di
     import torch
 
     from genrekit.classifier import load_model
+    from genrekit.engines.ray import RayEngine
     from genrekit.library.run import classify_library, read_results
 
     torch.set_num_threads(1)  # the driver's model thread, as `genrekit predict` sets it
     classifier = load_model(model)
-    ray_engine = None
+    runner: str | RayEngine = "local"
     init_s = 0.0
     if engine == "ray":
         os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
         import ray
 
-        from genrekit.engines.ray import RayEngine
-
         t0 = time.perf_counter()
         ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
         init_s = time.perf_counter() - t0
-        ray_engine = RayEngine()
+        runner = RayEngine()
     files = sorted(data.rglob("*.wav"))
     seconds = []
     for run, subset in enumerate((files[:2], files[: len(files) // 4], files)):
         out = out_dir / f"{engine}{cpus}-{run}.parquet"
         t0 = time.perf_counter()
-        report = classify_library(subset, out, classifier, engine=ray_engine, jobs=cpus)
+        report = classify_library(subset, out, classifier, engine=runner, jobs=cpus)
         seconds.append(time.perf_counter() - t0)
         assert report.n_computed == report.n_files == len(read_results(out)) == len(subset) and not report.errors, report
     return {"init_s": init_s, "small_s": seconds[1], "full_s": seconds[2], "n_small": len(files) // 4, "n_full": len(files)}

@@ -10,7 +10,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,10 @@ import ray  # the ray extra is part of the dev install (make test): missing, thi
 import soundfile as sf
 
 from conftest import synth_tone, write_random_model
-from genrekit.classifier import load_model
+from genrekit.classifier import GenreClassifier, load_model
+from genrekit.exceptions import DatasetWarning
+from genrekit.features.pipeline import FileResult
+from genrekit.results import Prediction, PredictionError
 from genrekit.library.run import classify_library, read_results, rows_close
 from genrekit.engines.ray import RayEngine
 from genrekit.datasets.store import open_store, prepare_store
@@ -77,6 +81,51 @@ def test_prepare_gives_the_local_engines_store(tmp_path: Path, monkeypatch: pyte
     meta = {k: v for k, v in json.loads((tmp_path / "ray" / "store.json").read_text()).items() if k != "created"}
     assert meta == {k: v for k, v in json.loads((tmp_path / "local" / "store.json").read_text()).items() if k != "created"}
     assert open_store(tmp_path / "ray").errors[0][0] == str(Path("data") / "rock" / "rock.99999.wav")
+
+
+class _Counted:
+    """A RayEngine that counts what comes back from its Ray tasks: one result for each file they decoded."""
+
+    def __init__(self) -> None:
+        self.ray = RayEngine()
+        self.decoded: list[str] = []
+
+    def session(self) -> AbstractContextManager[object]:
+        return self.ray.session()
+
+    def map_files(self, work: Callable[[str], FileResult], paths: Iterable[str]) -> Generator[FileResult, None, None]:
+        for result in self.ray.map_files(work, paths):
+            self.decoded.append(result.path)
+            yield result
+
+    def classify(
+        self, model: GenreClassifier, items: Sequence[tuple[str, str]], *, max_duration: float | None = None
+    ) -> Generator[tuple[str, Prediction | PredictionError], None, None]:
+        for digest, result in self.ray.classify(model, items, max_duration=max_duration):
+            self.decoded.append(str(result.path))
+            yield digest, result
+
+
+def test_byte_identical_copies_are_decoded_once_as_locally(model_file: Path, tmp_path: Path) -> None:
+    library = write_library(tmp_path / "music", 3)
+    original = library / "blues" / "blues.00000.wav"
+    (library / "classical" / "copy.wav").write_bytes(original.read_bytes())
+    model = load_model(model_file)
+    local = classify_library([library], tmp_path / "local.csv", model, jobs=2)
+    engine = _Counted()
+    remote = classify_library([library], tmp_path / "ray.csv", model, engine=engine)
+    assert (remote.n_files, remote.n_computed, remote.n_copied) == (local.n_files, local.n_computed, local.n_copied) == (5, 4, 1)
+    assert sorted(engine.decoded) == sorted(str(p) for p in library.rglob("*.wav") if p.name != "copy.wav")  # before: the copy too
+    rows = read_results(tmp_path / "ray.csv")
+    assert rows_close(rows, read_results(tmp_path / "local.csv"), atol=1e-5)
+    by_path = {Path(r["path"]).name: r for r in rows}
+    assert {k: v for k, v in by_path["copy.wav"].items() if k != "path"} == {k: v for k, v in by_path[original.name].items() if k != "path"}
+
+    engine.decoded.clear()
+    with pytest.warns(DatasetWarning, match="byte-identical"):
+        report = prepare_store(library, tmp_path / "store", engine=engine)
+    assert (report.n_computed, report.n_cached, len(report.errors)) == (3, 1, 1)
+    assert len(engine.decoded) == 4 and not {str(original), str(library / "classical" / "copy.wav")} <= set(engine.decoded)
 
 
 def _ray_workers(title: str) -> list[int]:

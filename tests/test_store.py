@@ -278,7 +278,7 @@ def test_dead_worker_is_a_store_error_and_a_rerun_continues(
 ) -> None:
     data = make_dataset(**SHORT)
     with monkeypatch.context() as patch:
-        patch.setattr("genrekit._workers.ProcessPoolExecutor", _DyingPool)
+        patch.setattr("genrekit.engines.local.ProcessPoolExecutor", _DyingPool)
         with pytest.raises(StoreError, match="worker process died"):
             prepare_store(data, tmp_path / "store", jobs=2)
     with pytest.raises(StoreError, match="interrupted prepare"):

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from genrekit._workers import IN_FLIGHT_PER_JOB, BoundedPool
+from genrekit.engines.local import IN_FLIGHT_PER_JOB, BoundedPool
 
 
 class _Threads:

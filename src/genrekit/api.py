@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from .datasets.discover import Track
     from .evaluation.metrics import EvaluationReport
     from .classifier import GenreClassifier
-    from .engines.ray import RayEngine
+    from .engines import Engine
     from .datasets.store import PrepareReport
     from .training.fit import EpochMetrics, TrainConfig
 
@@ -44,7 +44,7 @@ def prepare(
     jobs: int | None = None,
     max_duration: float | None = None,
     on_progress: Callable[[int, int, str], None] | None = None,
-    engine: RayEngine | None = None,
+    engine: str | Engine = "local",
 ) -> PrepareReport:
     """Decode, segment and featurize every track of ``data`` into the feature store ``out``.
 

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import soxr
 
-from ._workers import BoundedPool, default_jobs, open_pool
 from .audio import AUDIO_EXTENSIONS, path_problem
+from .engines.local import BoundedPool, default_jobs, open_pool
 from .config import FeatureConfig
 from .datasets.discover import walk_audio
 from .exceptions import AudioDecodeError, ModelNotFoundError, ParameterError

@@ -13,6 +13,7 @@ from rich.table import Table
 from ..config import FeatureConfig
 from ..features import default_config, feature_kind
 from ..exceptions import ParameterError
+from .._text import words
 from ._app import add_commands, console, err_console, handle_errors, progress_bar
 
 __all__ = ["register", "prepare", "info"]
@@ -46,22 +47,19 @@ def prepare(
       genrekit prepare /shared/gtzan --out /shared/stores/gtzan --engine ray --address auto
     """
     from ..datasets.store import prepare_store
+    from ..engines import available_engines, get_engine
 
-    if engine not in ("local", "ray"):
-        err_console.print(f"[bold red]error:[/] The '--engine' option must be one of local or ray. Got {engine!r} instead.")
+    if engine not in available_engines():
+        err_console.print(f"[bold red]error:[/] The '--engine' option must be one of {words(available_engines())}. Got {engine!r} instead.")
         raise typer.Exit(2)
     if address is not None and engine != "ray":
         err_console.print("[bold red]error:[/] --address is where a Ray cluster runs: use it with --engine ray")
         raise typer.Exit(2)
     with handle_errors(prepare):
         feature_config = _feature_config(features, config, scaling, segment_seconds, hop_seconds)
-        ray = None
-        if engine == "ray":
-            from ..engines.ray import RayEngine
-
-            ray = RayEngine(address=address, num_cpus=jobs if address is None else None)
+        runner = get_engine(engine, jobs=jobs, address=address)
         with progress_bar("prepare") as update:
-            report = prepare_store(data, out, feature_config, jobs=jobs, max_duration=max_duration, on_progress=update, engine=ray)
+            report = prepare_store(data, out, feature_config, max_duration=max_duration, on_progress=update, engine=runner)
     for message in sorted(set(report.warnings)):
         err_console.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True)
     for path, reason in report.errors:

@@ -43,7 +43,6 @@ if TYPE_CHECKING:
 __all__ = ["register"]
 
 FORMATS = ("table", "json", "csv")
-ENGINES = ("local", "ray")
 
 
 @contextmanager
@@ -60,7 +59,7 @@ def _loaded(model: str, backend: str = "auto", device: str = "auto") -> Iterator
     See benchmarks/bench_coldstart.py.
     """
     with frozen_collector() as loaded:
-        from .._workers import one_torch_thread
+        from ..engines.local import one_torch_thread
         from ..classifier import load_model
 
         classifier = load_model(model, backend=backend, device=device)
@@ -186,23 +185,25 @@ def predict(
 
       genrekit predict /shared/music --engine ray --address auto --out /shared/results.parquet
     """
+    from ..engines import available_engines
+
     if fmt is not None and fmt not in FORMATS:
         err_console.print(f"[bold red]error:[/] The '--format' option must be one of {words(FORMATS)}. Got {fmt!r} instead.")
         raise typer.Exit(2)
-    if engine not in ENGINES:
-        err_console.print(f"[bold red]error:[/] The '--engine' option must be one of {words(ENGINES)}. Got {engine!r} instead.")
+    if engine not in available_engines():
+        err_console.print(f"[bold red]error:[/] The '--engine' option must be one of {words(available_engines())}. Got {engine!r} instead.")
         raise typer.Exit(2)
     if address is not None and engine != "ray":
         err_console.print("[bold red]error:[/] --address is where a Ray cluster runs: use it with --engine ray")
         raise typer.Exit(2)
-    if fmt is None and (engine == "ray" or (out is not None and out.suffix.lower() in (".parquet", ".csv", ".jsonl"))):
+    if fmt is None and (engine != "local" or (out is not None and out.suffix.lower() in (".parquet", ".csv", ".jsonl"))):
         if tags not in (None, DEFAULT_TAGS):
             err_console.print(f"[bold red]error:[/] a results file holds the {DEFAULT_TAGS} strongest tags of every track (one column for every run): drop --tags, or give --format json or csv")
             raise typer.Exit(2)
         _library_run(paths, out, model, jobs, engine, address, segments=segments, plot=plot, max_duration=max_duration, backend=backend, device=device)
         return
     if engine != "local":
-        err_console.print("[bold red]error:[/] --engine ray writes a results file: give --out results.parquet (or .csv, .jsonl) and no --format")
+        err_console.print(f"[bold red]error:[/] --engine {engine} writes a results file: give --out results.parquet (or .csv, .jsonl) and no --format")
         raise typer.Exit(2)
     if out is not None and fmt in (None, "table"):  # a table goes to the terminal: the file would silently not be written
         err_console.print(f"[bold red]error:[/] --out {escape(str(out))}: give --format json or csv, or a results file ending in .parquet, .csv or .jsonl")
@@ -269,6 +270,7 @@ def _library_run(
     device: str = "auto",
 ) -> None:
     """``predict LIBRARY --out results.parquet``: a resumable results file (see :mod:`genrekit.library.run`)."""
+    from ..engines import get_engine
     from ..library.run import RESULT_FORMATS, classify_library
 
     if out is None or out.suffix.lower() not in RESULT_FORMATS:
@@ -278,13 +280,9 @@ def _library_run(
         err_console.print("[bold red]error:[/] a results file holds one row per track: --segments and --plot need --format json or csv")
         raise typer.Exit(2)
     with handle_errors(predict), _loaded(model, backend, device) as clf:
-        ray = None
-        if engine == "ray":
-            from ..engines.ray import RayEngine
-
-            ray = RayEngine(address=address, num_cpus=jobs if address is None else None)
+        runner = get_engine(engine, jobs=jobs, address=address)
         with progress_bar("predict") as update:
-            report = classify_library(paths, out, clf, engine=ray, jobs=jobs, max_duration=max_duration, on_progress=update)
+            report = classify_library(paths, out, clf, engine=runner, max_duration=max_duration, on_progress=update)
     if report.n_files == 0:
         err_console.print("[bold red]error:[/] no audio files found (extensions: wav, au, flac, ogg, mp3)")
         raise typer.Exit(1)

@@ -69,7 +69,7 @@ def serve(
     """
     import sys
 
-    from .._workers import usable_cpus
+    from ..engines.local import usable_cpus
     from ..classifier import load_model
     from ..serve import create_app, run_server
 

@@ -11,7 +11,8 @@ Layout of a store folder::
     cache/<config hash>/<content hash>.error.json   why a file could not be used, so reruns skip it
 
 Per-file work (:func:`process_file`, the one per-file pipeline of :mod:`genrekit.features.pipeline`) is a pure
-function of (file, config); only the calling process writes, so the same functions can run on a cluster.
+function of (file, config) that an engine (:mod:`genrekit.engines`) runs where it likes: in local worker
+processes or on a cluster; only the calling process decides what is computed and writes.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ import re
 import shutil
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import closing
 from dataclasses import dataclass, field
 import functools
 from pathlib import Path
@@ -35,16 +37,16 @@ import numpy as np
 
 from .. import __version__
 from .._io import LOCK_NAME, atomic_write, exclusive, output_errors
-from .._workers import BoundedPool, default_jobs, open_pool
 from ..audio import path_problem
 from ..config import FeatureConfig, config_hash
 from .discover import Track, discover, hash_track, warn_duplicates
+from ..engines import get_engine
 from ..exceptions import ParameterError, StoreError
 from ..features.pipeline import FileResult, featurize_file
 from .splits import Split, segment_partitions
 
 if TYPE_CHECKING:
-    from ..engines.ray import RayEngine
+    from ..engines import Engine
 
 __all__ = ["FORMAT_VERSION", "FileResult", "PrepareReport", "FeatureStore", "process_file", "prepare_store", "open_store"]
 
@@ -79,49 +81,6 @@ class PrepareReport:
     errors: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
-
-
-class _Workers:
-    """Runs :func:`process_file` on files as they are submitted and hands each result to ``on_result``,
-    in completion order, so each file is cached as soon as it is done (the interface the Ray engine's
-    ``file_workers`` shares).
-
-    A :class:`~genrekit._workers.BoundedPool`: with one job, files are processed in this process;
-    otherwise worker processes start on the first submission, so a run where every file is cached starts
-    none, and the fork server's torch import overlaps with the hashing of the files that follow.
-    """
-
-    def __init__(
-        self, config: FeatureConfig, jobs: int, on_result: Callable[[FileResult], None], max_duration: float | None = None
-    ) -> None:
-        self.config = config
-        self.max_duration = max_duration
-        self.on_result = on_result
-        self._pool = BoundedPool[FileResult](jobs, ordered=False, start=functools.partial(open_pool, preload=["torch", "genrekit.features.pipeline"]))
-
-    def __enter__(self) -> _Workers:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._pool.__exit__(*exc)
-
-    def submit(self, path: str) -> None:
-        self._hand_over(lambda: self._pool.submit(process_file, path, self.config, max_duration=self.max_duration))
-
-    def finish(self) -> None:
-        """Wait for every submitted file."""
-        self._hand_over(self._pool.drain)
-
-    def _hand_over(self, results: Callable[[], Iterable[FileResult]]) -> None:
-        """Pass ``results`` to ``on_result``; a dead worker (the pool broken) becomes a StoreError that says what to do."""
-        try:
-            for result in results():
-                self.on_result(result)
-        except BrokenProcessPool as e:
-            raise StoreError(
-                "a worker process died (out of memory, or a decoder crashed on a corrupt file). Files finished so far "
-                "are cached: run prepare again to continue; with --jobs 1 the last file shown is the one that crashes."
-            ) from e
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -179,7 +138,7 @@ def prepare_store(
     jobs: int | None = None,
     max_duration: float | None = None,
     on_progress: ProgressCallback | None = None,
-    engine: RayEngine | None = None,
+    engine: str | Engine = "local",
 ) -> PrepareReport:
     """Build or update the feature store ``out`` from a dataset.
 
@@ -196,14 +155,18 @@ def prepare_store(
     config : FeatureConfig, optional
         Defaults to the original pipeline's log-mel.
     jobs : int, optional
-        Worker processes (threads in a script without a ``__main__`` guard); defaults to the cores this process may use.
+        The engine's workers when it is named: local worker processes (threads in a script without a
+        ``__main__`` guard), or the CPUs of a Ray instance started for the run; defaults to the cores this
+        process may use.
     max_duration : float > 0, optional
         Skip files longer than this many seconds (from the header, before decoding); not remembered in
         the cache, so a rerun with a higher limit processes them.
     on_progress : callable(done, total, path), optional
         Called once before the first file (``path=""``) and after each file; the CLI draws a progress bar with it.
-    engine : RayEngine, optional
-        Run :func:`process_file` on a Ray cluster instead of ``jobs`` local processes; the store is the same.
+    engine : {"local", "ray"} or Engine, default="local"
+        Where :func:`process_file` runs (:mod:`genrekit.engines`): a registered engine's name, built with
+        ``jobs``, or an engine object (``RayEngine(address="auto")``), which has its own options. The store
+        is the same: what is computed, cached and written is decided here, whatever the engine.
 
     The store is locked for the whole run (``out/.genrekit.lock``, see :func:`genrekit._io.exclusive`).
 
@@ -216,29 +179,29 @@ def prepare_store(
     OutputError
         The disk is full or read-only: what was computed so far stays cached for the next run.
     ParameterError
-        ``jobs`` is below 1 or ``max_duration`` is not positive.
+        ``jobs`` is below 1, ``max_duration`` is not positive, or ``engine`` names no registered engine.
     DatasetError
         ``source`` cannot be read as a dataset.
     """
     start = time.perf_counter()
     config = config or FeatureConfig()
     _check_arguments(jobs, max_duration)
+    runner = get_engine(engine, jobs=jobs)
     out = Path(out)
     _check_store_folder(out)
     with output_errors(out):
         out.mkdir(parents=True, exist_ok=True)
         with exclusive(out, out / LOCK_NAME, option="--out"):
-            return _prepare(source, out, config, jobs, max_duration, on_progress, engine, start)
+            return _prepare(source, out, config, runner, max_duration, on_progress, start)
 
 
 def _prepare(
     source: str | Path | list[Track],
     out: Path,
     config: FeatureConfig,
-    jobs: int | None,
+    engine: Engine,
     max_duration: float | None,
     on_progress: ProgressCallback | None,
-    engine: RayEngine | None,
     start: float,
 ) -> PrepareReport:
     """:func:`prepare_store` once it holds ``out``."""
@@ -248,22 +211,31 @@ def _prepare(
     cache_dir = _open_cache(out, key)
     run = _PrepareRun(out, cache_dir, PrepareReport(store=out, n_tracks=len(listed)), len(listed), on_progress)
     run.advance("", 0)
-    # Files are hashed in a thread (hashlib and file reads release the GIL) while this thread sends the
-    # ones not cached to the workers: hashing, worker start-up and feature computation overlap.
-    workers_of_run = (
-        engine.file_workers(config, run.on_result, max_duration)
-        if engine is not None
-        else _Workers(config, (jobs or default_jobs()) if len(listed) > 1 else 1, run.on_result, max_duration)
-    )
-    with ThreadPoolExecutor(max_workers=1) as hasher, workers_of_run as workers:
-        for track in _hashed(listed, hasher):
-            run.route(track, workers.submit)
-        workers.finish()
+    work = functools.partial(process_file, config=config, max_duration=max_duration)
+    # Files are hashed in a thread (hashlib and file reads release the GIL) while the engine draws the
+    # ones to compute from this generator: hashing, worker start-up and feature computation overlap.
+    with ThreadPoolExecutor(max_workers=1) as hasher:
+        to_compute = (path for track in _hashed(listed, hasher) if (path := run.route(track)) is not None)
+        with closing(engine.map_files(work, to_compute)) as results:
+            _hand_over(results, run.on_result)
     if not isinstance(source, list):
         warn_duplicates(run.tracks)  # as discover() would have
     _write_store(run, existing, config, key)
     run.report.seconds = time.perf_counter() - start
     return run.report
+
+
+def _hand_over(results: Iterator[FileResult], on_result: Callable[[FileResult], None]) -> None:
+    """Pass each of an engine's ``results`` to ``on_result``; a dead local worker (the pool broken) becomes a
+    StoreError that says what to do."""
+    try:
+        for result in results:
+            on_result(result)
+    except BrokenProcessPool as e:
+        raise StoreError(
+            "a worker process died (out of memory, or a decoder crashed on a corrupt file). Files finished so far "
+            "are cached: run prepare again to continue; with --jobs 1 the last file shown is the one that crashes."
+        ) from e
 
 
 def _check_arguments(jobs: int | None, max_duration: float | None) -> None:
@@ -310,9 +282,10 @@ class _PrepareRun:
         if self.on_progress is not None:
             self.on_progress(self.done, self.total, path)
 
-    def route(self, track: Track, submit: Callable[[str], None]) -> None:
+    def route(self, track: Track) -> str | None:
         """Settle a hashed track from what is known (cached features or error, a copy already in flight),
-        or ``submit`` its file to the workers."""
+        or return its path: a file the engine must compute. Copies of a file are computed once, whatever
+        the engine: its result is cached for all of them."""
         self.tracks.append(track)
         path = str(track.path)
         if track.content_hash is None:
@@ -323,15 +296,15 @@ class _PrepareRun:
             self.errors[path] = known
         elif track.content_hash in self.in_flight:
             self.in_flight[track.content_hash].append(track)
-            return  # counted when its copy is done: copies are computed once
+            return None  # counted when its copy is done: copies are computed once
         else:
             (self.out / _STORE_JSON).unlink(missing_ok=True)  # from here until the end, the store reads as incomplete
             self.in_flight[track.content_hash] = [track]
             self.by_path[path] = track
             self.submitted += 1
-            submit(path)
-            return
+            return path
         self.advance(path)
+        return None
 
     def on_result(self, result: FileResult) -> None:
         """Cache a worker's result (features, or a lasting error) for the track and its copies."""

@@ -1,15 +1,17 @@
 """The Ray engine: genrekit's per-file pipeline on a Ray cluster, for libraries one machine cannot finish.
 
-The work is the local engine's, function for function: :func:`genrekit.features.pipeline.featurize_file` (through
-:func:`genrekit.datasets.store.process_file` for ``prepare``) and the classifier's soft vote for ``predict``. Ray Data runs
-it the way its docs recommend for batch inference:
+The work is the local engine's, function for function: the caller's per-file function for ``prepare``
+(:meth:`RayEngine.map_files`), and :func:`genrekit.features.pipeline.featurize_file` then the classifier's soft vote
+for ``predict`` (:meth:`RayEngine.classify`). Ray Data runs it the way its docs recommend for batch inference:
 
 - decoding and features are stateless tasks (``map_batches`` with a function), a few files a task;
 - the model runs in tasks too, loaded once per worker process from one object-store copy (``ray.put``),
   with as many torch threads as a model task has CPUs. Not in an actor pool: Ray Data passes an actor its
   constructor arguments through the object store, which Ray logs as an error for every restartable actor
   (ray-project/ray#53727), and tasks are re-run on a dead worker as actors are restarted;
-- results stream back to the driver, the one place that writes (the results file, the feature store).
+- results (features, predictions) stream back to the driver, the one place that writes (the results file,
+  the feature store), and that decides what is computed: files already done and byte-identical copies are
+  never sent.
 
 Files are read by path: the audio must be on storage that every node sees under the same path (a
 shared or network file system); paths are made absolute before they are sent. Ray retries a task whose
@@ -20,7 +22,6 @@ Needs the ``ray`` extra: ``pip install 'genrekit[ray]'``, on every node.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -29,7 +30,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from ..config import FeatureConfig
     from ..classifier import GenreClassifier
     from ..features.pipeline import FileResult
+    from ..results import Prediction, PredictionError
 
 __all__ = ["RayEngine", "RayUnavailableError"]
 
@@ -74,7 +76,7 @@ def _import_ray() -> Any:
 
 @dataclass(frozen=True)
 class RayEngine:
-    """Where and how to run genrekit's per-file work on Ray.
+    """Where and how to run genrekit's per-file work on Ray: the :class:`~genrekit.engines.Engine` registered as ``ray``.
 
     Parameters
     ----------
@@ -96,6 +98,12 @@ class RayEngine:
             raise ParameterError(f"The 'num_cpus' parameter must be >= 1. Got {self.num_cpus!r} instead.")
         if self.model_cpus <= 0:
             raise ParameterError(f"The 'model_cpus' parameter must be > 0. Got {self.model_cpus!r} instead.")
+
+    @classmethod
+    def from_options(cls, *, jobs: int | None = None, address: str | None = None) -> RayEngine:
+        """The engine registered as ``ray``: the cluster at ``address``, or one started here with ``jobs`` CPUs
+        (a running cluster has its own CPUs, so ``jobs`` does not apply to it)."""
+        return cls(address=address, num_cpus=jobs if address is None else None)
 
     @contextmanager
     def session(self) -> Iterator[Any]:
@@ -148,18 +156,16 @@ class RayEngine:
         total = float(ray.cluster_resources().get("CPU", 1.0))
         return min(1.0, total / 2), min(self.model_cpus, total / 2)
 
-    def classify(self, model: GenreClassifier, items: Sequence[tuple[str, str | None]], *, max_duration: float | None = None) -> Iterator[Row]:
-        """Results-file rows (:func:`genrekit.library.run.result_row`) of ``(path, content hash in the results
-        file or None)`` pairs, as they finish.
-
-        Files are hashed in the decode tasks, where they are read anyway, not by the driver: a file whose
-        bytes still have the given hash is not decoded, and comes back as ``{"path", "content_hash", "skipped": True}``.
-        """
+    def classify(
+        self, model: GenreClassifier, items: Sequence[tuple[str, str]], *, max_duration: float | None = None
+    ) -> Generator[tuple[str, Prediction | PredictionError], None, None]:
+        """``(content hash, prediction or error)`` of each ``(path, content hash)`` item, as they finish:
+        files decoded and featurized in decode tasks, classified in model tasks (see the module docstring)."""
         if not items:
             return
         with self.session() as ray:
             task_cpus, model_cpus = self._cpus(ray)
-            ds = self._dataset(ray, [{"path": p, "known_hash": h or ""} for p, h in items])
+            ds = self._dataset(ray, [{"path": p, "content_hash": h} for p, h in items])
             ds = ds.map_batches(
                 _featurize_batch, fn_kwargs={"config": model.input_config, "max_duration": max_duration}, batch_size=None, num_cpus=task_cpus, memory=_TASK_MEMORY
             )
@@ -170,13 +176,23 @@ class RayEngine:
                 _classify_batch, fn_kwargs={"model": [rebuild], "threads": threads}, batch_size=_FILES_PER_TASK, num_cpus=model_cpus
             )
             for row in ds.iter_rows():
-                yield json.loads(row["row"])
+                yield str(row["content_hash"]), pickle.loads(row["result"])
 
-    def file_workers(
-        self, config: FeatureConfig, on_result: Callable[[FileResult], None], max_duration: float | None = None
-    ) -> _RayFileWorkers:
-        """What :func:`genrekit.datasets.store.prepare_store` submits files to: :func:`~genrekit.datasets.store.process_file` in Ray tasks."""
-        return _RayFileWorkers(self, config, on_result, max_duration)
+    def map_files(self, work: Callable[[str], FileResult], paths: Iterable[str]) -> Generator[FileResult, None, None]:
+        """``work(path)`` in Ray tasks, each result naming its path as given (relative paths are sent absolute,
+        and put back in messages).
+
+        Paths are collected first, then run as one Ray Data job: Ray starts only if there is a file to compute.
+        """
+        submitted = {str(Path(path).absolute()): path for path in paths}  # absolute -> as given
+        if not submitted:
+            return
+        with self.session() as ray:
+            task_cpus, _ = self._cpus(ray)
+            ds = self._dataset(ray, [{"path": p} for p in submitted])
+            ds = ds.map_batches(_map_batch, fn_kwargs={"work": work}, batch_size=None, num_cpus=task_cpus, memory=_TASK_MEMORY)
+            for row in ds.iter_rows():
+                yield _as_given(pickle.loads(row["result"]), submitted)
 
 
 def _start_reaper() -> subprocess.Popen[bytes]:
@@ -197,21 +213,12 @@ def _stop_reaper(reaper: subprocess.Popen[bytes]) -> None:
 
 
 def _featurize_batch(batch: dict[str, np.ndarray], config: FeatureConfig, max_duration: float | None = None) -> dict[str, np.ndarray]:
-    """Hash, decode and featurize a few files (a Ray task): the local engine's :func:`~genrekit.features.pipeline.featurize_file`,
-    pickled for the trip; a file still in the results file (same hash) is not decoded (an empty item)."""
-    from ..features.pipeline import FileResult, featurize_file
-    from ..library.run import hash_file
+    """Decode and featurize a few files (a Ray task): the local engine's :func:`~genrekit.features.pipeline.featurize_file`,
+    pickled for the trip."""
+    from ..features.pipeline import featurize_file
 
-    digests, items = [], []
-    for path, known in zip(map(str, batch["path"]), batch["known_hash"]):
-        digest, error = hash_file(path)
-        if error is not None:
-            item = pickle.dumps(FileResult(path, error=error), protocol=5)
-        else:
-            item = b"" if digest == known else pickle.dumps(featurize_file(path, config, max_duration=max_duration), protocol=5)
-        digests.append(digest or "")
-        items.append(item)
-    return {"path": batch["path"], "content_hash": np.array(digests, dtype=object), "featurized": np.array(items, dtype=object)}
+    items = [pickle.dumps(featurize_file(path, config, max_duration=max_duration), protocol=5) for path in map(str, batch["path"])]
+    return {"content_hash": batch["content_hash"], "featurized": np.array(items, dtype=object)}
 
 
 # The model of the current run in this Ray worker process, under its object-store reference: loaded by the
@@ -223,13 +230,10 @@ def _classify_batch(batch: dict[str, np.ndarray], model: list[Any], threads: int
     """The local engine's soft vote on a few featurized files (a Ray task).
 
     ``model`` is ``[ObjectRef of GenreClassifier._rebuild()]``, in a list so that Ray passes the reference,
-    not its value. Rows travel back as JSON text (floats round-trip exactly): one column of one type,
-    whether a batch holds predictions, errors or both.
+    not its value. Results travel back pickled, with the content hash each file was sent with.
     """
     import ray
     import torch
-
-    from ..library.run import result_row
 
     key = model[0].hex()
     if key not in _MODELS:
@@ -238,66 +242,29 @@ def _classify_batch(batch: dict[str, np.ndarray], model: list[Any], threads: int
         factory, args, kwargs = ray.get(model[0])  # the model, whichever backend runs it
         _MODELS[key] = factory(*args, **kwargs)
     classifier = _MODELS[key]
-    rows = []
-    for path, digest, item in zip(map(str, batch["path"]), map(str, batch["content_hash"]), batch["featurized"]):
-        if len(item) == 0:
-            rows.append(json.dumps({"path": path, "content_hash": digest, "skipped": True}))
-        else:
-            result = classifier.predict_featurized(pickle.loads(item))
-            rows.append(json.dumps(result_row(result, digest or None, classifier.classes_)))
-    return {"row": np.array(rows, dtype=object)}
+    results = []
+    for item in batch["featurized"]:
+        result = classifier.predict_featurized(pickle.loads(item))
+        results.append(pickle.dumps(result, protocol=5))
+    return {"content_hash": batch["content_hash"], "result": np.array(results, dtype=object)}
 
 
-def _process_batch(batch: dict[str, np.ndarray], config: FeatureConfig, max_duration: float | None = None) -> dict[str, np.ndarray]:
-    """``prepare``'s per-file work (a Ray task): :func:`genrekit.datasets.store.process_file`, pickled for the trip."""
-    from ..datasets.store import process_file
-
-    results = [pickle.dumps(process_file(str(p), config, max_duration=max_duration), protocol=5) for p in batch["path"]]
+def _map_batch(batch: dict[str, np.ndarray], work: Callable[[str], FileResult]) -> dict[str, np.ndarray]:
+    """A caller's per-file ``work`` on a few files (a Ray task), pickled for the trip."""
+    results = [pickle.dumps(work(str(path)), protocol=5) for path in batch["path"]]
     return {"result": np.array(results, dtype=object)}
 
 
-class _RayFileWorkers:
-    """:func:`genrekit.datasets.store.prepare_store`'s workers on Ray: files are collected as submitted, then run
-    as one Ray Data job when the store asks for them all (``finish``), each result handed to ``on_result``
-    with the path as submitted (relative paths are sent absolute, and put back in messages)."""
-
-    def __init__(
-        self, engine: RayEngine, config: FeatureConfig, on_result: Callable[[FileResult], None], max_duration: float | None = None
-    ) -> None:
-        self.engine = engine
-        self.config = config
-        self.on_result = on_result
-        self.max_duration = max_duration
-        self.paths: dict[str, str] = {}  # absolute -> as submitted
-
-    def __enter__(self) -> _RayFileWorkers:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.paths.clear()
-
-    def submit(self, path: str) -> None:
-        self.paths[str(Path(path).absolute())] = path
-
-    def finish(self) -> None:
-        if not self.paths:
-            return
-        with self.engine.session() as ray:
-            task_cpus, _ = self.engine._cpus(ray)
-            ds = self.engine._dataset(ray, [{"path": p} for p in self.paths])
-            ds = ds.map_batches(_process_batch, fn_kwargs={"config": self.config, "max_duration": self.max_duration}, batch_size=None, num_cpus=task_cpus, memory=_TASK_MEMORY)
-            for row in ds.iter_rows():
-                self.on_result(self._as_submitted(pickle.loads(row["result"])))
-        self.paths.clear()
-
-    def _as_submitted(self, result: FileResult) -> FileResult:
-        absolute = result.path
-        path = self.paths[absolute]
-        if path == absolute:
-            return result
-        return replace(
-            result,
-            path=path,
-            error=result.error.replace(absolute, path) if result.error is not None else None,
-            warnings=tuple(w.replace(absolute, path) for w in result.warnings),
-        )
+def _as_given(result: FileResult, given: dict[str, str]) -> FileResult:
+    """``result`` of an absolute path, with the path as the caller gave it (``given``: absolute -> as given),
+    in its messages too."""
+    absolute = result.path
+    path = given[absolute]
+    if path == absolute:
+        return result
+    return replace(
+        result,
+        path=path,
+        error=result.error.replace(absolute, path) if result.error is not None else None,
+        warnings=tuple(w.replace(absolute, path) for w in result.warnings),
+    )

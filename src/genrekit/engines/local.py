@@ -1,4 +1,7 @@
-"""Worker pools for per-file work, shared by ``prepare`` and ``predict``, that never outlive their command.
+"""The local engine: per-file work in worker processes on this machine, that never outlive their command.
+
+:class:`LocalEngine` is the :class:`~genrekit.engines.Engine` of ``prepare`` and library runs by default;
+:class:`BoundedPool` is the one loop that feeds its workers, shared with :meth:`GenreClassifier.predict_many`.
 
 :func:`open_pool` starts worker processes from a fork server that has imported the feature code once
 (~2 CPU s of torch import saved per worker, where the work needs torch). A worker process started that way re-imports the caller's
@@ -11,30 +14,43 @@ and the resource tracker running (~600 MB for over 80 s): a worker blocked on it
 learns that the parent is gone. Each worker therefore watches the process that created the pool and
 exits the moment it ends, and an interrupted pool is stopped at once instead of finishing its queue.
 
-:class:`BoundedPool` is the one loop that feeds such a pool: ``prepare`` (results in completion order)
-and ``predict_many`` (results in input order) both submit through it, so the window of work in flight,
-the lazy start, the in-process path for one job and the stop on interruption exist once.
+:class:`BoundedPool` feeds such a pool: ``prepare`` (results in completion order) and ``predict_many``
+(results in input order) both submit through it, so the window of work in flight, the lazy start, the
+in-process path for one job and the stop on interruption exist once.
 """
 
 from __future__ import annotations
 
 import ast
+import functools
+import itertools
 import os
 import select
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import dataclass
 from multiprocessing import get_context
 from types import TracebackType
-from typing import Any, Generic, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
-__all__ = ["BoundedPool", "default_jobs", "main_is_safe_to_import", "open_pool", "watch_parent", "stop_pool"]
+from ..exceptions import ParameterError
+
+if TYPE_CHECKING:
+    from ..classifier import GenreClassifier
+    from ..features.pipeline import FileResult
+    from ..results import Prediction, PredictionError
+
+__all__ = ["BoundedPool", "LocalEngine", "default_jobs", "main_is_safe_to_import", "open_pool", "watch_parent", "stop_pool"]
 
 _POLL_SECONDS = 1.0
 IN_FLIGHT_PER_JOB = 4  # enough queued work that no worker waits for the caller, little enough that memory stays flat
+# What the fork server imports once for every worker: the per-file pipeline (and torch, which it runs on).
+_PRELOAD = ("torch", "genrekit.features.pipeline")
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -242,3 +258,62 @@ class BoundedPool(Generic[R]):
         done, rest = wait(self._pending, return_when=FIRST_COMPLETED)
         self._pending = deque(f for f in self._pending if f in rest)
         return [f.result() for f in done]
+
+
+@dataclass(frozen=True)
+class LocalEngine:
+    """Per-file work in worker processes on this machine (threads in a script without a ``__main__`` guard).
+
+    Parameters
+    ----------
+    jobs : int >= 1, optional
+        Workers (default: the CPUs this process may use, :func:`usable_cpus`); with 1, or a single file to
+        compute, every file runs in this process and no worker is started.
+
+    Raises
+    ------
+    ParameterError
+        ``jobs`` is below 1.
+    """
+
+    jobs: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.jobs is not None and self.jobs < 1:
+            raise ParameterError(f"The 'jobs' parameter must be >= 1 (or None for all cores). Got {self.jobs!r} instead.")
+
+    @classmethod
+    def from_options(cls, *, jobs: int | None = None, address: str | None = None) -> LocalEngine:
+        """The engine registered as ``local``: it runs here, so it has no cluster ``address``."""
+        if address is not None:
+            raise ParameterError(f"The 'address' parameter is where a Ray cluster runs: use it with engine 'ray'. Got {address!r} with engine 'local'.")
+        return cls(jobs)
+
+    @contextmanager
+    def session(self) -> Iterator[None]:
+        """Nothing to set up: the workers of each call start with its first file and end with its last."""
+        yield
+
+    def map_files(self, work: Callable[[str], FileResult], paths: Iterable[str]) -> Generator[FileResult, None, None]:
+        """``work(path)`` in a :class:`BoundedPool`, results as they complete: a slow file holds up no other.
+
+        Workers start on the second path drawn (none for a run with a single file to compute), so the fork
+        server's torch import overlaps with the caller's work on the paths that follow (hashing them).
+        """
+        pending = iter(paths)
+        first = list(itertools.islice(pending, 2))
+        if not first:
+            return
+        jobs = (self.jobs or default_jobs()) if len(first) > 1 else 1
+        with BoundedPool["FileResult"](jobs, ordered=False, start=functools.partial(open_pool, preload=_PRELOAD)) as pool:
+            for path in itertools.chain(first, pending):
+                yield from pool.submit(work, path)
+            yield from pool.drain()
+
+    def classify(
+        self, model: GenreClassifier, items: Sequence[tuple[str, str]], *, max_duration: float | None = None
+    ) -> Generator[tuple[str, Prediction | PredictionError], None, None]:
+        """:meth:`GenreClassifier.predict_many`: workers that each decode files and run their own copy of the model."""
+        results = model.predict_many([path for path, _ in items], jobs=self.jobs, max_duration=max_duration)
+        for (_, digest), result in zip(items, results):
+            yield digest, result
