@@ -236,7 +236,7 @@ class GenreClassifier:
         try:
             return self._stream_file(path, max_duration)
         except AudioDecodeError as e:
-            return PredictionError(path, str(e))
+            return PredictionError.from_exception(path, e)
 
     def _stream_file(self, path: str, max_duration: float | None = None) -> Prediction:
         """Stream ``path`` through decoding, features and the model a batch at a time, keeping only probabilities.
@@ -365,8 +365,8 @@ class GenreClassifier:
             yield from pool.drain()
 
     def _from_featurized(self, item: FileResult) -> Prediction | PredictionError:
-        if item.error is not None or item.features is None:
-            return PredictionError(item.path, item.error or f"{item.path}: no features")
+        if item.failure is not None or item.features is None:
+            return item.failure or PredictionError(item.path, "internal", "no features")
         probs, tags = self.segment_outputs(item.features)
         return self._prediction(item.path, probs, item.duration_s, item.warnings, item.silent, tags)
 
@@ -496,9 +496,9 @@ def find_audio_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[Pred
             files.extend(found)
             errors.extend(problems)
             if not found:
-                errors.append(PredictionError(str(p), f"{p}: no audio files in this folder (extensions: {', '.join(sorted(e[1:] for e in AUDIO_EXTENSIONS))})"))
+                errors.append(PredictionError(str(p), "missing", f"no audio files in this folder (extensions: {', '.join(sorted(e[1:] for e in AUDIO_EXTENSIONS))})"))
         else:
-            errors.append(PredictionError(str(p), f"{p}: {'no such file or folder' if problem == 'no such file' else problem}"))
+            errors.append(PredictionError(str(p), "missing" if problem == "no such file" else "unreadable", "no such file or folder" if problem == "no such file" else problem))
     return files, errors
 
 
@@ -511,13 +511,13 @@ def _walk_folder(root: Path) -> tuple[list[Path], list[PredictionError]]:
     def unreadable(error: OSError) -> None:
         path = error.filename or root
         reason = "permission denied" if isinstance(error, PermissionError) else (error.strerror or type(error).__name__).lower()
-        errors.append(PredictionError(str(path), f"{path}: folder not readable ({reason})"))
+        errors.append(PredictionError(str(path), "unreadable", f"folder not readable ({reason})"))
 
     for folder, dirs, names in os.walk(root, onerror=unreadable, followlinks=True):
         here = Path(folder)
         info = here.stat()
         if (info.st_dev, info.st_ino) in seen:  # a link back to a folder already searched
-            errors.append(PredictionError(str(here), f"{here}: symbolic link loop (a link to a folder searched already)"))
+            errors.append(PredictionError(str(here), "unreadable", "symbolic link loop (a link to a folder searched already)"))
             dirs.clear()
             continue
         seen.add((info.st_dev, info.st_ino))
@@ -530,8 +530,8 @@ def _walk_folder(root: Path) -> tuple[list[Path], list[PredictionError]]:
             if problem is None:
                 files.append(path)
             else:
-                errors.append(PredictionError(str(path), f"{path}: {problem}"))
+                errors.append(PredictionError(str(path), "unreadable", problem))
         for name in dirs:
             if is_audio_file(here / name) and not any(is_audio_file(Path(f)) for _, _, fs in os.walk(here / name) for f in fs):
-                errors.append(PredictionError(str(here / name), f"{here / name}: a folder named like an audio file, holding no audio"))
+                errors.append(PredictionError(str(here / name), "missing", "a folder named like an audio file, holding no audio"))
     return sorted(files), errors

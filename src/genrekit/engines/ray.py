@@ -201,12 +201,13 @@ def _featurize_batch(batch: dict[str, np.ndarray], config: FeatureConfig, max_du
     pickled for the trip; a file still in the results file (same hash) is not decoded (an empty item)."""
     from ..features.pipeline import FileResult, featurize_file
     from ..library.run import hash_file
+    from ..results import PredictionError
 
     digests, items = [], []
     for path, known in zip(map(str, batch["path"]), batch["known_hash"]):
         digest, error = hash_file(path)
         if error is not None:
-            item = pickle.dumps(FileResult(path, error=error), protocol=5)
+            item = pickle.dumps(FileResult(path, failure=PredictionError(path, "unreadable", error)), protocol=5)
         else:
             item = b"" if digest == known else pickle.dumps(featurize_file(path, config, max_duration=max_duration), protocol=5)
         digests.append(digest or "")
@@ -229,7 +230,7 @@ def _classify_batch(batch: dict[str, np.ndarray], model: list[Any], threads: int
     import ray
     import torch
 
-    from ..library.run import result_row
+    from ..library.formats import result_row
 
     key = model[0].hex()
     if key not in _MODELS:
@@ -298,6 +299,6 @@ class _RayFileWorkers:
         return replace(
             result,
             path=path,
-            error=result.error.replace(absolute, path) if result.error is not None else None,
+            failure=None if result.failure is None else replace(result.failure, path=path),
             warnings=tuple(w.replace(absolute, path) for w in result.warnings),
         )
