@@ -149,7 +149,7 @@ class RayEngine:
         return min(1.0, total / 2), min(self.model_cpus, total / 2)
 
     def classify(self, model: GenreClassifier, items: Sequence[tuple[str, str | None]], *, max_duration: float | None = None) -> Iterator[Row]:
-        """Results-file rows (:func:`genrekit.library.run.result_row`) of ``(path, content hash in the results
+        """Results-file rows (:func:`genrekit.library.formats.result_row`) of ``(path, content hash in the results
         file or None)`` pairs, as they finish.
 
         Files are hashed in the decode tasks, where they are read anyway, not by the driver: a file whose
