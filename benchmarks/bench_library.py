@@ -53,7 +53,8 @@ def run_one(engine: str, cpus: int, data: Path, model: str, out_dir: Path) -> di
 
     from genrekit.classifier import load_model
     from genrekit.engines.ray import RayEngine
-    from genrekit.library.run import classify_library, read_results
+    from genrekit.library.formats import read_results
+    from genrekit.library.run import classify_library
 
     torch.set_num_threads(1)  # the driver's model thread, as `genrekit predict` sets it
     classifier = load_model(model)

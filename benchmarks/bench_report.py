@@ -39,7 +39,7 @@ def synth_results(path: Path, rows: int) -> Path:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from genrekit.library.run import result_columns
+    from genrekit.library.formats import result_columns
 
     rng = np.random.default_rng(0)
     labels = list(GENRES)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -132,3 +134,21 @@ def write_open_length_flac(path: Path, y: np.ndarray, sample_rate: int) -> Path:
     data[26:42] = bytes(16)  # MD5 0: "not computed"
     path.write_bytes(bytes(data))
     return path
+
+
+def rows_close(a: Sequence[dict[str, Any]], b: Sequence[dict[str, Any]], *, atol: float = 1e-5) -> bool:
+    """Whether two results tables hold the same files with the same values, floats within ``atol``: two
+    engines or runtimes agree to float precision, not bit for bit."""
+    if len(a) != len(b):
+        return False
+    for x, y in zip(sorted(a, key=lambda r: r["path"]), sorted(b, key=lambda r: r["path"])):
+        if x.keys() != y.keys():
+            return False
+        for key, value in x.items():
+            other = y[key]
+            if isinstance(value, float) and isinstance(other, float):
+                if not math.isclose(value, other, rel_tol=0.0, abs_tol=atol):
+                    return False
+            elif value != other:
+                return False
+    return True

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from genrekit.library.run import ResultsFile, result_columns
+from genrekit.library.formats import ResultsFile, result_columns
 
 LABELS = ["blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock"]
 SAMPLE_RATE = 22050

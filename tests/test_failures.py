@@ -61,11 +61,11 @@ def test_shared_data_bad_audio_through_process_file(shared_data: Path) -> None:
         outcome, words = EXPECTED.get(path.name, ("error", ""))
         result = process_file(path, FeatureConfig())
         if outcome == "error":
-            assert result.features is None and result.error is not None, path.name
-            assert result.error.startswith(f"{path}: ") and words in result.error, result.error
-            assert "Error:" not in result.error, f"unexpected exception type: {result.error}"
+            assert result.features is None and result.failure is not None, path.name
+            assert result.failure.path == str(path) and words in result.failure.error, result.failure
+            assert "Error:" not in result.failure.error, f"unexpected exception type: {result.failure}"
         else:
-            assert result.error is None and result.features is not None, path.name
+            assert result.failure is None and result.features is not None, path.name
             assert np.isfinite(result.features).all()
             assert any(words in w for w in result.warnings) if outcome == "warning" else not result.warnings
 
@@ -74,7 +74,7 @@ def test_shared_data_bad_audio_through_process_file(shared_data: Path) -> None:
 @pytest.mark.parametrize("scaling", ["seed", "standard"])
 def test_shared_data_silence_gives_finite_features(shared_data: Path, scaling: str) -> None:
     result = process_file(shared_data / "bad-audio" / "silence.wav", FeatureConfig(scaling=scaling))  # type: ignore[arg-type]
-    assert result.error is None and result.features is not None
+    assert result.failure is None and result.features is not None
     assert result.features.shape == (10, 128, 130) and np.isfinite(result.features).all()
 
 

@@ -119,7 +119,7 @@ def test_predict_many_keeps_order_and_reports_bad_files(model_file: Path, clips:
     results = list(clf.predict_many(paths, jobs=1))
     assert [r.path for r in results] == [str(p) for p in paths]
     assert isinstance(results[0], Prediction) and isinstance(results[2], Prediction)
-    assert isinstance(results[1], PredictionError) and "broken.mp3" in results[1].error
+    assert isinstance(results[1], PredictionError) and results[1].path.endswith("broken.mp3") and results[1].kind == "decode"
 
 
 def test_predict_raises_named_error_for_bad_file(model_file: Path, clips: dict[str, Path]) -> None:
@@ -157,8 +157,10 @@ def test_cli_predict_csv_segments_and_plots(model_file: Path, clips: dict[str, P
     result = runner.invoke(
         app, ["predict", str(clips["a.wav"]), str(clips["b.ogg"]), "-m", str(model_file), "-f", "csv", "--segments", "--out", str(out), "--plot", str(plots), "-j", "1"]
     )
+    assert result.exit_code == 2 and "--segments or --plot" in result.output  # a .csv --out is a results file: one row per track
+    result = runner.invoke(app, ["predict", str(clips["a.wav"]), str(clips["b.ogg"]), "-m", str(model_file), "-f", "csv", "--segments", "--plot", str(plots), "-j", "1"])
     assert result.exit_code == 0, result.output
-    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert len(rows) == 10 + 1
     assert {f"p_{g}" for g in GTZAN_GENRES} <= set(rows[0])
     assert sorted(p.name for p in plots.iterdir()) == ["a.png", "b.png"]

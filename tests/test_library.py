@@ -21,7 +21,8 @@ from conftest import synth_tone, write_random_model
 from genrekit.cli import app
 from genrekit.exceptions import ParameterError, ResumeError
 from genrekit.classifier import load_model
-from genrekit.library.run import ResultsFile, classify_library, read_results, result_columns
+from genrekit.library.formats import ResultsFile, read_results, result_columns
+from genrekit.library.run import classify_library
 
 LABELS = ["blues", "classical", "rock"]
 FORMATS = [".csv", ".jsonl", ".parquet"]
@@ -50,7 +51,7 @@ def row(path: str, p: float, *, error: str | None = None) -> dict[str, object]:
     r: dict[str, object] = dict.fromkeys(result_columns(LABELS))
     r.update(path=path, content_hash=f"{abs(hash(path)):032x}"[:32])
     if error:
-        r["error"] = error
+        r.update(error=error, error_kind="decode")
     else:
         r.update(genre="blues", confidence=p, uncertain=False, p_blues=p, p_classical=(1 - p) / 2, p_rock=(1 - p) / 2, duration_s=30.0)
     return r
@@ -61,7 +62,7 @@ def test_results_file_round_trips_and_resumes(tmp_path: Path, suffix: str) -> No
     out = tmp_path / f"results{suffix}"
     first = ResultsFile(out, LABELS)
     assert first.table.num_rows == 0
-    rows = [row("/m/b.wav", 0.5), row("/m/a, \"quoted\".wav", 1 / 3), row("/m/bad.wav", 0.0, error="/m/bad.wav: not decodable audio")]
+    rows = [row("/m/b.wav", 0.5), row("/m/a, \"quoted\".wav", 1 / 3), row("/m/bad.wav", 0.0, error="not decodable audio")]
     for r in rows:
         first.add(r)
     first.close()
@@ -139,8 +140,11 @@ def test_library_run_has_a_row_per_file_and_a_rerun_skips_them(model_file: Path,
     assert (report.n_files, report.n_computed, report.n_copied, report.n_skipped) == (9, 7, 1, 0)  # 6 + broken + copy + missing; the copy is not decoded
     assert len(rows) == 9 and [r["path"] for r in rows] == sorted(r["path"] for r in rows)
     by_name = {Path(r["path"]).name: r for r in rows}
-    assert by_name["broken.wav"]["error"].startswith(str((library / "broken.wav").absolute()))
-    assert by_name["missing.wav"]["error"] and by_name["missing.wav"]["content_hash"] is None
+    broken = by_name["broken.wav"]
+    assert broken["path"] == str((library / "broken.wav").absolute()) and broken["error_kind"] == "decode"
+    assert broken["error"].startswith("not decodable audio") and broken["path"] not in broken["error"]  # the reason alone
+    assert by_name["missing.wav"]["error"] == "no such file or folder" and by_name["missing.wav"]["error_kind"] == "missing"
+    assert by_name["missing.wav"]["content_hash"] is None
     assert sorted(p for p, _ in report.errors) == sorted(r["path"] for r in rows if r["error"])
     good = by_name["track 003, take.wav"]
     expected = model.predict(library / "blues" / "track 003, take.wav")
@@ -167,9 +171,17 @@ def test_cli_library_run_and_old_formats_side_by_side(model_file: Path, tmp_path
     assert result.exit_code == 1, result.output  # the broken file
     assert "broken.wav" in result.output and "4 files, 4 classified now" in result.output
     assert read_results(out)[0].keys() == set(result_columns(LABELS))
-    old = tmp_path / "old.csv"
-    result = runner.invoke(app, ["predict", str(library), "-m", str(model_file), "--format", "csv", "--out", str(old), "-j", "1"])
-    assert old.read_text().startswith("path,genre,confidence,uncertain,top_k,error,warnings,p_blues")
+    typed = tmp_path / "typed.csv"  # what users type: --format csv with a .csv --out is the same library run
+    result = runner.invoke(app, ["predict", str(library), "-m", str(model_file), "--format", "csv", "--out", str(typed), "-j", "1"])
+    assert result.exit_code == 1 and "4 files, 4 classified now" in result.output, result.output
+    assert typed.read_bytes() == out.read_bytes()
+    for again in (out, typed):  # both resume: nothing is classified twice
+        result = runner.invoke(app, ["predict", str(library), "-m", str(model_file), "--format", "csv", "--out", str(again), "-j", "1"])
+        assert "4 files, 0 classified now, 4 already there" in result.output, result.output
+    assert typed.read_bytes() == out.read_bytes()
+    broken = next(r for r in read_results(out) if r["path"].endswith("broken.wav"))
+    assert (broken["error_kind"], broken["error"].startswith("not decodable audio")) == ("decode", True)
+    assert f"failed {broken['path']}: not decodable audio" in " ".join(result.output.split())  # the path once, then the reason
     result = runner.invoke(app, ["predict", str(library), "-m", str(model_file), "--out", str(out), "--segments"])
     assert result.exit_code == 2 and "--segments" in result.output
     result = runner.invoke(app, ["predict", str(library), "-m", str(model_file), "--engine", "spark", "--out", str(out)])
@@ -189,7 +201,7 @@ def _n_rows(out: Path) -> int:
 
 # `genrekit predict` in a real process, with Parquet parts every 20 ms instead of every second: the run
 # (~1 s of cnn2 here) is then killed with several parts written and more to come.
-_CLI = "import sys; import genrekit.library.run as lib; lib._PART_SECONDS = 0.02; from genrekit.cli import main; sys.argv[0] = 'genrekit'; main()"
+_CLI = "import sys; import genrekit.library.formats as lib; lib._PART_SECONDS = 0.02; from genrekit.cli import main; sys.argv[0] = 'genrekit'; main()"
 
 
 @pytest.mark.slow

@@ -21,7 +21,8 @@ from genrekit._io import exclusive, printable, readable
 from genrekit.cli import app
 from genrekit.exceptions import InUseError, OutputError, ResumeError
 from genrekit.classifier import load_model
-from genrekit.library.run import ResultsFile, classify_library, read_results
+from genrekit.library.formats import ResultsFile, read_results
+from genrekit.library.run import classify_library
 from genrekit.datasets.store import open_store, prepare_store
 from genrekit.training.fit import TrainConfig, new_run_dir, resume, train
 

@@ -93,18 +93,20 @@ def test_package_exports_results_exceptions_and_version() -> None:
 
 
 def test_writer_registry_lists_formats_and_writes_what_the_cli_writes(classifier: GenreClassifier, tmp_path: Path, rng: np.random.Generator) -> None:
+    from genrekit.library.formats import result_columns
     from genrekit.library.writers import get_writer
 
     sf.write(tmp_path / "a.wav", synth_tone(1, 4.0, 22050, rng), 22050)
-    results = [classifier.predict(tmp_path / "a.wav"), genrekit.PredictionError("b.wav", "b.wav: not decodable audio")]
+    results = [classifier.predict(tmp_path / "a.wav"), genrekit.PredictionError("b.wav", "decode", "not decodable audio")]
     text = get_writer("csv")(results, model=classifier.describe(), labels=classifier.classes_, top_k=2)
     rows = text.splitlines()
-    assert rows[0].startswith("path,genre,confidence,uncertain,top_k,error,warnings,p_blues") and rows[0].endswith(",tags") and len(rows) == 3
-    assert rows[2] == "b.wav,,,,,b.wav: not decodable audio,," + "," * len(GTZAN_GENRES)  # the p_ columns and tags empty
+    assert rows[0] == ",".join(result_columns(classifier.classes_)) and len(rows) == 3  # the layout of a results file
+    assert rows[2] == "b.wav,,,,," + "," * len(GTZAN_GENRES) + ",,,not decodable audio,decode"  # the reason alone: the path is its column
+    assert get_writer(".CSV") is get_writer("csv")  # by a file's extension too
     import json
 
     data = json.loads(get_writer("json")(results, model=classifier.describe(), labels=classifier.classes_))
-    assert data["results"][1] == {"path": "b.wav", "error": "b.wav: not decodable audio"}
+    assert data["results"][1] == {"path": "b.wav", "error": "not decodable audio", "error_kind": "decode"}
     with pytest.raises(genrekit.ParameterError, match=r"\(--format\) must be json or csv\. Got 'xml'"):
         get_writer("xml")
 

@@ -19,12 +19,13 @@ import pytest
 import ray  # the ray extra is part of the dev install (make test): missing, this fails rather than skips
 import soundfile as sf
 
-from conftest import synth_tone, write_random_model
+from conftest import rows_close, synth_tone, write_random_model
 from genrekit.classifier import GenreClassifier, load_model
 from genrekit.exceptions import DatasetWarning
 from genrekit.features.pipeline import FileResult
+from genrekit.library.formats import read_results
+from genrekit.library.run import classify_library
 from genrekit.results import Prediction, PredictionError
-from genrekit.library.run import classify_library, read_results, rows_close
 from genrekit.engines.ray import RayEngine
 from genrekit.datasets.store import open_store, prepare_store
 

@@ -147,11 +147,12 @@ def test_unusable_file_is_retried_only_once_changed(make_dataset: Callable[..., 
     broken.write_bytes(b"RIFF....WAVEnonsense")
     out = tmp_path / "store"
     first = prepare_store(data, out, jobs=1)
-    (reason,) = {r.replace(str(broken), "PATH") for p, r in first.errors if p == str(broken)}
+    (reason,) = {r for p, r in first.errors if p == str(broken)}
+    assert str(broken) not in reason  # the reason alone: the path is its own column
     copy.write_bytes(broken.read_bytes())
     with pytest.warns(UserWarning, match="byte-identical"):
         second = prepare_store(data, out, jobs=1)
-    assert second.n_computed == 0 and dict(second.errors) == {str(broken): reason.replace("PATH", str(broken)), str(copy): reason.replace("PATH", str(copy))}
+    assert second.n_computed == 0 and dict(second.errors) == {str(broken): reason, str(copy): reason}
     sf.write(broken, synth_tone(3, 6.5, 22050, rng), 22050)
     third = prepare_store(data, out, jobs=1)
     assert third.n_computed == 1 and [p for p, _ in third.errors] == [str(copy)]
@@ -161,10 +162,11 @@ def test_unusable_file_is_retried_only_once_changed(make_dataset: Callable[..., 
 def test_process_file_returns_features_or_reason(make_dataset: Callable[..., Path], tmp_path: Path) -> None:
     data = make_dataset(**SHORT)
     good = process_file(data / "blues" / "blues.00000.wav", FeatureConfig())
-    assert good.error is None and good.features is not None and good.features.shape == (2, 128, 130)
+    assert good.failure is None and good.features is not None and good.features.shape == (2, 128, 130)
     assert good.features.dtype == np.float16 and good.starts is not None and good.starts.tolist() == [0.0, 3.0]
     bad = process_file(tmp_path / "missing.wav", FeatureConfig())
-    assert bad.features is None and bad.error is not None and "no such file" in bad.error
+    assert bad.features is None and bad.failure is not None and "no such file" in bad.failure.error
+    assert bad.failure.path == str(tmp_path / "missing.wav") and not bad.failure.error.startswith(bad.failure.path)
 
 
 def test_open_store_errors(small_store: tuple[Path, Path], tmp_path: Path) -> None:

@@ -20,7 +20,8 @@ from typer.testing import CliRunner
 from genrekit import load_model
 from genrekit.cli import app
 from genrekit.classifier import GenreClassifier
-from genrekit.library.run import classify_library, read_results, result_row
+from genrekit.library.formats import read_results, result_row
+from genrekit.library.run import classify_library
 from genrekit.models.musicnn import MODELS, load_musicnn
 from genrekit.serve import create_app
 from genrekit.tags import DEFAULT_TAGS, DUPLICATES, SOURCES, Tag, display_names, format_tags, merge_tags, tag_names, uncertain_hint

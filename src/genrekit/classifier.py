@@ -232,7 +232,7 @@ class GenreClassifier:
         try:
             return self._stream_file(path, max_duration)
         except AudioDecodeError as e:
-            return PredictionError(path, str(e))
+            return PredictionError.from_exception(path, e)
 
     def _stream_file(self, path: str, max_duration: float | None = None) -> Prediction:
         """Stream ``path`` through decoding, features and the model a batch at a time, keeping only probabilities.
@@ -370,8 +370,8 @@ class GenreClassifier:
             The file's segment features, laid out as :attr:`input_config` makes them, with its duration,
             silent segments and decoding warnings (which become the prediction's notes).
         """
-        if item.error is not None or item.features is None:
-            return PredictionError(item.path, item.error or f"{item.path}: no features")
+        if item.failure is not None or item.features is None:
+            return item.failure or PredictionError(item.path, "internal", "no features")
         probs, tags = self.segment_outputs(item.features)
         return self._prediction(item.path, probs, item.duration_s, item.warnings, item.silent, tags)
 
@@ -487,10 +487,10 @@ def find_audio_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[Pred
                 if reason is None:
                     found.append(entry.path)
                 else:
-                    errors.append(PredictionError(str(entry.path), f"{entry.path}: {reason}"))
+                    errors.append(PredictionError(str(entry.path), "unreadable", reason))
             files.extend(sorted(found))
             if not found:
-                errors.append(PredictionError(str(p), f"{p}: no audio files in this folder (extensions: {', '.join(sorted(e[1:] for e in AUDIO_EXTENSIONS))})"))
+                errors.append(PredictionError(str(p), "missing", f"no audio files in this folder (extensions: {', '.join(sorted(e[1:] for e in AUDIO_EXTENSIONS))})"))
         else:
-            errors.append(PredictionError(str(p), f"{p}: {'no such file or folder' if problem == 'no such file' else problem}"))
+            errors.append(PredictionError(str(p), "missing" if problem == "no such file" else "unreadable", "no such file or folder" if problem == "no such file" else problem))
     return files, errors

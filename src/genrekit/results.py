@@ -7,11 +7,15 @@ json``, library runs and ``POST /v1/predict``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
+from .exceptions import AudioDecodeError, AudioTooLongError
 from .tags import DEFAULT_TAGS, Tag
 
-__all__ = ["SegmentPrediction", "Prediction", "PredictionError"]
+__all__ = ["FAILURE_KINDS", "FailureKind", "SegmentPrediction", "Prediction", "PredictionError"]
+
+FailureKind = Literal["missing", "unreadable", "decode", "too-long", "out-of-memory", "internal"]
+FAILURE_KINDS: tuple[FailureKind, ...] = get_args(FailureKind)
 
 
 @dataclass(frozen=True)
@@ -112,10 +116,52 @@ class Prediction:
 
 @dataclass(frozen=True)
 class PredictionError:
-    """A file that could not be classified, and why."""
+    """A file that could not be classified: which file (``path``), what kind of failure (``kind``), and why (``error``).
+
+    A failure travels as these three values from the worker that met it to every writer (the table, the
+    JSON of ``predict`` and ``POST /v1/predict``, CSV and results files, ``prepare``'s ``errors.csv``, the
+    page), each of which shows the path where it belongs instead of editing it into or out of a message.
+
+    Attributes
+    ----------
+    path : str
+        The file (or folder) as it was given.
+    kind : {"missing", "unreadable", "decode", "too-long", "out-of-memory", "internal"}
+        ``missing``: no such file, or a folder without audio; ``unreadable``: the bytes could not be read
+        (permissions, an I/O error); ``decode``: the bytes are not usable audio (corrupt, empty, too short);
+        ``too-long``: longer than the caller's duration limit; ``out-of-memory``: decoding ran out of memory;
+        ``internal``: a worker gave no result. Only ``decode`` is a property of the bytes (:attr:`lasting`).
+    error : str
+        Why, in words, without the path (``"not decodable audio (unknown format)"``).
+    """
 
     path: str
+    kind: FailureKind
     error: str
 
+    @classmethod
+    def from_exception(cls, path: str, error: AudioDecodeError) -> PredictionError:
+        """The failure of ``path`` that ``error`` describes: its kind from the error's type and cause."""
+        if isinstance(error, AudioTooLongError):
+            kind: FailureKind = "too-long"
+        elif isinstance(error.__cause__, MemoryError):
+            kind = "out-of-memory"
+        elif isinstance(error.__cause__, OSError):
+            kind = "unreadable"
+        else:
+            kind = "decode"
+        return cls(path, kind, error.reason if error.detail is None else f"{error.reason} ({error.detail})")
+
+    @property
+    def lasting(self) -> bool:
+        """Whether the same bytes would fail again: a decode failure, which the feature store caches; a length
+        limit, a read error or a lack of memory may not recur."""
+        return self.kind == "decode"
+
+    def __str__(self) -> str:
+        """One line for a log or a terminal: ``<path>: <error>``."""
+        return f"{self.path}: {self.error}"
+
     def to_dict(self, **_: Any) -> dict[str, Any]:
-        return {"path": self.path, "error": self.error}
+        """The documented JSON of a failed file: ``{"path", "error", "error_kind": kind}``."""
+        return {"path": self.path, "error": self.error, "error_kind": self.kind}

@@ -63,7 +63,7 @@ def prepare(
     for message in sorted(set(report.warnings)):
         err_console.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True)
     for path, reason in report.errors:
-        err_console.print(f"[red]skipped[/] {escape(path)}: {escape(reason.removeprefix(path + ': '))}", soft_wrap=True)
+        err_console.print(f"[red]skipped[/] {escape(path)}: {escape(reason)}", soft_wrap=True)
     state = "up to date" if report.up_to_date else f"{report.n_computed} computed, {report.n_cached} from cache"
     console.print(
         f"[bold green]store[/] {escape(str(out))}: {report.n_tracks - len(report.errors)} tracks, {report.n_segments} segments "
@@ -134,7 +134,7 @@ def info(store: Annotated[Path, typer.Argument(metavar="STORE", help="A store fo
     if st.errors:
         console.print(f"[red]{len(st.errors)} files skipped:[/]")
         for path, reason in st.errors:
-            console.print(f"  {escape(path)}: {escape(reason.removeprefix(path + ': '))}", soft_wrap=True)
+            console.print(f"  {escape(path)}: {escape(reason)}", soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -2,12 +2,14 @@
 
 Output schemas (stable; documented in the README):
 
-- ``--format json``: ``{"model": {...describe()}, "results": [Prediction.to_dict() | {"path", "error"}]}``.
-- ``--format csv``: one row per track: ``path,genre,confidence,uncertain,top_k,error,warnings,p_<genre>...,tags``; with
-  ``--segments`` one row per segment: ``path,segment_index,start_s,end_s,genre,confidence,p_<genre>...,tags``.
-- Library runs (``--out`` ending in ``.parquet``, ``.jsonl``, or ``.csv`` without ``--format``): written as
-  they go and resumable, ``path,content_hash,genre,confidence,uncertain,p_<genre>...,tags,duration_s,error``
-  (see :mod:`genrekit.library.run`).
+- ``--format json``: ``{"model": {...describe()}, "results": [Prediction.to_dict() | PredictionError.to_dict()]}``,
+  a failed file being ``{"path", "error", "error_kind"}``.
+- ``--format csv``: the rows of a results file (below, ``content_hash`` empty); with ``--segments`` one row per
+  segment: ``path,segment_index,start_s,end_s,genre,confidence,p_<genre>...,tags``.
+- Library runs (``--out`` ending in ``.parquet``, ``.jsonl`` or ``.csv``, whatever ``--format`` says: it only
+  chooses what is printed): written as they go and resumable,
+  ``path,content_hash,genre,confidence,uncertain,p_<genre>...,tags,duration_s,warnings,error,error_kind``
+  (see :mod:`genrekit.library.formats`). ``error`` is the reason alone: the path is its own column.
 
 ``tags`` are musicnn's strongest tags (:mod:`genrekit.tags`; ``tag:score;...`` in CSV and results files):
 ``--tags K`` lists K, by default none in the table and 5 elsewhere (results files always hold 5).
@@ -31,7 +33,8 @@ from .._io import output_errors, printable, readable
 from ..plots.predictions import percent
 from ..speedups import frozen_collector
 from .._text import words
-from ..library.writers import get_writer, notes
+from ..library.formats import RESULT_FORMATS, notes
+from ..library.writers import get_writer
 from ._app import add_commands, console, err_console, handle_errors, progress_bar
 
 from ..results import Prediction, PredictionError
@@ -107,8 +110,7 @@ def _table(results: Sequence[Prediction | PredictionError], top_k: int, title: s
         name = escape(Path(r.path or "").name)
         extra = [escape(notes(r))] if with_notes else []
         if isinstance(r, PredictionError):
-            reason = r.error.removeprefix(f"{r.path}: ")
-            table.add_row(name, "[red]error[/]", "", f"[red]{escape(reason)}[/]", *([""] if tags else []), "", *extra)
+            table.add_row(name, "[red]error[/]", "", f"[red]{escape(r.error)}[/]", *([""] if tags else []), "", *extra)
             continue
         top = "  ".join(f"{g} {percent(p)}" for g, p in r.top(top_k))
         tag_cell = [escape(_tag_text(r.tags, tags, "\n"))] if tags else []  # one a line: a narrow column cannot split one
@@ -119,7 +121,7 @@ def _table(results: Sequence[Prediction | PredictionError], top_k: int, title: s
 def _named(r: Prediction | PredictionError, shown: Callable[[str], str]) -> Prediction | PredictionError:
     """``r`` with its path, and the path in its messages, as ``shown`` gives them."""
     if isinstance(r, PredictionError):
-        return PredictionError(shown(r.path), shown(r.error))
+        return dataclasses.replace(r, path=shown(r.path), error=shown(r.error))
     return dataclasses.replace(r, path=None if r.path is None else shown(r.path), warnings=tuple(map(shown, r.warnings)))
 
 
@@ -155,7 +157,7 @@ def predict(
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many genres to list per track.")] = 3,
     fmt: Annotated[Optional[str], typer.Option("--format", "-f", metavar="table|json|csv", help="table (default), json or csv.")] = None,
     segments: Annotated[bool, typer.Option("--segments", metavar="", help="Include the per-segment timeline.")] = False,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="With --format json/csv: write it here instead of stdout. Without --format, a .parquet, .csv or .jsonl results file written as files finish, and continued when run again.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="A .parquet, .csv or .jsonl results file, written as files finish and continued when run again (whatever --format says). Any other name: write the --format json or csv output there instead of stdout.")] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Write one timeline PNG per track into this folder.")] = None,
     jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", help="Worker processes (default: all cores), each decoding files and running the model on one thread. With --engine ray and no --address: the CPUs of the Ray instance started.")] = None,
     max_duration: Annotated[Optional[float], typer.Option(min=0.001, help="Skip files longer than this many seconds (default: no limit).")] = None,
@@ -196,14 +198,14 @@ def predict(
     if address is not None and engine != "ray":
         err_console.print("[bold red]error:[/] --address is where a Ray cluster runs: use it with --engine ray")
         raise typer.Exit(2)
-    if fmt is None and (engine != "local" or (out is not None and out.suffix.lower() in (".parquet", ".csv", ".jsonl"))):
+    if engine != "local" or (out is not None and out.suffix.lower() in RESULT_FORMATS):
         if tags not in (None, DEFAULT_TAGS):
-            err_console.print(f"[bold red]error:[/] a results file holds the {DEFAULT_TAGS} strongest tags of every track (one column for every run): drop --tags, or give --format json or csv")
+            err_console.print(f"[bold red]error:[/] a results file holds the {DEFAULT_TAGS} strongest tags of every track (one column for every run): drop --tags, or print with --format json or csv and no results file")
             raise typer.Exit(2)
         _library_run(paths, out, model, jobs, engine, address, segments=segments, plot=plot, max_duration=max_duration, backend=backend, device=device)
         return
     if engine != "local":
-        err_console.print(f"[bold red]error:[/] --engine {engine} writes a results file: give --out results.parquet (or .csv, .jsonl) and no --format")
+        err_console.print(f"[bold red]error:[/] --engine {engine} writes a results file: give --out results.parquet (or .csv, .jsonl)")
         raise typer.Exit(2)
     if out is not None and fmt in (None, "table"):  # a table goes to the terminal: the file would silently not be written
         err_console.print(f"[bold red]error:[/] --out {escape(str(out))}: give --format json or csv, or a results file ending in .parquet, .csv or .jsonl")
@@ -248,7 +250,7 @@ def predict(
             sys.stdout.write(text if text.endswith("\n") else text + "\n")
     for r in results:
         if isinstance(r, PredictionError):
-            err_console.print(f"[red]failed[/] {escape(r.error)}")
+            err_console.print(f"[red]failed[/] {escape(str(r))}")
     if plots:
         err_console.print(f"timeline plots in {plot}/")
     if any(isinstance(r, PredictionError) for r in results):
@@ -271,13 +273,13 @@ def _library_run(
 ) -> None:
     """``predict LIBRARY --out results.parquet``: a resumable results file (see :mod:`genrekit.library.run`)."""
     from ..engines import get_engine
-    from ..library.run import RESULT_FORMATS, classify_library
+    from ..library.run import classify_library
 
     if out is None or out.suffix.lower() not in RESULT_FORMATS:
         err_console.print(f"[bold red]error:[/] --engine {engine} writes a results file: give --out ending in {', '.join(RESULT_FORMATS)}")
         raise typer.Exit(2)
     if segments or plot:
-        err_console.print("[bold red]error:[/] a results file holds one row per track: --segments and --plot need --format json or csv")
+        err_console.print("[bold red]error:[/] a results file holds one row per track: for --segments or --plot, print with --format json or csv (no results file)")
         raise typer.Exit(2)
     with handle_errors(predict), _loaded(model, backend, device) as clf:
         runner = get_engine(engine, jobs=jobs, address=address)
@@ -288,7 +290,7 @@ def _library_run(
         raise typer.Exit(1)
     shown = 20
     for path, reason in report.errors[:shown]:
-        err_console.print(f"[red]failed[/] {escape(reason if reason.startswith(path) else f'{path}: {reason}')}", soft_wrap=True)
+        err_console.print(f"[red]failed[/] {escape(f'{path}: {reason}')}", soft_wrap=True)
     if report.n_errors > shown:
         err_console.print(f"[red]... and {report.n_errors - shown} more failed files[/] (rows with an error in {escape(str(out))})")
     console.print(
@@ -379,10 +381,10 @@ def spectrogram(
         config = load_model(model).input_config if model else FeatureConfig()
         files, missing = find_audio_files(paths)
     written, failed = write_spectrograms(files, out, config, per_segment=per_segment)
-    failed = [m.error for m in missing] + failed
+    failed = missing + failed
     console.print(f"wrote {written} spectrogram {'image' if written == 1 else 'images'} to {out}/")
     for f in failed:
-        err_console.print(f"[red]failed[/] {escape(f)}")
+        err_console.print(f"[red]failed[/] {escape(str(f))}")
     if failed:
         raise typer.Exit(1)
 

@@ -6,9 +6,9 @@ Layout of a store folder::
     features.npy   float16 array of shape (n_segments, *feature_shape), read memory-mapped
     segments.csv   one row per segment: track_id, label, segment_index, start_s, path
     tracks.csv     one row per stored track: track_id, label, path, content_hash, group, n_segments, first_segment
-    errors.csv     files that could not be used: path, reason
+    errors.csv     files that could not be used: path, kind, reason (see :class:`genrekit.results.PredictionError`)
     cache/<config hash>/<content hash>.npy   per-track features; what makes re-runs and updates cheap
-    cache/<config hash>/<content hash>.error.json   why a file could not be used, so reruns skip it
+    cache/<config hash>/<content hash>.error.json   why a file could not be used (kind, reason), so reruns skip it
 
 Per-file work (:func:`process_file`, the one per-file pipeline of :mod:`genrekit.features.pipeline`) is a pure
 function of (file, config) that an engine (:mod:`genrekit.engines`) runs where it likes: in local worker
@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,6 +43,7 @@ from .discover import Track, discover, hash_track, warn_duplicates
 from ..engines import get_engine
 from ..exceptions import ParameterError, StoreError
 from ..features.pipeline import FileResult, featurize_file
+from ..results import FAILURE_KINDS, PredictionError
 from .splits import Split, segment_partitions
 
 if TYPE_CHECKING:
@@ -270,7 +271,7 @@ class _PrepareRun:
     total: int
     on_progress: ProgressCallback | None
     tracks: list[Track] = field(default_factory=list)
-    errors: dict[str, str] = field(default_factory=dict)
+    errors: dict[str, PredictionError] = field(default_factory=dict)
     in_flight: dict[str, list[Track]] = field(default_factory=dict)  # content hash -> tracks waiting for it
     by_path: dict[str, Track] = field(default_factory=dict)
     done: int = 0
@@ -289,7 +290,7 @@ class _PrepareRun:
         self.tracks.append(track)
         path = str(track.path)
         if track.content_hash is None:
-            self.errors[path] = f"{track.path}: {path_problem(track.path) or 'cannot be read'}"
+            self.errors[path] = PredictionError(path, "unreadable", path_problem(track.path) or "cannot be read")
         elif _cache_file(self.cache_dir, track).exists():
             self.report.n_cached += 1
         elif (known := _cached_error(self.cache_dir, track)) is not None:
@@ -312,10 +313,10 @@ class _PrepareRun:
         same = self.in_flight.pop(str(track.content_hash))
         self.report.warnings.extend(result.warnings)
         target = _cache_file(self.cache_dir, track)
-        if result.error is not None:
-            if result.lasting:
-                _atomic_write_text(target.with_suffix(_ERROR_SUFFIX), json.dumps({"path": result.path, "error": result.error}))
-            self.errors.update((str(t.path), result.error.replace(result.path, str(t.path))) for t in same)
+        if result.failure is not None:
+            if result.failure.lasting:
+                _atomic_write_text(target.with_suffix(_ERROR_SUFFIX), json.dumps({"kind": result.failure.kind, "reason": result.failure.error}))
+            self.errors.update((str(t.path), replace(result.failure, path=str(t.path))) for t in same)
         else:
             with atomic_write(target) as f:
                 np.save(f, np.asarray(result.features))  # a plain .npy: no zip and CRC to pay on write and on every read
@@ -328,7 +329,8 @@ def _write_store(run: _PrepareRun, existing: dict[str, Any] | None, config: Feat
     """Consolidate the cache into the store's files, unless nothing changed since the store was written."""
     out, report = run.out, run.report
     digest = _tracks_digest(run.tracks, key)
-    report.errors = sorted(run.errors.items())
+    failures = sorted(run.errors.values(), key=lambda f: f.path)
+    report.errors = [(f.path, f.error) for f in failures]
     if (
         existing
         and run.submitted == 0
@@ -342,7 +344,7 @@ def _write_store(run: _PrepareRun, existing: dict[str, Any] | None, config: Feat
     (out / _STORE_JSON).unlink(missing_ok=True)
     stored = [t for t in run.tracks if str(t.path) not in run.errors]
     failed = [t for t in run.tracks if str(t.path) in run.errors and t.content_hash is not None]
-    report.n_segments = _consolidate(out, run.cache_dir, stored, failed, config, report.errors, digest, key)
+    report.n_segments = _consolidate(out, run.cache_dir, stored, failed, config, failures, digest, key)
 
 
 def _hashed(tracks: list[Track], hasher: ThreadPoolExecutor, ahead: int = 1024) -> Iterator[Track]:
@@ -359,13 +361,15 @@ def _hashed(tracks: list[Track], hasher: ThreadPoolExecutor, ahead: int = 1024) 
         yield queue.popleft().result()
 
 
-def _cached_error(cache_dir: Path, track: Track) -> str | None:
-    """The reason an earlier run could not use a file with the same bytes, with this track's path."""
+def _cached_error(cache_dir: Path, track: Track) -> PredictionError | None:
+    """Why an earlier run could not use a file with the same bytes, as this track's failure; ``None`` when
+    no run failed on them (or its entry is unreadable, or of an older layout: the file is then tried again)."""
     try:
         known = json.loads(_cache_file(cache_dir, track).with_suffix(_ERROR_SUFFIX).read_text())
-        return str(known["error"]).replace(str(known["path"]), str(track.path))
+        kind, reason = known["kind"], known["reason"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
+    return PredictionError(str(track.path), kind, str(reason)) if kind in FAILURE_KINDS else None
 
 
 def _consolidate(
@@ -374,7 +378,7 @@ def _consolidate(
     tracks: list[Track],
     failed: list[Track],
     config: FeatureConfig,
-    errors: list[tuple[str, str]],
+    errors: list[PredictionError],
     digest: str,
     key: str,
 ) -> int:
@@ -406,7 +410,7 @@ def _consolidate(
             offset += n
     _write_csv(out / "segments.csv", ["track_id", "label", "segment_index", "start_s", "path"], segment_rows)
     _write_csv(out / "tracks.csv", ["track_id", "label", "path", "content_hash", "group", "n_segments", "first_segment"], track_rows)
-    _write_csv(out / "errors.csv", ["path", "reason"], [list(e) for e in errors])
+    _write_csv(out / "errors.csv", ["path", "kind", "reason"], [[e.path, e.kind, e.error] for e in errors])
     meta = {
         "format_version": FORMAT_VERSION,
         "genrekit_version": __version__,

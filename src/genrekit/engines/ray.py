@@ -257,7 +257,7 @@ def _map_batch(batch: dict[str, np.ndarray], work: Callable[[str], FileResult]) 
 
 def _as_given(result: FileResult, given: dict[str, str]) -> FileResult:
     """``result`` of an absolute path, with the path as the caller gave it (``given``: absolute -> as given),
-    in its messages too."""
+    in its failure and warnings too."""
     absolute = result.path
     path = given[absolute]
     if path == absolute:
@@ -265,6 +265,6 @@ def _as_given(result: FileResult, given: dict[str, str]) -> FileResult:
     return replace(
         result,
         path=path,
-        error=result.error.replace(absolute, path) if result.error is not None else None,
+        failure=None if result.failure is None else replace(result.failure, path=path),
         warnings=tuple(w.replace(absolute, path) for w in result.warnings),
     )

@@ -21,7 +21,8 @@ import numpy as np
 
 from ..audio import Segmenter, min_cover_samples, segment_audio, stream_audio, too_short
 from ..config import FeatureConfig
-from ..exceptions import AudioDecodeError, AudioTooLongError, AudioWarning
+from ..exceptions import AudioDecodeError, AudioWarning
+from ..results import PredictionError
 from .kinds import extract_features
 
 __all__ = ["BATCH_SEGMENTS", "SILENCE_RMS", "FileResult", "FileFeatures", "featurize_file", "featurize_signal", "silent_segments"]
@@ -58,13 +59,11 @@ class FileResult:
     duration_s : float
     silent : ndarray of bool, shape (n_segments,), or None
         Which segments are below :data:`SILENCE_RMS`.
-    error : str or None
-        ``"<path>: <reason>"`` when the file cannot be used.
+    failure : PredictionError or None
+        Why the file cannot be used (its path, kind and reason), as every writer shows it; the store caches
+        it when it is :attr:`~genrekit.results.PredictionError.lasting`, so reruns skip the file.
     warnings : tuple of str
         Warnings raised while decoding (a truncated file, a padded short one).
-    lasting : bool
-        The error is a property of the file's bytes, so the store caches it and reruns skip the file; not
-        so for a length limit, a read failure or a lack of memory.
     """
 
     path: str
@@ -72,9 +71,8 @@ class FileResult:
     starts: np.ndarray | None = None
     duration_s: float = 0.0
     silent: np.ndarray | None = None
-    error: str | None = None
+    failure: PredictionError | None = None
     warnings: tuple[str, ...] = ()
-    lasting: bool = True
 
 
 def _check_duration(path: str | None, n_samples: int, config: FeatureConfig) -> float:
@@ -166,8 +164,7 @@ def featurize_file(path: str | Path, config: FeatureConfig, *, max_duration: flo
         try:
             batches = list(stream)
         except AudioDecodeError as e:
-            lasting = not isinstance(e, AudioTooLongError) and not isinstance(e.__cause__, (OSError, MemoryError))
-            return FileResult(path, error=str(e), warnings=tuple(str(w.message) for w in caught), lasting=lasting)
+            return FileResult(path, failure=PredictionError.from_exception(path, e), warnings=tuple(str(w.message) for w in caught))
     features = np.concatenate(batches)
     if half:
         import torch  # loaded already: the features were computed with it

@@ -80,16 +80,18 @@ def model_input(y: np.ndarray, config: FeatureConfig, *, whole: bool) -> tuple[n
     return _model_input(y, config, whole=whole)
 
 
-def write_spectrograms(files: Sequence[Path], out: Path, config: FeatureConfig, *, per_segment: bool = False) -> tuple[int, list[str]]:
+def write_spectrograms(
+    files: Sequence[Path], out: Path, config: FeatureConfig, *, per_segment: bool = False
+) -> tuple[int, list[PredictionError]]:
     """Images of what a model with ``config`` sees, one per file (or per segment) in ``out``.
 
-    Returns the number of images written and, for each file that could not be decoded, its one-line error.
+    Returns the number of images written and, for each file that could not be decoded, its failure.
     """
     from ..audio import load_audio, segment_audio
-    from ..exceptions import GenrekitError
+    from ..exceptions import AudioDecodeError, GenrekitError
 
     out.mkdir(parents=True, exist_ok=True)
-    failed: list[str] = []
+    failed: list[PredictionError] = []
     written = 0
     for path in files:
         try:
@@ -106,8 +108,10 @@ def write_spectrograms(files: Sequence[Path], out: Path, config: FeatureConfig, 
                 image, label = model_input(y, config, whole=True)
                 plot_spectrogram(image, config, out / f"{safe_stem(path)}.png", title=path.name, label=label)
                 written += 1
-        except GenrekitError as e:
-            failed.append(str(e))
+        except AudioDecodeError as e:
+            failed.append(PredictionError.from_exception(str(path), e))
+        except GenrekitError as e:  # a file the model's input cannot be drawn from
+            failed.append(PredictionError(str(path), "internal", str(e)))
     return written, failed
 
 

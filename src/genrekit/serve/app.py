@@ -39,6 +39,7 @@ from .._params import Constraint, Interval, check_values
 from ..audio import declared_duration
 from ..exceptions import AudioDecodeError, AudioTooLongError, ParameterError
 from ..plots.palette import genre_colors
+from ..results import PredictionError
 from ..tags import DEFAULT_TAGS
 from ._defaults import (
     DEFAULT_MAX_DURATION_S,
@@ -193,7 +194,7 @@ class _Service:
         except AudioTooLongError as e:  # a header that understated the length or left it open: refused as it streamed
             raise self._too_long(upload, None, header=declared is not None) from e
         except AudioDecodeError as e:
-            raise RequestError(415, "not_audio", _decode_message(e, upload)) from e
+            raise RequestError(415, "not_audio", _decode_message(PredictionError.from_exception(upload.filename, e))) from e
         self._check_duration(upload, prediction.duration_s)
         with self._timing_lock:
             self._mean_seconds = 0.8 * self._mean_seconds + 0.2 * (time.perf_counter() - started)
@@ -245,11 +246,10 @@ def _duration_words(seconds: float) -> str:
     return f"{seconds / 60:.1f} minutes"
 
 
-def _decode_message(error: AudioDecodeError, upload: Upload) -> str:
-    """Why the file failed, told about the name the user knows instead of the server's temp path."""
-    reason = (error.detail or error.reason).replace(str(upload.path), upload.filename)
-    reason = reason[:1].lower() + reason[1:].rstrip(".")
-    return f"“{upload.filename}” could not be read as audio: {reason}. Please upload a {_FORMATS} file."
+def _decode_message(failure: PredictionError) -> str:
+    """Why the file failed, about the name the user knows: the failure is the upload's, never the server's temp file."""
+    reason = failure.error[:1].lower() + failure.error[1:].rstrip(".")
+    return f"“{failure.path}” could not be read as audio: {reason}. Please upload a {_FORMATS} file."
 
 
 def _error_response(error: RequestError) -> JSONResponse:
