@@ -159,9 +159,9 @@ def classify_library(
         try:
             for failure in missing:
                 record(result_row(failure, None, labels))
-            for path, digest, failure in _hashes(paths):  # hashed ahead of the engine: a file's copies are decoded once
-                if failure is not None or digest is None:
-                    record(result_row(failure or PredictionError(path, "internal", "no content hash"), None, labels))
+            for path, digest, unreadable in _hashes(paths):  # hashed ahead of the engine: a file's copies are decoded once
+                if unreadable is not None or digest is None:
+                    record(result_row(unreadable or PredictionError(path, "internal", "no content hash"), None, labels))
                 elif (readable(path), digest) in done:
                     skip(path)
                 elif digest in known:
