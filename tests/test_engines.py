@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_random_model
+from conftest import rows_close, write_random_model
 from genrekit import engines
 from genrekit.classifier import GenreClassifier, load_model
 from genrekit.config import FeatureConfig
@@ -20,7 +20,8 @@ from genrekit.engines.local import LocalEngine
 from genrekit.engines.ray import RayEngine
 from genrekit.exceptions import DatasetWarning, ParameterError
 from genrekit.features.pipeline import FileResult
-from genrekit.library.run import classify_library, read_results, rows_close
+from genrekit.library.formats import read_results
+from genrekit.library.run import classify_library
 from genrekit.results import Prediction, PredictionError
 
 LABELS = ["blues", "classical", "rock"]
@@ -145,6 +146,6 @@ def test_local_map_files_draws_paths_lazily_and_starts_nothing_without_work(make
 
     results = LocalEngine(1).map_files(work, paths())
     first = next(results)
-    assert first.error is None and first.path == drawn[0]
+    assert first.failure is None and first.path == drawn[0]
     assert len(drawn) <= 2  # a result can come back before the last path is drawn: the caller caches as it goes
     assert sorted([first.path, *(r.path for r in results)]) == drawn and len(drawn) == 3
