@@ -74,8 +74,8 @@ def test_folder_mode_names_every_entry_it_cannot_use(tmp_path: Path, rng: np.ran
     assert "symbolic link loop" in reasons["loop.ogg"]
     assert "a folder named like an audio file" in reasons["album.flac"]
     assert "symbolic link loop" in reasons["back"]
-    assert reasons["empty"] == f"{tmp_path / 'empty'}: no audio files in this folder (extensions: au, flac, mp3, ogg, wav)"
-    assert all(e.error.startswith(e.path) for e in errors)
+    assert reasons["empty"] == "no audio files in this folder (extensions: au, flac, mp3, ogg, wav)"
+    assert all(e.error and not e.error.startswith(e.path) for e in errors)  # the path is its own field
     result = runner.invoke(app, ["predict", str(tmp_path / "empty")])
     assert result.exit_code == 1 and str(tmp_path / "empty") in result.output
 

@@ -18,6 +18,7 @@ from genrekit.classifier import GenreClassifier
 from genrekit.config import FeatureConfig
 from genrekit.exceptions import ParameterError
 from genrekit.features.pipeline import featurize_signal
+from genrekit.results import PredictionError
 from genrekit.runtime import ModelSource, Rebuild, available_runtimes, register_runtime
 
 from conftest import synth_tone
@@ -125,8 +126,8 @@ def test_predict_featurized_is_predict_on_features_computed_elsewhere(tmp_path: 
     remote = model.predict_featurized(featurize_file(str(clip), model.input_config))
     local = model.predict(clip)
     assert remote.genre == local.genre and remote.probabilities == pytest.approx(local.probabilities, abs=1e-6)
-    failed = model.predict_featurized(FileResult(str(clip), error=f"{clip}: cannot be read"))
-    assert failed.error == f"{clip}: cannot be read"
+    failure = PredictionError(str(clip), "unreadable", "cannot be read")
+    assert model.predict_featurized(FileResult(str(clip), failure=failure)) == failure
 
 
 def _python(code: str) -> str:
