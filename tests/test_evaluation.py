@@ -12,11 +12,13 @@ import numpy as np
 import pytest
 
 from genrekit.config import AudioConfig, FeatureConfig
-from genrekit.evaluation.metrics import aggregate_tracks, compare, evaluate_predictions, evaluate_run
+from genrekit.evaluation.metrics import aggregate_tracks, evaluate_predictions
+from genrekit.evaluation.reports import compare, evaluate_run
 from genrekit.exceptions import ParameterError, StoreError
 from genrekit.datasets.splits import SplitConfig
 from genrekit.datasets.store import prepare_store
-from genrekit.training.fit import TrainConfig, train
+from genrekit.training.config import TrainConfig
+from genrekit.training.fit import train
 
 LABELS = ["blues", "classical", "rock"]
 

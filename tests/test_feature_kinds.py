@@ -83,7 +83,7 @@ def test_saved_config_errors_are_one_line_and_name_the_key(data: dict[str, objec
 
 def test_training_and_split_configs_use_the_same_checker() -> None:
     from genrekit.datasets.splits import SplitConfig
-    from genrekit.training.fit import TrainConfig
+    from genrekit.training.config import TrainConfig
 
     with pytest.raises(ParameterError, match=r"The 'strategy' parameter must be one of filtered, random, kfold or leaky-segments\. Got 'grouped'"):
         SplitConfig(strategy="grouped")  # type: ignore[arg-type]

@@ -23,7 +23,9 @@ from genrekit.exceptions import InUseError, OutputError, ResumeError
 from genrekit.classifier import load_model
 from genrekit.library.run import ResultsFile, classify_library, read_results
 from genrekit.datasets.store import open_store, prepare_store
-from genrekit.training.fit import TrainConfig, new_run_dir, resume, train
+from genrekit.training.config import TrainConfig
+from genrekit.training.fit import resume, train
+from genrekit.training.runs import new_run_dir
 
 LABELS = ["blues", "classical", "rock"]
 FORMATS = [".csv", ".jsonl", ".parquet"]
