@@ -196,7 +196,7 @@ def _check_length(path: Path, n_frames: int | None, native_rate: int, max_durati
     """Refuse audio longer than ``max_duration`` seconds: from the header before decoding (when it tells), and again as frames arrive."""
     if max_duration is not None and n_frames is not None and n_frames > max_duration * native_rate:
         raise AudioTooLongError(
-            path, f"too long ({n_frames / native_rate:.1f} s); the limit is {max_duration:g} s (--max-duration)"
+            path, f"too long ({n_frames / native_rate:.1f} s); the limit is {max_duration:g} s (max_duration)"
         )
 
 

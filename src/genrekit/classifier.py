@@ -23,7 +23,7 @@ import soxr
 from ._workers import BoundedPool, default_jobs, open_pool
 from .audio import AUDIO_EXTENSIONS, is_audio_file, path_problem
 from .config import FeatureConfig
-from .exceptions import TRAIN_EXTRA, AudioDecodeError, MissingDependencyError, ModelNotFoundError, ParameterError
+from .exceptions import TRAIN_EXTRA, AudioDecodeError, Mention, MissingDependencyError, ModelNotFoundError, ParameterError
 from .features.pipeline import BATCH_SEGMENTS, SILENCE_RMS, SILENT_NOTE, FileFeatures, FileResult, featurize_signal, silent_segments
 from .results import Prediction, PredictionError, SegmentPrediction
 from .tags import Tag, merge_tags, tag_names
@@ -354,7 +354,7 @@ class GenreClassifier:
         plain script without an ``if __name__ == "__main__":`` guard (which worker processes would run
         again). With one job (or one file) each file streams as in :meth:`predict` in this process."""
         if jobs is not None and jobs < 1:
-            raise ParameterError(f"The 'jobs' parameter must be >= 1 (or None for all cores). Got {jobs!r} instead.")
+            raise ParameterError.invalid("jobs", ">= 1", jobs, optional="None for all cores")
         jobs = jobs or default_jobs()
         files = [os.fspath(p) for p in paths]
         start = partial(open_pool, setup=(_load_worker_model, (self._rebuild(),)))
@@ -436,7 +436,7 @@ def load_model(
         PyTorch is needed (``backend="torch"``, a checkpoint) and not installed.
     """
     if threads < 1:
-        raise ParameterError(f"The 'threads' parameter must be >= 1. Got {threads!r} instead.")
+        raise ParameterError.invalid("threads", ">= 1", threads)
     from .runtime.device import check_device
     from .runtime.onnx import OnnxClassifier, check_backend, load_onnx, with_backend
 
@@ -451,7 +451,7 @@ def load_model(
         load_checkpoint = _checkpoint_loader(f"load_model({key!r}, backend={backend!r})")
         with resources.as_file(weights / _SHIPPED[key]) as path:
             if not path.is_file():
-                raise ModelNotFoundError(f"Model {key!r} is not shipped in this installation; available models: {', '.join(available_models()) or 'none'}")
+                raise ModelNotFoundError(Mention("model", text="Model"), f" {key!r} is not shipped in this installation; available models: {', '.join(available_models()) or 'none'}")
             return with_backend(GenreClassifier(load_checkpoint(path), name=key, device=device), backend, threads=threads, device=device)
     path = Path(name_or_path)
     if path.suffix == ".onnx":
@@ -461,7 +461,7 @@ def load_model(
         path = path / "model.pt"
     if not path.exists():
         raise ModelNotFoundError(
-            f"Model {key!r} not found: not a shipped model name, run folder or model file; available models: {', '.join(available_models()) or 'none'}"
+            Mention("model", text="Model"), f" {key!r} not found: not a shipped model name, run folder or model file; available models: {', '.join(available_models()) or 'none'}"
         )
     return with_backend(GenreClassifier(load_checkpoint(path), name=key, device=device), backend, threads=threads, device=device)
 

@@ -319,7 +319,7 @@ def compare(
 
     with handle_errors(compare):
         if fmt not in _COMPARE_FORMATS:
-            raise ParameterError(f"The 'fmt' parameter must be one of table, csv or json. Got {fmt!r} instead.")
+            raise ParameterError.invalid("fmt", "one of table, csv or json", fmt)
         rows = compare_runs(runs)
     if fmt == "json":
         sys.stdout.write(json.dumps(_compare_records(rows), indent=2) + "\n")

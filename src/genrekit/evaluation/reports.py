@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..datasets.splits import LEAKY_LABEL, PARTITIONS, SplitConfig, make_split, segment_partitions
-from ..exceptions import CheckpointError, ParameterError, StoreError
+from ..exceptions import CheckpointError, Mention, ParameterError, StoreError
 from .metrics import Evaluation, evaluate_predictions, predict_logits, softmax
 
 __all__ = ["EvaluationReport", "CompareRow", "evaluate_run", "write_evaluation", "compare"]
@@ -95,7 +95,7 @@ def evaluate_run(
 
     target = torch_device(device)
     if partition not in ("test", "val"):
-        raise ParameterError(f"The partition to evaluate (--split, partition=...) must be one of test or val. Got {partition!r} instead.")
+        raise ParameterError.invalid("partition", "one of test or val", partition, subject="The partition to evaluate")
     run = Path(run)
     checkpoint = load_checkpoint(run / "model.pt")
     meta = checkpoint.metadata
@@ -114,7 +114,7 @@ def evaluate_run(
         counts = {p: int(len(np.unique(st.track_ids[parts == p]))) for p in PARTITIONS}
         raise ParameterError(
             f"The {split_config.strategy!r} split of {store_path} has no {partition!r} tracks "
-            f"(train {counts['train']}, val {counts['val']}, test {counts['test']}); evaluate another partition, e.g. --split val."
+            f"(train {counts['train']}, val {counts['val']}, test {counts['test']}); evaluate another partition, e.g. ", Mention("partition", "val"), "."
         )
     label_index = {name: i for i, name in enumerate(checkpoint.labels)}
     unknown = sorted(set(st.labels[indices].tolist()) - set(label_index))

@@ -74,5 +74,5 @@ def get_writer(fmt: str) -> Writer:
         No writer of that name; the message lists the formats.
     """
     if fmt not in WRITERS:
-        raise ParameterError(f"The output format (--format) must be {words(WRITERS)}. Got {fmt!r} instead.")
+        raise ParameterError.invalid("fmt", words(WRITERS), fmt, subject="The output format")
     return WRITERS[fmt]

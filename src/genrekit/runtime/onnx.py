@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..config import FeatureConfig
-from ..exceptions import CheckpointError, ModelNotFoundError, ParameterError
+from ..exceptions import CheckpointError, Mention, ModelNotFoundError, ParameterError
 from .._text import words
 from ..classifier import GenreClassifier
 from ..model_metadata import decode_metadata_props, validate_model_metadata
@@ -235,7 +235,7 @@ class OnnxClassifier(GenreClassifier):
 def check_backend(backend: str) -> None:
     """Raise :class:`ParameterError` for a backend name not in :data:`BACKENDS`."""
     if backend not in BACKENDS:
-        raise ParameterError(f"The 'backend' parameter must be one of {words(BACKENDS)}. Got {backend!r} instead.")
+        raise ParameterError.invalid("backend", f"one of {words(BACKENDS)}", backend)
 
 
 def load_onnx(path: str | Path, *, name: str | None = None, backend: str = "auto", threads: int = 1, device: str = "auto") -> OnnxClassifier:
@@ -253,7 +253,7 @@ def load_onnx(path: str | Path, *, name: str | None = None, backend: str = "auto
     path = Path(path)
     check_backend(backend)
     if backend == "torch":
-        raise ParameterError(f"{path}: an ONNX model runs with onnxruntime; use --backend onnxruntime or auto, or the model.pt it was exported from")
+        raise ParameterError(f"{path}: an ONNX model runs with onnxruntime; use ", Mention("backend", "onnxruntime"), " or auto, or the model.pt it was exported from")
     if not path.is_file():
         raise ModelNotFoundError(f"{path}: no such model file")
     if not onnxruntime_available():
@@ -278,7 +278,7 @@ def with_backend(classifier: GenreClassifier, backend: str, *, threads: int = 1,
     if not use_onnx:
         return classifier
     if not onnxruntime_available():
-        raise ParameterError("--backend onnxruntime (backend='onnxruntime') needs the onnxruntime package (pip install onnxruntime)")
+        raise ParameterError(Mention("backend", "onnxruntime"), " needs the onnxruntime package (pip install onnxruntime)")
     return OnnxClassifier(_exported(classifier.checkpoint), name=classifier.name, threads=threads, checkpoint=classifier.checkpoint, device=device)
 
 

@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Literal
 
 from .._params import Constraint, Interval, OneOf, check_params, from_dict
 from ..datasets.splits import SplitConfig
-from ..exceptions import ParameterError
+from ..exceptions import Mention, ParameterError
 from ..models.musicnn_linear import FITTED_BY_SCRIPT
 from .augment import AugmentConfig
 
@@ -101,7 +101,7 @@ class TrainConfig:
         check_params(self, self._constraints)
         if self.model in FITTED_BY_SCRIPT:
             raise ParameterError(
-                f"--model {self.model} is not trained by 'genrekit train': it reads the raw musicnn embedding, which "
+                Mention("model", self.model), " is not trained by 'genrekit train': it reads the raw musicnn embedding, which "
                 "training standardizes. scripts/train_default_model.py fits it; use musicnn-head to train on a musicnn store."
             )
 

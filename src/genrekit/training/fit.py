@@ -27,7 +27,7 @@ from ..checkpoint import Checkpoint, save_checkpoint
 from ..datasets.splits import LEAKY_LABEL, SplitConfig, make_split, segment_partitions
 from ..datasets.store import FeatureStore, open_store
 from ..evaluation.metrics import evaluate_predictions, predict_logits, softmax
-from ..exceptions import GenrekitError, ParameterError
+from ..exceptions import GenrekitError, Mention, ParameterError
 from ..features import feature_shape
 from ..models import build_model
 from ..runtime.device import autocast, torch_device
@@ -47,6 +47,7 @@ from .runs import (
     load_state,
     new_run_dir,
     read_run,
+    resume_mention,
     save_state,
     write_metrics,
 )
@@ -227,7 +228,7 @@ def train(
     run = Path(run_dir) if run_dir is not None else new_run_dir()
     with held(run, "--name"):
         if (run / LAST_STATE).exists() or (run / "model.pt").exists():
-            raise ParameterError(f"Run folder {run} already holds a run; continue it with --resume {run} or pick another folder.")
+            raise ParameterError(f"Run folder {run} already holds a run; continue it with ", resume_mention(run), " or pick another folder.")
         try:
             return _start(run, Path(store), config, on_batch, on_epoch, low_memory, device)
         except GenrekitError:
@@ -293,7 +294,7 @@ def resume(
     run = Path(run_dir)
     saved, config = read_run(run)
     if epochs is not None and epochs < config.epochs:
-        raise ParameterError(f"The 'epochs' parameter of a resumed run may only grow: {run} was configured for {config.epochs}. Got {epochs} instead.")
+        raise ParameterError(Mention("epochs", epochs), f" would shrink the run: {run} was configured for {config.epochs} epochs, and a resumed run's epochs may only grow.")
     with held(run, "run"):
         data = _load_data(Path(store) if store is not None else Path(saved["store"]), config.split)
         if data.store.config.to_dict() != saved["feature_config"]:

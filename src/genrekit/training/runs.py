@@ -32,7 +32,7 @@ from torch import nn
 
 from .._io import LOCK_NAME, atomic_write, exclusive, output_errors
 from ..datasets.store import FeatureStore
-from ..exceptions import ParameterError, ResumeError
+from ..exceptions import Mention, ParameterError, ResumeError
 from .config import TrainConfig
 
 __all__ = ["METRIC_COLUMNS", "EpochMetrics", "new_run_dir", "run_config"]
@@ -89,7 +89,7 @@ def new_run_dir(root: str | Path = "runs", name: str | None = None) -> Path:
                         leftover.unlink()
                 return path
             if path.exists():
-                raise ParameterError(f"Run folder {path} exists; continue it with --resume {path} or pick another --name.")
+                raise ParameterError(f"Run folder {path} exists; continue it with ", resume_mention(path), " or pick another ", Mention("name"), ".")
             path.mkdir()
             return path
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
@@ -101,6 +101,11 @@ def new_run_dir(root: str | Path = "runs", name: str | None = None) -> Path:
             except FileExistsError:
                 continue
     raise ParameterError(f"Could not create a run folder under {root}")
+
+
+def resume_mention(run: Path) -> Mention:
+    """How an error says to continue ``run``: ``resume('runs/x')`` to a library caller, ``--resume runs/x`` on the command line."""
+    return Mention("resume", str(run), text=f"resume({str(run)!r})")
 
 
 class RunLog:
@@ -204,7 +209,7 @@ def load_state(run: Path) -> dict[str, Any]:
     except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError, ... for a damaged file
         raise ResumeError(
             f"{run / LAST_STATE}: damaged, the run cannot continue from it ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'no detail'}). "
-            f"Delete it to train {run} again from epoch 1 with --resume, or start a new run."
+            f"Delete it to train {run} again from epoch 1 with ", resume_mention(run), ", or start a new run."
         ) from e
     if missing:
         raise ResumeError(f"{run / LAST_STATE}: not a genrekit training state (missing {', '.join(sorted(missing))})")
