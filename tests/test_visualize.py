@@ -108,6 +108,9 @@ def test_compare_fits_80_columns_and_exports(run_folder: Path) -> None:
     assert table.exit_code == 0, table.output
     assert max(len(line) for line in table.output.splitlines()) <= 80
     assert "…" not in table.output and "%" in table.output
+    # Headers are whole words on their own lines: before, "split / evaluated on" wrapped as "split /", "evaluate", "d on".
+    assert any(line.split()[:4] == ["model", "evaluated", "on", "tracks"] for line in table.output.splitlines() if line.strip()), table.output
+    assert "(training)" in table.output
     rows = list(csv.DictReader(io.StringIO(runner.invoke(app, ["compare", str(run_folder), "--format", "csv"]).stdout)))
     records = json.loads(runner.invoke(app, ["compare", str(run_folder), "--format", "json"]).stdout)
     assert rows[0]["run"] == records[0]["run"] == run_folder.name

@@ -16,6 +16,7 @@ from typing import Annotated, Any, NoReturn, TypeVar, get_type_hints
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperArgument, TyperCommand
 from typer.models import OptionInfo
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.text import Text
@@ -24,8 +25,8 @@ from .._io import printable
 from ..exceptions import NOTHING, TRAIN_EXTRA, GenrekitError, Mention, MissingDependencyError, ParameterError
 
 __all__ = [
-    "LIBRARY_OPTIONS", "PlainProgress", "SafeConsole", "Terminated", "add_commands", "app", "cli_message", "main", "console", "err_console",
-    "handle_errors", "new_progress", "parameter_options", "progress_bar",
+    "Command", "LIBRARY_OPTIONS", "PlainProgress", "SafeConsole", "Terminated", "add_commands", "app", "cli_message", "main", "console", "err_console",
+    "handle_errors", "new_progress", "parameter_options", "progress_bar", "usage_word",
 ]
 
 app = typer.Typer(
@@ -83,10 +84,28 @@ def reflow(doc: str | None) -> str:
     return "\n\n".join(p if p.startswith(" ") else " ".join(line.strip() for line in p.splitlines()) for p in paragraphs)
 
 
+def usage_word(argument: Any) -> str:
+    """What a user types for a positional argument, as the usage line shows it: its metavar (or name) in
+    capitals, ``...`` when it takes several, in brackets when it may be left out: ``PATH...``, ``[STORE]``.
+    (typer writes a required argument as ``{PATH}``, and drops the ``...`` of one with a metavar.)"""
+    word = (argument.metavar or argument.name or "").strip("[]{}").upper()
+    if argument.nargs != 1:
+        word += "..."
+    return word if argument.required else f"[{word}]"
+
+
+class Command(TyperCommand):
+    """A genrekit command: typer's, with a usage line of what a user types (:func:`usage_word`)."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        return pieces + [usage_word(p) for p in self.get_params(ctx) if isinstance(p, TyperArgument)]
+
+
 def add_commands(app: typer.Typer, *commands: Callable[..., Any]) -> None:
-    """Register ``commands`` with their docstrings reflowed for ``--help``."""
+    """Register ``commands`` with their docstrings reflowed for ``--help`` and the usage line of :class:`Command`."""
     for command in commands:
-        app.command(help=reflow(command.__doc__))(command)
+        app.command(cls=Command, help=reflow(command.__doc__))(command)
 
 
 @contextmanager

@@ -121,7 +121,8 @@ def info(store: Annotated[Path, typer.Argument(metavar="STORE", help="A store fo
         split_obj = make_split(st.tracks, SplitConfig(strategy=split, seed=seed))  # type: ignore[arg-type]  # a str option; SplitConfig checks it
     per_partition = st.partition_counts(split_obj)
     unit = " seg" if split_obj.leaky else ""
-    table = Table(title=escape(f"{store} ({st.meta['n_tracks']} tracks, {st.meta['n_segments']} segments, split {split})"))
+    console.print(escape(f"{store} ({st.meta['n_tracks']} tracks, {st.meta['n_segments']} segments, split {split})"))  # wraps at the terminal, not the table
+    table = Table()
     for col in ("label", "tracks", "segments", "train", "val", "test"):
         table.add_column(col, justify="left" if col == "label" else "right")
     for label, counts in st.summary().items():

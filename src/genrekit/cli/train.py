@@ -331,15 +331,16 @@ def compare(
         writer.writerows(_compare_records(rows))
         sys.stdout.write(buf.getvalue())
         return
-    # Percentages and merged columns keep it within 80 columns; names wrap rather than numbers being cut.
-    table = Table(title="runs", box=box.SIMPLE_HEAD, pad_edge=False, expand=True)
-    for col, ratio in (("run", 3), ("model", 2), ("split / evaluated on", 3)):
-        table.add_column(col, overflow="fold", ratio=ratio)
+    # Within 80 columns: percentages, two-line cells (run over model, protocol over partition) and headers of
+    # whole words that never wrap; a long run name folds rather than a number being cut.
+    table = Table(title="runs", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("run\nmodel", overflow="fold")
+    table.add_column("split\nevaluated on", min_width=len("leaky-segments"))
     for col in ("tracks", "track acc %\n(95% CI)", "F1 %", "epochs", "train\nmin"):
         table.add_column(col, justify="right", no_wrap=True)
     for r in rows:
         table.add_row(
-            escape(r.run), escape(r.model), escape(f"{r.protocol} / {r.partition}") + (" [bold yellow]LEAKY[/]" if r.leaky else ""),
+            escape(f"{r.run}\n{r.model}"), escape(f"{r.protocol}\n{r.partition}") + (" [bold yellow]LEAKY[/]" if r.leaky else ""),
             str(r.n_tracks), f"{_pct(r.track_accuracy)} ({_pct(r.ci95[0], 0)}–{_pct(r.ci95[1], 0)})", _pct(r.macro_f1),
             str(r.epochs if r.epochs is not None else "?"), f"{r.train_seconds / 60:.0f}" if r.train_seconds is not None else "?",
         )
