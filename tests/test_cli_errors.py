@@ -5,8 +5,11 @@ from __future__ import annotations
 import csv
 import io
 import os
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -252,3 +255,48 @@ def test_library_errors_name_no_command_line_options() -> None:
             if isinstance(node, ast.Raise):
                 found += [f"{path.relative_to(src)}:{c.lineno}" for c in ast.walk(node) if isinstance(c, ast.Constant) and isinstance(c.value, str) and "(--" in c.value]
     assert not found, found
+
+
+def _session_pids(sid: int) -> list[int]:
+    """Live (not zombie) processes of session ``sid``, from /proc."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split() if entry.name.isdigit() else []
+        except OSError:
+            continue
+        if fields and fields[0] != "Z" and int(fields[3]) == sid:
+            pids.append(int(entry.name))
+    return pids
+
+
+def _until(condition: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc (Linux)")
+@pytest.mark.parametrize("command", ["prepare", "predict"])
+def test_a_killed_command_leaves_no_leaked_semaphores(make_dataset: Callable[..., Path], tmp_path: Path, command: str) -> None:
+    """The process pool's queues hold named semaphores; a command ended by SIGTERM unlinks them before it exits,
+    so multiprocessing's resource tracker has nothing to clean up and prints no "leaked semaphore objects"."""
+    data = make_dataset(labels=("a", "b"), per_label=20, seconds=30.0)
+    args = ["prepare", str(data), "--out", str(tmp_path / "store")] if command == "prepare" else ["predict", str(data), "--format", "csv"]
+    proc = subprocess.Popen([sys.executable, "-m", "genrekit", *args, "--jobs", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True, text=True)
+    try:
+        assert _until(lambda: len(_session_pids(proc.pid)) >= 4, 60), "workers never started"  # command, fork server, 2 workers
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+        assert _until(lambda: not _session_pids(proc.pid), 15)  # the resource tracker too: it has said all it will
+        assert proc.stderr is not None
+        err = proc.stderr.read()
+        assert "terminated" in err and "leaked semaphore" not in err, err
+    finally:
+        for pid in _session_pids(proc.pid):
+            os.kill(pid, signal.SIGKILL)
+        proc.wait()

@@ -302,10 +302,26 @@ def main() -> None:
 _INTERRUPTED = (128 + signal.SIGINT, 128 + signal.SIGTERM)  # what handle_errors exits with after Ctrl-C or SIGTERM
 
 
+def _release_semaphores() -> None:
+    """Unlink the named semaphores of the process pool an interrupted command abandoned (its task and result
+    queues' locks), as Python's exit would have.
+
+    They are registered with multiprocessing's resource tracker, which, finding them still registered once
+    this process is gone, unlinks them itself and warns "There appear to be 5 leaked semaphore objects".
+    This runs the first, non-blocking step of multiprocessing's own exit handler: the finalizers of priority
+    >= 0 (each semaphore's unlink, closing the queues' feeders), not those that join threads or processes,
+    which are what :func:`_exit_now` must not wait for.
+    """
+    from multiprocessing import util
+
+    util._run_finalizers(0)  # type: ignore[attr-defined]  # no public API runs them; multiprocessing's atexit hook does this first
+
+
 def _exit_now(code: int) -> NoReturn:
     """End an interrupted command at once, its own cleanup done (outputs closed, locks released, workers
-    terminated). Python's exit would still join a process pool's manager thread, which can wait forever
-    for a worker that was terminated while it held the pool's task-queue lock."""
+    terminated, the pool's semaphores unlinked). Python's exit would still join a process pool's manager
+    thread, which can wait forever for a worker that was terminated while it held the pool's task-queue lock."""
+    _release_semaphores()
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
