@@ -92,7 +92,7 @@ def _feature_config(
             base = FeatureConfig.from_dict(values.get("feature_config", values))
             feature_kind(base.kind)  # an unknown kind is the file's too
         except ParameterError as e:  # about the file's keys, not the options typed
-            raise ParameterError(f"--config {config}: {str(e).replace(' (--features)', '')}") from e
+            raise ParameterError(f"--config {config}: {e}") from e
     else:
         base = default_config(kind)
     if scaling is not None:
