@@ -295,7 +295,8 @@ def store_accuracy(store: Path, epochs: int, seeds: list[int]) -> str:
     and rounding differ between arms, so the spread over seeds within an arm is the noise to compare with.
     """
     from genrekit.datasets.splits import SplitConfig
-    from genrekit.training.fit import TrainConfig, _epoch_rng, _load_data, train
+    from genrekit.training.config import TrainConfig
+    from genrekit.training.fit import _epoch_rng, _load_data, train
 
     data = _load_data(store, SplitConfig(strategy="random", seed=0))
     x_val = torch.from_numpy(np.asarray(data.store.features[data.val_idx], dtype=np.float32))

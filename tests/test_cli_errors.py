@@ -5,8 +5,11 @@ from __future__ import annotations
 import csv
 import io
 import os
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -206,3 +209,94 @@ def test_ray_address_without_a_cluster_is_one_line_with_the_hint(tmp_path: Path,
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert "--address" in done.stderr and "ray start --head" in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_parameter_errors_carry_their_fields_and_the_cli_words_them_from_those() -> None:
+    """The library says its parameters; the CLI names its options from the error's fields and one table, not
+    by rewriting the message's text."""
+    import pickle
+
+    from genrekit.cli._app import cli_message
+    from genrekit.cli.data import prepare
+    from genrekit.cli.train import evaluate, train
+    from genrekit.datasets.splits import SplitConfig
+    from genrekit.exceptions import Mention, ParameterError
+
+    with pytest.raises(ParameterError) as refused:
+        SplitConfig(strategy="bogus")  # type: ignore[arg-type]
+    error = refused.value
+    assert str(error) == "The 'strategy' parameter must be one of filtered, random, kfold or leaky-segments. Got 'bogus' instead."
+    assert (error.parameter, error.got) == ("strategy", "bogus")
+    assert cli_message(error, train) == "The '--split' option must be one of filtered, random, kfold or leaky-segments. Got 'bogus' instead."
+    again = pickle.loads(pickle.dumps(error))  # as a worker process's error reaches the command
+    assert (str(again), again.parameter, again.allowed, again.got) == (str(error), error.parameter, error.allowed, error.got)
+
+    optional = ParameterError.invalid("patience", "an integer >= 1", 0, optional="None")
+    assert str(optional).endswith("must be an integer >= 1 (or None). Got 0 instead.")
+    assert cli_message(optional, train) == "The '--patience' option must be an integer >= 1. Got 0 instead."  # a user leaves it out instead
+
+    mentioned = ParameterError("cnn2 reads log-mel (", Mention("features", "logmel"), "); use ", Mention("model", "musicnn-head"), ".")
+    assert str(mentioned) == "cnn2 reads log-mel (features='logmel'); use model='musicnn-head'."
+    assert cli_message(mentioned, train) == "cnn2 reads log-mel (--features logmel); use --model musicnn-head."
+    assert cli_message(mentioned, evaluate) == "cnn2 reads log-mel (features='logmel'); use model='musicnn-head'."  # no such options there
+    assert cli_message(ParameterError.invalid("kind", "logmel or musicnn", "x", subject="The feature kind"), prepare).startswith("The '--features' option")
+
+
+def test_library_errors_name_no_command_line_options() -> None:
+    """Outside cli/, a raised message names parameters (Mention), never an option such as "(--features)"."""
+    import ast
+
+    src = Path(__file__).parents[1] / "src" / "genrekit"
+    found = []
+    for path in src.rglob("*.py"):
+        if "cli" in path.relative_to(src).parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Raise):
+                found += [f"{path.relative_to(src)}:{c.lineno}" for c in ast.walk(node) if isinstance(c, ast.Constant) and isinstance(c.value, str) and "(--" in c.value]
+    assert not found, found
+
+
+def _session_pids(sid: int) -> list[int]:
+    """Live (not zombie) processes of session ``sid``, from /proc."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split() if entry.name.isdigit() else []
+        except OSError:
+            continue
+        if fields and fields[0] != "Z" and int(fields[3]) == sid:
+            pids.append(int(entry.name))
+    return pids
+
+
+def _until(condition: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc (Linux)")
+@pytest.mark.parametrize("command", ["prepare", "predict"])
+def test_a_killed_command_leaves_no_leaked_semaphores(make_dataset: Callable[..., Path], tmp_path: Path, command: str) -> None:
+    """The process pool's queues hold named semaphores; a command ended by SIGTERM unlinks them before it exits,
+    so multiprocessing's resource tracker has nothing to clean up and prints no "leaked semaphore objects"."""
+    data = make_dataset(labels=("a", "b"), per_label=20, seconds=30.0)
+    args = ["prepare", str(data), "--out", str(tmp_path / "store")] if command == "prepare" else ["predict", str(data), "--format", "csv"]
+    proc = subprocess.Popen([sys.executable, "-m", "genrekit", *args, "--jobs", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True, text=True)
+    try:
+        assert _until(lambda: len(_session_pids(proc.pid)) >= 4, 60), "workers never started"  # command, fork server, 2 workers
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+        assert _until(lambda: not _session_pids(proc.pid), 15)  # the resource tracker too: it has said all it will
+        assert proc.stderr is not None
+        err = proc.stderr.read()
+        assert "terminated" in err and "leaked semaphore" not in err, err
+    finally:
+        for pid in _session_pids(proc.pid):
+            os.kill(pid, signal.SIGKILL)
+        proc.wait()

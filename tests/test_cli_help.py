@@ -65,3 +65,27 @@ def test_options_with_choices_show_them(command: str) -> None:
     expected = {"predict": ["table|json|csv", "auto|torch|onnxruntime", "auto|cpu|cuda|mps", "local|ray"], "serve": ["auto|torch|onnxruntime", "auto|cpu|cuda|mps"],
                 "train": ["filtered|random|kfold|leaky-segments", "auto|cpu|cuda|mps"], "evaluate": ["test|val", "auto|cpu|cuda|mps"], "prepare": ["logmel|musicnn", "local|ray"]}
     assert all(choices in text for choices in expected[command]), text
+
+
+@pytest.mark.parametrize(
+    ("command", "usage"),
+    [("predict", "[OPTIONS] PATH..."), ("compare", "[OPTIONS] RUN..."), ("train", "[OPTIONS] [STORE]"), ("info", "[OPTIONS] STORE"),
+     ("export", "[OPTIONS] MODEL"), ("tag", "[OPTIONS] [RESULTS]")],
+)
+def test_usage_line_shows_what_a_user_types(command: str, usage: str) -> None:
+    """Not typer's {PATH} (a required argument) without the ... of one that takes several."""
+    text = runner.invoke(app, [command, "--help"], env={"COLUMNS": "100"}).output
+    line = next(line for line in text.splitlines() if "Usage:" in line)
+    assert line.split("Usage:")[1].strip() == f"genrekit {command} {usage}"
+
+
+def test_info_title_wraps_at_the_terminal_not_the_table(make_dataset, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from genrekit.datasets.store import prepare_store
+
+    store = "a-store-with-a-name-long-enough-to-wrap"  # its title: 76 columns, the table's 49
+    prepare_store(make_dataset(labels=("a", "b"), per_label=2, seconds=3.0), tmp_path / store, jobs=1)
+    monkeypatch.chdir(tmp_path)
+    lines = runner.invoke(app, ["info", store], env={"COLUMNS": "80"}).output.splitlines()
+    # Before: wrapped at the table's width, "a-store-... (4 tracks, 4" over "segments, split random)".
+    assert f"{store} (4 tracks, 4 segments, split random)" in lines
+    assert max(len(line) for line in lines) <= 80

@@ -153,7 +153,8 @@ def test_api_docs_render_without_internet(server: str, page) -> None:
 def test_demo_page_fits_the_window_at_desktop_and_phone_widths(page, tmp_path: Path) -> None:
     """demo's index.html (genrekit demo, predict --plot): no horizontal scroll at 1,280 or 390 px (it was 1,399 px wide at 1,280)."""
     from genrekit.classifier import Prediction, SegmentPrediction
-    from genrekit.plots.predictions import plot_timeline, write_html_summary
+    from genrekit.plots.page import write_html_summary
+    from genrekit.plots.predictions import plot_timeline
 
     labels = ["blues", "classical", "rock"]
     plots = {}

@@ -45,9 +45,11 @@ def test_a_new_kind_is_one_registration(monkeypatch: pytest.MonkeyPatch) -> None
     np.testing.assert_allclose(features.extract_features(np.full((3, 22050), 0.5, dtype=np.float32), config), 0.5)
 
 
-def test_unknown_kind_names_the_option_and_lists_kinds() -> None:
-    with pytest.raises(ParameterError, match=r"--features\) must be logmel or musicnn\. Got 'mfcc'"):
+def test_unknown_kind_lists_the_kinds_and_says_which_parameter() -> None:
+    with pytest.raises(ParameterError, match=r"^The feature kind must be logmel or musicnn\. Got 'mfcc' instead\.$") as refused:
         features.feature_shape(FeatureConfig(kind="mfcc"))
+    # The library names no command-line option; the CLI words --features from the fields (tests/test_cli_errors.py).
+    assert (refused.value.parameter, refused.value.allowed, refused.value.got) == ("kind", "logmel or musicnn", "mfcc")
 
 
 def test_config_is_a_leaf_and_modules_import_alone() -> None:
@@ -83,7 +85,7 @@ def test_saved_config_errors_are_one_line_and_name_the_key(data: dict[str, objec
 
 def test_training_and_split_configs_use_the_same_checker() -> None:
     from genrekit.datasets.splits import SplitConfig
-    from genrekit.training.fit import TrainConfig
+    from genrekit.training.config import TrainConfig
 
     with pytest.raises(ParameterError, match=r"The 'strategy' parameter must be one of filtered, random, kfold or leaky-segments\. Got 'grouped'"):
         SplitConfig(strategy="grouped")  # type: ignore[arg-type]

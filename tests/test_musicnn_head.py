@@ -14,7 +14,8 @@ from genrekit.features import default_config
 from genrekit.features.musicnn import EMBEDDING_DIM
 from genrekit.datasets.splits import SplitConfig
 from genrekit.datasets.store import open_store, prepare_store
-from genrekit.training.fit import TrainConfig, train
+from genrekit.training.config import TrainConfig
+from genrekit.training.fit import train
 
 
 def test_musicnn_head_trains_on_embeddings_and_predicts(make_dataset: Callable[..., Path], tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from genrekit.features import musicnn
 from genrekit.exceptions import ParameterError
 from genrekit.models import build_model
 from genrekit.models.musicnn_linear import ZERO_SHOT_TAGS, penultimate_columns, tag_names
-from genrekit.training.fit import TrainConfig
+from genrekit.training.config import TrainConfig
 
 from conftest import assert_onnx_matches_torch
 

@@ -24,7 +24,9 @@ from genrekit.classifier import load_model
 from genrekit.library.formats import ResultsFile, read_results
 from genrekit.library.run import classify_library
 from genrekit.datasets.store import open_store, prepare_store
-from genrekit.training.fit import TrainConfig, new_run_dir, resume, train
+from genrekit.training.config import TrainConfig
+from genrekit.training.fit import resume, train
+from genrekit.training.runs import new_run_dir
 
 LABELS = ["blues", "classical", "rock"]
 FORMATS = [".csv", ".jsonl", ".parquet"]

@@ -107,8 +107,9 @@ def test_writer_registry_lists_formats_and_writes_what_the_cli_writes(classifier
 
     data = json.loads(get_writer("json")(results, model=classifier.describe(), labels=classifier.classes_))
     assert data["results"][1] == {"path": "b.wav", "error": "not decodable audio", "error_kind": "decode"}
-    with pytest.raises(genrekit.ParameterError, match=r"\(--format\) must be json or csv\. Got 'xml'"):
+    with pytest.raises(genrekit.ParameterError, match=r"^The output format must be json or csv\. Got 'xml' instead\.$") as refused:
         get_writer("xml")
+    assert (refused.value.parameter, refused.value.allowed, refused.value.got) == ("fmt", "json or csv", "xml")  # the CLI says --format
 
 
 def test_models_say_whether_they_can_flag_a_result_uncertain() -> None:

@@ -17,11 +17,13 @@ from genrekit.training.augment import AugmentConfig
 from genrekit.checkpoint import load_checkpoint
 from genrekit.cli import app
 from genrekit.config import AudioConfig, FeatureConfig
-from genrekit.evaluation.metrics import compare, evaluate_run
+from genrekit.evaluation.reports import compare, evaluate_run
 from genrekit.exceptions import ModelNotFoundError, ParameterError, ResumeError
 from genrekit.datasets.splits import LEAKY_LABEL, SplitConfig
 from genrekit.datasets.store import prepare_store
-from genrekit.training.fit import METRIC_COLUMNS, EpochMetrics, TrainConfig, mean_and_scale, new_run_dir, resume, train
+from genrekit.training.config import TrainConfig
+from genrekit.training.fit import mean_and_scale, resume, train
+from genrekit.training.runs import METRIC_COLUMNS, EpochMetrics, new_run_dir
 
 TINY_AUDIO = AudioConfig(segment_seconds=1.0, hop_seconds=1.0)
 

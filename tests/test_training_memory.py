@@ -12,7 +12,8 @@ from genrekit.cli import app
 from genrekit.config import AudioConfig, FeatureConfig
 from genrekit.datasets.splits import SplitConfig
 from genrekit.datasets.store import prepare_store
-from genrekit.training.fit import TrainConfig, train
+from genrekit.training.config import TrainConfig
+from genrekit.training.fit import train
 
 
 def test_low_memory_trains_the_same_weights(make_dataset: Callable[..., Path], tmp_path: Path) -> None:

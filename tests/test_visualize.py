@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,7 +21,9 @@ from genrekit.cli import app
 from genrekit.config import FeatureConfig
 from genrekit.classifier import load_model
 from genrekit.plots.palette import GENRE_COLORS, genre_colors
-from genrekit.plots.predictions import model_input, percent, plot_spectrogram, write_html_summary
+from genrekit._text import percent
+from genrekit.plots.page import write_html_summary
+from genrekit.plots.predictions import model_input, plot_spectrogram
 
 runner = CliRunner()
 
@@ -91,7 +95,8 @@ def run_folder(make_dataset: Callable[..., Path], tmp_path: Path) -> Path:
     from genrekit.config import AudioConfig
     from genrekit.datasets.splits import SplitConfig
     from genrekit.datasets.store import prepare_store
-    from genrekit.training.fit import TrainConfig, train
+    from genrekit.training.config import TrainConfig
+    from genrekit.training.fit import train
 
     prepare_store(make_dataset(per_label=4, seconds=3.0), tmp_path / "store", FeatureConfig(audio=AudioConfig(segment_seconds=1.0, hop_seconds=1.0)), jobs=1)
     config = TrainConfig(model="cnn1", epochs=1, batch_size=8, split=SplitConfig(val_fraction=0.25), num_threads=1)
@@ -103,6 +108,9 @@ def test_compare_fits_80_columns_and_exports(run_folder: Path) -> None:
     assert table.exit_code == 0, table.output
     assert max(len(line) for line in table.output.splitlines()) <= 80
     assert "…" not in table.output and "%" in table.output
+    # Headers are whole words on their own lines: before, "split / evaluated on" wrapped as "split /", "evaluate", "d on".
+    assert any(line.split()[:4] == ["model", "evaluated", "on", "tracks"] for line in table.output.splitlines() if line.strip()), table.output
+    assert "(training)" in table.output
     rows = list(csv.DictReader(io.StringIO(runner.invoke(app, ["compare", str(run_folder), "--format", "csv"]).stdout)))
     records = json.loads(runner.invoke(app, ["compare", str(run_folder), "--format", "json"]).stdout)
     assert rows[0]["run"] == records[0]["run"] == run_folder.name
@@ -131,3 +139,31 @@ def test_spectrogram_frequency_axis_is_labeled_in_hz_on_the_mel_scale() -> None:
     assert bands[0] == 0.0 and all(a < b for a, b in zip(bands, bands[1:])) and bands[-1] < 128
     # Below 1 kHz the mel scale is linear: 500 Hz sits halfway to 1 kHz.
     assert abs(bands[2] - bands[3] / 2) < 1e-9
+
+
+def test_drawing_leaves_the_users_matplotlib_backend_alone(tmp_path: Path) -> None:
+    """A notebook's interactive backend must survive genrekit's figures: no matplotlib.use("Agg"), no pyplot."""
+    script = f"""
+import sys
+import matplotlib
+matplotlib.use("svg")  # any backend the user chose; svg needs no display
+import numpy as np
+from pathlib import Path
+from genrekit.classifier import Prediction, SegmentPrediction
+from genrekit.config import FeatureConfig
+from genrekit.plots import metrics, page, predictions
+
+out = Path({str(tmp_path)!r})
+row = dict(epoch=1, train_loss=1.0, val_loss=1.1, train_accuracy=0.5, val_accuracy=0.4, train_track_accuracy=0.5, val_track_accuracy=0.4)
+metrics.plot_history([row, {{**row, "epoch": 2}}], out / "history.png")
+metrics.plot_confusion(np.array([[3, 1], [0, 2]]), ["blues", "rock"], out / "confusion.png")
+segments = (SegmentPrediction(0.0, 3.0, "rock", {{"blues": 0.4, "rock": 0.6}}),)
+predictions.plot_timeline(Prediction("a.wav", "rock", {{"blues": 0.4, "rock": 0.6}}, segments, 3.0), out / "timeline.png")
+predictions.plot_spectrogram(np.zeros((128, 50)), FeatureConfig(), out / "spectrogram.png")
+print(matplotlib.get_backend(), "matplotlib.pyplot" in sys.modules)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["svg", "False"]
+    for name in ("history", "confusion", "timeline", "spectrogram"):
+        assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG"

@@ -76,7 +76,7 @@ if TYPE_CHECKING:
     from .classifier import GenreClassifier, Prediction, PredictionError, SegmentPrediction
     from .organize import report, tag_files, undo_tags, write_playlists
     from .datasets.splits import SplitConfig
-    from .training.fit import TrainConfig
+    from .training.config import TrainConfig
 
 # Public names and the module each is imported from on first use (PEP 562): the result types, the workflow
 # (genrekit.api; training and evaluation import torch when called), its configs, and the organize functions
@@ -86,7 +86,7 @@ _LAZY = {
     **dict.fromkeys(("prepare", "train", "evaluate"), "api"),
     "FeatureConfig": "config",
     "SplitConfig": "datasets.splits",
-    "TrainConfig": "training.fit",
+    "TrainConfig": "training.config",
     **dict.fromkeys(("report", "write_playlists", "tag_files", "undo_tags"), "organize"),
 }
 

@@ -4,7 +4,9 @@ A config dataclass lists each field's constraint once, in a ``_constraints`` cla
 :func:`check_params` from ``__post_init__``; :func:`from_dict` builds one (and its nested configs) from a
 saved dict. Every failure is a one-line :class:`ParameterError` naming the key, the allowed values in
 words and the value received, e.g. ``The 'n_mels' parameter must be an integer > 0. Got 12.5 instead.``
-The CLI rewrites parameter names as the options the user typed (``strategy`` -> ``--split``).
+The error carries the parameter, the allowed values and the value as fields
+(:meth:`~genrekit.exceptions.ParameterError.invalid`), from which the CLI words the refusal for the option
+the user typed (``strategy`` -> ``--split``).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class Interval:
     optional: bool = False
 
     def describe(self) -> str:
+        """The range in words, without ``None`` (which :func:`check_values` adds for an optional one)."""
         kind = "an integer" if self.integer else "a number"
         low_in, high_in = self.closed in ("left", "both"), self.closed in ("right", "both")
         if self.low is not None and self.high is not None:
@@ -49,7 +52,7 @@ class Interval:
             text = f"{kind} {'<=' if high_in else '<'} {self.high:g}"
         else:
             text = kind
-        return text + (" (or None)" if self.optional else "")
+        return text
 
     def accepts(self, value: object) -> bool:
         if value is None:
@@ -90,11 +93,11 @@ def check_params(obj: object, constraints: Mapping[str, Constraint]) -> None:
 
 def check_values(values: Mapping[str, object], constraints: Mapping[str, Constraint], *, owner: str | None = None) -> None:
     """:func:`check_params` for a function's arguments (``owner``: the function, named in the message)."""
-    of = f" of {owner}" if owner else ""
     for name, constraint in constraints.items():
         value = values[name]
         if not constraint.accepts(value):
-            raise ParameterError(f"The {name!r} parameter{of} must be {constraint.describe()}. Got {value!r} instead.")
+            optional = "None" if isinstance(constraint, Interval) and constraint.optional else None
+            raise ParameterError.invalid(name, constraint.describe(), value, owner=owner, optional=optional)
 
 
 def from_dict(cls: type[T], data: object, *, what: str, nested: Mapping[str, type] | None = None) -> T:

@@ -1,10 +1,10 @@
-"""Text for people: values listed as a sentence in error messages and help."""
+"""Text for people: values listed as a sentence in error messages and help, probabilities as percentages."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-__all__ = ["words"]
+__all__ = ["percent", "words"]
 
 
 def words(values: Iterable[object]) -> str:
@@ -13,3 +13,8 @@ def words(values: Iterable[object]) -> str:
     if not items:
         return "none"
     return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} or {items[-1]}"
+
+
+def percent(p: float) -> str:
+    """One way to print a probability everywhere (tables, plots, both pages): whole percent, ``<1%`` for traces."""
+    return "100%" if p >= 0.995 else "<1%" if p < 0.005 else f"{p:.0%}"

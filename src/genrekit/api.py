@@ -1,7 +1,7 @@
 """The whole workflow from Python: ``genrekit.prepare`` -> ``genrekit.train`` -> ``genrekit.evaluate``.
 
 Thin wrappers over :func:`genrekit.datasets.store.prepare_store`, :func:`genrekit.training.fit.train` and
-:func:`genrekit.evaluation.metrics.evaluate_run`, so that a notebook does what ``genrekit prepare/train/evaluate``
+:func:`genrekit.evaluation.reports.evaluate_run`, so that a notebook does what ``genrekit prepare/train/evaluate``
 do without building configs by hand or reading run folders back. ``train`` and ``evaluate`` need PyTorch
 (``genrekit[train]``), imported only when they are called: ``import genrekit`` stays light.
 
@@ -25,11 +25,12 @@ from ._text import words
 
 if TYPE_CHECKING:
     from .datasets.discover import Track
-    from .evaluation.metrics import EvaluationReport
+    from .evaluation.reports import EvaluationReport
     from .classifier import GenreClassifier
     from .engines import Engine
     from .datasets.store import PrepareReport
-    from .training.fit import EpochMetrics, TrainConfig
+    from .training.config import TrainConfig
+    from .training.runs import EpochMetrics
 
 __all__ = ["prepare", "train", "evaluate"]
 
@@ -101,7 +102,7 @@ def train(
     device, low_memory, on_epoch, on_batch
         As in :func:`genrekit.training.fit.train`.
     **options
-        :class:`~genrekit.training.fit.TrainConfig` fields that override ``config``'s, e.g. ``model="cnn1"``,
+        :class:`~genrekit.training.config.TrainConfig` fields that override ``config``'s, e.g. ``model="cnn1"``,
         ``epochs=2``, ``split=SplitConfig(strategy="random", test_fraction=0.2)``.
 
     Returns
@@ -119,14 +120,15 @@ def train(
     --------
     genrekit.training.fit.train : what this calls; its Raises section applies.
     """
-    from .training import fit as training
     from .classifier import load_model
+    from .training.config import TrainConfig
+    from .training.fit import train as fit
 
-    known = [f.name for f in fields(training.TrainConfig)]
+    known = [f.name for f in fields(TrainConfig)]
     unknown = sorted(set(options) - set(known))
     if unknown:
         raise ParameterError(f"genrekit.train() takes TrainConfig fields as options: {words(known)}. Got {words(unknown)} instead.")
-    result = training.train(os.fspath(store), replace(config or training.TrainConfig(), **options),
+    result = fit(os.fspath(store), replace(config or TrainConfig(), **options),
                             run_dir=None if run_dir is None else os.fspath(run_dir),
                             on_batch=on_batch, on_epoch=on_epoch, low_memory=low_memory, device=device)
     model = load_model(result.run_dir, device=device)
@@ -151,7 +153,7 @@ def evaluate(
         A run folder, or a model returned by :func:`train` (its run folder is evaluated).
     partition : {"test", "val"}, default="test"
     store, out_dir, device, on_progress
-        As in :func:`genrekit.evaluation.metrics.evaluate_run`; the report goes to ``<run>/eval-<partition>`` by default.
+        As in :func:`genrekit.evaluation.reports.evaluate_run`; the report goes to ``<run>/eval-<partition>`` by default.
 
     Returns
     -------
@@ -166,9 +168,9 @@ def evaluate(
 
     See Also
     --------
-    genrekit.evaluation.metrics.evaluate_run : what this calls; its Raises section applies.
+    genrekit.evaluation.reports.evaluate_run : what this calls; its Raises section applies.
     """
-    from .evaluation.metrics import evaluate_run
+    from .evaluation.reports import evaluate_run
     from .classifier import GenreClassifier
 
     if isinstance(run, GenreClassifier):

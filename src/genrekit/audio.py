@@ -97,8 +97,22 @@ def _mpg123_quiet() -> Iterator[None]:
                     os.write(2, b"".join(kept))
 
 
-def _quiet_if_mp3(path: Path) -> ContextManager[None]:
-    return _mpg123_quiet() if path.suffix.lower() == ".mp3" else nullcontext()
+def _is_mp3(path: Path) -> bool:
+    """True for a file named .mp3 or one whose first bytes say MP3 (an ID3 tag or an MPEG audio frame's sync
+    bits): libsndfile decodes MP3 data under any name, and the web service's uploads keep whatever name
+    the client sent, or none."""
+    if path.suffix.lower() == ".mp3":
+        return True
+    try:
+        with open(path, "rb") as f:
+            head = f.read(3)
+    except OSError:  # decoding says why, in its own words
+        return False
+    return head == b"ID3" or (len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0)
+
+
+def _quiet_if(mp3: bool) -> ContextManager[None]:
+    return _mpg123_quiet() if mp3 else nullcontext()
 
 
 def is_audio_file(path: Path) -> bool:
@@ -185,7 +199,7 @@ def declared_duration(path: str | Path) -> float | None:
     """Seconds of audio ``path``'s header declares, to refuse a long file before decoding it; ``None`` when the
     header leaves the length open or cannot be read (only decoding can tell then)."""
     try:
-        with _quiet_if_mp3(Path(path)), sf.SoundFile(path) as f:
+        with _quiet_if(_is_mp3(Path(path))), sf.SoundFile(path) as f:
             frames, rate = _declared_frames(f), f.samplerate
     except _READ_ERRORS:
         return None
@@ -196,7 +210,7 @@ def _check_length(path: Path, n_frames: int | None, native_rate: int, max_durati
     """Refuse audio longer than ``max_duration`` seconds: from the header before decoding (when it tells), and again as frames arrive."""
     if max_duration is not None and n_frames is not None and n_frames > max_duration * native_rate:
         raise AudioTooLongError(
-            path, f"too long ({n_frames / native_rate:.1f} s); the limit is {max_duration:g} s (--max-duration)"
+            path, f"too long ({n_frames / native_rate:.1f} s); the limit is {max_duration:g} s (max_duration)"
         )
 
 
@@ -262,7 +276,7 @@ def load_audio(path: str | Path, *, sample_rate: int, max_duration: float | None
     path = Path(path)
     _check_file(path)
     try:
-        with _quiet_if_mp3(path), sf.SoundFile(os.fsencode(path)) as f:  # bytes: soundfile cannot encode a name that is not UTF-8
+        with _quiet_if(_is_mp3(path)), sf.SoundFile(os.fsencode(path)) as f:  # bytes: soundfile cannot encode a name that is not UTF-8
             declared = _declared_frames(f)
             native_rate = f.samplerate
             integer = f.subtype == "PCM_16"
@@ -311,8 +325,9 @@ def stream_audio(
     """
     path = Path(path)
     _check_file(path)
+    mp3 = _is_mp3(path)
     try:
-        with _quiet_if_mp3(path):
+        with _quiet_if(mp3):
             f = _ForwardSoundFile(os.fsencode(path))  # bytes, as in load_audio
     except _READ_ERRORS as e:
         raise AudioDecodeError(path, "not decodable audio", detail=_decode_reason(e)) from e
@@ -325,7 +340,7 @@ def stream_audio(
         n_frames = 0
         while True:
             try:
-                with _quiet_if_mp3(path):
+                with _quiet_if(mp3):
                     data = _read_frames(f, block_frames)
             except _READ_ERRORS as e:
                 raise AudioDecodeError(path, "not decodable audio", detail=_decode_reason(e)) from e

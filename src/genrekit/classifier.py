@@ -26,7 +26,7 @@ from .audio import AUDIO_EXTENSIONS, path_problem
 from .engines.local import BoundedPool, default_jobs, open_pool
 from .config import FeatureConfig
 from .datasets.discover import walk_audio
-from .exceptions import AudioDecodeError, ModelNotFoundError, ParameterError
+from .exceptions import AudioDecodeError, Mention, ModelNotFoundError, ParameterError
 from .features.pipeline import SILENCE_RMS, SILENT_NOTE, FileFeatures, FileResult, featurize_signal, silent_segments
 from .results import Prediction, PredictionError, SegmentPrediction
 from .runtime import ModelSource, Rebuild, Runner, check_runtime, load_runner
@@ -350,7 +350,7 @@ class GenreClassifier:
         plain script without an ``if __name__ == "__main__":`` guard (which worker processes would run
         again). With one job (or one file) each file streams as in :meth:`predict` in this process."""
         if jobs is not None and jobs < 1:
-            raise ParameterError(f"The 'jobs' parameter must be >= 1 (or None for all cores). Got {jobs!r} instead.")
+            raise ParameterError.invalid("jobs", ">= 1", jobs, optional="None for all cores")
         jobs = jobs or default_jobs()
         files = [os.fspath(p) for p in paths]
         start = partial(open_pool, setup=(_load_worker_model, (self._rebuild(),)))
@@ -438,7 +438,7 @@ def load_model(
         PyTorch is needed (``backend="torch"``, a checkpoint) and not installed.
     """
     if threads < 1:
-        raise ParameterError(f"The 'threads' parameter must be >= 1. Got {threads!r} instead.")
+        raise ParameterError.invalid("threads", ">= 1", threads)
     check_runtime(backend)
     check_device(device)
     key = str(name_or_path)
@@ -450,7 +450,7 @@ def load_model(
                 return GenreClassifier(load_runner(shipped, "onnxruntime", device=device, threads=threads), name=key)
         with resources.as_file(weights / _SHIPPED[key]) as path:
             if not path.is_file():
-                raise ModelNotFoundError(f"Model {key!r} is not shipped in this installation; available models: {', '.join(available_models()) or 'none'}")
+                raise ModelNotFoundError(Mention("model", text="Model"), f" {key!r} is not shipped in this installation; available models: {', '.join(available_models()) or 'none'}")
             return GenreClassifier(load_runner(ModelSource(key, path), backend, device=device, threads=threads), name=key)
     path = Path(name_or_path)
     if path.suffix == ".onnx":
@@ -460,7 +460,7 @@ def load_model(
         path = path / "model.pt"
     if not path.exists():
         raise ModelNotFoundError(
-            f"Model {key!r} not found: not a shipped model name, run folder or model file; available models: {', '.join(available_models()) or 'none'}"
+            Mention("model", text="Model"), f" {key!r} not found: not a shipped model name, run folder or model file; available models: {', '.join(available_models()) or 'none'}"
         )
     return GenreClassifier(load_runner(ModelSource(key, path), backend, device=device, threads=threads), name=key)
 

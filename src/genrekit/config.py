@@ -153,7 +153,7 @@ class FeatureConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.kind, str) or not self.kind:
-            raise ParameterError(f"The feature kind (--features) must be a name such as logmel or musicnn. Got {self.kind!r} instead.")
+            raise ParameterError.invalid("kind", "a name such as logmel or musicnn", self.kind, subject="The feature kind")
         if not isinstance(self.audio, AudioConfig):
             raise ParameterError(f"The 'audio' parameter must be an AudioConfig. Got {type(self.audio).__name__} instead.")
         check_params(self, self._constraints)

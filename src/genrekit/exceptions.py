@@ -7,9 +7,13 @@ Every error derives from :class:`GenrekitError` and also from the matching built
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "NOTHING",
+    "Mention",
     "GenrekitError",
     "ParameterError",
     "AudioDecodeError",
@@ -29,12 +33,97 @@ __all__ = [
 ]
 
 
+class _Nothing:
+    """No value given (``None`` is a value a parameter can have)."""
+
+    def __repr__(self) -> str:
+        return "NOTHING"
+
+
+NOTHING: Any = _Nothing()
+
+
+@dataclass(frozen=True)
+class Mention:
+    """A parameter named inside an error message.
+
+    The library's words name the parameter (``features='logmel'``); a front end that knows which of its
+    options carries the parameter names the option as its user types it (``--features logmel``). The
+    message keeps the mention as data, so no front end has to find parameter names in text.
+
+    Attributes
+    ----------
+    parameter : str
+        The library's parameter name.
+    value : object, optional
+        The value meant, when the message names one.
+    text : str, optional
+        The library's words for it where not ``parameter`` or ``parameter=value`` (``"Model"``).
+    """
+
+    parameter: str
+    value: Any = NOTHING
+    text: str | None = None
+
+    def __str__(self) -> str:
+        if self.text is not None:
+            return self.text
+        return self.parameter if self.value is NOTHING else f"{self.parameter}={self.value!r}"
+
+
 class GenrekitError(Exception):
-    """Root of all genrekit errors."""
+    """Root of all genrekit errors.
+
+    The message may be given in parts: text, and :class:`Mention` objects for the parameters it names.
+    ``str(error)`` says each mention in the library's words; :meth:`render` lets a front end say them
+    in its own (the CLI: the options typed). The parts are instance state, so they survive pickling
+    (an error raised in a worker process).
+    """
+
+    def __init__(self, *parts: object) -> None:
+        self.parts: tuple[str | Mention, ...] = tuple(p if isinstance(p, Mention) else str(p) for p in parts)
+        super().__init__("".join(map(str, self.parts)))
+
+    def render(self, mention: Callable[[Mention], str]) -> str:
+        """The message with each :class:`Mention` said by ``mention``."""
+        return "".join(mention(p) if isinstance(p, Mention) else p for p in self.parts)
 
 
 class ParameterError(GenrekitError, ValueError):
-    """A parameter has a value outside its allowed range or set."""
+    """A parameter has a value outside its allowed range or set.
+
+    Built by :meth:`invalid`, it also says which parameter, what it allows and what it got, as fields, so
+    that a front end can word the same refusal for its own options.
+
+    Attributes
+    ----------
+    parameter : str or None
+        The library's parameter name, where the error is about one parameter's value.
+    allowed : str or None
+        What it allows, in words (``"one of test or val"``, ``"an integer > 0"``).
+    got : object
+        The value received (:data:`NOTHING` when not given).
+    """
+
+    parameter: str | None = None
+    allowed: str | None = None
+    got: Any = NOTHING
+
+    @classmethod
+    def invalid(
+        cls, parameter: str, allowed: str, got: object, *, owner: str | None = None, optional: str | None = None, subject: str | None = None
+    ) -> ParameterError:
+        """``The 'parameter' parameter[ of owner] must be allowed[ (or optional)]. Got got instead.``
+
+        ``optional`` says what ``None`` means (``"None"``, ``"None for all cores"``): a library caller may pass
+        it, a command-line user leaves the option out, so a front end may leave it out of its words.
+        ``subject`` replaces "The 'parameter' parameter" where another phrase says more ("The feature kind").
+        """
+        of = f" of {owner}" if owner else ""
+        alternative = f" (or {optional})" if optional else ""
+        error = cls(f"{subject or f'The {parameter!r} parameter'}{of} must be {allowed}{alternative}. Got {got!r} instead.")
+        error.parameter, error.allowed, error.got = parameter, allowed, got
+        return error
 
 
 class AudioDecodeError(GenrekitError, ValueError):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 import inspect
 import os
-import re
 import signal
 import sys
 import time
@@ -17,14 +16,18 @@ from typing import Annotated, Any, NoReturn, TypeVar, get_type_hints
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperArgument, TyperCommand
 from typer.models import OptionInfo
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.text import Text
 
 from .._io import printable
-from ..exceptions import TRAIN_EXTRA, GenrekitError, MissingDependencyError
+from ..exceptions import NOTHING, TRAIN_EXTRA, GenrekitError, Mention, MissingDependencyError, ParameterError
 
-__all__ = ["PlainProgress", "SafeConsole", "Terminated", "add_commands", "app", "main", "console", "err_console", "handle_errors", "new_progress", "progress_bar"]
+__all__ = [
+    "Command", "LIBRARY_OPTIONS", "PlainProgress", "SafeConsole", "Terminated", "add_commands", "app", "cli_message", "main", "console", "err_console",
+    "handle_errors", "new_progress", "parameter_options", "progress_bar", "usage_word",
+]
 
 app = typer.Typer(
     name="genrekit",
@@ -70,8 +73,6 @@ def _options(
     warnings.showwarning = _show_warning
 # Messages on stderr are never wrapped: each stays one line (whole paths) in pipes and logs, where rich assumes 80 columns.
 err_console = SafeConsole(stderr=True, soft_wrap=True)
-# Library parameters whose CLI option has another name.
-_OPTION_OF = {"strategy": "split", "num_threads": "threads", "kind": "features", "num_cpus": "jobs"}
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -83,19 +84,37 @@ def reflow(doc: str | None) -> str:
     return "\n\n".join(p if p.startswith(" ") else " ".join(line.strip() for line in p.splitlines()) for p in paragraphs)
 
 
+def usage_word(argument: Any) -> str:
+    """What a user types for a positional argument, as the usage line shows it: its metavar (or name) in
+    capitals, ``...`` when it takes several, in brackets when it may be left out: ``PATH...``, ``[STORE]``.
+    (typer writes a required argument as ``{PATH}``, and drops the ``...`` of one with a metavar.)"""
+    word = (argument.metavar or argument.name or "").strip("[]{}").upper()
+    if argument.nargs != 1:
+        word += "..."
+    return word if argument.required else f"[{word}]"
+
+
+class Command(TyperCommand):
+    """A genrekit command: typer's, with a usage line of what a user types (:func:`usage_word`)."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        return pieces + [usage_word(p) for p in self.get_params(ctx) if isinstance(p, TyperArgument)]
+
+
 def add_commands(app: typer.Typer, *commands: Callable[..., Any]) -> None:
-    """Register ``commands`` with their docstrings reflowed for ``--help``."""
+    """Register ``commands`` with their docstrings reflowed for ``--help`` and the usage line of :class:`Command`."""
     for command in commands:
-        app.command(help=reflow(command.__doc__))(command)
+        app.command(cls=Command, help=reflow(command.__doc__))(command)
 
 
 @contextmanager
 def handle_errors(command: Callable[..., Any] | None = None) -> Iterator[None]:
-    """Turn genrekit errors into a one-line message and exit code 2; parameter names become ``command``'s options."""
+    """Turn genrekit errors into a one-line message and exit code 2; parameters become ``command``'s options (:func:`cli_message`)."""
     try:
         yield
     except GenrekitError as e:
-        err_console.print(f"[bold red]error:[/] {escape(option_words(str(e), command))}")  # [brackets] stay literal
+        err_console.print(f"[bold red]error:[/] {escape(cli_message(e, command))}")  # [brackets] stay literal
         raise typer.Exit(2) from None
     except ModuleNotFoundError as e:  # a module of genrekit[train], imported where the command needs it
         _missing_extra(e, f"genrekit {command.__name__}" if command is not None else "this command")
@@ -115,7 +134,7 @@ def _missing_extra(error: ModuleNotFoundError, what: str) -> NoReturn:
 
 
 def _options_of(command: Callable[..., Any]) -> dict[str, str]:
-    """Parameter name -> long option (``--n-folds``) of a typer command function."""
+    """Parameter name -> long option (``--n-folds``) of a typer command function, from typer's own parameter info."""
     options = {}
     for name, hint in get_type_hints(command, include_extras=True).items():
         for info in getattr(hint, "__metadata__", ()):
@@ -127,34 +146,46 @@ def _options_of(command: Callable[..., Any]) -> dict[str, str]:
     return options
 
 
-def option_words(message: str, command: Callable[..., Any] | None) -> str:
-    """``message`` with the library's parameter names replaced by ``command``'s options.
+# What a command's user typed for the library parameters a message may name, where typer's info of the command's
+# own parameters does not tell (the library names them otherwise, or the option belongs to the command that made
+# the input: a store's --features): command -> {library parameter: option}.
+LIBRARY_OPTIONS: dict[str, dict[str, str]] = {
+    "prepare": {"kind": "--features", "num_cpus": "--jobs"},
+    "info": {"strategy": "--split"},
+    "train": {"strategy": "--split", "num_threads": "--threads", "mixup_alpha": "--mixup", "features": "--features"},
+    "evaluate": {"partition": "--split"},
+    "compare": {"fmt": "--format"},
+    "predict": {"fmt": "--format", "num_cpus": "--jobs"},
+}
 
-    The library says "The 'strategy' parameter must be ... (or None)" or "kfold with n_folds=10 ..."; a
-    user of ``genrekit train`` typed ``--split`` and ``--n-folds``, and leaves an option out rather than
-    typing None, so that is what the error names. "Model 'x' not found" becomes "--model 'x' not found".
-    A message about a ``--config FILE`` names that file's keys, which are not options: it stays as it is.
+
+def parameter_options(command: Callable[..., Any]) -> dict[str, str]:
+    """Library parameter -> the option of ``command`` that a message about it names: typer's info of the
+    command's own parameters (a parameter of the same name), then :data:`LIBRARY_OPTIONS`."""
+    return _options_of(command) | LIBRARY_OPTIONS.get(command.__name__, {})
+
+
+def cli_message(error: GenrekitError, command: Callable[..., Any] | None) -> str:
+    """``error`` in the words of ``command``'s user: the options typed where the library names its parameters.
+
+    A :class:`~genrekit.exceptions.ParameterError` about one parameter's value becomes "The '--split' option
+    must be ... Got ... instead." (without the library's "(or None)": a user leaves an option out instead);
+    each :class:`~genrekit.exceptions.Mention` in a message becomes the option (``--features musicnn``).
+    Parameters that ``command`` has no option for keep the library's words.
     """
-    if command is None or message.startswith("--config "):
-        return message
-    options = _options_of(command)
-    if message.startswith("Model '") and "model" in options:
-        message = f"{options['model']} {message.removeprefix('Model ')}"
+    if command is None:
+        return str(error)
+    options = parameter_options(command)
+    if isinstance(error, ParameterError) and error.parameter in options and error.allowed is not None:
+        return f"The '{options[error.parameter]}' option must be {error.allowed}. Got {error.got!r} instead."
 
-    def option(name: str) -> str | None:
-        return options.get(_OPTION_OF.get(name, name))
+    def said(mention: Mention) -> str:
+        option = options.get(mention.parameter)
+        if option is None:
+            return str(mention)
+        return option if mention.value is NOTHING else f"{option} {mention.value}"
 
-    def quoted(match: re.Match[str]) -> str:
-        flag = option(match.group(1))
-        if not flag:
-            return match.group(0)
-        return f"The '{flag}' option{re.sub(r' [(]or None[^)]*[)]', '', match.group(2))}"
-
-    def bare(match: re.Match[str]) -> str:
-        return option(match.group(0)) or match.group(0)
-
-    message = re.sub(r"The '(\w+)' parameter(?: of \w+)?([^.]*)", quoted, message)
-    return re.sub(r"(?<![\w/.-])[a-z]+_[a-z_]+(?![\w/.-])", bare, message)
+    return error.render(said)
 
 
 PLAIN_PROGRESS_SECONDS = 5.0  # how often a plain progress line is printed when stderr is not a terminal
@@ -271,10 +302,26 @@ def main() -> None:
 _INTERRUPTED = (128 + signal.SIGINT, 128 + signal.SIGTERM)  # what handle_errors exits with after Ctrl-C or SIGTERM
 
 
+def _release_semaphores() -> None:
+    """Unlink the named semaphores of the process pool an interrupted command abandoned (its task and result
+    queues' locks), as Python's exit would have.
+
+    They are registered with multiprocessing's resource tracker, which, finding them still registered once
+    this process is gone, unlinks them itself and warns "There appear to be 5 leaked semaphore objects".
+    This runs the first, non-blocking step of multiprocessing's own exit handler: the finalizers of priority
+    >= 0 (each semaphore's unlink, closing the queues' feeders), not those that join threads or processes,
+    which are what :func:`_exit_now` must not wait for.
+    """
+    from multiprocessing import util
+
+    util._run_finalizers(0)  # type: ignore[attr-defined]  # no public API runs them; multiprocessing's atexit hook does this first
+
+
 def _exit_now(code: int) -> NoReturn:
     """End an interrupted command at once, its own cleanup done (outputs closed, locks released, workers
-    terminated). Python's exit would still join a process pool's manager thread, which can wait forever
-    for a worker that was terminated while it held the pool's task-queue lock."""
+    terminated, the pool's semaphores unlinked). Python's exit would still join a process pool's manager
+    thread, which can wait forever for a worker that was terminated while it held the pool's task-queue lock."""
+    _release_semaphores()
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

@@ -90,7 +90,7 @@ def _feature_config(
             base = FeatureConfig.from_dict(values.get("feature_config", values))
             feature_kind(base.kind)  # an unknown kind is the file's too
         except ParameterError as e:  # about the file's keys, not the options typed
-            raise ParameterError(f"--config {config}: {str(e).replace(' (--features)', '')}") from e
+            raise ParameterError(f"--config {config}: {e}") from e
     else:
         base = default_config(kind)
     if scaling is not None:
@@ -119,7 +119,8 @@ def info(store: Annotated[Path, typer.Argument(metavar="STORE", help="A store fo
         split_obj = make_split(st.tracks, SplitConfig(strategy=split, seed=seed))  # type: ignore[arg-type]  # a str option; SplitConfig checks it
     per_partition = st.partition_counts(split_obj)
     unit = " seg" if split_obj.leaky else ""
-    table = Table(title=escape(f"{store} ({st.meta['n_tracks']} tracks, {st.meta['n_segments']} segments, split {split})"))
+    console.print(escape(f"{store} ({st.meta['n_tracks']} tracks, {st.meta['n_segments']} segments, split {split})"))  # wraps at the terminal, not the table
+    table = Table()
     for col in ("label", "tracks", "segments", "train", "val", "test"):
         table.add_column(col, justify="left" if col == "label" else "right")
     for label, counts in st.summary().items():

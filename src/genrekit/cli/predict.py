@@ -30,7 +30,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .._io import output_errors, printable, readable
-from ..plots.predictions import percent
+from .._text import percent
 from ..speedups import frozen_collector
 from .._text import words
 from ..library.formats import RESULT_FORMATS, notes
@@ -399,7 +399,7 @@ def demo(
 
       genrekit demo --out demo-output
     """
-    from ..plots.predictions import write_html_summary
+    from ..plots.page import write_html_summary
 
     with handle_errors(demo), _loaded(model) as clf:
         with resources.as_file(resources.files("genrekit") / "samples") as samples:

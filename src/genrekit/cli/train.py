@@ -18,8 +18,8 @@ from ._app import _options_of, add_commands, console, err_console, handle_errors
 
 if TYPE_CHECKING:
     from ..training.augment import AugmentConfig
-    from ..evaluation.metrics import CompareRow
-    from ..training.fit import TrainConfig
+    from ..evaluation.reports import CompareRow
+    from ..training.config import TrainConfig
 
 __all__ = ["register", "train", "evaluate", "compare"]
 
@@ -112,11 +112,12 @@ def train(
 
       genrekit train --resume runs/cnn2-filtered
     """
-    from ..training import fit as training
+    from ..training import fit, runs
+    from ..training.config import EPOCHS, TrainConfig
     from ..exceptions import ParameterError
     from ..datasets.splits import LEAKY_LABEL, SplitConfig
 
-    def show(m: training.EpochMetrics) -> None:
+    def show(m: runs.EpochMetrics) -> None:
         console.print(
             f"epoch {m.epoch:>3}: train loss {m.train_loss:.4f} acc {m.train_accuracy:.3f} | val loss {m.val_loss:.4f} "
             f"acc {m.val_accuracy:.3f} track {m.val_track_accuracy:.3f} | lr {m.lr:.2g} | {m.seconds:.1f} s"
@@ -128,15 +129,15 @@ def train(
             given = {name for name in ctx.params if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")}
             _check_resume_options(resume, given, ctx.params)
             with _epoch_progress(_saved_epochs(resume) if epochs is None else epochs, progress) as update:
-                result = training.resume(resume, store=store, epochs=epochs, on_batch=update, on_epoch=show, low_memory=low_memory, device=device)
+                result = fit.resume(resume, store=store, epochs=epochs, on_batch=update, on_epoch=show, low_memory=low_memory, device=device)
         else:
             if store is None:
                 raise ParameterError("Give a STORE to train on, or --resume RUN to continue a run.")
-            config = training.TrainConfig(
+            config = TrainConfig(
                 model=model,
                 split=SplitConfig(strategy=split, seed=split_seed, val_fraction=val_fraction, test_fraction=test_fraction,  # type: ignore[arg-type]  # str options; the configs check them
                                   n_folds=n_folds, fold=fold),
-                epochs=training.EPOCHS if epochs is None else epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, label_smoothing=label_smoothing,
+                epochs=EPOCHS if epochs is None else epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, label_smoothing=label_smoothing,
                 class_weighting=class_weighting, lr_schedule=lr_schedule, patience=patience, keep=keep,  # type: ignore[arg-type]  # str options; the configs check them
                 seed=seed, num_threads=threads, precision=precision, augment=_augment_config(augment, augment_prob, mixup),  # type: ignore[arg-type]  # str options; the configs check them
             )
@@ -151,12 +152,12 @@ def train(
             from ..datasets.store import open_store
 
             open_store(store)  # a missing or unfinished store fails here, before a run folder is created
-            run_dir = training.new_run_dir(runs_dir, name)
+            run_dir = runs.new_run_dir(runs_dir, name)
             if config.split.leaky:
                 err_console.print(f"[bold yellow]{LEAKY_LABEL}[/]")
             console.print(f"run folder: {run_dir}")
             with _epoch_progress(config.epochs, progress) as update:
-                result = training.train(store, config, run_dir=run_dir, on_batch=update, on_epoch=show, low_memory=low_memory, device=device)
+                result = fit.train(store, config, run_dir=run_dir, on_batch=update, on_epoch=show, low_memory=low_memory, device=device)
     v = result.validation
     leaky = _is_leaky(result.run_dir)
     console.print(
@@ -187,7 +188,7 @@ def _check_resume_options(run: Path, given: set[str], values: dict[str, object])
     """Refuse an option given with --resume that differs from the run's config (or that only a new run has):
     dropped in silence, it would leave the user believing the run now trains with it."""
     from ..exceptions import ParameterError
-    from ..training.fit import run_config
+    from ..training.runs import run_config
 
     config = run_config(run)
     options = _options_of(train)
@@ -207,7 +208,7 @@ def _check_resume_options(run: Path, given: set[str], values: dict[str, object])
 
 def _saved_epochs(run: Path) -> int:
     """Epochs the run was configured for (0 when its folder cannot tell: resume then reports why)."""
-    from ..training.fit import run_config
+    from ..training.runs import run_config
 
     try:
         return run_config(run).epochs
@@ -216,7 +217,7 @@ def _saved_epochs(run: Path) -> int:
 
 
 def _is_leaky(run: Path) -> bool:
-    from ..training.fit import run_config
+    from ..training.runs import run_config
 
     try:
         return run_config(run).split.strategy == "leaky-segments"
@@ -242,7 +243,7 @@ def evaluate(
 
       genrekit evaluate runs/cnn2-filtered --split val --store stores/gtzan
     """
-    from ..evaluation.metrics import evaluate_run
+    from ..evaluation.reports import evaluate_run
     from ..datasets.splits import LEAKY_LABEL
 
     with handle_errors(evaluate):
@@ -312,13 +313,13 @@ def compare(
     import json
     import sys
 
-    from ..evaluation.metrics import compare as compare_runs
+    from ..evaluation.reports import compare as compare_runs
     from ..exceptions import ParameterError
     from ..datasets.splits import LEAKY_LABEL
 
     with handle_errors(compare):
         if fmt not in _COMPARE_FORMATS:
-            raise ParameterError(f"The 'fmt' parameter must be one of table, csv or json. Got {fmt!r} instead.")
+            raise ParameterError.invalid("fmt", "one of table, csv or json", fmt)
         rows = compare_runs(runs)
     if fmt == "json":
         sys.stdout.write(json.dumps(_compare_records(rows), indent=2) + "\n")
@@ -330,15 +331,16 @@ def compare(
         writer.writerows(_compare_records(rows))
         sys.stdout.write(buf.getvalue())
         return
-    # Percentages and merged columns keep it within 80 columns; names wrap rather than numbers being cut.
-    table = Table(title="runs", box=box.SIMPLE_HEAD, pad_edge=False, expand=True)
-    for col, ratio in (("run", 3), ("model", 2), ("split / evaluated on", 3)):
-        table.add_column(col, overflow="fold", ratio=ratio)
+    # Within 80 columns: percentages, two-line cells (run over model, protocol over partition) and headers of
+    # whole words that never wrap; a long run name folds rather than a number being cut.
+    table = Table(title="runs", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("run\nmodel", overflow="fold")
+    table.add_column("split\nevaluated on", min_width=len("leaky-segments"))
     for col in ("tracks", "track acc %\n(95% CI)", "F1 %", "epochs", "train\nmin"):
         table.add_column(col, justify="right", no_wrap=True)
     for r in rows:
         table.add_row(
-            escape(r.run), escape(r.model), escape(f"{r.protocol} / {r.partition}") + (" [bold yellow]LEAKY[/]" if r.leaky else ""),
+            escape(f"{r.run}\n{r.model}"), escape(f"{r.protocol}\n{r.partition}") + (" [bold yellow]LEAKY[/]" if r.leaky else ""),
             str(r.n_tracks), f"{_pct(r.track_accuracy)} ({_pct(r.ci95[0], 0)}–{_pct(r.ci95[1], 0)})", _pct(r.macro_f1),
             str(r.epochs if r.epochs is not None else "?"), f"{r.train_seconds / 60:.0f}" if r.train_seconds is not None else "?",
         )

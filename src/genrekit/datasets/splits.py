@@ -25,7 +25,7 @@ import numpy as np
 
 from .discover import Track
 from .._params import Constraint, Interval, OneOf, check_params
-from ..exceptions import ParameterError
+from ..exceptions import Mention, ParameterError
 
 __all__ = [
     "STRATEGIES",
@@ -74,7 +74,7 @@ class SplitConfig:
                 f"Got {self.val_fraction!r} and {self.test_fraction!r} instead."
             )
         if not self.fold < self.n_folds:
-            raise ParameterError(f"The 'fold' parameter must be in [0, {self.n_folds}). Got {self.fold!r} instead.")
+            raise ParameterError.invalid("fold", f"in [0, {self.n_folds})", self.fold)
 
     @property
     def leaky(self) -> bool:
@@ -231,19 +231,19 @@ def make_split(tracks: list[Track], config: SplitConfig | None = None) -> Split:
         if not partition:
             raise ParameterError(
                 "The 'filtered' split lists GTZAN track ids (e.g. blues.00029) and none of the tracks match; "
-                "use --split random or kfold for other datasets."
+                "use ", Mention("strategy", "random"), " or kfold for other datasets."
             )
         return Split(config, partition, excluded, notes)
     if config.strategy == "kfold":
         smallest = min(Counter(t.label for t in tracks).values())
         if smallest < config.n_folds:
             raise ParameterError(
-                f"kfold with n_folds={config.n_folds} needs at least that many tracks per label; the smallest label has {smallest}."
+                "kfold with ", Mention("n_folds", config.n_folds), f" needs at least that many tracks per label; the smallest label has {smallest}."
             )
         n_units = len(_units(tracks))
         if n_units < config.n_folds:
             raise ParameterError(
-                f"kfold with n_folds={config.n_folds} needs at least that many independent units; duplicates and "
+                "kfold with ", Mention("n_folds", config.n_folds), " needs at least that many independent units; duplicates and "
                 f"groups leave {n_units}. Use fewer folds."
             )
         return Split(config, _kfold_split(tracks, config))

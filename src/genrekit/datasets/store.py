@@ -241,9 +241,9 @@ def _hand_over(results: Iterator[FileResult], on_result: Callable[[FileResult], 
 
 def _check_arguments(jobs: int | None, max_duration: float | None) -> None:
     if jobs is not None and jobs < 1:
-        raise ParameterError(f"The 'jobs' parameter must be >= 1 (or None for all cores). Got {jobs!r} instead.")
+        raise ParameterError.invalid("jobs", ">= 1", jobs, optional="None for all cores")
     if max_duration is not None and not max_duration > 0:
-        raise ParameterError(f"The 'max_duration' parameter must be > 0 seconds (or None for no limit). Got {max_duration!r} instead.")
+        raise ParameterError.invalid("max_duration", "> 0 seconds", max_duration, optional="None for no limit")
 
 
 def _open_cache(out: Path, key: str) -> Path:

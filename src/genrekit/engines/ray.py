@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..exceptions import GenrekitError, ParameterError
+from ..exceptions import GenrekitError, Mention, ParameterError
 
 if TYPE_CHECKING:
     from ..config import FeatureConfig
@@ -95,9 +95,9 @@ class RayEngine:
 
     def __post_init__(self) -> None:
         if self.num_cpus is not None and self.num_cpus < 1:
-            raise ParameterError(f"The 'num_cpus' parameter must be >= 1. Got {self.num_cpus!r} instead.")
+            raise ParameterError.invalid("num_cpus", ">= 1", self.num_cpus)
         if self.model_cpus <= 0:
-            raise ParameterError(f"The 'model_cpus' parameter must be > 0. Got {self.model_cpus!r} instead.")
+            raise ParameterError.invalid("model_cpus", "> 0", self.model_cpus)
 
     @classmethod
     def from_options(cls, *, jobs: int | None = None, address: str | None = None) -> RayEngine:
@@ -129,7 +129,7 @@ class RayEngine:
             )
         except ConnectionError as e:  # Ray's own is a 40-line traceback
             raise ParameterError(
-                f"The 'address' parameter {self.address!r} reaches no running Ray cluster ({str(e).splitlines()[0]}). "
+                Mention("address", self.address), f" reaches no running Ray cluster ({str(e).splitlines()[0]}). "
                 "Start one with `ray start --head`, or leave address out to run Ray on this machine."
             ) from e
         if on_sigterm is not None:

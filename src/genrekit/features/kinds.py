@@ -85,7 +85,7 @@ def feature_kind(name: str) -> FeatureKind:
     if name not in _KINDS and name in _PROVIDERS:
         importlib.import_module(_PROVIDERS[name])
     if name not in _KINDS:
-        raise ParameterError(f"The feature kind (--features) must be {words(available_feature_kinds())}. Got {name!r} instead.")
+        raise ParameterError.invalid("kind", words(available_feature_kinds()), name, subject="The feature kind")
     return _KINDS[name]
 
 

@@ -71,5 +71,5 @@ def get_writer(fmt: str) -> Writer:
     """
     name = fmt.lower().removeprefix(".")
     if name not in WRITERS:
-        raise ParameterError(f"The output format (--format) must be {words(WRITERS)}. Got {fmt!r} instead.")
+        raise ParameterError.invalid("fmt", words(WRITERS), fmt, subject="The output format")
     return WRITERS[name]

@@ -12,7 +12,7 @@ from typing import Any
 
 from torch import nn
 
-from ..exceptions import ModelNotFoundError
+from ..exceptions import Mention, ModelNotFoundError
 
 __all__ = ["register_model", "build_model", "available_models", "count_parameters"]
 
@@ -43,7 +43,7 @@ def build_model(name: str, input_shape: tuple[int, ...], n_classes: int, **optio
         ``name`` is not registered; the message lists the names that are.
     """
     if name not in _REGISTRY:
-        raise ModelNotFoundError(f"Model {name!r} not found; available models: {', '.join(available_models())}")
+        raise ModelNotFoundError(Mention("model", text="Model"), f" {name!r} not found; available models: {', '.join(available_models())}")
     return _REGISTRY[name](tuple(input_shape), n_classes, **options)
 
 

@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .. import speedups
-from ..exceptions import ParameterError
+from ..exceptions import Mention, ParameterError
 from ..speedups import bit_dropout
 from . import register_model
 
@@ -113,8 +113,8 @@ def _spectrogram_shape(input_shape: tuple[int, ...], name: str) -> tuple[int, in
     error naming the way out, not an IndexError deep in the build."""
     if len(input_shape) != 2:
         raise ParameterError(
-            f"{name} reads log-mel spectrograms of shape (n_mels, n_frames) (--features logmel). Got features of shape "
-            f"{tuple(input_shape)} instead: for a --features musicnn store, use --model musicnn-head."
+            f"{name} reads log-mel spectrograms of shape (n_mels, n_frames) (", Mention("features", "logmel"), f"). Got features of shape "
+            f"{tuple(input_shape)} instead: for a ", Mention("features", "musicnn"), " store, use ", Mention("model", "musicnn-head"), "."
         )
     return input_shape[0], input_shape[1]
 

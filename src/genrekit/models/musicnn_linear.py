@@ -21,7 +21,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from ..exceptions import ParameterError
+from ..exceptions import Mention, ParameterError
 from .._text import words
 from .musicnn import EMBEDDING_DIM, EMBEDDING_LAYOUT, MODELS, load_musicnn
 from . import register_model
@@ -167,7 +167,7 @@ class MusicnnZeroShot(nn.Module):
 
 def _check_input(input_shape: tuple[int, ...], name: str) -> None:
     if tuple(input_shape) != (EMBEDDING_DIM,):
-        raise ParameterError(f"{name} reads musicnn embeddings of shape ({EMBEDDING_DIM},) (--features musicnn). Got {input_shape} instead.")
+        raise ParameterError(f"{name} reads musicnn embeddings of shape ({EMBEDDING_DIM},) (", Mention("features", "musicnn"), f"). Got {input_shape} instead.")
 
 
 @register_model("musicnn-linear")

@@ -354,7 +354,7 @@ def tag_files(
         The results file cannot be read.
     """
     if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
-        raise ParameterError(f"The 'min_confidence' parameter must be a number in [0, 1]. Got {min_confidence!r} instead.")
+        raise ParameterError.invalid("min_confidence", "a number in [0, 1]", min_confidence)
     start = time.perf_counter()
     table = results if isinstance(results, Results) else load_results(results)
     log = _UndoLog(Path(undo_log) if undo_log is not None else default_undo_log(table.source), table.source) if write else None

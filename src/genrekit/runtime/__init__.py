@@ -206,7 +206,7 @@ def available_runtimes() -> list[str]:
 def check_runtime(name: str) -> None:
     """Raise :class:`ParameterError` for a ``backend`` that names no registered runtime (nor "auto")."""
     if name not in available_runtimes():
-        raise ParameterError(f"The 'backend' parameter must be one of {words(available_runtimes())}. Got {name!r} instead.")
+        raise ParameterError.invalid("backend", f"one of {words(available_runtimes())}", name)
 
 
 def resolve_runtime(name: str, source: ModelSource) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any
 
-from ..exceptions import ParameterError
+from ..exceptions import Mention, ParameterError
 from .._text import words
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 def check_device(device: str) -> None:
     """Raise :class:`ParameterError` for a device name not in :data:`DEVICES`."""
     if device not in DEVICES:
-        raise ParameterError(f"The 'device' parameter must be one of {words(DEVICES)}. Got {device!r} instead.")
+        raise ParameterError.invalid("device", f"one of {words(DEVICES)}", device)
 
 
 def _mps_available(torch: Any) -> bool:
@@ -48,9 +48,9 @@ def torch_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "mps" if _mps_available(torch) else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        raise ParameterError("The 'device' parameter is 'cuda', but PyTorch sees no CUDA GPU here (no GPU, or a CPU build of PyTorch); use auto or cpu.")
+        raise ParameterError(Mention("device", "cuda"), ", but PyTorch sees no CUDA GPU here (no GPU, or a CPU build of PyTorch); use auto or cpu.")
     if device == "mps" and not _mps_available(torch):
-        raise ParameterError("The 'device' parameter is 'mps', but PyTorch sees no Apple GPU here; use auto or cpu.")
+        raise ParameterError(Mention("device", "mps"), ", but PyTorch sees no Apple GPU here; use auto or cpu.")
     return torch.device(device)
 
 
@@ -78,7 +78,7 @@ def onnx_providers(device: str = "auto") -> list[str]:
     check_device(device)
     cuda = "CUDAExecutionProvider" in ort.get_available_providers()
     if device == "cuda" and not cuda:
-        raise ParameterError("The 'device' parameter is 'cuda', but this onnxruntime has no CUDA provider: pip install onnxruntime-gpu, or use auto or cpu.")
+        raise ParameterError(Mention("device", "cuda"), ", but this onnxruntime has no CUDA provider: pip install onnxruntime-gpu, or use auto or cpu.")
     if device == "mps":
-        raise ParameterError("The 'device' parameter is 'mps', which onnxruntime cannot use; use --backend torch for MPS, or auto or cpu.")
+        raise ParameterError(Mention("device", "mps"), ", which onnxruntime cannot use; use ", Mention("backend", "torch"), " for MPS, or auto or cpu.")
     return ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda and device in ("auto", "cuda") else ["CPUExecutionProvider"]

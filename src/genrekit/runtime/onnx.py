@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..config import FeatureConfig
-from ..exceptions import CheckpointError, ParameterError
+from ..exceptions import CheckpointError, Mention, ParameterError
 from ..model_metadata import decode_metadata_props, validate_model_metadata
 from ..tags import tag_names
 from . import ModelSource, Rebuild
@@ -274,7 +274,7 @@ def load(source: ModelSource, *, device: str = "auto", threads: int = 1) -> Onnx
     else:
         checkpoint = source.checkpoint()
         if not onnxruntime_available():
-            raise ParameterError("--backend onnxruntime (backend='onnxruntime') needs the onnxruntime package (pip install onnxruntime)")
+            raise ParameterError(Mention("backend", "onnxruntime"), " needs the onnxruntime package (pip install onnxruntime)")
         return OnnxRunner(_exported(checkpoint), name=source.name, threads=threads, checkpoint=checkpoint, device=device)
     return OnnxRunner(graph, name=source.name, threads=threads, device=device)
 

@@ -35,7 +35,7 @@ import torch
 
 from .._params import Constraint, Interval, check_params, from_dict
 from ..config import FeatureConfig
-from ..exceptions import ParameterError
+from ..exceptions import Mention, ParameterError
 from ..features.logmel import AMIN, mel_filterbank
 
 __all__ = ["AugmentConfig", "Augmenter", "mixup"]
@@ -131,8 +131,8 @@ class Augmenter:
     def __init__(self, config: AugmentConfig, feature_config: FeatureConfig) -> None:
         if config.spectral and feature_config.kind != "logmel":
             raise ParameterError(
-                f"The noise, gain, pitch and specaugment augmentations (--augment) work on log-mel features; this store holds "
-                f"{feature_config.kind} features: use only mixup (--mixup) with them."
+                "The noise, gain, pitch and specaugment augmentations (", Mention("augment"), ") work on log-mel features; this store holds "
+                f"{feature_config.kind} features: use only mixup (", Mention("mixup_alpha"), ") with them."
             )
         self.config = config
         self.feature_config = feature_config

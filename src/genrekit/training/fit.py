@@ -1,13 +1,5 @@
-"""The fit loop: from a feature store and a :class:`TrainConfig` to a run folder with a self-describing model.
-
-A run folder holds::
-
-    config.json   store, model, split, hyperparameters, seed, feature config: all needed to rerun
-    metrics.csv   one row per epoch: train/val loss and accuracy (segment and track level), lr, seconds
-    history.png   accuracy and loss per epoch, train vs validation
-    model.pt      the kept model (best validation loss, or last epoch) via save_checkpoint: what `predict` loads
-    last.pt       the last epoch's model, optimizer, scheduler and early-stopping state: what --resume continues
-    log.txt       a line per event
+"""The fit loop: from a feature store and a :class:`~genrekit.training.config.TrainConfig` to a run folder
+(:mod:`genrekit.training.runs`) with a self-describing model.
 
 Every epoch draws its randomness (data order, augmentation, mixup, dropout) from generators seeded
 by ``(seed, epoch)``. A run interrupted after epoch k and resumed therefore ends with the same weights
@@ -18,14 +10,12 @@ draws of earlier epochs. Nothing here prints; progress goes to callbacks.
 from __future__ import annotations
 
 import contextlib
-import csv
-import hashlib
 import json
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,149 +23,38 @@ from torch import nn
 from torch.nn import functional as F
 
 from .. import __version__
-from .._io import LOCK_NAME, atomic_write, exclusive, output_errors
-from .augment import AugmentConfig, Augmenter, mixup
-from .._params import Constraint, Interval, OneOf, check_params, from_dict
 from ..checkpoint import Checkpoint, save_checkpoint
-from ..runtime.device import autocast, torch_device
+from ..datasets.splits import LEAKY_LABEL, SplitConfig, make_split, segment_partitions
+from ..datasets.store import FeatureStore, open_store
 from ..evaluation.metrics import evaluate_predictions, predict_logits, softmax
-from ..exceptions import GenrekitError, ParameterError, ResumeError
+from ..exceptions import GenrekitError, Mention, ParameterError
 from ..features import feature_shape
 from ..models import build_model
-from ..models.musicnn_linear import FITTED_BY_SCRIPT
-from ..datasets.splits import LEAKY_LABEL, SplitConfig, make_split, segment_partitions
+from ..runtime.device import autocast, torch_device
 from ..speedups import keep_freed_memory
-from ..datasets.store import FeatureStore, open_store
-
-__all__ = ["TrainConfig", "EpochMetrics", "TrainResult", "new_run_dir", "train", "resume", "run_config"]
-
-EPOCHS = 40
-BATCH_SIZE = 64
-LEARNING_RATE = 1e-4
-METRIC_COLUMNS = (
-    "epoch", "train_loss", "train_accuracy", "train_track_accuracy",
-    "val_loss", "val_accuracy", "val_track_accuracy", "lr", "seconds",
+from .augment import Augmenter, mixup
+from .config import TrainConfig
+from .runs import (
+    LAST_STATE,
+    EpochMetrics,
+    RunLog,
+    RunState,
+    check_same_data,
+    cpu_state_dict,
+    data_identity,
+    discard_unstarted,
+    held,
+    load_state,
+    new_run_dir,
+    read_run,
+    resume_mention,
+    save_state,
+    write_metrics,
 )
-_LAST = "last.pt"
-_UNSTARTED = {"config.json", "log.txt", LOCK_NAME}  # all a run killed before its first epoch ended has written
+
+__all__ = ["TrainResult", "train", "resume", "mean_and_scale"]
 
 BatchCallback = Callable[[int, int, int], None]
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that defines a training run besides the data. Defaults are the original's.
-
-    Parameters
-    ----------
-    model : str, default="cnn2"
-        Registered architecture (:func:`genrekit.models.available_models`).
-    model_options : dict, default={}
-        Keyword options for the model builder.
-    split : SplitConfig
-        Track-level split (or the original's ``leaky-segments``); training uses ``train`` and
-        ``val``; ``test`` is never touched here.
-    epochs : int > 0, default=40
-    batch_size : int > 0, default=64
-    lr : float > 0, default=1e-4
-        Adam(W) learning rate.
-    weight_decay : float >= 0, default=0
-        Decoupled weight decay (AdamW); 0 is exactly the original's Adam.
-    label_smoothing : float in [0, 1), default=0
-    class_weighting : {"none", "balanced"}, default="none"
-        ``balanced`` weights the loss by ``n / (n_classes * count)`` of training segments per class,
-        for imbalanced sets such as the dev set.
-    lr_schedule : {"none", "cosine", "plateau"}, default="none"
-        ``cosine`` anneals to 0 over ``epochs``; ``plateau`` halves the rate after 2 epochs
-        without validation-loss improvement.
-    patience : int > 0 or None, default=None
-        Early stopping: stop after this many epochs without validation-loss improvement.
-    keep : {"best", "last"}, default="best"
-        What ``model.pt`` holds: the epoch with the lowest validation loss, or the last epoch.
-        ``last`` keeps the validation partition out of every decision, so its numbers stay honest.
-    seed : int, default=0
-        Seeds initialization, data order, augmentation and dropout.
-    num_threads : int > 0 or None, default=None
-        torch CPU threads; None leaves torch's default.
-    precision : {"fp32", "bf16"}, default="fp32"
-        ``bf16`` runs the forward pass under bfloat16 autocast (weights, optimizer and loss stay fp32):
-        ~1.5x faster steps than fp32 on CPUs with native bf16 (AVX512-BF16, AMX), slower on others.
-        Validation accuracy matched fp32 within noise in ``benchmarks/bench_training.py``.
-    augment : AugmentConfig
-        On-the-fly augmentation (off by default).
-    """
-
-    model: str = "cnn2"
-    model_options: dict[str, Any] = field(default_factory=dict)
-    split: SplitConfig = field(default_factory=SplitConfig)
-    epochs: int = EPOCHS
-    batch_size: int = BATCH_SIZE
-    lr: float = LEARNING_RATE
-    weight_decay: float = 0.0
-    label_smoothing: float = 0.0
-    class_weighting: Literal["none", "balanced"] = "none"
-    lr_schedule: Literal["none", "cosine", "plateau"] = "none"
-    patience: int | None = None
-    keep: Literal["best", "last"] = "best"
-    seed: int = 0
-    num_threads: int | None = None
-    precision: Literal["fp32", "bf16"] = "fp32"
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-
-    _constraints: ClassVar[dict[str, Constraint]] = {
-        "epochs": Interval(0, None, closed="neither", integer=True),
-        "batch_size": Interval(0, None, closed="neither", integer=True),
-        "lr": Interval(0, None, closed="neither"),
-        "weight_decay": Interval(0, None),
-        "label_smoothing": Interval(0, 1),
-        "class_weighting": OneOf(("none", "balanced")),
-        "lr_schedule": OneOf(("none", "cosine", "plateau")),
-        "patience": Interval(1, None, integer=True, optional=True),
-        "keep": OneOf(("best", "last")),
-        "seed": Interval(integer=True),
-        "num_threads": Interval(1, None, integer=True, optional=True),
-        "precision": OneOf(("fp32", "bf16")),
-    }
-
-    def __post_init__(self) -> None:
-        check_params(self, self._constraints)
-        if self.model in FITTED_BY_SCRIPT:
-            raise ParameterError(
-                f"--model {self.model} is not trained by 'genrekit train': it reads the raw musicnn embedding, which "
-                "training standardizes. scripts/train_default_model.py fits it; use musicnn-head to train on a musicnn store."
-            )
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["split"] = self.split.to_dict()
-        data["augment"] = self.augment.to_dict()
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        """Rebuild a saved config; unknown keys (nested ones too) are one-line errors naming them."""
-        values = dict(data) if isinstance(data, dict) else data
-        if isinstance(values, dict) and isinstance(values.get("augment"), dict):
-            values["augment"] = AugmentConfig.from_dict(values["augment"])
-        return from_dict(cls, values, what="training config", nested={"split": SplitConfig})
-
-
-@dataclass(frozen=True)
-class EpochMetrics:
-    """One row of ``metrics.csv``. Train metrics are running values over the epoch's (augmented) batches, as Keras reports them."""
-
-    epoch: int
-    train_loss: float
-    train_accuracy: float
-    train_track_accuracy: float
-    val_loss: float
-    val_accuracy: float
-    val_track_accuracy: float
-    lr: float
-    seconds: float
-
-    def to_dict(self) -> dict[str, float]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -201,57 +80,6 @@ class TrainResult:
     validation: dict[str, Any]
     stopped_early: bool
     seconds: float
-
-
-def new_run_dir(root: str | Path = "runs", name: str | None = None) -> Path:
-    """A fresh run folder ``root/name`` (or ``root/<UTC timestamp>``), created now.
-
-    A folder ``name`` that is empty, or holds only what a run killed during its first epoch leaves
-    (``config.json``, ``log.txt``), is reused: there is nothing in it to lose.
-
-    Raises
-    ------
-    ParameterError
-        ``name`` exists already (continue it with ``resume`` or choose another name).
-    InUseError
-        ``name`` is the folder of a run in its first epoch.
-    OutputError
-        ``root`` cannot be written (read-only, full).
-    """
-    root = Path(root)
-    with output_errors(root):  # a read-only or full disk: one line, not a traceback
-        root.mkdir(parents=True, exist_ok=True)
-        if name is not None:
-            path = root / name
-            if path.is_dir() and {p.name for p in path.iterdir()} <= _UNSTARTED:
-                with exclusive(path, path / LOCK_NAME, option="--name"):  # not while its run is in its first epoch
-                    for leftover in path.iterdir():
-                        leftover.unlink()
-                return path
-            if path.exists():
-                raise ParameterError(f"Run folder {path} exists; continue it with --resume {path} or pick another --name.")
-            path.mkdir()
-            return path
-        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-        for k in range(1000):
-            path = root / (stamp if k == 0 else f"{stamp}-{k}")
-            try:
-                path.mkdir()
-                return path
-            except FileExistsError:
-                continue
-    raise ParameterError(f"Could not create a run folder under {root}")
-
-
-class _Log:
-    """Appends timestamped lines to ``log.txt``."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __call__(self, message: str) -> None:
-        with open(self.path, "a") as f:
-            f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {message}\n")
 
 
 @dataclass
@@ -348,14 +176,6 @@ def _scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer) -> Any:
     return None
 
 
-def _write_metrics(path: Path, history: list[EpochMetrics]) -> None:
-    with atomic_write(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
-        writer.writeheader()
-        for row in history:
-            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.to_dict().items()})
-
-
 def train(
     store: str | Path,
     config: TrainConfig | None = None,
@@ -406,34 +226,14 @@ def train(
     """
     config = config or TrainConfig()
     run = Path(run_dir) if run_dir is not None else new_run_dir()
-    with _held(run, "--name"):
-        if (run / _LAST).exists() or (run / "model.pt").exists():
-            raise ParameterError(f"Run folder {run} already holds a run; continue it with --resume {run} or pick another folder.")
+    with held(run, "--name"):
+        if (run / LAST_STATE).exists() or (run / "model.pt").exists():
+            raise ParameterError(f"Run folder {run} already holds a run; continue it with ", resume_mention(run), " or pick another folder.")
         try:
             return _start(run, Path(store), config, on_batch, on_epoch, low_memory, device)
         except GenrekitError:
-            _discard_unstarted(run)
+            discard_unstarted(run)
             raise
-
-
-@contextlib.contextmanager
-def _held(run: Path, option: str) -> Iterator[None]:
-    """A run's hold on its folder for the whole run: the folder's lock (a second ``train`` or ``--resume``
-    of it is refused, naming the first), and a full or read-only disk as a one-line OutputError."""
-    with output_errors(run):
-        run.mkdir(parents=True, exist_ok=True)
-        with exclusive(run, run / LOCK_NAME, option=option):
-            yield
-
-
-def _discard_unstarted(run: Path) -> None:
-    """Remove the folder of a run refused before its first epoch ended (a split with too few tracks, a model
-    that cannot read the store's features): it holds nothing to lose, and left behind it would only look
-    like a run that failed."""
-    if run.is_dir() and {p.name for p in run.iterdir()} <= _UNSTARTED:
-        for leftover in run.iterdir():
-            leftover.unlink()
-        run.rmdir()
 
 
 def _start(
@@ -447,7 +247,7 @@ def _start(
         "train_config": config.to_dict(),
         "feature_config": data.store.config.to_dict(),
         "labels": data.labels,
-        "data": _data_identity(data),
+        "data": data_identity(data.store, data.train_idx, data.val_idx),
         "genrekit_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -492,115 +292,21 @@ def resume(
         Another process is training in ``run_dir``.
     """
     run = Path(run_dir)
-    saved, config = _read_run(run)
+    saved, config = read_run(run)
     if epochs is not None and epochs < config.epochs:
-        raise ParameterError(f"The 'epochs' parameter of a resumed run may only grow: {run} was configured for {config.epochs}. Got {epochs} instead.")
-    with _held(run, "run"):
+        raise ParameterError(Mention("epochs", epochs), f" would shrink the run: {run} was configured for {config.epochs} epochs, and a resumed run's epochs may only grow.")
+    with held(run, "run"):
         data = _load_data(Path(store) if store is not None else Path(saved["store"]), config.split)
         if data.store.config.to_dict() != saved["feature_config"]:
             raise ParameterError(f"The store's feature config differs from the one {run} was trained with; pass the original store.")
-        _check_same_data(run, saved, data)
+        check_same_data(run, saved, data.description["store"], data_identity(data.store, data.train_idx, data.val_idx))
         if epochs is not None and epochs != config.epochs:  # recorded only once the resume is accepted
             config = TrainConfig.from_dict({**config.to_dict(), "epochs": epochs})
             saved["train_config"] = config.to_dict()
             (run / "config.json").write_text(json.dumps(saved, indent=2))
-        state = _load_state(run) if (run / _LAST).is_file() else None
+        state = load_state(run) if (run / LAST_STATE).is_file() else None
         with contextlib.nullcontext() if low_memory else keep_freed_memory():
             return _fit(run, config, data, state, on_batch, on_epoch, device)
-
-
-def _data_identity(data: _Data) -> dict[str, Any]:
-    """What a resumed run must find again: the store's tracks (id, label, audio content) and the split of them."""
-    tracks = hashlib.blake2b(digest_size=16)
-    for t in data.store.tracks:
-        tracks.update(f"{t.track_id}\0{t.label}\0{t.content_hash}\n".encode())
-    train_ids, val_ids = (np.unique(data.store.track_ids[idx]) for idx in (data.train_idx, data.val_idx))
-    split = hashlib.blake2b("\0".join(train_ids).encode() + b"\1" + "\0".join(val_ids).encode(), digest_size=16)
-    return {
-        "tracks": tracks.hexdigest(), "n_tracks": len(data.store.tracks),
-        "split": split.hexdigest(), "n_train_tracks": len(train_ids), "n_val_tracks": len(val_ids),
-    }
-
-
-def _check_same_data(run: Path, saved: dict[str, Any], data: _Data) -> None:
-    """Refuse a store with other tracks or another split than the run's: epochs trained on other data would be
-    appended to its metrics as if they continued it. (Runs made before genrekit recorded this are not checked.)"""
-    before, now = saved.get("data"), _data_identity(data)
-    if not isinstance(before, dict):
-        return
-    store = data.description["store"]
-    if before.get("tracks") != now["tracks"]:
-        raise ResumeError(
-            f"{store} holds other tracks ({now['n_tracks']}) than {run} was trained on ({before.get('n_tracks')}); pass the run's store"
-        )
-    if before.get("split") != now["split"]:
-        raise ResumeError(
-            f"The split of {store} gives other tracks ({now['n_train_tracks']} training, {now['n_val_tracks']} validation) than {run}'s "
-            f"({before.get('n_train_tracks')} training, {before.get('n_val_tracks')} validation); pass the run's store"
-        )
-
-
-def run_config(run_dir: str | Path) -> TrainConfig:
-    """The training configuration a run folder was made with (its ``config.json``).
-
-    Raises
-    ------
-    ResumeError
-        The folder holds no run made by :func:`train`, or its ``config.json`` cannot be read.
-    """
-    return _read_run(Path(run_dir))[1]
-
-
-def _read_run(run: Path) -> tuple[dict[str, Any], TrainConfig]:
-    """A run folder's saved ``config.json`` and the TrainConfig in it."""
-    if not (run / "config.json").is_file():
-        raise ResumeError(f"{run}: not a resumable run folder (no config.json: not made by genrekit train)")
-    try:
-        saved = json.loads((run / "config.json").read_text())
-        return saved, TrainConfig.from_dict(saved["train_config"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ResumeError(f"{run}/config.json: unreadable ({type(e).__name__}: {e}); start a new run instead") from e
-
-
-def _load_state(run: Path) -> dict[str, Any]:
-    """The training state in ``run/last.pt``; a damaged file is a one-line error, not a traceback."""
-    try:
-        state = torch.load(run / _LAST, map_location="cpu", weights_only=True)
-        missing = {"model", "optimizer", "history", "best_loss", "best_epoch", "bad_epochs", "seconds", "stopped_early", "validation"} - set(state)
-    except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError, ... for a damaged file
-        raise ResumeError(
-            f"{run / _LAST}: damaged, the run cannot continue from it ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'no detail'}). "
-            f"Delete it to train {run} again from epoch 1 with --resume, or start a new run."
-        ) from e
-    if missing:
-        raise ResumeError(f"{run / _LAST}: not a genrekit training state (missing {', '.join(sorted(missing))})")
-    return state
-
-
-@dataclass
-class _RunState:
-    """What a run carries from epoch to epoch, and what ``last.pt`` saves of it besides the weights."""
-
-    history: list[EpochMetrics] = field(default_factory=list)
-    best_loss: float = float("inf")
-    best_epoch: int = 0
-    bad_epochs: int = 0
-    seconds: float = 0.0  # training time before this session
-    stopped_early: bool = False
-    validation: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_saved(cls, state: dict[str, Any]) -> _RunState:
-        return cls(
-            [EpochMetrics(**row) for row in state["history"]], state["best_loss"], state["best_epoch"], state["bad_epochs"],
-            state["seconds"], state["stopped_early"], state["validation"],
-        )
-
-    def saved(self, seconds: float) -> dict[str, Any]:
-        return {
-            "history": [h.to_dict() for h in self.history], "best_loss": self.best_loss, "best_epoch": self.best_epoch,
-            "bad_epochs": self.bad_epochs, "seconds": seconds, "stopped_early": self.stopped_early, "validation": self.validation,
-        }
 
 
 def _class_weight(config: TrainConfig, data: _Data, n_classes: int) -> torch.Tensor | None:
@@ -614,7 +320,7 @@ def _class_weight(config: TrainConfig, data: _Data, n_classes: int) -> torch.Ten
     return torch.tensor(weights, dtype=torch.float32)
 
 
-def _log_start(log: _Log, config: TrainConfig, data: _Data) -> None:
+def _log_start(log: RunLog, config: TrainConfig, data: _Data) -> None:
     log(
         f"train {config.model} on {data.description['store']} ({data.description['dataset']}), split {config.split.strategy}: "
         f"{data.description['n_train_tracks']} train / {data.description['n_val_tracks']} val tracks, "
@@ -682,7 +388,7 @@ def _fit(
     on_epoch: Callable[[EpochMetrics], None] | None,
     device: str = "auto",
 ) -> TrainResult:
-    log = _Log(run / "log.txt")
+    log = RunLog(run / "log.txt")
     target = torch_device(device)
     if config.num_threads is not None:
         torch.set_num_threads(config.num_threads)
@@ -700,13 +406,13 @@ def _fit(
     class_weight = _class_weight(config, data, n_classes)
     trainer = _Trainer(config, data, model, optimizer, mean, std, augmenter, None if class_weight is None else class_weight.to(target), on_batch, target)
 
-    progress = _RunState()
+    progress = RunState()
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None:
             scheduler.load_state_dict(state["scheduler"])
-        progress = _RunState.from_saved(state)
+        progress = RunState.from_saved(state)
         log(f"resume after epoch {len(progress.history)} of {config.epochs}")
     else:
         _log_start(log, config, data)
@@ -747,8 +453,8 @@ def _fit(
             progress.best_epoch, progress.validation = epoch, val_eval.headline()
             _save_model(run / "model.pt", model, config, data, mean, std, progress.validation, epoch, progress.best_epoch, seconds)
         progress.stopped_early = config.patience is not None and progress.bad_epochs >= config.patience and epoch < config.epochs
-        _save_state(run, model, optimizer, scheduler, progress, seconds)
-        _write_metrics(run / "metrics.csv", progress.history)
+        save_state(run, model, optimizer, scheduler, progress, seconds)
+        write_metrics(run / "metrics.csv", progress.history)
         _plot(run, progress.history, config, data)
         log(
             f"epoch {epoch}/{config.epochs}: train loss {metrics.train_loss:.4f} acc {metrics.train_accuracy:.3f}, "
@@ -765,19 +471,6 @@ def _fit(
     return TrainResult(run, tuple(progress.history), progress.best_epoch, progress.validation, progress.stopped_early, total)
 
 
-def _save_state(run: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, progress: _RunState, seconds: float) -> None:
-    """``last.pt``, written whole or not at all: what ``--resume`` continues from."""
-    with atomic_write(run / _LAST) as f:
-        torch.save(
-            {
-                "model": _state_dict(model), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict() if scheduler is not None else {},
-                **progress.saved(seconds),
-            },
-            f,
-        )
-
-
 def _train_accuracy(train_probs: np.ndarray, data: _Data) -> tuple[float, float]:
     """Segment and track (soft vote) accuracy of this epoch's running training predictions."""
     probs = train_probs[data.train_idx]
@@ -790,10 +483,6 @@ def _train_accuracy(train_probs: np.ndarray, data: _Data) -> tuple[float, float]
     track_y = np.zeros(len(sums), dtype=np.int64)
     track_y[inverse] = y
     return segment, float((sums.argmax(axis=1) == track_y).mean())
-
-
-def _state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
 
 
 def _save_model(
@@ -826,7 +515,7 @@ def _save_model(
     checkpoint = Checkpoint(
         model_name=config.model,
         model_options=dict(config.model_options),
-        state_dict=_state_dict(model),
+        state_dict=cpu_state_dict(model),
         labels=list(data.labels),
         feature_config=data.store.config,
         mean=mean,
