@@ -121,5 +121,5 @@ def get_engine(engine: str | Engine, *, jobs: int | None = None, address: str | 
         return engine
     factory = _ENGINES.get(engine)
     if factory is None:
-        raise ParameterError(f"The 'engine' parameter must be one of {words(available_engines())}. Got {engine!r} instead.")
+        raise ParameterError.invalid("engine", f"one of {words(available_engines())}", engine)
     return factory(jobs=jobs, address=address)

@@ -280,7 +280,7 @@ class LocalEngine:
 
     def __post_init__(self) -> None:
         if self.jobs is not None and self.jobs < 1:
-            raise ParameterError(f"The 'jobs' parameter must be >= 1 (or None for all cores). Got {self.jobs!r} instead.")
+            raise ParameterError.invalid("jobs", ">= 1", self.jobs, optional="None for all cores")
 
     @classmethod
     def from_options(cls, *, jobs: int | None = None, address: str | None = None) -> LocalEngine:

@@ -94,7 +94,7 @@ class AugmentConfig:
     def __post_init__(self) -> None:
         check_params(self, self._constraints)
         if len(self.snr_db) != 2 or self.snr_db[0] > self.snr_db[1]:
-            raise ParameterError(f"The 'snr_db' parameter must be a (low, high) pair with low <= high. Got {self.snr_db!r} instead.")
+            raise ParameterError.invalid("snr_db", "a (low, high) pair with low <= high", self.snr_db)
 
     @property
     def spectral(self) -> bool:
