@@ -35,7 +35,7 @@ def _clips(n: int) -> list[Path]:
 def _without_tags(model: Any) -> Any:
     """``model`` as it ran before tags: the same network, no tag scores."""
     from genrekit.classifier import GenreClassifier
-    from genrekit.runtime.export import TAGS_OUTPUT
+    from genrekit.runtime.graph import TAGS_OUTPUT
     from genrekit.runtime.onnx import OnnxRunner
 
     runner = model.runner

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import __version__
+from ._version import __version__
 from ._io import atomic_write
 from .config import FeatureConfig
 from .exceptions import CheckpointError, GenrekitWarning, ModelNotFoundError, ParameterError

@@ -59,7 +59,7 @@ console = SafeConsole()
 
 def _print_version(value: bool) -> None:
     if value:
-        from .. import __version__
+        from .._version import __version__
 
         console.print(f"genrekit {__version__}")
         raise typer.Exit()

@@ -1,4 +1,5 @@
-"""Discover labeled tracks: GTZAN (Kaggle or original layout), any ``<label>/<audio files>`` folder, or a CSV manifest."""
+"""Find audio: the one folder walker (:func:`walk_audio`, also predict's), and labeled tracks from GTZAN (Kaggle or
+original layout), any ``<label>/<audio files>`` folder, or a CSV manifest."""
 
 from __future__ import annotations
 

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .. import __version__
+from .._version import __version__
 from .._io import LOCK_NAME, atomic_write, exclusive, output_errors
 from ..audio import path_problem
 from ..config import FeatureConfig, config_hash

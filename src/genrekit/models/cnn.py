@@ -20,7 +20,7 @@ from torch.nn import functional as F
 from .. import speedups
 from ..exceptions import Mention, ParameterError
 from ..speedups import bit_dropout
-from . import register_model
+from .registry import register_model
 
 __all__ = ["KerasMaxPool2d", "CNN1", "CNN2", "bit_dropout"]
 

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .._params import Constraint, Interval, check_values
-from . import register_model
+from .registry import register_model
 
 __all__ = ["MusicnnHead"]
 

@@ -24,7 +24,7 @@ from torch import nn
 from ..exceptions import Mention, ParameterError
 from .._text import words
 from .musicnn import EMBEDDING_DIM, EMBEDDING_LAYOUT, MODELS, load_musicnn
-from . import register_model
+from .registry import register_model
 
 __all__ = ["MusicnnLinear", "MusicnnZeroShot", "TagLayer", "ZERO_SHOT_TAGS", "FITTED_BY_SCRIPT", "penultimate_columns", "tag_names"]
 

@@ -30,13 +30,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from .. import __version__
+from .._version import __version__
 from .._io import atomic_write
 from ..checkpoint import Checkpoint
 from ..model_metadata import METADATA_PREFIX
 from ..models.musicnn_linear import TagLayer
 from ..features.musicnn_input import musicnn_patches, network_input_shape
-from .onnx import GRAPH_FORMAT, INPUT_FEATURES, INPUT_MUSICNN_LOGMEL, TAGS_OUTPUT
+from .graph import GRAPH_FORMAT, INPUT_FEATURES, INPUT_MUSICNN_LOGMEL, TAGS_OUTPUT
 
 __all__ = ["INPUT_FEATURES", "INPUT_MUSICNN_LOGMEL", "TAGS_OUTPUT", "GRAPH_FORMAT", "OPSET", "export_onnx", "onnx_bytes", "export_metadata", "musicnn_patches", "network_input_shape"]
 

@@ -29,20 +29,13 @@ from ..config import FeatureConfig
 from ..exceptions import CheckpointError, Mention, ParameterError
 from ..model_metadata import decode_metadata_props, validate_model_metadata
 from ..tags import tag_names
-from . import ModelSource, Rebuild
+from .base import ModelSource, Rebuild
+from .graph import GRAPH_FORMAT, INPUT_MUSICNN_LOGMEL, TAGS_OUTPUT
 
 if TYPE_CHECKING:
     from ..checkpoint import Checkpoint
 
-__all__ = ["INPUT_FEATURES", "INPUT_MUSICNN_LOGMEL", "TAGS_OUTPUT", "GRAPH_FORMAT", "AUTO_ONNX", "OnnxRunner", "onnxruntime_available", "checkpoint_digest", "cache_dir", "prefers", "load"]
-
-# What an exported graph reads (its ``genrekit.input``): the features of its config, or musicnn's log-mel patches.
-INPUT_FEATURES = "features"
-INPUT_MUSICNN_LOGMEL = "musicnn-logmel"
-TAGS_OUTPUT = "tags"  # a musicnn graph's second output: musicnn's 100 tag scores per segment
-GRAPH_FORMAT = 2
-"""What an exported graph reads and returns; part of the export cache's key, so a graph cached before a change
-(2: the ``tags`` output) is exported again."""
+__all__ = ["AUTO_ONNX", "OnnxRunner", "onnxruntime_available", "checkpoint_digest", "cache_dir", "prefers", "load"]
 
 # Architectures "auto" runs with onnxruntime. musicnn models: 0.31-0.32 s vs 0.85-0.90 s a 30 s track on one
 # thread (benchmarks/bench_onnx.py). cnn1/cnn2 stay on their folded oneDNN path: onnxruntime's network time is
@@ -311,7 +304,7 @@ def _digest(checkpoint: Any) -> str:
     (it travels in the file), the versions of genrekit and torch (the exporter) and the graph's format."""
     import torch
 
-    from .. import __version__
+    from .._version import __version__
 
     key = json.dumps([__version__, GRAPH_FORMAT, torch.__version__, checkpoint_digest(checkpoint), checkpoint.metadata], sort_keys=True, default=str)
     return hashlib.blake2b(key.encode(), digest_size=16).hexdigest()

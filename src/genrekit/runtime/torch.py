@@ -18,7 +18,7 @@ from ..config import FeatureConfig
 from ..exceptions import ParameterError
 from ..features.pipeline import BATCH_SEGMENTS
 from ..tags import tag_names
-from . import ModelSource, Rebuild
+from .base import ModelSource, Rebuild
 from .device import autocast, torch_device
 
 __all__ = ["TorchRunner", "load"]

@@ -34,7 +34,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
-from .. import __version__
+from .._version import __version__
 from .._params import Constraint, Interval, check_values
 from ..audio import declared_duration
 from ..exceptions import AudioDecodeError, AudioTooLongError, ParameterError

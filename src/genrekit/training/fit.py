@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .. import __version__
+from .._version import __version__
 from ..checkpoint import Checkpoint, save_checkpoint
 from ..datasets.splits import LEAKY_LABEL, SplitConfig, make_split, segment_partitions
 from ..datasets.store import FeatureStore, open_store
