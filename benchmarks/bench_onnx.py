@@ -4,7 +4,7 @@
 - **latency**: ``predict`` of real 30 s dev clips (decode, features, model, vote) in this process, one
   thread, the backends interleaved so load changes hit all alike; p50 wall and CPU over ``--repeats`` clips.
 - **cold start**: wall time of a fresh ``genrekit predict one.wav`` per backend, median of ``--repeats``
-  (the float32 export is cached after the first load, see ``onnx_backend.cache_dir``; the first is not timed).
+  (the float32 export is cached after the first load, see ``genrekit.runtime.onnx.cache_dir``; the first is not timed).
 - **throughput**: tracks/s of ``predict_many`` over ``--tracks`` dev clips with 1 job (in this process)
   and 2 (worker processes that each load the model and run it: start-up is included), ``auto``.
 - **agreement** (``--agreement``, ~10 minutes with 2 jobs): top-1 of each onnxruntime path vs PyTorch
