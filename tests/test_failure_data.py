@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,11 +18,12 @@ from conftest import synth_tone, write_random_model
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from genrekit.audio import load_audio
 from genrekit.classifier import load_model
 from genrekit.cli import app
 from genrekit.config import FeatureConfig
 from genrekit.datasets.store import open_store, prepare_store
-from genrekit.exceptions import AudioDecodeError, AudioTooLongError
+from genrekit.exceptions import AudioDecodeError, AudioTooLongError, AudioWarning, warning_note
 from genrekit.features.pipeline import featurize_file
 from genrekit.library.formats import read_results
 from genrekit.results import FAILURE_KINDS, PredictionError
@@ -120,3 +122,33 @@ def test_prepare_lists_failures_with_their_kind(make_dataset: Callable[..., Path
     assert open_store(out).errors == report.errors
     again = prepare_store(data, out, jobs=1)  # the cached failure, read back as data for this path
     assert again.errors == report.errors and again.n_computed == 0
+
+
+def _truncated(path: Path, rng: np.random.Generator) -> Path:
+    """A WAV whose header promises 8 s of which only 4 s are there."""
+    full = path.with_name("full-" + path.name)
+    sf.write(full, synth_tone(1, 8.0, 22050, rng), 22050, subtype="PCM_16")
+    path.write_bytes(full.read_bytes()[: 44 + 2 * 22050 * 4])
+    full.unlink()
+    return path
+
+
+def test_a_decoding_note_is_data_too(model_file: Path, tmp_path: Path, rng: np.random.Generator, make_dataset: Callable[..., Path]) -> None:
+    """A truncated file's note reaches the prediction, the service and prepare without its path in the words."""
+    with pytest.warns(AudioWarning) as caught:
+        load_audio(_truncated(tmp_path / "cut.wav", rng), sample_rate=22050)
+    warning = caught[0].message
+    assert isinstance(warning, AudioWarning) and warning.path == str(tmp_path / "cut.wav")
+    assert str(warning) == f"{warning.path}: {warning.note}" and warning_note(warning) == warning.note
+    assert pickle.loads(pickle.dumps(warning)).note == warning.note
+    result = featurize_file(tmp_path / "cut.wav", FeatureConfig())
+    assert result.warnings == (warning.note,) and warning.note.startswith("truncated, header promises 8.00 s")
+    prediction = load_model(model_file).predict(tmp_path / "cut.wav")
+    assert prediction.warnings == (warning.note,)
+    with TestClient(create_app(load_model(model_file))) as client, open(tmp_path / "cut.wav", "rb") as f:
+        response = client.post("/v1/predict", files={"file": ("my song.wav", f, "audio/wav")})
+    assert response.status_code == 200 and response.json()["warnings"] == [warning.note]
+    data = make_dataset(per_label=1, seconds=6.5)
+    cut = _truncated(data / "rock" / "cut.wav", rng)
+    report = prepare_store(data, tmp_path / "store", jobs=1)
+    assert report.warnings == [(str(cut), warning.note)]

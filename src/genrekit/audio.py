@@ -231,8 +231,7 @@ def _warn_if_truncated(path: Path, n_frames: int, declared: int | None, native_r
         promised = max(promised, seconds * header[0] / header[1])
     if promised > 1.01 * seconds:
         warnings.warn(
-            f"{path}: truncated, header promises {promised:.2f} s but only {seconds:.2f} s could be read",
-            AudioWarning,
+            AudioWarning(path, f"truncated, header promises {promised:.2f} s but only {seconds:.2f} s could be read"),
             stacklevel=stacklevel + 1,
         )
 
@@ -424,8 +423,7 @@ def load_segments(path: str | Path, config: AudioConfig, *, max_duration: float 
         raise AudioDecodeError(path, reason)
     if len(y) < min_cover_samples(config):
         warnings.warn(
-            f"{path}: {duration:.2f} s is shorter than one {config.segment_seconds:g} s segment; zero-padded",
-            AudioWarning,
+            AudioWarning(path, f"{duration:.2f} s is shorter than one {config.segment_seconds:g} s segment; zero-padded"),
             stacklevel=2,
         )
     return segment_audio(y, config)

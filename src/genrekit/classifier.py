@@ -26,7 +26,7 @@ from .audio import AUDIO_EXTENSIONS, path_problem
 from .engines.local import BoundedPool, default_jobs, open_pool
 from .config import FeatureConfig
 from .datasets.discover import walk_audio
-from .exceptions import AudioDecodeError, Mention, ModelNotFoundError, ParameterError
+from .exceptions import AudioDecodeError, Mention, ModelNotFoundError, ParameterError, warning_note
 from .features.pipeline import SILENCE_RMS, SILENT_NOTE, FileFeatures, FileResult, featurize_signal, silent_segments
 from .results import Prediction, PredictionError, SegmentPrediction
 from .runtime import ModelSource, Rebuild, Runner, check_runtime, load_runner
@@ -255,7 +255,7 @@ class GenreClassifier:
                 del caught[mark:]
         for w in model_warnings:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-        notes = tuple(str(w.message) for w in caught)
+        notes = tuple(warning_note(w.message) for w in caught)
         return self._prediction(path, np.concatenate(probs), stream.duration_s, notes, stream.silent, np.concatenate(tags) if tags else None)
 
     def predict(

@@ -29,6 +29,7 @@ __all__ = [
     "OutputError",
     "GenrekitWarning",
     "AudioWarning",
+    "warning_note",
     "DatasetWarning",
 ]
 
@@ -223,7 +224,32 @@ class GenrekitWarning(UserWarning):
 
 
 class AudioWarning(GenrekitWarning):
-    """Audio was decoded but something is off (truncated file, padded short track, ...)."""
+    """Audio was decoded but something is off (truncated file, padded short track, ...).
+
+    The message is ``"<path>: <note>"``; a prediction keeps the :attr:`note` alone, as its path is its own
+    field (see :func:`warning_note`).
+
+    Attributes
+    ----------
+    path : str or None
+        The file, or ``None`` for a signal passed in memory.
+    note : str
+        What is off, in words (``"truncated, header promises 30.00 s but only 12.00 s could be read"``).
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None, note: str) -> None:
+        self.path = None if path is None else str(path)
+        self.note = note
+        super().__init__(note if self.path is None else f"{self.path}: {note}")
+
+    def __reduce__(self) -> tuple[type[AudioWarning], tuple[str | None, str]]:
+        """Pickle by the parts, as :class:`AudioDecodeError`."""
+        return type(self), (self.path, self.note)
+
+
+def warning_note(message: Warning | str) -> str:
+    """What a caught warning says about its file: an :class:`AudioWarning`'s note, any other warning's text."""
+    return message.note if isinstance(message, AudioWarning) else str(message)
 
 
 class DatasetWarning(GenrekitWarning):

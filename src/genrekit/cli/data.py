@@ -60,8 +60,8 @@ def prepare(
         runner = get_engine(engine, jobs=jobs, address=address)
         with progress_bar("prepare") as update:
             report = prepare_store(data, out, feature_config, max_duration=max_duration, on_progress=update, engine=runner)
-    for message in sorted(set(report.warnings)):
-        err_console.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True)
+    for path, note in sorted(set(report.warnings)):
+        err_console.print(f"[yellow]warning:[/] {escape(path)}: {escape(note)}", soft_wrap=True)
     for path, reason in report.errors:
         err_console.print(f"[red]skipped[/] {escape(path)}: {escape(reason)}", soft_wrap=True)
     state = "up to date" if report.up_to_date else f"{report.n_computed} computed, {report.n_cached} from cache"

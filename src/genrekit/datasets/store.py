@@ -80,7 +80,7 @@ class PrepareReport:
     n_segments: int = 0
     up_to_date: bool = False
     errors: list[tuple[str, str]] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -311,7 +311,7 @@ class _PrepareRun:
         """Cache a worker's result (features, or a lasting error) for the track and its copies."""
         track = self.by_path.pop(result.path)
         same = self.in_flight.pop(str(track.content_hash))
-        self.report.warnings.extend(result.warnings)
+        self.report.warnings.extend((result.path, note) for note in result.warnings)
         target = _cache_file(self.cache_dir, track)
         if result.failure is not None:
             if result.failure.lasting:

@@ -257,7 +257,7 @@ def _map_batch(batch: dict[str, np.ndarray], work: Callable[[str], FileResult]) 
 
 def _as_given(result: FileResult, given: dict[str, str]) -> FileResult:
     """``result`` of an absolute path, with the path as the caller gave it (``given``: absolute -> as given),
-    in its failure and warnings too."""
+    in its failure too."""
     absolute = result.path
     path = given[absolute]
     if path == absolute:
@@ -266,5 +266,4 @@ def _as_given(result: FileResult, given: dict[str, str]) -> FileResult:
         result,
         path=path,
         failure=None if result.failure is None else replace(result.failure, path=path),
-        warnings=tuple(w.replace(absolute, path) for w in result.warnings),
     )

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..audio import Segmenter, min_cover_samples, segment_audio, stream_audio, too_short
 from ..config import FeatureConfig
-from ..exceptions import AudioDecodeError, AudioWarning
+from ..exceptions import AudioDecodeError, AudioWarning, warning_note
 from ..results import PredictionError
 from .kinds import extract_features
 
@@ -127,8 +127,7 @@ class FileFeatures:
             self.duration_s = _check_duration(self.path, segmenter.n_samples, self.config)
             if segmenter.n_samples < min_cover_samples(self.config.audio):
                 warnings.warn(
-                    f"{self.path}: {self.duration_s:.2f} s is shorter than one {self.config.audio.segment_seconds:g} s segment; zero-padded",
-                    AudioWarning,
+                    AudioWarning(self.path, f"{self.duration_s:.2f} s is shorter than one {self.config.audio.segment_seconds:g} s segment; zero-padded"),
                     stacklevel=2,
                 )
             yield from segmenter.finish()
@@ -164,11 +163,11 @@ def featurize_file(path: str | Path, config: FeatureConfig, *, max_duration: flo
         try:
             batches = list(stream)
         except AudioDecodeError as e:
-            return FileResult(path, failure=PredictionError.from_exception(path, e), warnings=tuple(str(w.message) for w in caught))
+            return FileResult(path, failure=PredictionError.from_exception(path, e), warnings=tuple(warning_note(w.message) for w in caught))
     features = np.concatenate(batches)
     if half:
         import torch  # loaded already: the features were computed with it
 
         features = torch.from_numpy(features).half().numpy()  # 10x numpy's astype
     starts = np.arange(len(features), dtype=np.int64) * config.audio.hop_samples / config.audio.sample_rate
-    return FileResult(path, features, starts, stream.duration_s, stream.silent, warnings=tuple(str(w.message) for w in caught))
+    return FileResult(path, features, starts, stream.duration_s, stream.silent, warnings=tuple(warning_note(w.message) for w in caught))

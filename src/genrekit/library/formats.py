@@ -81,8 +81,8 @@ def result_row(result: Prediction | PredictionError, content_hash: str | None, l
 
 
 def notes(result: Prediction | PredictionError) -> str:
-    """A result's decoding notes, ``; ``-separated, without the path its row already names."""
-    return "; ".join(w.removeprefix(f"{result.path}: ") for w in getattr(result, "warnings", ()))
+    """A result's decoding notes, ``; ``-separated (each is the note alone: the row names the path)."""
+    return "; ".join(getattr(result, "warnings", ()))
 
 
 def _column_kind(column: str) -> str:

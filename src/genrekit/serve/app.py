@@ -174,8 +174,6 @@ class _Service:
         prediction = await asyncio.wrap_future(job)
         out = prediction.to_dict(top_k=top_k, segments=segments, tags=tags)
         out["path"] = upload.filename
-        if "warnings" in out:
-            out["warnings"] = [w.replace(str(upload.path), upload.filename) for w in out["warnings"]]
         return out
 
     def _finish(self, upload: Upload) -> None:
