@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from genrekit.exceptions import ModelNotFoundError
-from genrekit.models import available_models, build_model, count_parameters
+from genrekit.models import available_models, build_model, count_parameters, register_model, registry
 from genrekit.models.cnn import KerasMaxPool2d, _same_pad, bit_dropout  # bit_dropout: re-exported from genrekit.speedups
 
 from conftest import assert_onnx_matches_torch
@@ -136,3 +137,15 @@ def test_keep_freed_memory_leaves_users_malloc_settings_alone(monkeypatch: pytes
     with speedups.keep_freed_memory():
         pass
     assert calls and calls[0] == (-4, 0)
+
+
+def test_a_new_architecture_is_one_registration(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+
+    @register_model("tiny-linear")
+    def tiny(input_shape: tuple[int, ...], n_classes: int) -> torch.nn.Module:
+        return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(int(np.prod(input_shape)), n_classes))
+
+    assert "tiny-linear" in available_models()
+    model = build_model("tiny-linear", (4, 5), 3)
+    assert model(torch.zeros(2, 4, 5)).shape == (2, 3)
