@@ -89,3 +89,34 @@ def test_info_title_wraps_at_the_terminal_not_the_table(make_dataset, tmp_path, 
     # Before: wrapped at the table's width, "a-store-... (4 tracks, 4" over "segments, split random)".
     assert f"{store} (4 tracks, 4 segments, split random)" in lines
     assert max(len(line) for line in lines) <= 80
+
+
+def test_piped_table_names_each_file_whole_with_its_folder(tmp_path, rng, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Into a pipe (CliRunner's output is not a terminal) the table is as wide as its rows: a long file name in a
+    long folder name is on one line, whole, relative to the working folder."""
+    import soundfile as sf
+    from conftest import synth_tone
+
+    album = tmp_path / "A Long Folder Name With Spaces"
+    album.mkdir()
+    name = "a_rather_long_file_name_of_some_song_2024_remaster.wav"
+    sf.write(album / name, synth_tone(0, 4.0, 22050, rng), 22050)
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["predict", str(album), "--model", "zero-shot"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert any(f"A Long Folder Name With Spaces/{name}" in line for line in result.output.splitlines()), result.output
+
+
+def test_examples_are_indented_alike_in_every_command() -> None:
+    """typer dedents the text after the summary as one block: a help whose text begins with "Examples:" lost its
+    examples' indentation (serve did), so every command says something before its examples."""
+    import typer
+
+    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+    indents = {}
+    for name in commands:
+        lines = runner.invoke(app, [name, "--help"], env={"COLUMNS": "200"}).output.splitlines()
+        after = lines[next(i for i, line in enumerate(lines) if line.strip() == "Examples:") + 1 :] if any(line.strip() == "Examples:" for line in lines) else []
+        examples = [line for line in after if line.strip().startswith(("genrekit ", "curl "))]
+        indents.update({f"{name}: {line.strip()[:30]}": len(line) - len(line.lstrip()) for line in examples})
+    assert len(indents) >= 10 and len(set(indents.values())) == 1, indents

@@ -16,9 +16,11 @@ from typing import Annotated, Any, NoReturn, TypeVar, get_type_hints
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.measure import Measurement
 from typer.core import TyperArgument, TyperCommand
 from typer.models import OptionInfo
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
 from rich.text import Text
 
 from .._io import printable
@@ -55,6 +57,17 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
 
 
 console = SafeConsole()
+
+
+def print_table(table: Table) -> None:
+    """Print ``table`` on stdout: fitted to a terminal's width, or at its full width into a pipe or file, where
+    nothing reads 80 columns and a cut file name could not be read back (``genrekit predict DIR | grep``)."""
+    if console.is_terminal:
+        console.print(table)
+        return
+    natural = Measurement.get(console, console.options.update_width(100_000), table).maximum
+    wide = SafeConsole(file=console.file, width=max(natural, console.width), color_system=None)
+    wide.print(table)
 
 
 def _print_version(value: bool) -> None:

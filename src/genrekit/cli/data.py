@@ -107,6 +107,9 @@ def info(store: Annotated[Path, typer.Argument(metavar="STORE", help="A store fo
          seed: Annotated[int, typer.Option(help="Split seed.")] = 0) -> None:
     """Show what a store holds: tracks and segments per label and partition, errors and config.
 
+    With --split, the partitions are those a run with that split would train, validate and test on, so a
+    split can be checked before any training.
+
     Example:
 
       genrekit info stores/gtzan --split filtered

@@ -18,6 +18,7 @@ Output schemas (stable; documented in the README):
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
@@ -35,7 +36,7 @@ from ..speedups import frozen_collector
 from .._text import words
 from ..library.formats import RESULT_FORMATS, notes
 from ..library.writers import get_writer
-from ._app import add_commands, console, err_console, handle_errors, progress_bar
+from ._app import add_commands, console, err_console, handle_errors, print_table, progress_bar
 
 from ..results import Prediction, PredictionError
 from ..tags import DEFAULT_TAGS, Tag, uncertain_hint
@@ -94,9 +95,20 @@ def _tag_text(tags: Sequence[Tag] | None, k: int, sep: str = "  ") -> str:
     return sep.join(f"{t.tag} {t.score:.2f} ({t.source.split('_')[0]})" for t in (tags or ())[:k])
 
 
+def shown_path(path: str | None) -> str:
+    """A result's path as a table shows it: relative to the working folder when under it, else whole, so the
+    folder of every file is named (a bare file name would not say which of two albums it came from)."""
+    if not path:
+        return ""
+    try:
+        return os.path.relpath(path) if not os.path.relpath(path).startswith("..") else path
+    except ValueError:  # another drive (Windows)
+        return path
+
+
 def _table(results: Sequence[Prediction | PredictionError], top_k: int, title: str, tags: int = 0) -> Table:
     table = Table(title=escape(title))
-    table.add_column("file")
+    table.add_column("file", overflow="fold")  # a long path is folded over lines, never cut
     table.add_column("genre", style="bold")
     table.add_column("probability", justify="right")
     table.add_column(f"top {top_k}")
@@ -107,7 +119,7 @@ def _table(results: Sequence[Prediction | PredictionError], top_k: int, title: s
     if with_notes:
         table.add_column("notes", style="yellow")
     for r in results:
-        name = escape(Path(r.path or "").name)
+        name = escape(shown_path(r.path))
         extra = [escape(notes(r))] if with_notes else []
         if isinstance(r, PredictionError):
             table.add_row(name, "[red]error[/]", "", f"[red]{escape(r.error)}[/]", *([""] if tags else []), "", *extra)
@@ -222,15 +234,15 @@ def predict(
         err_console.print(f"model {escape(clf.name)} ({clf.describe()['architecture']}) has no tags: only models over musicnn embeddings compute musicnn's tags", soft_wrap=True)
     n_tags = n_tags if clf.has_tags else 0
     if fmt == "table":
-        console.print(_table(results, top_k, f"genrekit {clf.name}", n_tags))
+        print_table(_table(results, top_k, f"genrekit {clf.name}", n_tags))
         for r in results:
             hint = uncertain_hint(r.tags, clf.classes_) if n_tags and isinstance(r, Prediction) and r.uncertain and r.genre else ""
             if hint:
-                console.print(f"[yellow]{escape(Path(r.path or '').name)}[/]: {escape(hint)}")
+                console.print(f"[yellow]{escape(shown_path(r.path))}[/]: {escape(hint)}", soft_wrap=True)
         if segments:
             for r in results:
                 if isinstance(r, Prediction):
-                    name = f"[bold]{escape(Path(r.path or '').name)}[/]"
+                    name = f"[bold]{escape(shown_path(r.path))}[/]"
                     if n_tags:
                         for s in r.segments:
                             console.print(f"{name} {s.start_s:.0f}s {s.genre or 'silence'}  {escape(_tag_text(s.tags, n_tags))}")
@@ -305,6 +317,8 @@ def _library_run(
 def models() -> None:
     """List the shipped models with their training data, protocol and measured accuracy.
 
+    Any of them is what --model takes in predict, serve and spectrogram; the default needs no option.
+
     Example:
 
       genrekit models
@@ -367,6 +381,9 @@ def spectrogram(
 ) -> None:
     """Render mel spectrogram images: what the model sees.
 
+    Each image is the chosen model's own input (the original log-mel for cnn1/cnn2, musicnn's log-mel for
+    the models over musicnn), one per file or, with --per-segment, one per segment.
+
     Examples:
 
       genrekit spectrogram song.ogg --out spectrograms/
@@ -395,6 +412,8 @@ def demo(
 ) -> None:
     """Classify the freely licensed sample clips shipped with genrekit, and write plots and an HTML page.
 
+    Nothing is downloaded: the clips, their licenses and the model are inside the package.
+
     Example:
 
       genrekit demo --out demo-output
@@ -412,7 +431,7 @@ def demo(
     info = clf.describe()
     acc = info.get("validation", {}).get("track_accuracy")
     subtitle = f" (validation track accuracy {acc:.1%})" if isinstance(acc, float) else ""
-    console.print(_table(results, 3, f"genrekit demo: model {clf.name}, {info['architecture']}{subtitle}"))
+    print_table(_table(results, 3, f"genrekit demo: model {clf.name}, {info['architecture']}{subtitle}"))
     console.print(f"[bold green]demo output[/]: {page.resolve()} (HTML summary) and {(out / 'timelines').resolve()}/ (timeline plots)")
 
 

@@ -59,6 +59,9 @@ def serve(
 ) -> None:
     """Serve a model: POST /v1/predict, GET /v1/models, GET /healthz, API docs at /docs and a web page at /.
 
+    Requests share one loaded model and a bounded queue; uploads are limited in size, time and number per
+    client (the options below), so one client cannot take the service from the others.
+
     Examples:
 
       genrekit serve          (then open http://127.0.0.1:8000/ in a browser)
