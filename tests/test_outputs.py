@@ -89,7 +89,7 @@ import sys, time
 from pathlib import Path
 from genrekit._io import exclusive
 target, lock = Path(sys.argv[1]), Path(sys.argv[2])
-with exclusive(target, lock, option="--out"):
+with exclusive(target, lock, parameter="out"):
     print("held", flush=True)
     time.sleep(600)
 """
@@ -125,12 +125,12 @@ def test_a_second_run_on_a_results_file_is_refused_naming_the_first(model_file: 
 
 def test_the_lock_is_exclusive_within_a_process_too(tmp_path: Path) -> None:
     target, lock = tmp_path / "x", tmp_path / "x.lock"
-    with exclusive(target, lock, option="--out"):
-        with pytest.raises(InUseError, match=f"pid {os.getpid()} on "), exclusive(target, lock, option="--out"):
+    with exclusive(target, lock, parameter="out"):
+        with pytest.raises(InUseError, match=f"pid {os.getpid()} on "), exclusive(target, lock, parameter="out"):
             pass
         assert lock.exists()
     assert not lock.exists()
-    with exclusive(target, lock, option="--out"):  # released: free again
+    with exclusive(target, lock, parameter="out"):  # released: free again
         pass
 
 
@@ -356,6 +356,6 @@ def test_a_full_disk_during_training_is_one_line_and_the_run_resumes(make_datase
 def test_a_file_named_like_the_lock_that_is_not_genrekits_is_left_alone(tmp_path: Path) -> None:
     lock = tmp_path / "r.csv.lock"
     lock.write_text("my notes")
-    with pytest.raises(OutputError, match="not a genrekit lock file"), exclusive(tmp_path / "r.csv", lock, option="--out"):
+    with pytest.raises(OutputError, match="not a genrekit lock file"), exclusive(tmp_path / "r.csv", lock, parameter="out"):
         pass
     assert lock.read_text() == "my notes"

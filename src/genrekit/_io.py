@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from .exceptions import GenrekitError, InUseError, OutputError
+from .exceptions import GenrekitError, InUseError, Mention, OutputError
 
 __all__ = ["LOCK_NAME", "atomic_write", "exclusive", "fsync_dir", "output_errors", "printable", "readable", "write_all"]
 
@@ -178,14 +178,14 @@ def _lock(lock_file: Path) -> int:
 
 
 @contextmanager
-def exclusive(target: Path, lock_file: Path, *, option: str) -> Iterator[None]:
+def exclusive(target: Path, lock_file: Path, *, parameter: str) -> Iterator[None]:
     """Hold the exclusive lock of output ``target`` (the file ``lock_file``) while the block runs.
 
     Raises
     ------
     InUseError
-        Another live process holds it; the message names it (pid, host, start time) and ``option``,
-        the command-line option that chooses another output.
+        Another live process holds it; the message names it (pid, host, start time) and ``parameter``
+        (a :class:`~genrekit.exceptions.Mention`), the caller's parameter that chooses another output.
     """
     try:
         fd = _lock(lock_file)
@@ -193,12 +193,12 @@ def exclusive(target: Path, lock_file: Path, *, option: str) -> Iterator[None]:
         with open(lock_file, "rb") as f:
             holder = _holder(f.fileno())
         raise InUseError(
-            f"{printable(str(target))}: in use by another genrekit run ({holder}); wait for it to end or choose another {option}"
+            f"{printable(str(target))}: in use by another genrekit run ({holder}); wait for it to end or choose another ", Mention(parameter)
         ) from None
     if os.fstat(fd).st_size and _holder_info(fd) is None:  # someone's own file of that name: not ours to rewrite
         os.close(fd)
         raise OutputError(lock_file, errno.EEXIST, f"{printable(str(lock_file))}: exists and is not a genrekit lock file; "
-                          f"it was left as it is: move it away or choose another {option}")
+                          "it was left as it is: move it away or choose another ", Mention(parameter))
     try:
         info = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
         os.ftruncate(fd, 0)

@@ -213,8 +213,8 @@ class OutputError(GenrekitError, OSError):
         The operating system's error number (``errno.ENOSPC``, ``errno.EROFS``, ...).
     """
 
-    def __init__(self, path: str | os.PathLike[str], code: int, message: str) -> None:
-        super().__init__(message)  # one argument: str() is the message, without "[Errno 28]"
+    def __init__(self, path: str | os.PathLike[str], code: int, *parts: object) -> None:
+        super().__init__(*parts)  # the message alone: str() is without "[Errno 28]"
         self.path = os.fspath(path)
         self.errno = code
 

@@ -169,6 +169,7 @@ LIBRARY_OPTIONS: dict[str, dict[str, str]] = {
     "evaluate": {"partition": "--split"},
     "compare": {"fmt": "--format"},
     "predict": {"fmt": "--format", "num_cpus": "--jobs"},
+    "tag": {"log": "--undo"},
 }
 
 

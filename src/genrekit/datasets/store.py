@@ -41,7 +41,7 @@ from ..audio import path_problem
 from ..config import FeatureConfig, config_hash
 from .discover import Track, discover, hash_track, warn_duplicates
 from ..engines import get_engine
-from ..exceptions import ParameterError, StoreError
+from ..exceptions import ParameterError, StoreError, Mention
 from ..features.pipeline import FileResult, featurize_file
 from ..results import FAILURE_KINDS, PredictionError
 from .splits import Split, segment_partitions
@@ -192,7 +192,7 @@ def prepare_store(
     _check_store_folder(out)
     with output_errors(out):
         out.mkdir(parents=True, exist_ok=True)
-        with exclusive(out, out / LOCK_NAME, option="--out"):
+        with exclusive(out, out / LOCK_NAME, parameter="out"):
             return _prepare(source, out, config, runner, max_duration, on_progress, start)
 
 
@@ -235,7 +235,7 @@ def _hand_over(results: Iterator[FileResult], on_result: Callable[[FileResult], 
     except BrokenProcessPool as e:
         raise StoreError(
             "a worker process died (out of memory, or a decoder crashed on a corrupt file). Files finished so far "
-            "are cached: run prepare again to continue; with --jobs 1 the last file shown is the one that crashes."
+            "are cached: run prepare again to continue; with ", Mention("jobs", 1), " the last file shown is the one that crashes."
         ) from e
 
 

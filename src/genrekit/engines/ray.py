@@ -70,7 +70,7 @@ def _import_ray() -> Any:
         import ray
         import ray.data  # the ray[data] extra
     except ImportError as e:
-        raise RayUnavailableError(f"--engine ray needs Ray Data: pip install 'genrekit[ray]' ({e})") from e
+        raise RayUnavailableError(Mention("engine", "ray"), f" needs Ray Data: pip install 'genrekit[ray]' ({e})") from e
     return ray
 
 

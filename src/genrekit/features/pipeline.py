@@ -116,7 +116,7 @@ class FileFeatures:
         except OSError as e:
             raise AudioDecodeError(self.path, "cannot be read", detail=e.strerror or str(e)) from e
         except MemoryError as e:
-            raise AudioDecodeError(self.path, "out of memory while decoding; try again with fewer --jobs") from e
+            raise AudioDecodeError(self.path, "out of memory while decoding; try again with fewer worker processes") from e
 
     def _batches(self) -> Iterator[np.ndarray]:
         segmenter = Segmenter(self.config.audio)

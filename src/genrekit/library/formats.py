@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._io import atomic_write, write_all
-from ..exceptions import ParameterError, ResumeError
+from ..exceptions import ParameterError, ResumeError, Mention
 from ..results import Prediction, PredictionError
 from ..tags import DEFAULT_TAGS, format_tags
 
@@ -102,7 +102,7 @@ def _check_columns(path: Path, found: Sequence[str], columns: Sequence[str]) -> 
     if list(found) != list(columns):
         raise ResumeError(
             f"{path}: its columns ({', '.join(found)}) are not this model's ({', '.join(columns)}); "
-            "results of another model (other genres) or not a genrekit results file; it was left as it is: choose another --out"
+            "results of another model (other genres) or not a genrekit results file; it was left as it is: choose another ", Mention("out")
         )
 
 
@@ -150,7 +150,7 @@ class _TextFormat:
                 ),
             )
         except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError
-            raise ResumeError(f"{self.path}: not a readable results file ({e}); choose another --out") from e
+            raise ResumeError(f"{self.path}: not a readable results file ({e}); choose another ", Mention("out")) from e
 
     def append(self, rows: list[Row]) -> None:
         """Write ``rows`` with plain writes: in the OS at once, so a killed process loses none of them.
@@ -243,7 +243,7 @@ class _ParquetFormat:
         if self.parts.exists():
             strangers = [p.name for p in self.parts.iterdir()] if self.parts.is_dir() else [self.parts.name]
             if any(not _PART_NAME.fullmatch(name) for name in strangers):  # it is emptied and removed at the end
-                raise ResumeError(f"{self.parts}: not the parts folder of a genrekit results file (it holds other files); choose another --out")
+                raise ResumeError(f"{self.parts}: not the parts folder of a genrekit results file (it holds other files); choose another ", Mention("out"))
             for tmp in self.parts.glob("*.tmp"):  # a part a killed run did not finish
                 tmp.unlink()
             parts = sorted(self.parts.glob("part-*.parquet"))
@@ -254,7 +254,7 @@ class _ParquetFormat:
             try:
                 table = pq.read_table(file)
             except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError
-                raise ResumeError(f"{file}: not a readable Parquet file ({e}); choose another --out") from e
+                raise ResumeError(f"{file}: not a readable Parquet file ({e}); choose another ", Mention("out")) from e
             _check_columns(file, table.schema.names, self.schema.names)
             tables.append(table.cast(self.schema))
         return pa.concat_tables(tables)
@@ -381,7 +381,7 @@ def check_suffix(path: Path) -> str:
     """The format of results file ``path`` (its lowercase extension); ParameterError for another one."""
     suffix = path.suffix.lower()
     if suffix not in RESULT_FORMATS:
-        raise ParameterError(f"--out {path}: a results file ends in {', '.join(RESULT_FORMATS)}; got {suffix or 'no extension'!r}")
+        raise ParameterError(Mention("out", str(path)), f": a results file ends in {', '.join(RESULT_FORMATS)}; got {suffix or 'no extension'!r}")
     return suffix
 
 
@@ -418,5 +418,5 @@ def _check_header(path: Path, kind: str, columns: Sequence[str]) -> None:
     or JSON Lines row) that names them. Nothing is changed in a refused file."""
     if not _first_line(path).endswith(b"\n"):
         raise ResumeError(f"{path}: not a genrekit results file (no {'header' if kind == 'csv' else 'complete first row'}); "
-                          "it was left as it is: choose another --out")
+                          "it was left as it is: choose another ", Mention("out"))
     _check_columns(path, _header(path), columns)

@@ -194,7 +194,7 @@ def _held(out: Path) -> Iterator[None]:
     check_suffix(out)  # before anything is created beside it
     with output_errors(out):
         out.parent.mkdir(parents=True, exist_ok=True)
-        with exclusive(out, out.with_name(out.name + ".lock"), option="--out"):
+        with exclusive(out, out.with_name(out.name + ".lock"), parameter="out"):
             yield
 
 

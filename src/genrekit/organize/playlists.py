@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..exceptions import ParameterError
+from ..exceptions import ParameterError, Mention
 from .._io import atomic_write
 from ._results import Results, load_results
 
@@ -73,7 +73,7 @@ def write_playlists(
     table = results if isinstance(results, Results) else load_results(results)
     folder = Path(out)
     if folder.exists() and not folder.is_dir():
-        raise ParameterError(f"--out {folder}: is a file; playlists go into a folder")
+        raise ParameterError(Mention("out", str(folder)), ": is a file; playlists go into a folder")
     lists: dict[str, list[int]] = {}
     n_failed = 0
     for i in range(len(table)):
@@ -85,7 +85,7 @@ def write_playlists(
         else:
             lists.setdefault(str(table.genres[i]), []).append(i)
     if not include_uncertain and UNCERTAIN in table.labels:
-        raise ParameterError(f"{table.source}: the model has a genre called {UNCERTAIN!r}, which clashes with uncertain.m3u8; use --include-uncertain")
+        raise ParameterError(f"{table.source}: the model has a genre called {UNCERTAIN!r}, which clashes with uncertain.m3u8; use ", Mention("include_uncertain"))
     names = {key: _file_name(key) for key in lists}
     clashes = [k for k in names if list(names.values()).count(names[k]) > 1]
     if clashes:
@@ -93,7 +93,7 @@ def write_playlists(
     targets = {key: folder / names[key] for key in sorted(lists)}
     for path in targets.values():
         if path.exists() and not _is_ours(path):
-            raise ParameterError(f"{path}: exists and is not a genrekit playlist; choose another --out (genrekit never overwrites a file it did not write)")
+            raise ParameterError(f"{path}: exists and is not a genrekit playlist; choose another ", Mention("out"), " (genrekit never overwrites a file it did not write)")
     folder.mkdir(parents=True, exist_ok=True)
     written: dict[Path, int] = {}
     entry = _Paths(folder.resolve(), absolute)

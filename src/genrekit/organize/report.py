@@ -103,17 +103,17 @@ _MARK = '<meta name="generator" content="genrekit report">'
 
 
 def _check_out(out: Path) -> None:
-    from ..exceptions import ParameterError
+    from ..exceptions import Mention, ParameterError
 
     if out.suffix.lower() not in (".html", ".htm"):
-        raise ParameterError(f"--out {out}: the report is an HTML file; give a name ending in .html")
+        raise ParameterError(Mention("out", str(out)), ": the report is an HTML file; give a name ending in .html")
     if out.is_dir():
-        raise ParameterError(f"--out {out}: is a folder; give a file name ending in .html")
+        raise ParameterError(Mention("out", str(out)), ": is a folder; give a file name ending in .html")
     if out.exists():
         with open(out, encoding="utf-8", errors="replace") as f:
             head = f.read(4096)
         if _MARK not in head:
-            raise ParameterError(f"--out {out}: exists and is not a genrekit report; choose another name (genrekit never overwrites a file it did not write)")
+            raise ParameterError(Mention("out", str(out)), ": exists and is not a genrekit report; choose another name (genrekit never overwrites a file it did not write)")
 
 
 def _common_root(paths: list[str]) -> str:

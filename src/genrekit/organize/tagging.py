@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ..datasets.discover import file_hash
-from ..exceptions import GenrekitError, ParameterError
+from ..exceptions import GenrekitError, ParameterError, Mention
 from .._io import fsync_dir
 from ._payload import PayloadError, id3v2_size, payload_digest
 from ._results import Results, load_results
@@ -267,12 +267,12 @@ class _UndoLog:
     def __init__(self, path: Path, results: Path) -> None:
         self.path = path
         if path.exists():
-            raise ParameterError(f"--undo-log {path}: exists; give a new file (an undo log is never overwritten)")
+            raise ParameterError(Mention("undo_log", str(path)), ": exists; give a new file (an undo log is never overwritten)")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._file = open(path, "x", encoding="utf-8")
         except OSError as e:
-            raise ParameterError(f"--undo-log {path}: cannot be created ({e.strerror or e}); give another --undo-log") from e
+            raise ParameterError(Mention("undo_log", str(path)), f": cannot be created ({e.strerror or e}); give another ", Mention("undo_log")) from e
         self.add({"format": UNDO_FORMAT, "version": 1, "results": str(results), "created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
         fsync_dir(path.parent)
 
@@ -433,9 +433,9 @@ def _read_log(path: Path) -> Iterator[dict[str, Any]]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise TagError(f"--undo {path}: no such undo log") from None
+        raise TagError(Mention("log", str(path)), ": no such undo log") from None
     except (OSError, UnicodeDecodeError) as e:
-        raise TagError(f"--undo {path}: cannot be read ({e})") from e
+        raise TagError(Mention("log", str(path)), f": cannot be read ({e})") from e
     lines = text.split("\n")
     if lines and lines[-1]:
         lines = lines[:-1]  # a line torn by a kill: its write never happened (the log comes first)
@@ -446,9 +446,9 @@ def _read_log(path: Path) -> Iterator[dict[str, Any]]:
         try:
             entries.append(json.loads(line))
         except ValueError as e:
-            raise TagError(f"--undo {path}: line {n} is not JSON ({e})") from e
+            raise TagError(Mention("log", str(path)), f": line {n} is not JSON ({e})") from e
     if not entries or entries[0].get("format") != UNDO_FORMAT:
-        raise TagError(f"--undo {path}: not a genrekit tag undo log")
+        raise TagError(Mention("log", str(path)), ": not a genrekit tag undo log")
     yield from entries[1:]
 
 

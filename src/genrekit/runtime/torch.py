@@ -15,7 +15,7 @@ import torch
 
 from ..checkpoint import Checkpoint
 from ..config import FeatureConfig
-from ..exceptions import ParameterError
+from ..exceptions import ParameterError, Mention
 from ..features.pipeline import BATCH_SEGMENTS
 from ..tags import tag_names
 from .base import ModelSource, Rebuild
@@ -135,5 +135,5 @@ def load(source: ModelSource, *, device: str = "auto", threads: int = 1) -> Torc
         ``source`` is an ONNX graph, which only onnxruntime runs.
     """
     if source.is_onnx:
-        raise ParameterError(f"{source.name}: an ONNX model runs with onnxruntime; use --backend onnxruntime or auto, or the model.pt it was exported from")
+        raise ParameterError(f"{source.name}: an ONNX model runs with onnxruntime; use ", Mention("backend", "onnxruntime"), " or auto, or the model.pt it was exported from")
     return TorchRunner(source.checkpoint(), device=device)

@@ -226,7 +226,7 @@ def train(
     """
     config = config or TrainConfig()
     run = Path(run_dir) if run_dir is not None else new_run_dir()
-    with held(run, "--name"):
+    with held(run, "name"):
         if (run / LAST_STATE).exists() or (run / "model.pt").exists():
             raise ParameterError(f"Run folder {run} already holds a run; continue it with ", resume_mention(run), " or pick another folder.")
         try:

@@ -84,7 +84,7 @@ def new_run_dir(root: str | Path = "runs", name: str | None = None) -> Path:
         if name is not None:
             path = root / name
             if path.is_dir() and {p.name for p in path.iterdir()} <= _UNSTARTED:
-                with exclusive(path, path / LOCK_NAME, option="--name"):  # not while its run is in its first epoch
+                with exclusive(path, path / LOCK_NAME, parameter="name"):  # not while its run is in its first epoch
                     for leftover in path.iterdir():
                         leftover.unlink()
                 return path
@@ -128,12 +128,12 @@ def write_metrics(path: Path, history: list[EpochMetrics]) -> None:
 
 
 @contextlib.contextmanager
-def held(run: Path, option: str) -> Iterator[None]:
+def held(run: Path, parameter: str) -> Iterator[None]:
     """A run's hold on its folder for the whole run: the folder's lock (a second ``train`` or ``--resume``
     of it is refused, naming the first), and a full or read-only disk as a one-line OutputError."""
     with output_errors(run):
         run.mkdir(parents=True, exist_ok=True)
-        with exclusive(run, run / LOCK_NAME, option=option):
+        with exclusive(run, run / LOCK_NAME, parameter=parameter):
             yield
 
 
