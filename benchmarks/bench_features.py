@@ -4,7 +4,7 @@ The baseline is what the original notebook did, per clip: ``librosa.load`` at 22
 segment ``librosa.feature.melspectrogram`` + ``librosa.power_to_db(ref=np.max)``, one process. It runs
 with single-threaded BLAS (``OMP/OPENBLAS/MKL_NUM_THREADS=1``, set below before numpy loads): on a busy
 2-core machine librosa's mel product with default BLAS threads was ~7x slower (64 vs 8 ms a segment),
-so a one-thread baseline is the fair, harder one. genrekit's side is :func:`genrekit.datasets.store.prepare_store`
+so a one-thread baseline is the fair, harder one. genrekit's side is :func:`genrekit.datasets.prepare.prepare_store`
 as the user runs it, ``genrekit prepare DATA --out STORE`` in a fresh process each time (interpreter
 start, imports, worker start-up included): discovery, content hashing, worker processes (forkserver, one
 torch thread each), the per-track cache and the consolidated memory-mapped float16 store. The librosa loop

@@ -17,7 +17,7 @@ from genrekit.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, declared_duration, 
 from genrekit.cli import app
 from genrekit.config import AudioConfig, FeatureConfig
 from genrekit.exceptions import AudioDecodeError, AudioTooLongError
-from genrekit.datasets.store import prepare_store
+from genrekit.datasets.prepare import prepare_store
 
 runner = CliRunner()
 

@@ -19,8 +19,9 @@ from typer.testing import CliRunner
 
 from genrekit.cli import app
 from genrekit.datasets.splits import LEAKY_LABEL
-from genrekit.datasets.store import open_store, prepare_store
+from genrekit.datasets.store import open_store
 
+from genrekit.datasets.prepare import prepare_store
 runner = CliRunner()
 
 

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from genrekit.audio import load_audio
 from genrekit.cli import app
 from genrekit.exceptions import AudioDecodeError
-from genrekit.classifier import find_audio_files
+from genrekit.datasets.discover import find_audio_files
 
 runner = CliRunner()
 
@@ -135,7 +135,7 @@ def test_bad_option_values_get_one_line_naming_the_option(
     _clip(tmp_path / "data" / "a" / "a.00000.wav", rng)
     _clip(tmp_path / "clip.wav", rng)
     if args[0] == "info":  # info reads the store before the split
-        from genrekit.datasets.store import prepare_store
+        from genrekit.datasets.prepare import prepare_store
 
         prepare_store(tmp_path / "data", tmp_path / "store", jobs=1)
     argv = [str(paths[a.split(".")[0]]) + a[len(a.split(".")[0]):] if a.split(".")[0] in paths else a for a in args]
@@ -165,7 +165,7 @@ def test_decoding_warnings_show_in_table_and_csv(tmp_path: Path, rng: np.random.
 
 
 def test_prepare_names_broken_links_and_loops(tmp_path: Path, make_dataset) -> None:
-    from genrekit.datasets.store import prepare_store
+    from genrekit.datasets.prepare import prepare_store
 
     data = make_dataset(labels=("a", "b"), per_label=1, seconds=3.0)
     (data / "a" / "gone.wav").symlink_to(data / "a" / "deleted.wav")
@@ -185,7 +185,7 @@ def test_prepare_names_broken_links_and_loops(tmp_path: Path, make_dataset) -> N
 )
 def test_training_on_a_store_of_other_features_is_one_line(make_dataset, tmp_path: Path, options: list[str], expected: str) -> None:
     """cnn2 (the default model) on a musicnn store used to end in an IndexError traceback from the model build."""
-    from genrekit.datasets.store import prepare_store
+    from genrekit.datasets.prepare import prepare_store
     from genrekit.features import default_config
 
     store = tmp_path / "store"

@@ -80,7 +80,7 @@ def test_usage_line_shows_what_a_user_types(command: str, usage: str) -> None:
 
 
 def test_info_title_wraps_at_the_terminal_not_the_table(make_dataset, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from genrekit.datasets.store import prepare_store
+    from genrekit.datasets.prepare import prepare_store
 
     store = "a-store-with-a-name-long-enough-to-wrap"  # its title: 76 columns, the table's 49
     prepare_store(make_dataset(labels=("a", "b"), per_label=2, seconds=3.0), tmp_path / store, jobs=1)

@@ -196,7 +196,7 @@ def test_shared_data_gtzan_dev_folder_and_its_manifest_agree(shared_data: Path) 
 
 def test_discover_and_predict_walk_label_folders_alike(tmp_path: Path) -> None:
     """One walker (walk_audio): a dataset's tracks are the files predict finds in its label folders, links to folders included."""
-    from genrekit.classifier import find_audio_files
+    from genrekit.datasets.discover import find_audio_files
 
     root = tmp_path / "data"
     _write(root / "chill" / "a.wav", 1)

@@ -14,7 +14,7 @@ from conftest import rows_close, write_random_model
 from genrekit import engines
 from genrekit.classifier import GenreClassifier, load_model
 from genrekit.config import FeatureConfig
-from genrekit.datasets.store import process_file, prepare_store
+from genrekit.datasets.prepare import process_file, prepare_store
 from genrekit.engines import Engine, available_engines, get_engine, register_engine
 from genrekit.engines.local import LocalEngine
 from genrekit.engines.ray import RayEngine

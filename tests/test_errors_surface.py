@@ -25,7 +25,7 @@ from genrekit.config import FeatureConfig
 from genrekit.exceptions import AudioDecodeError, AudioTooLongError, CheckpointError, ModelNotFoundError
 from genrekit.classifier import GenreClassifier
 from genrekit.runtime.torch import TorchRunner
-from genrekit.datasets.store import prepare_store, process_file
+from genrekit.datasets.prepare import prepare_store, process_file
 
 from conftest import write_random_model
 

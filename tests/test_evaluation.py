@@ -16,7 +16,7 @@ from genrekit.evaluation.metrics import aggregate_tracks, evaluate_predictions
 from genrekit.evaluation.reports import compare, evaluate_run
 from genrekit.exceptions import ParameterError, StoreError
 from genrekit.datasets.splits import SplitConfig
-from genrekit.datasets.store import prepare_store
+from genrekit.datasets.prepare import prepare_store
 from genrekit.training.config import TrainConfig
 from genrekit.training.fit import train
 

@@ -22,7 +22,8 @@ from genrekit.audio import load_audio
 from genrekit.classifier import load_model
 from genrekit.cli import app
 from genrekit.config import FeatureConfig
-from genrekit.datasets.store import open_store, prepare_store
+from genrekit.datasets.store import open_store
+from genrekit.datasets.prepare import prepare_store
 from genrekit.exceptions import AudioDecodeError, AudioTooLongError, AudioWarning, warning_note
 from genrekit.features.pipeline import featurize_file
 from genrekit.library.formats import read_results

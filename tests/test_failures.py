@@ -14,9 +14,10 @@ from genrekit.audio import load_segments
 from genrekit.cli import app
 from genrekit.config import AudioConfig, FeatureConfig
 from genrekit.exceptions import AudioDecodeError, AudioWarning, GenrekitError
-from genrekit.datasets.store import open_store, process_file
+from genrekit.datasets.store import open_store
 
 # What each file of ../shared/data/bad-audio must give: ("error" | "warning" | "ok", words of the reason).
+from genrekit.datasets.prepare import process_file
 EXPECTED = {
     "empty.wav": ("error", "empty file"),
     "jazz.00054.wav": ("error", "not decodable audio"),

@@ -13,7 +13,8 @@ from genrekit import load_model
 from genrekit.features import default_config
 from genrekit.features.musicnn import EMBEDDING_DIM
 from genrekit.datasets.splits import SplitConfig
-from genrekit.datasets.store import open_store, prepare_store
+from genrekit.datasets.store import open_store
+from genrekit.datasets.prepare import prepare_store
 from genrekit.training.config import TrainConfig
 from genrekit.training.fit import train
 

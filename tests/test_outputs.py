@@ -23,7 +23,8 @@ from genrekit.exceptions import InUseError, OutputError, ResumeError
 from genrekit.classifier import load_model
 from genrekit.library.formats import ResultsFile, read_results
 from genrekit.library.run import classify_library
-from genrekit.datasets.store import open_store, prepare_store
+from genrekit.datasets.store import open_store
+from genrekit.datasets.prepare import prepare_store
 from genrekit.training.config import TrainConfig
 from genrekit.training.fit import resume, train
 from genrekit.training.runs import new_run_dir

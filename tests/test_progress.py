@@ -38,7 +38,7 @@ def test_piped_folder_predict_reports_progress(make_dataset: Callable[..., Path]
 
 def test_piped_training_reports_batches(make_dataset: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from genrekit.config import AudioConfig, FeatureConfig
-    from genrekit.datasets.store import prepare_store
+    from genrekit.datasets.prepare import prepare_store
 
     prepare_store(make_dataset(per_label=4, seconds=3.0), tmp_path / "store", FeatureConfig(audio=AudioConfig(segment_seconds=1.0, hop_seconds=1.0)), jobs=1)
     monkeypatch.setattr(_app, "PLAIN_PROGRESS_SECONDS", 0.0)

@@ -27,8 +27,9 @@ from genrekit.library.formats import read_results
 from genrekit.library.run import classify_library
 from genrekit.results import Prediction, PredictionError
 from genrekit.engines.ray import RayEngine
-from genrekit.datasets.store import open_store, prepare_store
+from genrekit.datasets.store import open_store
 
+from genrekit.datasets.prepare import prepare_store
 pytestmark = pytest.mark.slow
 LABELS = ["blues", "classical", "rock"]
 

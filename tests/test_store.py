@@ -23,8 +23,9 @@ from genrekit.config import FeatureConfig, config_hash
 from genrekit.datasets.discover import discover
 from genrekit.exceptions import ParameterError, StoreError
 from genrekit.features import extract_features
-from genrekit.datasets.store import FeatureStore, open_store, prepare_store, process_file
+from genrekit.datasets.store import FeatureStore, open_store
 
+from genrekit.datasets.prepare import prepare_store, process_file
 SHORT = {"per_label": 2, "seconds": 6.5}  # 2 segments per track, 6 tracks
 
 
@@ -193,7 +194,7 @@ def test_jobs_must_be_positive(make_dataset: Callable[..., Path], tmp_path: Path
 
 _SLOW_PREPARE = (
     "import sys, time\n"
-    "from genrekit.datasets.store import prepare_store\n"
+    "from genrekit.datasets.prepare import prepare_store\n"
     "prepare_store(sys.argv[1], sys.argv[2], jobs=1, on_progress=lambda *a: time.sleep(0.25))\n"
 )
 
@@ -296,7 +297,7 @@ def test_parallel_prepare_keeps_torch_out_of_the_main_process(make_dataset: Call
     """Workers compute features; the main process only hashes, caches and writes, so it never pays for torch."""
     root = make_dataset(per_label=1, seconds=3.0)
     code = (
-        "import sys\nfrom genrekit.datasets.store import open_store, prepare_store\n"
+        "import sys\nfrom genrekit.datasets.prepare import prepare_store\nfrom genrekit.datasets.store import open_store\n"
         "if __name__ == '__main__':\n"
         f"    report = prepare_store({str(root)!r}, {str(tmp_path / 'store')!r}, jobs=2)\n"
         "    assert report.n_computed == 3 and open_store(report.store).features.shape == (3, 128, 130), report\n"

@@ -20,7 +20,7 @@ from genrekit.config import AudioConfig, FeatureConfig
 from genrekit.evaluation.reports import compare, evaluate_run
 from genrekit.exceptions import ModelNotFoundError, ParameterError, ResumeError
 from genrekit.datasets.splits import LEAKY_LABEL, SplitConfig
-from genrekit.datasets.store import prepare_store
+from genrekit.datasets.prepare import prepare_store
 from genrekit.training.config import TrainConfig
 from genrekit.training.fit import mean_and_scale, resume, train
 from genrekit.training.runs import METRIC_COLUMNS, EpochMetrics, new_run_dir

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from genrekit.cli import app
 from genrekit.config import AudioConfig, FeatureConfig
 from genrekit.datasets.splits import SplitConfig
-from genrekit.datasets.store import prepare_store
+from genrekit.datasets.prepare import prepare_store
 from genrekit.training.config import TrainConfig
 from genrekit.training.fit import train
 

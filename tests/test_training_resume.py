@@ -14,7 +14,7 @@ from genrekit.cli import app
 from genrekit.config import AudioConfig, FeatureConfig
 from genrekit.exceptions import ResumeError
 from genrekit.datasets.splits import SplitConfig
-from genrekit.datasets.store import prepare_store
+from genrekit.datasets.prepare import prepare_store
 from genrekit.training.config import TrainConfig
 from genrekit.training.fit import resume, train
 from genrekit.training.runs import new_run_dir, run_config

@@ -94,7 +94,7 @@ def test_percent_is_one_format() -> None:
 def run_folder(make_dataset: Callable[..., Path], tmp_path: Path) -> Path:
     from genrekit.config import AudioConfig
     from genrekit.datasets.splits import SplitConfig
-    from genrekit.datasets.store import prepare_store
+    from genrekit.datasets.prepare import prepare_store
     from genrekit.training.config import TrainConfig
     from genrekit.training.fit import train
 

@@ -1,6 +1,6 @@
 """The whole workflow from Python: ``genrekit.prepare`` -> ``genrekit.train`` -> ``genrekit.evaluate``.
 
-Thin wrappers over :func:`genrekit.datasets.store.prepare_store`, :func:`genrekit.training.fit.train` and
+Thin wrappers over :func:`genrekit.datasets.prepare.prepare_store`, :func:`genrekit.training.fit.train` and
 :func:`genrekit.evaluation.reports.evaluate_run`, so that a notebook does what ``genrekit prepare/train/evaluate``
 do without building configs by hand or reading run folders back. ``train`` and ``evaluate`` need PyTorch
 (``genrekit[train]``), imported only when they are called: ``import genrekit`` stays light.
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from .evaluation.reports import EvaluationReport
     from .classifier import GenreClassifier
     from .engines import Engine
-    from .datasets.store import PrepareReport
+    from .datasets.prepare import PrepareReport
     from .training.config import TrainConfig
     from .training.runs import EpochMetrics
 
@@ -59,7 +59,7 @@ def prepare(
     features : str or FeatureConfig, default="logmel"
         A feature kind (``"logmel"``, ``"musicnn"``) with its defaults, or a full :class:`FeatureConfig`.
     jobs, max_duration, on_progress, engine
-        As in :func:`genrekit.datasets.store.prepare_store`.
+        As in :func:`genrekit.datasets.prepare.prepare_store`.
 
     Returns
     -------
@@ -68,10 +68,10 @@ def prepare(
 
     See Also
     --------
-    genrekit.datasets.store.prepare_store : what this calls; its Raises section applies.
+    genrekit.datasets.prepare.prepare_store : what this calls; its Raises section applies.
     """
     from .features import default_config
-    from .datasets.store import prepare_store
+    from .datasets.prepare import prepare_store
 
     config = features if isinstance(features, FeatureConfig) else default_config(features)
     return prepare_store(data if isinstance(data, list) else os.fspath(data), os.fspath(out), config,

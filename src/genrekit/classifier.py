@@ -22,10 +22,8 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import soxr
 
-from .audio import AUDIO_EXTENSIONS, path_problem
 from .engines.local import BoundedPool, default_jobs, open_pool
 from .config import FeatureConfig
-from .datasets.discover import walk_audio
 from .exceptions import AudioDecodeError, Mention, ModelNotFoundError, ParameterError, warning_note
 from .features.pipeline import SILENCE_RMS, SILENT_NOTE, FileFeatures, FileResult, featurize_signal, silent_segments
 from .results import Prediction, PredictionError, SegmentPrediction
@@ -47,7 +45,6 @@ __all__ = [
     "GenreClassifier",
     "load_model",
     "available_models",
-    "find_audio_files",
     "SILENCE_RMS",
     "SILENT_NOTE",
     "silent_segments",
@@ -463,34 +460,3 @@ def load_model(
             Mention("model", text="Model"), f" {key!r} not found: not a shipped model name, run folder or model file; available models: {', '.join(available_models()) or 'none'}"
         )
     return GenreClassifier(load_runner(ModelSource(key, path), backend, device=device, threads=threads), name=key)
-
-
-def find_audio_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[PredictionError]]:
-    """Expand files and folders (recursively, following links to folders: :func:`genrekit.datasets.discover.walk_audio`)
-    into audio files.
-
-    What cannot be used is returned as errors, each naming its path: paths that do not exist,
-    unreadable folders, broken links, link loops, entries named like audio that are not files (a
-    folder ``song.mp3/`` holding no audio), and folders that hold no audio at all. Hidden files and
-    folders are skipped.
-    """
-    files: list[Path] = []
-    errors: list[PredictionError] = []
-    for p in map(Path, paths):
-        problem = path_problem(p)
-        if problem is None:
-            files.append(p)
-        elif problem == "a folder, not an audio file":
-            found: list[Path] = []
-            for entry in walk_audio(p):
-                reason = entry.problem or path_problem(entry.path)
-                if reason is None:
-                    found.append(entry.path)
-                else:
-                    errors.append(PredictionError(str(entry.path), "unreadable", reason))
-            files.extend(sorted(found))
-            if not found:
-                errors.append(PredictionError(str(p), "missing", f"no audio files in this folder (extensions: {', '.join(sorted(e[1:] for e in AUDIO_EXTENSIONS))})"))
-        else:
-            errors.append(PredictionError(str(p), "missing" if problem == "no such file" else "unreadable", "no such file or folder" if problem == "no such file" else problem))
-    return files, errors

@@ -46,7 +46,7 @@ def prepare(
 
       genrekit prepare /shared/gtzan --out /shared/stores/gtzan --engine ray --address auto
     """
-    from ..datasets.store import prepare_store
+    from ..datasets.prepare import prepare_store
     from ..engines import available_engines, get_engine
 
     if engine not in available_engines():

@@ -79,7 +79,7 @@ def _loaded(model: str, backend: str = "auto", device: str = "auto") -> Iterator
 def _classify(
     model: GenreClassifier, paths: Sequence[Path], jobs: int | None, description: str, max_duration: float | None = None
 ) -> list[Prediction | PredictionError]:
-    from ..classifier import find_audio_files
+    from ..datasets.discover import find_audio_files
 
     files, missing = find_audio_files(paths)
     results: list[Prediction | PredictionError] = list(missing)
@@ -391,7 +391,8 @@ def spectrogram(
       genrekit spectrogram song.ogg --out spectrograms/ --per-segment --model default
     """
     from ..config import FeatureConfig
-    from ..classifier import find_audio_files, load_model
+    from ..classifier import load_model
+    from ..datasets.discover import find_audio_files
     from ..plots.predictions import write_spectrograms
 
     with handle_errors(spectrogram):

@@ -11,12 +11,14 @@ import warnings
 from collections import defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path
+from collections.abc import Iterable
 from typing import NamedTuple
 
-from ..audio import is_audio_file
+from ..audio import AUDIO_EXTENSIONS, is_audio_file, path_problem
 from ..exceptions import DatasetError, DatasetWarning
+from ..results import PredictionError
 
-__all__ = ["GTZAN_GENRES", "AudioEntry", "Track", "discover", "file_hash", "find_duplicates", "hash_track", "walk_audio", "warn_duplicates", "with_hashes"]
+__all__ = ["GTZAN_GENRES", "AudioEntry", "Track", "discover", "file_hash", "find_duplicates", "hash_track", "walk_audio", "warn_duplicates", "with_hashes", "find_audio_files"]
 
 GTZAN_GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")
 _GTZAN_NAME = re.compile(r"^[a-z]+\.\d{5}$")
@@ -66,7 +68,7 @@ class AudioEntry(NamedTuple):
 
 def walk_audio(root: Path) -> list[AudioEntry]:
     """Everything named like audio under ``root``, searched recursively in sorted order: the one folder walker,
-    used by ``predict`` (:func:`genrekit.classifier.find_audio_files`) and dataset discovery alike.
+    used by ``predict`` (:func:`find_audio_files`) and dataset discovery alike.
 
     Links to folders are followed, each folder searched once (a link back up is reported, not followed
     around); hidden files and folders are skipped. Findings come in the walk's order: a folder's files
@@ -224,3 +226,34 @@ def find_duplicates(tracks: list[Track]) -> list[list[str]]:
         if t.content_hash is not None:
             by_hash[t.content_hash].append(t.track_id)
     return [ids for ids in by_hash.values() if len(ids) > 1]
+
+
+def find_audio_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[PredictionError]]:
+    """Expand files and folders (recursively, following links to folders: :func:`genrekit.datasets.discover.walk_audio`)
+    into audio files.
+
+    What cannot be used is returned as errors, each naming its path: paths that do not exist,
+    unreadable folders, broken links, link loops, entries named like audio that are not files (a
+    folder ``song.mp3/`` holding no audio), and folders that hold no audio at all. Hidden files and
+    folders are skipped.
+    """
+    files: list[Path] = []
+    errors: list[PredictionError] = []
+    for p in map(Path, paths):
+        problem = path_problem(p)
+        if problem is None:
+            files.append(p)
+        elif problem == "a folder, not an audio file":
+            found: list[Path] = []
+            for entry in walk_audio(p):
+                reason = entry.problem or path_problem(entry.path)
+                if reason is None:
+                    found.append(entry.path)
+                else:
+                    errors.append(PredictionError(str(entry.path), "unreadable", reason))
+            files.extend(sorted(found))
+            if not found:
+                errors.append(PredictionError(str(p), "missing", f"no audio files in this folder (extensions: {', '.join(sorted(e[1:] for e in AUDIO_EXTENSIONS))})"))
+        else:
+            errors.append(PredictionError(str(p), "missing" if problem == "no such file" else "unreadable", "no such file or folder" if problem == "no such file" else problem))
+    return files, errors

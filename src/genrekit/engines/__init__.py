@@ -1,6 +1,6 @@
 """Where per-file work runs: an :class:`Engine`, chosen by name from a registry or passed as an object.
 
-``prepare`` (:func:`genrekit.datasets.store.prepare_store`) and library runs
+``prepare`` (:func:`genrekit.datasets.prepare.prepare_store`) and library runs
 (:func:`genrekit.library.run.classify_library`) hold an engine and ask it for two things only: run a per-file
 function over paths (:meth:`Engine.map_files`), and classify files with a model (:meth:`Engine.classify`).
 Everything else stays with the caller, the same for every engine: hashing, the cache or results file, which

@@ -1,6 +1,6 @@
 """The per-file pipeline, one function for every engine: decode, segment and featurize a file, streamed.
 
-:func:`featurize_file` is what ``prepare`` (:func:`genrekit.datasets.store.process_file`), the workers of
+:func:`featurize_file` is what ``prepare`` (:func:`genrekit.datasets.prepare.process_file`), the workers of
 ``predict_many`` and the Ray engine run on each file: a pure function of (file, config) whose result,
 features or the reason the file cannot be used, is written by the one process that asked for it.
 :class:`FileFeatures` streams a file's features batch by batch, so a 10-minute file needs the memory

@@ -97,7 +97,7 @@ def classify_library(
     Parameters
     ----------
     sources : iterable of path
-        Files and folders (searched recursively), as :func:`genrekit.classifier.find_audio_files` takes them.
+        Files and folders (searched recursively), as :func:`genrekit.datasets.discover.find_audio_files` takes them.
     out : path
         ``.parquet``, ``.csv`` or ``.jsonl`` (see the module docstring).
     model : GenreClassifier
@@ -118,7 +118,7 @@ def classify_library(
         Files seen, classified now, skipped (already in ``out``), copied from a file with the same
         bytes, and the failed files of this library with their reasons (rows with an error).
     """
-    from ..classifier import find_audio_files
+    from ..datasets.discover import find_audio_files
     from ..engines import get_engine
 
     start = time.perf_counter()

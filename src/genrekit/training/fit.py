@@ -191,7 +191,7 @@ def train(
     Parameters
     ----------
     store : path
-        A store made by :func:`genrekit.datasets.store.prepare_store`.
+        A store made by :func:`genrekit.datasets.prepare.prepare_store`.
     config : TrainConfig, optional
         Defaults to the original's (cnn2, Adam 1e-4, batch 64, 40 epochs) on a random 80/20 track split.
     run_dir : path, optional
