@@ -14,6 +14,7 @@ from conftest import rows_close, write_random_model
 from genrekit import engines
 from genrekit.classifier import GenreClassifier, load_model
 from genrekit.config import FeatureConfig
+from genrekit.datasets.discover import hash_file
 from genrekit.datasets.prepare import process_file, prepare_store
 from genrekit.engines import Engine, available_engines, get_engine, register_engine
 from genrekit.engines.local import LocalEngine
@@ -42,6 +43,10 @@ class SerialEngine:
         for path in paths:
             self.ran.append(path)
             yield work(path)
+
+    def hash_files(self, paths: Sequence[str]) -> Generator[tuple[str, str | None, str | None], None, None]:
+        for path in paths:
+            yield (path, *hash_file(path))
 
     def classify(
         self, model: GenreClassifier, items: Sequence[tuple[str, str]], *, max_duration: float | None = None

@@ -26,6 +26,7 @@ from genrekit.features.pipeline import FileResult
 from genrekit.library.formats import read_results
 from genrekit.library.run import classify_library
 from genrekit.results import Prediction, PredictionError
+from genrekit.engines.local import LocalEngine
 from genrekit.engines.ray import RayEngine
 from genrekit.datasets.store import open_store
 
@@ -100,6 +101,9 @@ class _Counted:
             self.decoded.append(result.path)
             yield result
 
+    def hash_files(self, paths: Sequence[str]) -> Generator[tuple[str, str | None, str | None], None, None]:
+        return self.ray.hash_files(paths)
+
     def classify(
         self, model: GenreClassifier, items: Sequence[tuple[str, str]], *, max_duration: float | None = None
     ) -> Generator[tuple[str, Prediction | PredictionError], None, None]:
@@ -142,6 +146,23 @@ def _ray_workers(title: str) -> list[int]:
             if cmdline.startswith("ray::") and title in cmdline:
                 pids.append(int(entry))
     return pids
+
+
+def test_ray_hashes_in_tasks_as_the_local_engine_does_here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same (path, hash, reason) for every file, an unreadable one included, and not one file read by this
+    process: hashing this driver's way is made to fail, the tasks' way works (they run in other processes)."""
+    library = write_library(tmp_path / "music", 3)
+    paths = [str(p) for p in sorted(library.rglob("*.wav"))] + [str(library / "blues")]  # a folder: cannot be read
+    local = sorted(LocalEngine().hash_files(paths))
+    unreadable = [(path, reason) for path, digest, reason in local if digest is None]
+    assert unreadable == [(str(library / "blues"), unreadable[0][1])] and unreadable[0][1].startswith("cannot be read")
+
+    def no_reading_here(path: str) -> tuple[str | None, str | None]:
+        raise AssertionError(f"{path} was read by the driver")
+
+    monkeypatch.setattr("genrekit.engines.ray.hash_file", no_reading_here)
+    monkeypatch.setattr("genrekit.engines.local.hash_file", no_reading_here)
+    assert sorted(RayEngine().hash_files(paths)) == local
 
 
 def test_killed_workers_lose_no_file(model_file: Path, tmp_path: Path) -> None:

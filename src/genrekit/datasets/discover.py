@@ -18,7 +18,7 @@ from ..audio import AUDIO_EXTENSIONS, is_audio_file, path_problem
 from ..exceptions import DatasetError, DatasetWarning
 from ..results import PredictionError
 
-__all__ = ["GTZAN_GENRES", "AudioEntry", "Track", "discover", "file_hash", "find_duplicates", "hash_track", "walk_audio", "warn_duplicates", "with_hashes", "find_audio_files"]
+__all__ = ["GTZAN_GENRES", "AudioEntry", "Track", "discover", "file_hash", "find_duplicates", "hash_file", "hash_track", "walk_audio", "warn_duplicates", "with_hashes", "find_audio_files"]
 
 GTZAN_GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")
 _GTZAN_NAME = re.compile(r"^[a-z]+\.\d{5}$")
@@ -50,6 +50,15 @@ def file_hash(path: Path) -> str:
     """
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()[:32]
+
+
+def hash_file(path: str) -> tuple[str | None, str | None]:
+    """``(content hash, None)``, or ``(None, why)`` for a file that cannot be read: what an engine hands back
+    for each file of a library run (:meth:`genrekit.engines.Engine.hash_files`)."""
+    try:
+        return file_hash(Path(path)), None
+    except OSError as e:
+        return None, f"cannot be read ({e.strerror or e})"
 
 
 class AudioEntry(NamedTuple):

@@ -54,6 +54,16 @@ class Engine(Protocol):
         """
         ...
 
+    def hash_files(self, paths: Sequence[str]) -> Generator[tuple[str, str | None, str | None], None, None]:
+        """``(path, content hash, None)`` or ``(path, None, why)`` of each file
+        (:func:`genrekit.datasets.discover.hash_file`), in any order, read where the engine reads files.
+
+        A library run hashes every file before decoding any, to take out files done before and copies of
+        files it classifies: on a cluster the hashing is spread like the decoding, so the calling process
+        reads no audio.
+        """
+        ...
+
     def classify(
         self, model: GenreClassifier, items: Sequence[tuple[str, str]], *, max_duration: float | None = None
     ) -> Generator[tuple[str, Prediction | PredictionError], None, None]:

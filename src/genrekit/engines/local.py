@@ -38,6 +38,7 @@ from multiprocessing import get_context
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
+from ..datasets.discover import hash_file
 from ..exceptions import ParameterError
 
 if TYPE_CHECKING:
@@ -309,6 +310,13 @@ class LocalEngine:
             for path in itertools.chain(first, pending):
                 yield from pool.submit(work, path)
             yield from pool.drain()
+
+    def hash_files(self, paths: Sequence[str]) -> Generator[tuple[str, str | None, str | None], None, None]:
+        """Hashed in order, in a thread of this process that runs ahead of the caller (reading and hashing
+        release the GIL): worker processes would add their start-up and nothing else."""
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            for path, (digest, reason) in zip(paths, pool.map(hash_file, paths)):
+                yield path, digest, reason
 
     def classify(
         self, model: GenreClassifier, items: Sequence[tuple[str, str]], *, max_duration: float | None = None

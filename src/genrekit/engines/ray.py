@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..datasets.discover import hash_file
 from ..exceptions import GenrekitError, Mention, ParameterError
 
 if TYPE_CHECKING:
@@ -178,6 +179,18 @@ class RayEngine:
             for row in ds.iter_rows():
                 yield str(row["content_hash"]), pickle.loads(row["result"])
 
+    def hash_files(self, paths: Sequence[str]) -> Generator[tuple[str, str | None, str | None], None, None]:
+        """Hashed in Ray tasks, spread over the cluster as decoding is: this process reads no audio."""
+        submitted = {str(Path(path).absolute()): path for path in paths}  # absolute -> as given
+        if not submitted:
+            return
+        with self.session() as ray:
+            task_cpus, _ = self._cpus(ray)
+            ds = self._dataset(ray, [{"path": p} for p in submitted])
+            ds = ds.map_batches(_hash_batch, batch_size=None, num_cpus=task_cpus)
+            for row in ds.iter_rows():
+                yield submitted[str(row["path"])], str(row["content_hash"]) or None, str(row["reason"]) or None
+
     def map_files(self, work: Callable[[str], FileResult], paths: Iterable[str]) -> Generator[FileResult, None, None]:
         """``work(path)`` in Ray tasks, each result naming its path as given (relative paths are sent absolute,
         and put back in messages).
@@ -247,6 +260,16 @@ def _classify_batch(batch: dict[str, np.ndarray], model: list[Any], threads: int
         result = classifier.predict_featurized(pickle.loads(item))
         results.append(pickle.dumps(result, protocol=5))
     return {"content_hash": batch["content_hash"], "result": np.array(results, dtype=object)}
+
+
+def _hash_batch(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Content hashes of a few files (a Ray task): "" for a file that could not be read, with the reason."""
+    hashed = [hash_file(str(path)) for path in batch["path"]]
+    return {
+        "path": batch["path"],
+        "content_hash": np.array([digest or "" for digest, _ in hashed], dtype=object),
+        "reason": np.array([reason or "" for _, reason in hashed], dtype=object),
+    }
 
 
 def _map_batch(batch: dict[str, np.ndarray], work: Callable[[str], FileResult]) -> dict[str, np.ndarray]:

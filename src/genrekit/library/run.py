@@ -4,10 +4,10 @@
 results come in, in the one row layout of :mod:`genrekit.library.formats` (which also says how each format
 survives ``kill -9``). Run it again with the same output and every file whose path and bytes (the content
 hash of the feature store, :func:`genrekit.datasets.discover.file_hash`) are already there is skipped; a
-changed file is classified again. Files are hashed here, before decoding, whatever the engine: the engine is
-given each content to classify once, and a copy of it (same bytes, another path) gets its row without being
-decoded again. With the Ray engine this process therefore reads every file once to hash it (~1 ms a 30 s WAV
-locally). Failed files are rows too, and are not retried: decoding them is deterministic.
+changed file is classified again. The engine hashes every file before any is decoded (locally in a thread
+of this process, on Ray in tasks, so this process reads no audio there); then this module gives it each
+content to classify once, and a copy (same bytes, another path) gets its row without being decoded again.
+Failed files are rows too, and are not retried: decoding them is deterministic.
 
 A run holds the lock of its results file (``<out>.lock``, see :func:`genrekit._io.exclusive`) from
 start to end: a second run on the same file is refused, naming the first. A full or read-only disk
@@ -24,14 +24,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .._io import exclusive, output_errors, readable
-from ..datasets.discover import file_hash
 from ..results import PredictionError
 from .formats import ResultsFile, Row, check_suffix, result_row
 
@@ -60,21 +58,6 @@ class LibraryReport:
     @property
     def n_errors(self) -> int:
         return len(self.errors)
-
-
-def _hash_file(path: str) -> tuple[str | None, PredictionError | None]:
-    """(content hash, None), or (None, why) for a file that cannot be read: what a row is keyed on."""
-    try:
-        return file_hash(Path(path)), None
-    except OSError as e:
-        return None, PredictionError(path, "unreadable", f"cannot be read ({e.strerror or e})")
-
-
-def _hashes(paths: list[str]) -> Iterator[tuple[str, str | None, PredictionError | None]]:
-    """(path, content hash, failure) of each file, in order; hashing runs ahead in a thread (it releases the GIL)."""
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        for path, (digest, error) in zip(paths, pool.map(_hash_file, paths)):
-            yield path, digest, error
 
 
 def _copy_row(row: Row, path: str) -> Row:
@@ -157,29 +140,30 @@ def classify_library(
         if on_progress is not None:
             on_progress(0, report.n_files, "")
         try:
-            for failure in missing:
-                record(result_row(failure, None, labels))
-            for path, digest, unreadable in _hashes(paths):  # hashed ahead of the engine: a file's copies are decoded once
-                if unreadable is not None or digest is None:
-                    record(result_row(unreadable or PredictionError(path, "internal", "no content hash"), None, labels))
-                elif (readable(path), digest) in done:
-                    skip(path)
-                elif digest in known:
-                    record(_copy_row(results.row(known[digest]), path))
-                    report.n_copied += 1
-                elif digest in copies:
-                    copies[digest].append(path)
-                else:
-                    copies[digest] = []
-                    todo.append((path, digest))
-            if on_progress is not None:
-                on_progress(n_done, report.n_files, "")
-            for digest, result in runner.classify(model, todo, max_duration=max_duration):
-                row = result_row(result, digest, labels)
-                record(row, computed=True)
-                for other in copies[digest]:
-                    record(_copy_row(row, other))
-                    report.n_copied += 1
+            with runner.session():  # one for hashing and classifying: a cluster is joined once
+                for failure in missing:
+                    record(result_row(failure, None, labels))
+                for path, digest, reason in runner.hash_files(paths):  # all hashed before decoding: a file's copies are decoded once
+                    if digest is None:
+                        record(result_row(PredictionError(path, "unreadable", reason or "cannot be read"), None, labels))
+                    elif (readable(path), digest) in done:
+                        skip(path)
+                    elif digest in known:
+                        record(_copy_row(results.row(known[digest]), path))
+                        report.n_copied += 1
+                    elif digest in copies:
+                        copies[digest].append(path)
+                    else:
+                        copies[digest] = []
+                        todo.append((path, digest))
+                if on_progress is not None:
+                    on_progress(n_done, report.n_files, "")
+                for digest, result in runner.classify(model, todo, max_duration=max_duration):
+                    row = result_row(result, digest, labels)
+                    record(row, computed=True)
+                    for other in copies[digest]:
+                        record(_copy_row(row, other))
+                        report.n_copied += 1
         finally:
             results.close()
         final = results.finish()
