@@ -1,15 +1,17 @@
 """Where per-file work runs: an :class:`Engine`, chosen by name from a registry or passed as an object.
 
 ``prepare`` (:func:`genrekit.datasets.prepare.prepare_store`) and library runs
-(:func:`genrekit.library.run.classify_library`) hold an engine and ask it for two things only: run a per-file
-function over paths (:meth:`Engine.map_files`), and classify files with a model (:meth:`Engine.classify`).
-Everything else stays with the caller, the same for every engine: hashing, the cache or results file, which
-files are already done, byte-identical copies (computed once, their result copied), and every write. An
+(:func:`genrekit.library.run.classify_library`) hold an engine and ask it for three things only: run a
+per-file function over paths (:meth:`Engine.map_files`), hash files (:meth:`Engine.hash_files`), and classify
+files with a model (:meth:`Engine.classify`). Everything else stays with the caller, the same for every
+engine: the cache or results file, which files are already done, byte-identical copies (computed once, their
+result copied), and every write. An
 engine imports the per-file functions (:mod:`genrekit.features.pipeline`, the classifier) and nothing of
 its callers, so the arrows point one way.
 
 Engines shipped: ``local`` (:mod:`.local`, worker processes on this machine) and ``ray`` (:mod:`.ray`, a Ray
-cluster). A third is one module with a class that has the three methods, plus a :func:`register_engine` call.
+cluster). A third is one module with a class that has these methods and :meth:`Engine.session`, plus a
+:func:`register_engine` call.
 """
 
 from __future__ import annotations
@@ -35,8 +37,8 @@ class Engine(Protocol):
 
     Per-file work is a pure function of (file, config), and results come back to the caller, which is the
     only one that writes; so an engine may run it anywhere that sees the files under the same paths.
-    Neither method needs :meth:`session` to be entered: each opens one for its own work when it has some
-    (a run with nothing to compute starts nothing), and one held by the caller is used instead.
+    No method needs :meth:`session` to be entered: each opens one for its own work when it has some (a call
+    with nothing to do starts nothing), and one held by the caller is used instead.
     """
 
     def session(self) -> AbstractContextManager[object]:
