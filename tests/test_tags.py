@@ -29,8 +29,6 @@ from genrekit.library.writers import get_writer
 
 from conftest import synth_tone, write_random_model
 
-pytest.importorskip("onnxruntime")
-
 REFERENCE = Path(__file__).parent / "data" / "musicnn_reference.npz"
 # The port's own tolerance against the original's tag scores (tests/test_musicnn.py): its float32 log-mel.
 PORT_ATOL = 1e-3
