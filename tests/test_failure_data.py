@@ -109,6 +109,23 @@ def test_service_tells_the_uploads_name_and_the_reason(model_file: Path, music: 
         response = client.post("/v1/predict", files={"file": ("my song.wav", f, "application/octet-stream")})
     assert response.status_code == 415 and response.json()["error"] == "not_audio"
     assert response.json()["detail"].startswith("“my song.wav” could not be read as audio: not decodable audio")
+    failure = response.json()["failure"]
+    assert (failure["path"], failure["error_kind"]) == ("my song.wav", "decode") and failure["error"].startswith("not decodable audio")
+
+
+def test_service_gives_a_too_long_uploads_failure_as_data(model_file: Path, music: Path) -> None:
+    with TestClient(create_app(load_model(model_file), max_duration_s=1.0)) as client, open(music / "good.wav", "rb") as f:
+        response = client.post("/v1/predict", files={"file": ("long song.wav", f, "audio/wav")})
+    assert response.status_code == 422 and response.json()["error"] == "too_long"
+    failure = response.json()["failure"]
+    assert (failure["path"], failure["error_kind"]) == ("long song.wav", "too-long")
+    assert "long song.wav" not in failure["error"] and "at most 1.0 seconds" in failure["error"]
+
+
+def test_service_errors_about_the_request_have_no_failure(model_file: Path) -> None:
+    with TestClient(create_app(load_model(model_file))) as client:
+        response = client.post("/v1/predict", files={"song": ("a.wav", b"RIFF", "audio/wav")})
+    assert response.json()["error"] == "missing_file" and "failure" not in response.json()
 
 
 def test_prepare_lists_failures_with_their_kind(make_dataset: Callable[..., Path], tmp_path: Path) -> None:

@@ -16,6 +16,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import IO
 
+from ..results import PredictionError
+
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 from starlette.requests import ClientDisconnect, Request
@@ -28,14 +30,18 @@ _UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class RequestError(Exception):
-    """A request the server refuses, with its HTTP status, a stable code and a plain-words message."""
+    """A request the server refuses, with its HTTP status, a stable code and a plain-words message; ``failure``
+    is the uploaded file's failure as data when the file itself was refused (not audio, too long)."""
 
-    def __init__(self, status_code: int, error: str, detail: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, status_code: int, error: str, detail: str, headers: dict[str, str] | None = None, *, failure: PredictionError | None = None
+    ) -> None:
         super().__init__(detail)
         self.status_code = status_code
         self.error = error
         self.detail = detail
         self.headers = headers or {}
+        self.failure = failure
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ from ._defaults import (
     DEFAULT_WORKERS,
 )
 from ._upload import RequestError, Upload, receive_upload
-from .schemas import ErrorOut, HealthOut, ModelOut, ModelsOut, PredictionOut
+from .schemas import ErrorOut, FailureOut, HealthOut, ModelOut, ModelsOut, PredictionOut
 
 if TYPE_CHECKING:
     from ..classifier import GenreClassifier, Prediction
@@ -192,7 +192,8 @@ class _Service:
         except AudioTooLongError as e:  # a header that understated the length or left it open: refused as it streamed
             raise self._too_long(upload, None, header=declared is not None) from e
         except AudioDecodeError as e:
-            raise RequestError(415, "not_audio", _decode_message(PredictionError.from_exception(upload.filename, e))) from e
+            failure = PredictionError.from_exception(upload.filename, e)
+            raise RequestError(415, "not_audio", _decode_message(failure), failure=failure) from e
         self._check_duration(upload, prediction.duration_s)
         with self._timing_lock:
             self._mean_seconds = 0.8 * self._mean_seconds + 0.2 * (time.perf_counter() - started)
@@ -207,11 +208,12 @@ class _Service:
             length = f"is {_duration_words(seconds)} long"
         else:
             length = "is longer than its header says" if header else "is too long"
+        limit = f"this server accepts at most {_duration_words(self.max_duration_s)}"
         return RequestError(
             422,
             "too_long",
-            f"“{upload.filename}” {length}; this server accepts at most {_duration_words(self.max_duration_s)}. "
-            "Cut it shorter and try again.",
+            f"“{upload.filename}” {length}; {limit}. Cut it shorter and try again.",
+            failure=PredictionError(upload.filename, "too-long", f"{length.removeprefix('is ')}; {limit}"),
         )
 
 
@@ -252,7 +254,11 @@ def _decode_message(failure: PredictionError) -> str:
 
 def _error_response(error: RequestError) -> JSONResponse:
     return JSONResponse(
-        ErrorOut(error=error.error, detail=error.detail).model_dump(), status_code=error.status_code, headers=error.headers
+        ErrorOut(
+            error=error.error, detail=error.detail, failure=None if error.failure is None else FailureOut.model_validate(error.failure.to_dict())
+        ).model_dump(exclude_none=True),
+        status_code=error.status_code,
+        headers=error.headers,
     )
 
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "ErrorOut",
+    "FailureOut",
     "FeaturesOut",
     "GenreProbability",
     "HealthOut",
@@ -109,6 +110,14 @@ class HealthOut(BaseModel):
     upload_capacity: int = Field(description="Uploads that may arrive at once; beyond it the server answers 503.")
 
 
+class FailureOut(BaseModel):
+    """A file that could not be classified (the JSON of :class:`genrekit.results.PredictionError`)."""
+
+    path: str = Field(description="The uploaded file's name, as the client sent it.")
+    error: str = Field(description="Why, in words, without the file's name.")
+    error_kind: str = Field(description="missing, unreadable, decode, too-long, out-of-memory or internal.")
+
+
 class ErrorOut(BaseModel):
     """Every error the API returns: a stable code for programs, a sentence for people."""
 
@@ -117,3 +126,8 @@ class ErrorOut(BaseModel):
         "missing_file, unauthorized or bad_parameter."
     )
     detail: str = Field(description="What went wrong and what to do, in plain words.")
+    failure: FailureOut | None = Field(
+        default=None,
+        description="Present when the uploaded file itself was refused (not_audio, too_long): the file's failure as data, "
+        "as `genrekit predict --format json` writes a file that failed.",
+    )
