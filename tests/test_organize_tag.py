@@ -116,7 +116,7 @@ def test_an_existing_genre_is_kept_unless_overwrite_and_undo_brings_it_back(tmp_
 
     dry = tag_files(results)
     assert [(a.action, a.previous) for a in dry.actions] == [("keep", "Acid Jazz")]
-    assert "--overwrite" in dry.actions[0].reason
+    assert "overwrite=True" in dry.actions[0].reason and "--" not in dry.actions[0].reason  # Python's words; the CLI says --overwrite
     assert genre_field(song) == ["Acid Jazz"]
 
     report = tag_files(results, write=True, overwrite=True, undo_log=tmp_path / "undo.jsonl")
@@ -149,6 +149,19 @@ def test_only_confident_results_by_default(tmp_path: Path) -> None:
     assert actions(include_uncertain=True) == {"a.flac": "write", "b.flac": "write", "c.flac": "write"}
     assert actions(min_confidence=0.7) == {"a.flac": "write", "b.flac": "skip", "c.flac": "skip"}
     assert actions(min_confidence=0.4, include_uncertain=True) == {"a.flac": "write", "b.flac": "write", "c.flac": "write"}
+    skipped = {Path(x.path).name: (x.skipped_because, x.reason) for x in tag_files(results, min_confidence=0.7).actions if x.action == "skip"}
+    assert skipped == {"b.flac": ("uncertain", "uncertain (45% pop): include_uncertain=True to tag it"), "c.flac": ("below_min_confidence", "below min_confidence (60% < 70%)")}
+
+
+def test_the_cli_names_its_options_where_the_library_names_parameters(tmp_path: Path) -> None:
+    keep, unsure, low = (write_audio(tmp_path / f"{n}.flac", freq=f) for n, f in (("keep", 300), ("unsure", 400), ("low", 500)))
+    _set_title(keep, "x", genre="Acid Jazz")
+    results = write_results(tmp_path / "results.parquet", [result(keep, "jazz"), result(unsure, "pop", 0.45, uncertain=True), result(low, "rock", 0.6)])
+    cli = subprocess.run([sys.executable, "-m", "genrekit", "tag", str(results), "--min-confidence", "0.7"], capture_output=True, text=True)
+    assert cli.returncode == 0, cli.stderr
+    assert f"keep  {keep}: has genre 'Acid Jazz': kept (--overwrite to replace it with 'jazz')" in cli.stdout
+    assert "skipped 1 below --min-confidence, 1 uncertain" in cli.stdout
+    assert "=True" not in cli.stdout and "min_confidence" not in cli.stdout
 
 
 def test_a_file_changed_since_the_run_is_skipped_with_its_reason(tmp_path: Path) -> None:

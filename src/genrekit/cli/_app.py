@@ -27,7 +27,7 @@ from .._io import printable
 from ..exceptions import NOTHING, TRAIN_EXTRA, GenrekitError, Mention, MissingDependencyError, ParameterError
 
 __all__ = [
-    "Command", "LIBRARY_OPTIONS", "PlainProgress", "SafeConsole", "Terminated", "add_commands", "app", "cli_message", "main", "console", "err_console",
+    "Command", "LIBRARY_OPTIONS", "option_words", "PlainProgress", "SafeConsole", "Terminated", "add_commands", "app", "cli_message", "main", "console", "err_console",
     "handle_errors", "new_progress", "parameter_options", "progress_bar", "usage_word",
 ]
 
@@ -192,14 +192,21 @@ def cli_message(error: GenrekitError, command: Callable[..., Any] | None) -> str
     options = parameter_options(command)
     if isinstance(error, ParameterError) and error.parameter in options and error.allowed is not None:
         return f"The '{options[error.parameter]}' option must be {error.allowed}. Got {error.got!r} instead."
+    return error.render(option_words(command))
+
+
+def option_words(command: Callable[..., Any]) -> Callable[[Mention], str]:
+    """How ``command``'s user reads a :class:`~genrekit.exceptions.Mention`: the option typed (``--features
+    musicnn``; a flag alone for ``True``), or the library's words for a parameter without an option."""
+    options = parameter_options(command)
 
     def said(mention: Mention) -> str:
         option = options.get(mention.parameter)
         if option is None:
             return str(mention)
-        return option if mention.value is NOTHING else f"{option} {mention.value}"
+        return option if mention.value is NOTHING or mention.value is True else f"{option} {mention.value}"
 
-    return error.render(said)
+    return said
 
 
 PLAIN_PROGRESS_SECONDS = 5.0  # how often a plain progress line is printed when stderr is not a terminal

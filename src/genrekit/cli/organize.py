@@ -12,12 +12,13 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
-from ._app import add_commands, console, err_console, handle_errors, progress_bar
+from ._app import add_commands, console, err_console, handle_errors, option_words, progress_bar
 
 __all__ = ["register"]
 
 RESULTS_HELP = "A results file of genrekit predict (.parquet, .csv or .jsonl)."
 _STYLE = {"write": "green", "same": "dim", "keep": "yellow", "skip": "dim", "error": "red"}
+_SKIPPED = {"below_min_confidence": "below --min-confidence"}  # TagAction.skipped_because, as tag's summary says it
 
 
 @contextmanager
@@ -124,15 +125,17 @@ def tag(
                 outcome = tag_files(
                     results, write=write, min_confidence=min_confidence, include_uncertain=include_uncertain, overwrite=overwrite, undo_log=undo_log, on_progress=update
                 )
+    said = option_words(tag)
     skipped: Counter[str] = Counter()
     for action in outcome.actions:
-        if action.action == "skip":
-            skipped[action.reason.split(":")[0].split(" (")[0]] += 1
+        if action.skipped_because is not None:
+            skipped[_SKIPPED.get(action.skipped_because, action.skipped_because)] += 1
             continue
+        reason = action.render(said)
         if console.is_terminal:
-            console.print(f"[{_STYLE[action.action]}]{action.action:5}[/] {escape(action.path)}: {escape(action.reason)}", highlight=False, soft_wrap=True)
+            console.print(f"[{_STYLE[action.action]}]{action.action:5}[/] {escape(action.path)}: {escape(reason)}", highlight=False, soft_wrap=True)
         else:  # plain lines in pipes and logs: rich's rendering costs ~0.3 ms a line, half a minute for 100,000 files
-            sys.stdout.write(f"{action.action:5} {action.path}: {action.reason}\n")
+            sys.stdout.write(f"{action.action:5} {action.path}: {reason}\n")
     counts = outcome.counts
     verb = "restored" if undo is not None else "set" if write else "would set"
     line = f"{verb} {counts.get('write', 0):,}, already right {counts.get('same', 0):,}, kept {counts.get('keep', 0):,}, errors {counts.get('error', 0):,}"

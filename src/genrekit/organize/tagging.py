@@ -56,16 +56,28 @@ class TagAction:
     """What :func:`tag_files` or :func:`undo_tags` did, or would do, to one file.
 
     ``action`` is "write" (the genre is, or would be, set), "same" (the file already says so),
-    "keep" (another genre is there and ``overwrite`` is off), "skip" (the results say not to: failed,
-    uncertain, below ``min_confidence``) or "error" (the file cannot be tagged: missing, changed,
-    read-only, no genre field, unreadable); ``reason`` says it in words.
+    "keep" (another genre is there and ``overwrite`` is off), "skip" (the results say not to;
+    ``skipped_because`` says why: "failed", "uncertain" or "below_min_confidence") or "error" (the file
+    cannot be tagged: missing, changed, read-only, no genre field, unreadable). ``reason`` says it in
+    words; ``parts`` holds those words with the parameters they name as :class:`Mention` objects, so a
+    front end can say them as its own options (:meth:`render`).
     """
 
     path: str
     action: str
     genre: str | None
     previous: str | None
-    reason: str
+    parts: tuple[str | Mention, ...]
+    skipped_because: str | None = None
+
+    @property
+    def reason(self) -> str:
+        """Why, in the library's words (parameters named as in Python)."""
+        return "".join(map(str, self.parts))
+
+    def render(self, mention: Callable[[Mention], str]) -> str:
+        """The reason with each :class:`Mention` said by ``mention``."""
+        return "".join(mention(p) if isinstance(p, Mention) else p for p in self.parts)
 
 
 @dataclass(frozen=True)
@@ -298,15 +310,16 @@ def _counts(actions: list[TagAction]) -> dict[str, int]:
     return dict(Counter(a.action for a in actions))
 
 
-def _plan(r: Results, i: int, *, min_confidence: float | None, include_uncertain: bool) -> tuple[str, str] | None:
-    """("skip", why) when the results say not to tag row ``i``, else None."""
+def _plan(r: Results, i: int, *, min_confidence: float | None, include_uncertain: bool) -> tuple[str, tuple[str | Mention, ...]] | None:
+    """(why skipped, the reason's parts) when the results say not to tag row ``i``, else None."""
     status = r.status(i)
+    confidence = f"{r.confidences[i] or 0:.0%}"
     if status == "failed":
-        return "skip", f"failed in the library run: {r.errors[i] or 'no result'}"
+        return "failed", (f"failed in the library run: {r.errors[i] or 'no result'}",)
     if status == "uncertain" and not include_uncertain:
-        return "skip", f"uncertain ({r.confidences[i] or 0:.0%} {r.genres[i]}): --include-uncertain to tag it"
+        return "uncertain", (f"uncertain ({confidence} {r.genres[i]}): ", Mention("include_uncertain", True), " to tag it")
     if min_confidence is not None and (r.confidences[i] or 0.0) < min_confidence:
-        return "skip", f"below --min-confidence ({r.confidences[i] or 0:.0%} < {min_confidence:.0%})"
+        return "below_min_confidence", ("below ", Mention("min_confidence"), f" ({confidence} < {min_confidence:.0%})")
     return None
 
 
@@ -376,12 +389,13 @@ def tag_files(
 def _tag_one(r: Results, i: int, *, write: bool, min_confidence: float | None, include_uncertain: bool, overwrite: bool, log: _UndoLog | None) -> TagAction:
     path_text, genre = r.paths[i], r.genres[i]
 
-    def act(action: str, reason: str, previous: str | None = None) -> TagAction:
-        return TagAction(path_text, action, genre, previous, reason)
+    def act(action: str, *parts: str | Mention, previous: str | None = None) -> TagAction:
+        return TagAction(path_text, action, genre, previous, parts)
 
     planned = _plan(r, i, min_confidence=min_confidence, include_uncertain=include_uncertain)
     if planned is not None:
-        return act(*planned)
+        skipped_because, parts = planned
+        return TagAction(path_text, "skip", genre, None, parts, skipped_because)
     path = Path(os.path.realpath(path_text))  # a symlink's target is tagged, and the link kept
     suffix = path.suffix.lower()
     kind = KINDS.get(suffix)
@@ -402,31 +416,31 @@ def _tag_one(r: Results, i: int, *, write: bool, min_confidence: float | None, i
     target = [genre or ""]
     main = next(iter(state["fields"]))
     if state["fields"][main] == target:
-        return act("same", f"already says {genre!r}", previous)
+        return act("same", f"already says {genre!r}", previous=previous)
     try:
         changed = file_hash(path) != r.content_hashes[i]
     except OSError as e:
-        return act("error", f"cannot be read ({e.strerror or e})", previous)
+        return act("error", f"cannot be read ({e.strerror or e})", previous=previous)
     if changed:
-        return act("error", "changed since the library run (its content hash differs from the results file's): run genrekit predict again", previous)
+        return act("error", "changed since the library run (its content hash differs from the results file's): run genrekit predict again", previous=previous)
     if previous is not None and not overwrite:
-        return act("keep", f"has genre {previous!r}: kept (--overwrite to replace it with {genre!r})", previous)
+        return act("keep", f"has genre {previous!r}: kept (", Mention("overwrite", True), f" to replace it with {genre!r})", previous=previous)
     new_fields = {name: (target if name == main else None) for name in state["fields"]}  # MP4: the numeric gnre goes, ©gen says it
     verb = "set" if write else "would set"
     reason = f"{verb} genre {genre!r} (was {previous!r})" if previous else f"{verb} genre {genre!r} (no genre before)"
     if not write:
-        return act("write", reason, previous)
+        return act("write", reason, previous=previous)
     after = {"fields": new_fields, "tag": True}
     entry = {"path": str(path), "kind": kind, "before": state, "after": after}
     try:
         _replace_with(path, kind, after, expect_hash=r.content_hashes[i], log=log, entry=entry)
     except _Changed as e:
-        return act("error", str(e), previous)
+        return act("error", str(e), previous=previous)
     except (PayloadError, OSError) as e:
-        return act("error", f"not tagged: {getattr(e, 'strerror', None) or e}", previous)
+        return act("error", f"not tagged: {getattr(e, 'strerror', None) or e}", previous=previous)
     except Exception as e:  # mutagen's own errors while saving the copy; the original is untouched
-        return act("error", f"not tagged: {type(e).__name__}: {e}", previous)
-    return act("write", reason, previous)
+        return act("error", f"not tagged: {type(e).__name__}: {e}", previous=previous)
+    return act("write", reason, previous=previous)
 
 
 def _read_log(path: Path) -> Iterator[dict[str, Any]]:
@@ -486,7 +500,7 @@ def _undo_one(entry: dict[str, Any]) -> TagAction:
     previous = _existing(before)
 
     def act(action: str, reason: str) -> TagAction:
-        return TagAction(str(path), action, genre, previous, reason)
+        return TagAction(str(path), action, genre, previous, (reason,))
 
     problem = _problem(path)
     if problem is not None:
