@@ -23,7 +23,7 @@ SAMPLE_RATE = 22050
 
 
 def result(path: Path | str, genre: str | None, confidence: float = 0.9, *, uncertain: bool = False, error: str | None = None,
-           content_hash: str | None = None, duration: float = 2.0, labels: list[str] = LABELS) -> dict[str, Any]:
+           error_kind: str = "decode", content_hash: str | None = None, duration: float = 2.0, labels: list[str] = LABELS) -> dict[str, Any]:
     """One results row as ``genrekit predict`` writes it: the other genres share what the top genre leaves."""
     from genrekit.datasets.discover import file_hash
 
@@ -33,7 +33,7 @@ def result(path: Path | str, genre: str | None, confidence: float = 0.9, *, unce
         content_hash = file_hash(Path(path))
     row["content_hash"] = content_hash
     if error is not None or genre is None:
-        row["error"] = error or "could not be decoded"
+        row.update(error=error or "could not be decoded", error_kind=error_kind)
         return row
     rest = [g for g in labels if g != genre]
     probs = dict.fromkeys(rest, (1.0 - confidence) / len(rest))

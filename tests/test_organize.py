@@ -20,7 +20,7 @@ def _rows(root: Path) -> list[dict]:
         result(root / "Jazz" / "b.flac", "jazz", 0.8, content_hash="1" * 32, duration=185.4),
         result(root / "Jazz" / "a ünï.mp3", "jazz", 0.95, content_hash="2" * 32, duration=61.0),
         result(root / "Rock" / "x.ogg", "rock", 0.41, uncertain=True, content_hash="3" * 32),
-        result(root / "Rock" / "bad.mp3", None, error=f"{root}/Rock/bad.mp3: not audio", content_hash="4" * 32),
+        result(root / "Rock" / "bad.mp3", None, error="not decodable audio", content_hash="4" * 32),
         result(root / "loose.m4a", "pop", 0.7, content_hash="5" * 32),
     ]
 
@@ -31,7 +31,8 @@ def test_the_reader_gives_the_same_rows_for_every_format(tmp_path: Path, suffix:
     assert r.labels[:2] == ["blues", "classical"] and len(r.labels) == 10
     assert [Path(p).name for p in r.paths] == ["a ünï.mp3", "b.flac", "bad.mp3", "x.ogg", "loose.m4a"]
     assert [r.status(i) for i in range(len(r))] == ["confident", "confident", "failed", "uncertain", "confident"]
-    assert r.confidences[0] == 0.95 and r.durations[0] == 61.0 and r.errors[2].endswith("not audio")
+    assert r.confidences[0] == 0.95 and r.durations[0] == 61.0 and r.errors[2] == "not decodable audio"
+    assert r.error_kinds == [None, None, "decode", None, None]
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
@@ -105,11 +106,27 @@ def test_report_is_one_offline_page_with_every_section(tmp_path: Path) -> None:
     for section in ('id="distribution"', 'id="histogram"', 'id="folders"', 'id="problems"', 'id="files"'):
         assert section in page
     assert "My &lt;music&gt;" in page and "<music>" not in page
-    assert "not audio" in page and "rock 41% vs blues 8%" in page
+    assert "not decodable audio" in page and "rock 41% vs blues 8%" in page
+    assert "Failed: 1 <span class=\"muted\">(1 not audio or damaged)</span>" in page
     assert "http://" not in page and "https://" not in page and "src=" not in page  # nothing to fetch
     from genrekit.plots.palette import GENRE_COLORS
 
     assert GENRE_COLORS["jazz"] in page
+
+
+def test_report_counts_the_failed_files_of_each_kind(tmp_path: Path) -> None:
+    root = tmp_path / "music"
+    rows = [
+        result(root / "a.mp3", None, error="not decodable audio (unknown format)", content_hash="1" * 32),
+        result(root / "b.mp3", None, error="not decodable audio (empty file)", content_hash="2" * 32),
+        result(root / "c.ogg", None, error="no such file or folder", error_kind="missing"),
+        result(root / "d.flac", None, error="cannot be read (permission denied)", error_kind="unreadable", content_hash="4" * 32),
+        result(root / "e.wav", "rock", 0.9, content_hash="5" * 32),
+    ]
+    report(write_results(tmp_path / "results.parquet", rows), tmp_path / "report.html")
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "Failed: 4 <span class=\"muted\">(2 not audio or damaged, 1 missing, 1 unreadable)</span>" in page
+    assert "Uncertain: 0</h3>" in page  # only failures have kinds
 
 
 def test_report_refuses_to_overwrite_a_page_it_did_not_write(tmp_path: Path) -> None:

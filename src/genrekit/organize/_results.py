@@ -38,8 +38,9 @@ class Results:
     source : Path
     labels : list of str
         The genres of the model that wrote the file (its ``p_<genre>`` columns), in file order.
-    paths, content_hashes, genres, confidences, uncertain, durations, errors : list
-        One entry per row; a failed file has ``error`` set and ``None`` in genre and confidence.
+    paths, content_hashes, genres, confidences, uncertain, durations, errors, error_kinds : list
+        One entry per row; a failed file has ``error`` (the reason) and ``error_kind`` (one of
+        :data:`genrekit.results.FAILURE_KINDS`) set and ``None`` in genre and confidence.
     probabilities : dict of str to list of float or None
         ``p_<genre>`` columns by genre.
     """
@@ -53,6 +54,7 @@ class Results:
     uncertain: list[bool | None]
     durations: list[float | None]
     errors: list[str | None]
+    error_kinds: list[str | None]
     probabilities: dict[str, list[float | None]]
 
     def __len__(self) -> int:
@@ -106,6 +108,7 @@ def load_results(path: str | os.PathLike[str]) -> Results:
         uncertain=column("uncertain"),
         durations=column("duration_s"),
         errors=[e or None for e in column("error")],
+        error_kinds=[k or None for k in column("error_kind")],
         probabilities={g: column(f"p_{g}") for g in labels},
     )
 

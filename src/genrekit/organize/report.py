@@ -266,6 +266,17 @@ def _runner_up(r: Results, i: int) -> str:
     return f"{g1} {p1:.0%} vs {g2} {p2:.0%}"
 
 
+# A failure's kind (genrekit.results.FAILURE_KINDS) in the words of someone sorting out their music.
+_FAILURE_WORDS = {
+    "decode": "not audio or damaged",
+    "unreadable": "unreadable",
+    "missing": "missing",
+    "too-long": "too long",
+    "out-of-memory": "out of memory",
+    "internal": "no result",
+}
+
+
 def _problem_lists(r: Results, statuses: list[str], root: str) -> str:
     uncertain = [i for i, s in enumerate(statuses) if s == "uncertain"]
     failed = [i for i, s in enumerate(statuses) if s == "failed"]
@@ -274,7 +285,9 @@ def _problem_lists(r: Results, statuses: list[str], root: str) -> str:
         ("failed", failed, "could not be classified"),
         ("uncertain", uncertain, "the model hesitated between genres"),
     ):
-        parts.append(f'<h3>{kind.capitalize()}: {len(rows):,}</h3>')
+        by_kind = Counter(_FAILURE_WORDS.get(r.error_kinds[i] or "", "other") for i in rows) if kind == "failed" else Counter()
+        kinds = f' <span class="muted">({", ".join(f"{n:,} {words}" for words, n in by_kind.most_common())})</span>' if by_kind else ""
+        parts.append(f'<h3>{kind.capitalize()}: {len(rows):,}{kinds}</h3>')
         if not rows:
             parts.append(f'<p class="muted">No file {say}.</p>')
             continue
