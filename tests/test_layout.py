@@ -89,3 +89,20 @@ def test_runtimes_and_engines_never_import_their_callers() -> None:
     for name, deps in graph.items():
         if name.startswith(("genrekit.runtime", "genrekit.engines", "genrekit.features", "genrekit.models")):
             assert not {d for d in deps if d in callers or d.startswith(("genrekit.cli.", "genrekit.serve."))}, name
+
+
+def _libraries(path: Path) -> set[str]:
+    """The top-level packages ``path`` imports outside genrekit, those inside functions included."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+    return found - {"genrekit"}
+
+
+def test_engines_never_import_a_runtimes_library() -> None:
+    """An engine runs whatever runtime the model has: a base install (onnxruntime, no torch) runs on Ray too."""
+    for path in (PACKAGE / "engines").glob("*.py"):
+        assert not _libraries(path) & {"torch", "onnxruntime"}, path.name

@@ -14,6 +14,7 @@ import pytest
 
 import genrekit.runtime as runtime
 from genrekit import load_model
+from genrekit.checkpoint import load_checkpoint
 from genrekit.classifier import GenreClassifier
 from genrekit.config import FeatureConfig
 from genrekit.exceptions import ParameterError
@@ -21,7 +22,7 @@ from genrekit.features.pipeline import featurize_signal
 from genrekit.results import PredictionError
 from genrekit.runtime import ModelSource, Rebuild, available_runtimes, register_runtime
 
-from conftest import synth_tone
+from conftest import synth_tone, write_random_model
 
 LABELS = ["low", "high"]
 SAMPLE_RATE = 22050
@@ -150,3 +151,19 @@ def test_the_shipped_models_classify_without_importing_torch() -> None:
         "print(sorted(k for k in sys.modules if k.split('.')[0] == 'torch' or k == 'genrekit.runtime.torch'))"
     )
     assert _python(code) == "[]"
+
+
+def test_a_torch_runners_worker_copy_sets_its_threads(tmp_path: Path) -> None:
+    """Engines leave PyTorch's process-wide thread count to the runner's rebuild (the Ray engine's model tasks)."""
+    import torch
+
+    from genrekit.runtime.torch import TorchRunner
+
+    runner = TorchRunner(load_checkpoint(write_random_model(tmp_path / "model.pt")))
+    factory, args, kwargs = runner.rebuild(threads=2)
+    before = torch.get_num_threads()
+    try:
+        copy = factory(*args, **kwargs)
+        assert torch.get_num_threads() == 2 and isinstance(copy, TorchRunner)
+    finally:
+        torch.set_num_threads(before)

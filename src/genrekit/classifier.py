@@ -332,7 +332,7 @@ class GenreClassifier:
     def _rebuild(self, threads: int = 1) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
         """How a worker process builds its own copy of this model: (factory, args, kwargs), picklable.
 
-        ``threads`` is for runtimes that own their thread pool (:meth:`genrekit.runtime.Runner.rebuild`); torch's is set by the worker."""
+        ``threads``: the copy's intra-op threads, which each runtime sets its own way (:meth:`genrekit.runtime.Runner.rebuild`)."""
         return _rebuilt, (self.runner.rebuild(threads), self.name), {}
 
     def predict_many(

@@ -6,7 +6,7 @@ for ``predict`` (:meth:`RayEngine.classify`). Ray Data runs it the way its docs 
 
 - decoding and features are stateless tasks (``map_batches`` with a function), a few files a task;
 - the model runs in tasks too, loaded once per worker process from one object-store copy (``ray.put``),
-  with as many torch threads as a model task has CPUs. Not in an actor pool: Ray Data passes an actor its
+  with as many intra-op threads as a model task has CPUs (the runner's rebuild sets them). Not in an actor pool: Ray Data passes an actor its
   constructor arguments through the object store, which Ray logs as an error for every restartable actor
   (ray-project/ray#53727), and tasks are re-run on a dead worker as actors are restarted;
 - results (features, predictions) stream back to the driver, the one place that writes (the results file,
@@ -174,7 +174,7 @@ class RayEngine:
             # One copy in the object store, held by this driver for the run: a task re-run elsewhere reads it again.
             rebuild = ray.put(model._rebuild(threads=threads))
             ds = ds.map_batches(
-                _classify_batch, fn_kwargs={"model": [rebuild], "threads": threads}, batch_size=_FILES_PER_TASK, num_cpus=model_cpus
+                _classify_batch, fn_kwargs={"model": [rebuild]}, batch_size=_FILES_PER_TASK, num_cpus=model_cpus
             )
             for row in ds.iter_rows():
                 yield str(row["content_hash"]), pickle.loads(row["result"])
@@ -239,20 +239,18 @@ def _featurize_batch(batch: dict[str, np.ndarray], config: FeatureConfig, max_du
 _MODELS: dict[str, Any] = {}
 
 
-def _classify_batch(batch: dict[str, np.ndarray], model: list[Any], threads: int) -> dict[str, np.ndarray]:
+def _classify_batch(batch: dict[str, np.ndarray], model: list[Any]) -> dict[str, np.ndarray]:
     """The local engine's soft vote on a few featurized files (a Ray task).
 
     ``model`` is ``[ObjectRef of GenreClassifier._rebuild()]``, in a list so that Ray passes the reference,
     not its value. Results travel back pickled, with the content hash each file was sent with.
     """
     import ray
-    import torch
 
     key = model[0].hex()
     if key not in _MODELS:
         _MODELS.clear()  # another run's model
-        torch.set_num_threads(threads)
-        factory, args, kwargs = ray.get(model[0])  # the model, whichever backend runs it
+        factory, args, kwargs = ray.get(model[0])  # the model, whichever runtime runs it, on the task's threads
         _MODELS[key] = factory(*args, **kwargs)
     classifier = _MODELS[key]
     results = []

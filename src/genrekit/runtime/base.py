@@ -80,7 +80,7 @@ class Runner(Protocol):
         (None without tags), of a batch of segment features laid out as :attr:`input_config` makes them."""
 
     def rebuild(self, threads: int = 1) -> Rebuild:
-        """How a worker process builds its own copy, running ``threads`` intra-op threads where the runtime owns its pool."""
+        """How a worker process builds its own copy, running ``threads`` intra-op threads: (factory, args, kwargs), picklable."""
 
 
 @dataclass

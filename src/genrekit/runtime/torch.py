@@ -112,8 +112,15 @@ class TorchRunner:
         return probs, np.concatenate(tags) if tags else np.empty((0, len(tag_names())), dtype=np.float32)
 
     def rebuild(self, threads: int = 1) -> Rebuild:
-        """(TorchRunner, checkpoint, device): PyTorch's threads are set by the worker, not here."""
-        return TorchRunner, (self.checkpoint,), {"device": self._device_name}
+        """(a builder, checkpoint, device, threads): the worker's copy runs PyTorch on ``threads`` threads,
+        set in the worker, where torch's one thread pool lives, so an engine needs no word of torch."""
+        return _worker_runner, (self.checkpoint,), {"device": self._device_name, "threads": threads}
+
+
+def _worker_runner(checkpoint: Checkpoint, *, device: str, threads: int) -> TorchRunner:
+    """A worker process's runner: PyTorch's intra-op threads are process-wide, so they are set here, once."""
+    torch.set_num_threads(threads)
+    return TorchRunner(checkpoint, device=device)
 
 
 def _tag_layer(config: FeatureConfig) -> torch.nn.Module | None:
