@@ -4,6 +4,7 @@ added as one class plus its registration, giving the same store and results file
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +20,7 @@ from genrekit.datasets.prepare import process_file, prepare_store
 from genrekit.engines import Engine, available_engines, get_engine, register_engine
 from genrekit.engines.local import LocalEngine
 from genrekit.engines.ray import RayEngine
-from genrekit.exceptions import DatasetWarning, ParameterError
+from genrekit.exceptions import DatasetWarning, ParameterError, WorkerDiedError
 from genrekit.features.pipeline import FileResult
 from genrekit.library.formats import read_results
 from genrekit.library.run import classify_library
@@ -154,3 +155,43 @@ def test_local_map_files_draws_paths_lazily_and_starts_nothing_without_work(make
     assert first.failure is None and first.path == drawn[0]
     assert len(drawn) <= 2  # a result can come back before the last path is drawn: the caller caches as it goes
     assert sorted([first.path, *(r.path for r in results)]) == drawn and len(drawn) == 3
+
+
+def _die_on_b(path: str) -> str:
+    """Per-file work whose worker dies on file "b", as one a decoder crashes or the kernel kills."""
+    if path == "b":
+        os._exit(1)
+    return path
+
+
+def test_a_dead_local_worker_is_genrekits_error_not_the_pools() -> None:
+    with pytest.raises(WorkerDiedError, match="a worker process died"):
+        list(LocalEngine(jobs=2).map_files(_die_on_b, ["a", "b", "c", "d"]))  # type: ignore[arg-type]
+
+
+class DyingEngine(SerialEngine):
+    """A SerialEngine whose worker dies after its first file."""
+
+    def classify(
+        self, model: GenreClassifier, items: Sequence[tuple[str, str]], *, max_duration: float | None = None
+    ) -> Generator[tuple[str, Prediction | PredictionError], None, None]:
+        yield next(super().classify(model, items, max_duration=max_duration))
+        raise WorkerDiedError("a worker process died (out of memory, or a decoder crashed on a corrupt file)")
+
+
+def test_a_library_run_whose_worker_dies_keeps_its_rows_and_says_how_to_go_on(model_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_library import write_library
+
+    library = write_library(tmp_path / "music", 4)
+    model = load_model(model_file)
+    out = tmp_path / "results.csv"
+    with pytest.raises(WorkerDiedError) as died:
+        classify_library([library], out, model, engine=DyingEngine())
+    assert str(died.value) == (
+        "a worker process died (out of memory, or a decoder crashed on a corrupt file). Files finished so far are kept: run again with the same out to continue"
+    )
+    kept = read_results(out)
+    assert sum(1 for r in kept if not r["error"]) == 2  # the file finished before the death, and its copy
+    rerun = classify_library([library], out, model, engine=SerialEngine())
+    assert (rerun.n_files, rerun.n_skipped, rerun.n_computed) == (6, 2, 4)  # what the dead run finished is not done again
+    assert len(read_results(out)) == 6

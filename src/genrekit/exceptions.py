@@ -20,6 +20,7 @@ __all__ = [
     "AudioTooLongError",
     "DatasetError",
     "StoreError",
+    "WorkerDiedError",
     "ModelNotFoundError",
     "CheckpointError",
     "ResumeError",
@@ -195,6 +196,11 @@ class MissingDependencyError(GenrekitError, ImportError):
     def __init__(self, package: str, purpose: str) -> None:
         super().__init__(f"{purpose} needs {package}, which is not installed: pip install 'genrekit[train]'")
         self.package = package
+
+
+class WorkerDiedError(GenrekitError, RuntimeError):
+    """A worker of an engine ended without handing back its file's result: killed, out of memory, or a
+    decoder that crashed the process. The caller's outputs keep what was finished before it."""
 
 
 class InUseError(GenrekitError, OSError):

@@ -17,7 +17,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from contextlib import closing
 from dataclasses import dataclass, field, replace
 import functools
@@ -32,7 +31,7 @@ from ..audio import path_problem
 from ..config import FeatureConfig, config_hash
 from .discover import Track, discover, hash_track, warn_duplicates
 from ..engines import get_engine
-from ..exceptions import ParameterError, StoreError, Mention
+from ..exceptions import ParameterError, StoreError, Mention, WorkerDiedError
 from ..features.pipeline import FileResult, featurize_file
 from ..results import FAILURE_KINDS, PredictionError
 from .store import _ERROR_SUFFIX, _STORE_FILES, _STORE_JSON, FORMAT_VERSION, _read_json
@@ -206,15 +205,14 @@ def _prepare(
 
 
 def _hand_over(results: Iterator[FileResult], on_result: Callable[[FileResult], None]) -> None:
-    """Pass each of an engine's ``results`` to ``on_result``; a dead local worker (the pool broken) becomes a
-    StoreError that says what to do."""
+    """Pass each of an engine's ``results`` to ``on_result``; a dead worker becomes a StoreError that says what to do."""
     try:
         for result in results:
             on_result(result)
-    except BrokenProcessPool as e:
+    except WorkerDiedError as e:
         raise StoreError(
-            "a worker process died (out of memory, or a decoder crashed on a corrupt file). Files finished so far "
-            "are cached: run prepare again to continue; with ", Mention("jobs", 1), " the last file shown is the one that crashes."
+            f"{e}. Files finished so far are cached: run prepare again to continue; with ", Mention("jobs", 1),
+            " the last file shown is the one that crashes.",
         ) from e
 
 

@@ -7,7 +7,8 @@
 (~2 CPU s of torch import saved per worker, where the work needs torch). A worker process started that way re-imports the caller's
 ``__main__`` script; a plain script without an ``if __name__ == "__main__":`` guard would then run its own
 work again in every worker and break the pool (``BrokenProcessPool``), so for such a script the pool is
-threads instead: decoding (libsndfile), resampling (soxr) and features (torch) release the GIL.
+threads instead: decoding (libsndfile), resampling (soxr) and features (NumPy) release the GIL. A pool
+broken by a worker's death is raised as :class:`~genrekit.exceptions.WorkerDiedError`.
 
 A ``kill -9`` of ``genrekit prepare`` or a folder ``predict`` used to leave the fork server, its workers
 and the resource tracker running (~600 MB for over 80 s): a worker blocked on its task queue never
@@ -32,6 +33,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -39,7 +41,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from ..datasets.discover import hash_file
-from ..exceptions import ParameterError
+from ..exceptions import ParameterError, WorkerDiedError
 
 if TYPE_CHECKING:
     from ..classifier import GenreClassifier
@@ -244,7 +246,8 @@ class BoundedPool(Generic[R]):
         """
         if self.jobs == 1:
             return [fn(*args, **kwargs)]
-        self._pending.append(self._open().submit(fn, *args, **kwargs))
+        with _worker_deaths():
+            self._pending.append(self._open().submit(fn, *args, **kwargs))
         return self._collect() if len(self._pending) >= self.limit else []
 
     def drain(self) -> Iterator[R]:
@@ -254,11 +257,22 @@ class BoundedPool(Generic[R]):
 
     def _collect(self) -> list[R]:
         """Wait for the next result: the oldest task's when ordered, else those of every task done by then."""
-        if self.ordered:
-            return [self._pending.popleft().result()]
-        done, rest = wait(self._pending, return_when=FIRST_COMPLETED)
-        self._pending = deque(f for f in self._pending if f in rest)
-        return [f.result() for f in done]
+        with _worker_deaths():
+            if self.ordered:
+                return [self._pending.popleft().result()]
+            done, rest = wait(self._pending, return_when=FIRST_COMPLETED)
+            self._pending = deque(f for f in self._pending if f in rest)
+            return [f.result() for f in done]
+
+
+@contextmanager
+def _worker_deaths() -> Iterator[None]:
+    """A broken process pool (a worker killed, out of memory, or crashed by a decoder) as genrekit's
+    :class:`WorkerDiedError`, which callers above the engines know without knowing the pool."""
+    try:
+        yield
+    except BrokenProcessPool as e:
+        raise WorkerDiedError("a worker process died (out of memory, or a decoder crashed on a corrupt file)") from e
 
 
 @dataclass(frozen=True)

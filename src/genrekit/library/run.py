@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 from .._io import exclusive, output_errors, readable
 from ..results import PredictionError
+from ..exceptions import Mention, WorkerDiedError
 from .formats import ResultsFile, Row, check_suffix, result_row
 
 if TYPE_CHECKING:
@@ -164,6 +165,8 @@ def classify_library(
                     for other in copies[digest]:
                         record(_copy_row(row, other))
                         report.n_copied += 1
+        except WorkerDiedError as e:
+            raise WorkerDiedError(f"{e}. Files finished so far are kept: run again with the same ", Mention("out"), " to continue") from e
         finally:
             results.close()
         final = results.finish()
