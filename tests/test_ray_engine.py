@@ -77,6 +77,13 @@ def test_prepare_gives_the_local_engines_store(tmp_path: Path, monkeypatch: pyte
     write_library(tmp_path / "data", 6)
     monkeypatch.chdir(tmp_path)  # relative paths, as a user types them: sent absolute, stored as typed
     local = prepare_store("data", "local", jobs=2)
+
+    def no_reading_here(path: str) -> tuple[str | None, str | None]:
+        raise AssertionError(f"the driver read {path}: Ray's tasks hash the files")
+
+    monkeypatch.setattr("genrekit.engines.ray.hash_file", no_reading_here)  # the driver's copy; tasks import their own
+    monkeypatch.setattr("genrekit.engines.local.hash_file", no_reading_here)
+    monkeypatch.setattr("genrekit.datasets.discover.file_hash", no_reading_here)
     remote = prepare_store("data", "ray", engine=RayEngine())
     assert (remote.n_computed, len(remote.errors)) == (local.n_computed, len(local.errors)) == (6, 1)
     for name in ("features.npy", "segments.csv", "tracks.csv", "errors.csv"):

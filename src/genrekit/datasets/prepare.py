@@ -14,9 +14,7 @@ import json
 import re
 import shutil
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field, replace
 import functools
@@ -29,7 +27,7 @@ from .._version import __version__
 from .._io import LOCK_NAME, atomic_write, exclusive, output_errors
 from ..audio import path_problem
 from ..config import FeatureConfig, config_hash
-from .discover import Track, discover, hash_track, warn_duplicates
+from .discover import Track, discover, warn_duplicates
 from ..engines import get_engine
 from ..exceptions import ParameterError, StoreError, Mention, WorkerDiedError
 from ..features.pipeline import FileResult, featurize_file
@@ -191,12 +189,14 @@ def _prepare(
     run = _PrepareRun(out, cache_dir, PrepareReport(store=out, n_tracks=len(listed)), len(listed), on_progress)
     run.advance("", 0)
     work = functools.partial(process_file, config=config, max_duration=max_duration)
-    # Files are hashed in a thread (hashlib and file reads release the GIL) while the engine draws the
-    # ones to compute from this generator: hashing, worker start-up and feature computation overlap.
-    with ThreadPoolExecutor(max_workers=1) as hasher:
-        to_compute = (path for track in _hashed(listed, hasher) if (path := run.route(track)) is not None)
+    # Files are hashed by the engine where it reads them (locally a thread running ahead, on Ray tasks) while
+    # it draws the ones to compute from this generator: hashing, worker start-up and features overlap.
+    with engine.session():  # one for hashing and computing: a cluster is joined once
+        to_compute = (path for track in _hashed(listed, engine) if (path := run.route(track)) is not None)
         with closing(engine.map_files(work, to_compute)) as results:
             _hand_over(results, run.on_result)
+    order = {str(t.path): i for i, t in enumerate(listed)}
+    run.tracks.sort(key=lambda t: order[str(t.path)])  # the store's order is the listing's, whatever order hashes came in
     if not isinstance(source, list):
         warn_duplicates(run.tracks)  # as discover() would have
     _write_store(run, existing, config, key)
@@ -324,18 +324,18 @@ def _write_store(run: _PrepareRun, existing: dict[str, Any] | None, config: Feat
     report.n_segments = _consolidate(out, run.cache_dir, stored, failed, config, failures, digest, key)
 
 
-def _hashed(tracks: list[Track], hasher: ThreadPoolExecutor, ahead: int = 1024) -> Iterator[Track]:
-    """``tracks`` with content hashes, in order, computed up to ``ahead`` files in advance by ``hasher``.
-
-    The lookahead is long because the first submission to the workers blocks until the fork server has
-    imported torch (~1 s): hashing goes on meanwhile, on the other core.
-    """
-    queue: deque[Future[Track]] = deque(hasher.submit(hash_track, t) for t in tracks[:ahead])
-    for t in tracks[ahead:]:
-        yield queue.popleft().result()
-        queue.append(hasher.submit(hash_track, t))
-    while queue:
-        yield queue.popleft().result()
+def _hashed(tracks: list[Track], engine: Engine) -> Iterator[Track]:
+    """``tracks`` with content hashes, hashed by ``engine`` (in the order it gives them): a track that has
+    one keeps it, an unreadable file keeps ``None`` (its failure is reported as the file's)."""
+    waiting: dict[str, list[Track]] = {}
+    for track in tracks:
+        if track.content_hash is not None:
+            yield track
+        else:
+            waiting.setdefault(str(track.path), []).append(track)
+    for path, digest, _ in engine.hash_files(list(waiting)):
+        for track in waiting.pop(path):
+            yield replace(track, content_hash=digest) if digest is not None else track
 
 
 def _cached_error(cache_dir: Path, track: Track) -> PredictionError | None:

@@ -61,8 +61,8 @@ class Engine(Protocol):
         (:func:`genrekit.datasets.discover.hash_file`), in any order, read where the engine reads files.
 
         A library run hashes every file before decoding any, to take out files done before and copies of
-        files it classifies: on a cluster the hashing is spread like the decoding, so the calling process
-        reads no audio.
+        files it classifies; ``prepare`` hashes to find cached features and copies. On a cluster the
+        hashing is spread like the decoding, so the calling process reads no audio.
         """
         ...
 

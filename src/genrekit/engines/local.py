@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 __all__ = ["BoundedPool", "LocalEngine", "default_jobs", "main_is_safe_to_import", "open_pool", "watch_parent", "stop_pool"]
 
 _POLL_SECONDS = 1.0
+HASH_AHEAD = 1024  # files hashed ahead of the caller: long enough to cover the first worker's start-up (~1 s)
 IN_FLIGHT_PER_JOB = 4  # enough queued work that no worker waits for the caller, little enough that memory stays flat
 # What the fork server imports once for every worker: the per-file pipeline (and torch, which it runs on).
 _PRELOAD = ("torch", "genrekit.features.pipeline")
@@ -326,11 +327,22 @@ class LocalEngine:
             yield from pool.drain()
 
     def hash_files(self, paths: Sequence[str]) -> Generator[tuple[str, str | None, str | None], None, None]:
-        """Hashed in order, in a thread of this process that runs ahead of the caller (reading and hashing
-        release the GIL): worker processes would add their start-up and nothing else."""
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            for path, (digest, reason) in zip(paths, pool.map(hash_file, paths)):
-                yield path, digest, reason
+        """Hashed in order, in a thread of this process that runs up to :data:`HASH_AHEAD` files ahead of the
+        caller (reading and hashing release the GIL, so hashing overlaps the caller's work on the files it
+        has): worker processes would add their start-up and nothing else."""
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="genrekit-hash")
+        queue: deque[tuple[str, Future[tuple[str | None, str | None]]]] = deque()
+        try:
+            for path in paths:
+                queue.append((path, pool.submit(hash_file, path)))
+                if len(queue) > HASH_AHEAD:
+                    done, future = queue.popleft()
+                    yield (done, *future.result())
+            while queue:
+                done, future = queue.popleft()
+                yield (done, *future.result())
+        finally:
+            pool.shutdown(cancel_futures=True)  # a caller that stops early does not wait for the files ahead
 
     def classify(
         self, model: GenreClassifier, items: Sequence[tuple[str, str]], *, max_duration: float | None = None
