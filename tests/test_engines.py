@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import functools
 import os
+import subprocess
+import sys
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,7 +42,7 @@ class SerialEngine:
     def session(self) -> Iterator[None]:
         yield
 
-    def map_files(self, work: Callable[[str], FileResult], paths: Iterable[str]) -> Generator[FileResult, None, None]:
+    def map_files(self, work: Callable[[str], FileResult], paths: Iterable[str], *, preload: Sequence[str] = ()) -> Generator[FileResult, None, None]:
         for path in paths:
             self.ran.append(path)
             yield work(path)
@@ -195,3 +197,28 @@ def test_a_library_run_whose_worker_dies_keeps_its_rows_and_says_how_to_go_on(mo
     rerun = classify_library([library], out, model, engine=SerialEngine())
     assert (rerun.n_files, rerun.n_skipped, rerun.n_computed) == (6, 2, 4)  # what the dead run finished is not done again
     assert len(read_results(out)) == 6
+
+
+def test_the_local_engines_workers_import_torch_only_for_work_that_needs_it(tmp_path: Path) -> None:
+    """A log-mel prepare runs without PyTorch in its workers; a musicnn one has it imported once, before the
+    fork. Each in a fresh process: a process has one fork server, started with the first pool's preload."""
+    from genrekit.features.kinds import kind_module
+
+    assert kind_module("logmel") == "genrekit.features.logmel" and kind_module("musicnn") == "genrekit.features.musicnn"
+    script = tmp_path / "probe.py"
+    script.write_text(
+        "import sys\n"
+        "from engine_probe import torch_imported\n"
+        "from genrekit.engines.local import LocalEngine\n"
+        "if __name__ == '__main__':\n"
+        "    print(list(LocalEngine(jobs=2).map_files(torch_imported, ['a', 'b', 'c', 'd'], preload=(sys.argv[1],))))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+
+    def workers_have_torch(kind: str) -> str:
+        probe = subprocess.run([sys.executable, str(script), kind_module(kind)], capture_output=True, text=True, env=env, timeout=120)
+        assert probe.returncode == 0, probe.stderr
+        return probe.stdout.strip()
+
+    assert workers_have_torch("logmel") == "[False, False, False, False]"
+    assert workers_have_torch("musicnn") == "[True, True, True, True]"

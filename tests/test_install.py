@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.request
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -84,6 +85,15 @@ def test_the_base_install_has_no_pytorch_and_classifies_without_it(lean_venv: Pa
     sample = _run(python, "-c", "from importlib import resources; print(resources.files('genrekit') / 'samples' / 'los_rombos_fantasma.mp3')").strip()
     out = json.loads(_run(lean_venv / "bin" / "genrekit", "predict", sample, "--format", "json"))
     assert out["results"][0]["genre"] in out["model"]["labels"]
+
+
+def test_the_base_install_prepares_log_mel_features(lean_venv: Path, make_dataset: Callable[..., Path], tmp_path: Path) -> None:
+    """`prepare --features logmel` is base-install work (README): its workers must not need PyTorch."""
+    data = make_dataset(per_label=2, seconds=6.5)
+    done = subprocess.run([str(lean_venv / "bin" / "genrekit"), "prepare", str(data), "--out", str(tmp_path / "store"), "--jobs", "2", "--strict"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "6 tracks, 12 segments" in done.stdout and "0 skipped" in done.stdout
 
 
 def test_the_base_install_says_what_to_install_for_training(lean_venv: Path, tmp_path: Path) -> None:

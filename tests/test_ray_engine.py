@@ -103,8 +103,8 @@ class _Counted:
     def session(self) -> AbstractContextManager[object]:
         return self.ray.session()
 
-    def map_files(self, work: Callable[[str], FileResult], paths: Iterable[str]) -> Generator[FileResult, None, None]:
-        for result in self.ray.map_files(work, paths):
+    def map_files(self, work: Callable[[str], FileResult], paths: Iterable[str], *, preload: Sequence[str] = ()) -> Generator[FileResult, None, None]:
+        for result in self.ray.map_files(work, paths, preload=preload):
             self.decoded.append(result.path)
             yield result
 

@@ -30,6 +30,7 @@ from ..config import FeatureConfig, config_hash
 from .discover import Track, discover, warn_duplicates
 from ..engines import get_engine
 from ..exceptions import ParameterError, StoreError, Mention, WorkerDiedError
+from ..features.kinds import kind_module
 from ..features.pipeline import FileResult, featurize_file
 from ..results import FAILURE_KINDS, PredictionError
 from .store import _ERROR_SUFFIX, _STORE_FILES, _STORE_JSON, FORMAT_VERSION, _read_json
@@ -193,7 +194,7 @@ def _prepare(
     # it draws the ones to compute from this generator: hashing, worker start-up and features overlap.
     with engine.session():  # one for hashing and computing: a cluster is joined once
         to_compute = (path for track in _hashed(listed, engine) if (path := run.route(track)) is not None)
-        with closing(engine.map_files(work, to_compute)) as results:
+        with closing(engine.map_files(work, to_compute, preload=(kind_module(config.kind),))) as results:
             _hand_over(results, run.on_result)
     order = {str(t.path): i for i, t in enumerate(listed)}
     run.tracks.sort(key=lambda t: order[str(t.path)])  # the store's order is the listing's, whatever order hashes came in

@@ -45,7 +45,7 @@ class Engine(Protocol):
         """The engine's resources (a cluster connection) set up for a block and torn down after it."""
         ...
 
-    def map_files(self, work: Callable[[str], FileResult], paths: Iterable[str]) -> Generator[FileResult, None, None]:
+    def map_files(self, work: Callable[[str], FileResult], paths: Iterable[str], *, preload: Sequence[str] = ()) -> Generator[FileResult, None, None]:
         """``work(path)`` for each path, handed back as each finishes (in any order), each naming its path as given.
 
         A generator: a caller that stops early (an error, Ctrl-C) closes it, and the engine stops its work then.
@@ -53,6 +53,8 @@ class Engine(Protocol):
         ``paths`` may be lazy: the caller decides what to compute as it goes (hashing, the cache), and a
         result may come back before the last path is drawn. ``work`` must be picklable (a module-level
         function, or a :func:`functools.partial` of one) for an engine that runs it in other processes.
+        ``preload`` names the modules ``work`` needs (a feature kind's): an engine whose workers start from
+        one process may import them there once (the local engine's fork server); others may ignore it.
         """
         ...
 

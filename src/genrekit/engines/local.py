@@ -3,8 +3,8 @@
 :class:`LocalEngine` is the :class:`~genrekit.engines.Engine` of ``prepare`` and library runs by default;
 :class:`BoundedPool` is the one loop that feeds its workers, shared with :meth:`GenreClassifier.predict_many`.
 
-:func:`open_pool` starts worker processes from a fork server that has imported the feature code once
-(~2 CPU s of torch import saved per worker, where the work needs torch). A worker process started that way re-imports the caller's
+:func:`open_pool` starts worker processes from a fork server that has imported the feature code once, and
+torch only where the work needs it (~2 CPU s saved per worker). A worker process started that way re-imports the caller's
 ``__main__`` script; a plain script without an ``if __name__ == "__main__":`` guard would then run its own
 work again in every worker and break the pool (``BrokenProcessPool``), so for such a script the pool is
 threads instead: decoding (libsndfile), resampling (soxr) and features (NumPy) release the GIL. A pool
@@ -53,8 +53,8 @@ __all__ = ["BoundedPool", "LocalEngine", "default_jobs", "main_is_safe_to_import
 _POLL_SECONDS = 1.0
 HASH_AHEAD = 1024  # files hashed ahead of the caller: long enough to cover the first worker's start-up (~1 s)
 IN_FLIGHT_PER_JOB = 4  # enough queued work that no worker waits for the caller, little enough that memory stays flat
-# What the fork server imports once for every worker: the per-file pipeline (and torch, which it runs on).
-_PRELOAD = ("torch", "genrekit.features.pipeline")
+# What the fork server imports once for every worker, beside the modules the caller's work needs.
+_PRELOAD = ("genrekit.features.pipeline",)
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -310,18 +310,19 @@ class LocalEngine:
         """Nothing to set up: the workers of each call start with its first file and end with its last."""
         yield
 
-    def map_files(self, work: Callable[[str], FileResult], paths: Iterable[str]) -> Generator[FileResult, None, None]:
+    def map_files(self, work: Callable[[str], FileResult], paths: Iterable[str], *, preload: Sequence[str] = ()) -> Generator[FileResult, None, None]:
         """``work(path)`` in a :class:`BoundedPool`, results as they complete: a slow file holds up no other.
 
-        Workers start on the second path drawn (none for a run with a single file to compute), so the fork
-        server's torch import overlaps with the caller's work on the paths that follow (hashing them).
+        Workers start on the second path drawn (none for a run with a single file to compute), from a fork
+        server that has imported ``preload`` (torch for musicnn embeddings, nothing more for log-mels): its
+        imports overlap with the caller's work on the paths that follow (hashing them).
         """
         pending = iter(paths)
         first = list(itertools.islice(pending, 2))
         if not first:
             return
         jobs = (self.jobs or default_jobs()) if len(first) > 1 else 1
-        with BoundedPool["FileResult"](jobs, ordered=False, start=functools.partial(open_pool, preload=_PRELOAD)) as pool:
+        with BoundedPool["FileResult"](jobs, ordered=False, start=functools.partial(open_pool, preload=(*_PRELOAD, *preload))) as pool:
             for path in itertools.chain(first, pending):
                 yield from pool.submit(work, path)
             yield from pool.drain()

@@ -191,9 +191,9 @@ class RayEngine:
             for row in ds.iter_rows():
                 yield submitted[str(row["path"])], str(row["content_hash"]) or None, str(row["reason"]) or None
 
-    def map_files(self, work: Callable[[str], FileResult], paths: Iterable[str]) -> Generator[FileResult, None, None]:
+    def map_files(self, work: Callable[[str], FileResult], paths: Iterable[str], *, preload: Sequence[str] = ()) -> Generator[FileResult, None, None]:
         """``work(path)`` in Ray tasks, each result naming its path as given (relative paths are sent absolute,
-        and put back in messages).
+        and put back in messages). ``preload`` is not needed: Ray's worker processes outlive their tasks.
 
         Paths are collected first, then run as one Ray Data job: Ray starts only if there is a file to compute.
         """

@@ -24,6 +24,7 @@ __all__ = [
     "FeatureKind",
     "register_feature_kind",
     "feature_kind",
+    "kind_module",
     "available_feature_kinds",
     "default_config",
     "extract_features",
@@ -87,6 +88,14 @@ def feature_kind(name: str) -> FeatureKind:
     if name not in _KINDS:
         raise ParameterError.invalid("kind", words(available_feature_kinds()), name, subject="The feature kind")
     return _KINDS[name]
+
+
+def kind_module(name: str) -> str:
+    """The module that computes feature kind ``name``: what a worker process imports to compute it (the
+    local engine imports it once, in the fork server its workers start from)."""
+    if name in _PROVIDERS:
+        return _PROVIDERS[name]
+    return feature_kind(name).extract.__module__  # a kind registered from elsewhere: the module of its function
 
 
 def default_config(kind: str = "logmel", **overrides: Any) -> FeatureConfig:

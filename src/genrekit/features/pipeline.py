@@ -166,8 +166,7 @@ def featurize_file(path: str | Path, config: FeatureConfig, *, max_duration: flo
             return FileResult(path, failure=PredictionError.from_exception(path, e), warnings=tuple(warning_note(w.message) for w in caught))
     features = np.concatenate(batches)
     if half:
-        import torch  # loaded already: the features were computed with it
-
-        features = torch.from_numpy(features).half().numpy()  # 10x numpy's astype
+        with np.errstate(over="ignore"):  # as PyTorch's half(): the same bits, ~0.3 ms a 30 s clip, and no torch import in a worker
+            features = features.astype(np.float16)
     starts = np.arange(len(features), dtype=np.int64) * config.audio.hop_samples / config.audio.sample_rate
     return FileResult(path, features, starts, stream.duration_s, stream.silent, warnings=tuple(warning_note(w.message) for w in caught))
