@@ -360,3 +360,27 @@ def test_a_file_named_like_the_lock_that_is_not_genrekits_is_left_alone(tmp_path
     with pytest.raises(OutputError, match="not a genrekit lock file"), exclusive(tmp_path / "r.csv", lock, parameter="out"):
         pass
     assert lock.read_text() == "my notes"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["spectrogram", "{clip}", "--out", "{file}"],
+        ["predict", "{clip}", "-m", "{model}", "--format", "json", "--plot", "{file}"],
+        ["predict", "{clip}", "-m", "{model}", "--format", "json", "--plot", "{file}/timelines"],
+        ["predict", "{clip}", "-m", "{model}", "--out", "{file}/results.csv"],
+        ["demo", "-m", "{model}", "--out", "{file}"],
+    ],
+    ids=["spectrogram", "plot", "plot-below", "results-below", "demo"],
+)
+def test_a_file_where_an_output_folder_goes_is_one_line_and_left_as_it_was(model_file: Path, tmp_path: Path, args: list[str]) -> None:
+    clip = write_clips(tmp_path / "music", ["a.wav"]) / "a.wav"
+    in_the_way = tmp_path / "plots.png"
+    in_the_way.write_bytes(b"someone's picture")
+    fields = {"clip": str(clip), "model": str(model_file), "file": str(in_the_way)}
+    result = CliRunner().invoke(app, [a.format(**fields) for a in args])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and isinstance(result.exception, SystemExit)
+    line = result.output.strip().splitlines()[-1]
+    assert line.startswith(f"error: {in_the_way}") and "in the way of a folder" in line and "choose another place" in line
+    assert in_the_way.read_bytes() == b"someone's picture"

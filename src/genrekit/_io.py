@@ -39,8 +39,11 @@ _OUTPUT_ERRNOS = {
     errno.EROFS: "read-only file system",
     errno.EACCES: "permission denied",
     errno.EPERM: "operation not permitted",
+    errno.EEXIST: "a file of that name is in the way of a folder",  # mkdir over a file
+    errno.ENOTDIR: "a file is in the way of a folder",  # a path through a file
 }
 _FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_IN_THE_WAY = {errno.EEXIST, errno.ENOTDIR}
 # Control characters (C0, DEL, C1): ESC starts terminal sequences (colours, window titles, cursor moves).
 _CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
 _CONTROL_BUT_NEWLINE = {c: v for c, v in _CONTROL.items() if c != 0x0A}
@@ -112,11 +115,12 @@ def atomic_write(path: Path, mode: str = "wb", **kwargs: Any) -> Iterator[IO[Any
 def _describe(e: OSError, path: Path) -> str:
     where = e.filename if isinstance(e.filename, str) else str(path)
     reason = _OUTPUT_ERRNOS[e.errno or 0]
-    hint = (
-        "what was written so far is kept: free some space and run the same command again to continue"
-        if e.errno in _FULL
-        else "choose a writable place, or make this one writable"
-    )
+    if e.errno in _FULL:
+        hint = "what was written so far is kept: free some space and run the same command again to continue"
+    elif e.errno in _IN_THE_WAY:
+        hint = "choose another place; the file is left as it is"
+    else:
+        hint = "choose a writable place, or make this one writable"
     return f"{printable(where)}: cannot write ({reason}); {hint}"
 
 

@@ -147,7 +147,8 @@ def _genre_cell(r: Prediction) -> str:
 def _write_plots(results: Sequence[Prediction | PredictionError], plot_dir: Path) -> dict[str, str]:
     from ..plots.predictions import plot_timeline, safe_stem
 
-    plot_dir.mkdir(parents=True, exist_ok=True)
+    with output_errors(plot_dir):  # a file in the way, or a folder that cannot be written: one line
+        plot_dir.mkdir(parents=True, exist_ok=True)
     written: dict[str, str] = {}
     used: set[str] = set()
     for r in results:
@@ -228,7 +229,8 @@ def predict(
     if not results:
         err_console.print("[bold red]error:[/] no audio files found (extensions: wav, au, flac, ogg, mp3)")
         raise typer.Exit(1)
-    plots = _write_plots(results, plot) if plot else {}
+    with handle_errors(predict):
+        plots = _write_plots(results, plot) if plot else {}
     n_tags = (0 if fmt == "table" else DEFAULT_TAGS) if tags is None else tags
     if tags and not clf.has_tags:
         err_console.print(f"model {escape(clf.name)} ({clf.describe()['architecture']}) has no tags: only models over musicnn embeddings compute musicnn's tags", soft_wrap=True)
@@ -398,7 +400,7 @@ def spectrogram(
     with handle_errors(spectrogram):
         config = load_model(model).input_config if model else FeatureConfig()
         files, missing = find_audio_files(paths)
-    written, failed = write_spectrograms(files, out, config, per_segment=per_segment)
+        written, failed = write_spectrograms(files, out, config, per_segment=per_segment)
     failed = missing + failed
     console.print(f"wrote {written} spectrogram {'image' if written == 1 else 'images'} to {out}/")
     for f in failed:
@@ -425,7 +427,8 @@ def demo(
         with resources.as_file(resources.files("genrekit") / "samples") as samples:
             results = _classify(clf, [samples], None, "demo")
             results = [r for r in results]
-            out.mkdir(parents=True, exist_ok=True)
+            with output_errors(out):
+                out.mkdir(parents=True, exist_ok=True)
             plots = _write_plots(results, out / "timelines")
             rel = {p: str(Path(v).relative_to(out)) for p, v in plots.items()}
             page = write_html_summary(results, out / "index.html", model_name=clf.name, plots=rel)

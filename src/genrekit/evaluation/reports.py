@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .._io import output_errors
 from ..datasets.splits import LEAKY_LABEL, PARTITIONS, SplitConfig, make_split, segment_partitions
 from ..exceptions import CheckpointError, Mention, ParameterError, StoreError
 from .metrics import Evaluation, evaluate_predictions, predict_logits, softmax
@@ -159,7 +160,8 @@ def write_evaluation(evaluation: Evaluation, summary: dict[str, Any], out_dir: s
     from ..plots.metrics import plot_confusion
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    with output_errors(out):  # a file in the way, or a read-only place: an OutputError naming it
+        out.mkdir(parents=True, exist_ok=True)
     names = evaluation.label_names
     tr = evaluation.tracks
     with open(out / "detailed_results.csv", "w", newline="") as f:

@@ -68,10 +68,12 @@ def write_spectrograms(
 
     Returns the number of images written and, for each file that could not be decoded, its failure.
     """
+    from .._io import output_errors
     from ..audio import load_audio, segment_audio
     from ..exceptions import AudioDecodeError, GenrekitError
 
-    out.mkdir(parents=True, exist_ok=True)
+    with output_errors(out):  # a file in the way, or a read-only place: an OutputError naming it
+        out.mkdir(parents=True, exist_ok=True)
     failed: list[PredictionError] = []
     written = 0
     for path in files:
