@@ -181,15 +181,9 @@ class RayEngine:
 
     def hash_files(self, paths: Sequence[str]) -> Generator[tuple[str, str | None, str | None], None, None]:
         """Hashed in Ray tasks, spread over the cluster as decoding is: this process reads no audio."""
-        submitted = {str(Path(path).absolute()): path for path in paths}  # absolute -> as given
-        if not submitted:
-            return
-        with self.session() as ray:
-            task_cpus, _ = self._cpus(ray)
-            ds = self._dataset(ray, [{"path": p} for p in submitted])
-            ds = ds.map_batches(_hash_batch, batch_size=None, num_cpus=task_cpus)
-            for row in ds.iter_rows():
-                yield submitted[str(row["path"])], str(row["content_hash"]) or None, str(row["reason"]) or None
+        submitted = _absolute(paths)
+        for row in self._file_job(submitted, _hash_batch):
+            yield submitted[str(row["path"])], str(row["content_hash"]) or None, str(row["reason"]) or None
 
     def map_files(self, work: Callable[[str], FileResult], paths: Iterable[str], *, preload: Sequence[str] = ()) -> Generator[FileResult, None, None]:
         """``work(path)`` in Ray tasks, each result naming its path as given (relative paths are sent absolute,
@@ -197,16 +191,24 @@ class RayEngine:
 
         Paths are collected first, then run as one Ray Data job: Ray starts only if there is a file to compute.
         """
-        submitted = {str(Path(path).absolute()): path for path in paths}  # absolute -> as given
+        submitted = _absolute(paths)
+        for row in self._file_job(submitted, _map_batch, fn_kwargs={"work": work}, memory=_TASK_MEMORY):
+            yield _as_given(pickle.loads(row["result"]), submitted)
+
+    def _file_job(self, submitted: dict[str, str], batch: Callable[..., dict[str, np.ndarray]], **options: Any) -> Iterator[dict[str, Any]]:
+        """The rows of one Ray Data job running ``batch`` over the files of ``submitted`` (absolute path -> as
+        given), a few files a task; Ray is not joined when there is no file."""
         if not submitted:
             return
         with self.session() as ray:
             task_cpus, _ = self._cpus(ray)
             ds = self._dataset(ray, [{"path": p} for p in submitted])
-            ds = ds.map_batches(_map_batch, fn_kwargs={"work": work}, batch_size=None, num_cpus=task_cpus, memory=_TASK_MEMORY)
-            for row in ds.iter_rows():
-                yield _as_given(pickle.loads(row["result"]), submitted)
+            yield from ds.map_batches(batch, batch_size=None, num_cpus=task_cpus, **options).iter_rows()
 
+
+def _absolute(paths: Iterable[str]) -> dict[str, str]:
+    """Each path made absolute (what a task on another machine can open) -> the path as given (what results name)."""
+    return {str(Path(path).absolute()): path for path in paths}
 
 def _start_reaper() -> subprocess.Popen[bytes]:
     """:mod:`genrekit.engines._reaper` watching this process, in its own session (a Ctrl-C to the terminal's group is not for it)."""
